@@ -1,0 +1,28 @@
+"""`hirestream`: the one command-line entry point.
+
+Each sub-command lives in its own module under `infra/commands/` and is imported
+only when the CLI starts, so `hirestream --help` stays quick and a command's heavy
+imports (torch, faust) load only when it runs.
+"""
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# One line per command module; each module exposes `command` (a click command/group).
+COMMAND_MODULES = [
+]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Real-time job matching over Kafka: stream, retrieve, rank, replay."""
+
+
+for _name in COMMAND_MODULES:
+    main.add_command(importlib.import_module(f"infra.commands.{_name}").command)
+
+
+if __name__ == "__main__":
+    main()

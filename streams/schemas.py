@@ -1,0 +1,311 @@
+"""Event schemas: every message on every topic is one JSON envelope.
+
+    {"schema": "hirestream.v1", "event_id": "...", "event_time": "2026-11-28T12:00:00Z",
+     "type": "member.upserted", "payload": {...}}
+
+This module is the one place that validates, serializes and parses events.
+`parse(topic, raw)` either returns a typed event or raises `InvalidEvent` carrying the
+reason and the original bytes, which is what the dead-letter path needs.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+
+SCHEMA_VERSION = "hirestream.v1"
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]
+ShortText = Annotated[str, StringConstraints(max_length=200)]
+LongText = Annotated[str, StringConstraints(max_length=5000)]
+
+
+class Seniority(str, Enum):
+    INTERN = "intern"
+    ENTRY = "entry"
+    MID = "mid"
+    SENIOR = "senior"
+    LEAD = "lead"
+    DIRECTOR = "director"
+    EXECUTIVE = "executive"
+
+    @property
+    def rank(self) -> int:
+        return _SENIORITY_ORDER.index(self)
+
+
+_SENIORITY_ORDER = list(Seniority)
+
+
+class DismissReason(str, Enum):
+    """Feedback a member gives when dismissing a job, grouped into categories."""
+
+    TOO_SENIOR = "too_senior"
+    TOO_JUNIOR = "too_junior"
+    WRONG_LOCATION = "wrong_location"
+    COMPANY = "company"
+    NOT_MY_FIELD = "not_my_field"
+    ALREADY_SEEN = "already_seen"
+    OTHER = "other"
+
+
+class ActionType(str, Enum):
+    VIEW = "view"
+    CLICK = "click"
+    SAVE = "save"
+    APPLY = "apply"
+    DISMISS = "dismiss"
+    SEARCH = "search"
+
+
+class Surface(str, Enum):
+    RECOMMENDATIONS = "recommendations"  # organic "jobs you may be interested in"
+    SEARCH = "search"
+    PROMOTED = "promoted"
+
+
+class Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---- payloads, one per event type -------------------------------------------------
+
+
+class MemberProfile(Payload):
+    member_id: Id
+    title: ShortText
+    occupation: ShortText = ""
+    skills: list[ShortText] = Field(default_factory=list, max_length=100)
+    location: ShortText
+    seniority: Seniority
+    years_experience: float = Field(ge=0, le=70)
+    about: LongText = ""  # member-written free text: never trusted as instructions
+
+
+class Company(Payload):
+    company_id: Id
+    name: ShortText
+    industry: ShortText = ""
+    location: ShortText = ""
+    size: int = Field(default=0, ge=0)
+
+
+class Job(Payload):
+    job_id: Id
+    company_id: Id
+    company_name: ShortText
+    title: ShortText
+    occupation: ShortText = ""
+    skills: list[ShortText] = Field(default_factory=list, max_length=100)
+    location: ShortText
+    seniority: Seniority
+    promoted: bool = False
+    description: LongText = ""
+
+
+class JobClosed(Payload):
+    job_id: Id
+
+
+class MemberAction(Payload):
+    member_id: Id
+    action: ActionType
+    job_id: Id | None = None
+    reason: DismissReason | None = None  # dismiss only
+    query: ShortText | None = None  # search only
+    surface: Surface = Surface.RECOMMENDATIONS
+
+    @model_validator(mode="after")
+    def _fields_match_action(self) -> "MemberAction":
+        if self.action is ActionType.SEARCH:
+            if not self.query:
+                raise ValueError("a search action needs a non-empty query")
+        elif self.job_id is None:
+            raise ValueError(f"a {self.action.value} action needs a job_id")
+        if self.action is ActionType.DISMISS and self.reason is None:
+            raise ValueError("a dismiss action needs a feedback reason")
+        if self.action is not ActionType.DISMISS and self.reason is not None:
+            raise ValueError(f"only dismiss actions carry a reason, not {self.action.value}")
+        return self
+
+
+class Hire(Payload):
+    member_id: Id
+    job_id: Id
+    company_id: Id
+
+
+class ScoreRequest(Payload):
+    request_id: Id
+    member_id: Id
+    surface: Surface = Surface.RECOMMENDATIONS
+    query: ShortText | None = None
+    task: ShortText = "apply"
+    k: int = Field(default=10, ge=1, le=500)
+    deadline_ms: int = Field(default=1000, ge=1, le=60_000)
+
+
+class ScoredItem(Payload):
+    job_id: Id
+    score: float
+    reasons: list[str] = Field(default_factory=list)
+
+
+class ScoreResult(Payload):
+    request_id: Id
+    member_id: Id
+    items: list[ScoredItem]
+    model_id: str
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+    error: str | None = None
+
+
+# ---- envelopes ---------------------------------------------------------------------
+
+
+class Envelope(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    schema_: Literal["hirestream.v1"] = Field(SCHEMA_VERSION, alias="schema")
+    event_id: Id
+    event_time: AwareDatetime
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(by_alias=True).encode()
+
+
+class MemberUpserted(Envelope):
+    type: Literal["member.upserted"] = "member.upserted"
+    payload: MemberProfile
+
+
+class CompanyUpserted(Envelope):
+    type: Literal["company.upserted"] = "company.upserted"
+    payload: Company
+
+
+class JobPosted(Envelope):
+    type: Literal["job.posted"] = "job.posted"
+    payload: Job
+
+
+class JobUpdated(Envelope):
+    type: Literal["job.updated"] = "job.updated"
+    payload: Job
+
+
+class JobClosedEvent(Envelope):
+    type: Literal["job.closed"] = "job.closed"
+    payload: JobClosed
+
+
+class MemberActed(Envelope):
+    type: Literal["member.action"] = "member.action"
+    payload: MemberAction
+
+
+class HireConfirmed(Envelope):
+    type: Literal["hire.confirmed"] = "hire.confirmed"
+    payload: Hire
+
+
+class ScoreRequested(Envelope):
+    type: Literal["score.requested"] = "score.requested"
+    payload: ScoreRequest
+
+
+class ScoreCompleted(Envelope):
+    type: Literal["score.completed"] = "score.completed"
+    payload: ScoreResult
+
+
+JobEvent = Annotated[Union[JobPosted, JobUpdated, JobClosedEvent], Field(discriminator="type")]
+Event = Union[
+    MemberUpserted, CompanyUpserted, JobPosted, JobUpdated, JobClosedEvent,
+    MemberActed, HireConfirmed, ScoreRequested, ScoreCompleted,
+]
+
+# What each topic may carry. One TypeAdapter per topic, built once (validation is
+# on the ingest hot path).
+_TOPIC_TYPES: dict[str, Any] = {
+    "members": MemberUpserted,
+    "companies": CompanyUpserted,
+    "jobs": JobEvent,
+    "member-actions": MemberActed,
+    "hires": HireConfirmed,
+    "score-requests": ScoreRequested,
+    "score-results": ScoreCompleted,
+}
+_ADAPTERS = {topic: TypeAdapter(tp) for topic, tp in _TOPIC_TYPES.items()}
+TOPIC_OF_TYPE: dict[str, str] = {
+    "member.upserted": "members",
+    "company.upserted": "companies",
+    "job.posted": "jobs",
+    "job.updated": "jobs",
+    "job.closed": "jobs",
+    "member.action": "member-actions",
+    "hire.confirmed": "hires",
+    "score.requested": "score-requests",
+    "score.completed": "score-results",
+}
+
+
+class InvalidEvent(ValueError):
+    """A message that is not a valid event for its topic; keeps the original bytes."""
+
+    def __init__(self, topic: str, reason: str, raw: bytes):
+        super().__init__(f"invalid event on {topic!r}: {reason}")
+        self.topic = topic
+        self.reason = reason
+        self.raw = raw
+
+
+def _describe(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors(include_url=False)[:5]:
+        loc = ".".join(str(p) for p in e["loc"]) or "<root>"
+        parts.append(f"{loc}: {e['msg']}")
+    return "; ".join(parts)
+
+
+def parse(topic: str, raw: bytes | str) -> Event:
+    """Validate one message from `topic`; raise InvalidEvent with a readable reason."""
+    raw_bytes = raw.encode() if isinstance(raw, str) else bytes(raw)
+    adapter = _ADAPTERS.get(topic)
+    if adapter is None:
+        raise InvalidEvent(topic, f"unknown topic {topic!r}", raw_bytes)
+    try:
+        return adapter.validate_json(raw_bytes)
+    except ValidationError as err:
+        raise InvalidEvent(topic, _describe(err), raw_bytes) from None
+
+
+def serialize(event: Envelope) -> bytes:
+    return event.to_json()
+
+
+def topic_of(event: Envelope) -> str:
+    return TOPIC_OF_TYPE[event.type]  # type: ignore[attr-defined]
+
+
+def key_of(event: Envelope) -> str:
+    """The message key: member_id on member-keyed topics, else the entity's id."""
+    from streams.topics import BY_NAME
+
+    spec = BY_NAME[topic_of(event)]
+    return getattr(event.payload, spec.key_field)  # type: ignore[attr-defined]
+
+
+def utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=timezone.utc)

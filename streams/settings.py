@@ -1,0 +1,46 @@
+"""Configuration in one typed place, read once from the environment and passed down.
+
+Every knob a test or a deployment needs to turn (broker address, session timeouts,
+history length) lives here, so nobody edits code to change a setting.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HIRESTREAM_", extra="ignore")
+
+    # `KAFKA_BOOTSTRAP=host:port` points everything at an existing cluster.
+    kafka_bootstrap: str = Field(
+        "127.0.0.1:19092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP", "HIRESTREAM_KAFKA_BOOTSTRAP"),
+    )
+    member_partitions: int = 3  # member-keyed topics are co-partitioned
+    replication_factor: int = 1
+
+    app_id: str = "hirestream"
+    data_dir: Path = REPO_ROOT / ".hirestream"
+    artifacts_dir: Path = REPO_ROOT / "artifacts"
+    cache_dir: Path = REPO_ROOT / ".cache"
+
+    # Group joins wait on the session timeout; tests and `make run` want it short.
+    broker_session_timeout: float = 10.0
+    broker_heartbeat_interval: float = 3.0
+    commit_interval: float = 1.0
+    web_port: int = 6066
+
+    history_max_items: int = 30  # interactions kept per member, newest first
+    history_max_chars: int = 4000  # bound on the rendered history text
+    seen_event_ids: int = 256  # per-key window of event ids kept for idempotency
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
