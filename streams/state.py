@@ -1,0 +1,142 @@
+"""Per-member state and the pure updates that build it.
+
+Kafka Streams style: processing is a function `(state, event) -> state`. The faust
+agents call these functions and store the result in RocksDB tables; the replay
+evaluator and the training-data builders call the very same functions, so offline
+and online state cannot drift.
+
+Idempotency: every state keeps a bounded window of the event ids it has applied, so
+a redelivered event (same `event_id`) changes nothing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Callable, Optional
+
+from models.verbalizer import Interaction, JobCard, member_prefix, verbalize_history
+from streams.schemas import (
+    ActionType,
+    HireConfirmed,
+    Job,
+    MemberActed,
+    MemberProfile,
+    MemberUpserted,
+)
+
+JobLookup = Callable[[str], Optional[Job]]
+
+
+@dataclass(frozen=True)
+class MemberState:
+    """What a worker knows of one member: profile, recent interactions, counters."""
+
+    member_id: str
+    profile: MemberProfile | None = None
+    history: tuple[Interaction, ...] = ()  # newest first, bounded
+    counts: dict[str, int] = field(default_factory=dict)  # all-time per action
+    seen_ids: tuple[str, ...] = ()  # newest last, bounded: the idempotency window
+    last_event_time: float = 0.0
+
+    # -- (de)serialization for RocksDB tables: plain JSON-friendly dicts
+    def to_dict(self) -> dict:
+        return {
+            "member_id": self.member_id,
+            "profile": self.profile.model_dump(mode="json") if self.profile else None,
+            "history": [it.to_dict() for it in self.history],
+            "counts": dict(self.counts),
+            "seen_ids": list(self.seen_ids),
+            "last_event_time": self.last_event_time,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "MemberState":
+        return cls(
+            member_id=d["member_id"],
+            profile=MemberProfile.model_validate(d["profile"]) if d.get("profile") else None,
+            history=tuple(Interaction.from_dict(x) for x in d.get("history", ())),
+            counts=dict(d.get("counts", {})),
+            seen_ids=tuple(d.get("seen_ids", ())),
+            last_event_time=float(d.get("last_event_time", 0.0)),
+        )
+
+    @property
+    def n_interactions(self) -> int:
+        return sum(v for k, v in self.counts.items() if k != "view")
+
+    def has_seen(self, event_id: str) -> bool:
+        return event_id in self.seen_ids
+
+
+def _mark_seen(state: MemberState, event_id: str, event_time: float, window: int) -> MemberState:
+    seen = (state.seen_ids + (event_id,))[-window:]
+    return replace(state, seen_ids=seen, last_event_time=max(state.last_event_time, event_time))
+
+
+def _record(state: MemberState, it: Interaction, max_items: int) -> MemberState:
+    history = (it,) + state.history
+    history = tuple(sorted(history, key=lambda x: (-x.event_time, x.event_id)))[:max_items]
+    counts = dict(state.counts)
+    counts[it.action] = counts.get(it.action, 0) + 1
+    return replace(state, history=history, counts=counts)
+
+
+def apply_member_event(
+    state: MemberState | None,
+    event: MemberUpserted | MemberActed | HireConfirmed,
+    job_lookup: JobLookup,
+    *,
+    max_items: int = 30,
+    seen_window: int = 256,
+) -> MemberState:
+    """Fold one member-keyed event into the member's state. Redelivery is a no-op."""
+    member_id = event.payload.member_id
+    state = state or MemberState(member_id=member_id)
+    if state.has_seen(event.event_id):
+        return state
+    ts = event.event_time.timestamp()
+
+    if isinstance(event, MemberUpserted):
+        state = replace(state, profile=event.payload)
+    elif isinstance(event, MemberActed):
+        a = event.payload
+        job = job_lookup(a.job_id) if a.job_id else None
+        if a.action is not ActionType.SEARCH and job is None:
+            # The job is unknown here (not yet seen, or closed and dropped): keep the
+            # interaction with what we know, so history never silently loses it.
+            card = JobCard(job_id=a.job_id or "", title="(unknown job)", company="", location="")
+        else:
+            card = JobCard.of(job) if job is not None else None
+        state = _record(
+            state,
+            Interaction(
+                action=a.action.value,
+                event_time=ts,
+                event_id=event.event_id,
+                job=card,
+                reason=a.reason.value if a.reason else None,
+                query=a.query,
+            ),
+            max_items,
+        )
+    elif isinstance(event, HireConfirmed):
+        job = job_lookup(event.payload.job_id)
+        card = (
+            JobCard.of(job)
+            if job is not None
+            else JobCard(job_id=event.payload.job_id, title="(unknown job)", company="", location="")
+        )
+        state = _record(
+            state,
+            Interaction(action="hired", event_time=ts, event_id=event.event_id, job=card),
+            max_items,
+        )
+    else:  # pragma: no cover - guarded by the type signature
+        raise TypeError(f"not a member event: {type(event).__name__}")
+    return _mark_seen(state, event.event_id, ts, seen_window)
+
+
+def verbalized_history(state: MemberState, now: float, max_chars: int = 4000) -> str:
+    """The 360Brew text of a member's profile and history, as the ranker reads it."""
+    if state.profile is None:
+        return verbalize_history(state.history, now, max_chars)
+    return member_prefix("apply", state.profile, state.history, now, max_history_chars=max_chars)
