@@ -12,6 +12,9 @@ import click
 
 # One line per command module; each module exposes `command` (a click command/group).
 COMMAND_MODULES = [
+    "worker",
+    "produce",
+    "broker",
     "train",
 ]
 

@@ -1,0 +1,84 @@
+"""The faust app, its topics and tables, declared once at module level (faust style).
+
+State lives in RocksDB (through rocksdict) with a changelog topic per table, so a
+restarted or rebalanced worker restores exactly what it had:
+
+- `member-state`   member_id -> profile, recent interactions, counters, the idempotency
+                   window and the verbalized history text (co-partitioned with the
+                   member-keyed topics, so a worker owns its members' state).
+- `job-catalog`    job_id -> job and whether it is open; a GlobalTable, because every
+                   worker needs every job to describe interactions.
+- `companies`      company_id -> company; global for the same reason.
+
+Settings come from `streams.settings` (environment), never from code edits.
+"""
+from __future__ import annotations
+
+import faust
+
+from streams.settings import get_settings
+from streams.topics import ALL_TOPICS, dlq_name
+
+settings = get_settings()
+
+
+def _broker_urls(bootstrap: str) -> list[str]:
+    return [f"kafka://{hostport.strip()}" for hostport in bootstrap.split(",") if hostport.strip()]
+
+
+app = faust.App(
+    settings.app_id,
+    broker=_broker_urls(settings.kafka_bootstrap),
+    store="rocksdb://",
+    datadir=str(settings.data_dir / "worker"),
+    topic_partitions=settings.member_partitions,
+    topic_replication_factor=settings.replication_factor,
+    broker_session_timeout=settings.broker_session_timeout,
+    broker_heartbeat_interval=settings.broker_heartbeat_interval,
+    broker_commit_interval=settings.commit_interval,
+    consumer_auto_offset_reset="earliest",
+    producer_acks=-1,
+    web_host="127.0.0.1",
+    web_port=settings.web_port,
+    autodiscover=False,
+)
+
+# Raw bytes in: validation is ours (streams.schemas), so a malformed message can be
+# sent to its dead-letter topic exactly as it arrived instead of crashing a codec.
+source_topics = {
+    spec.name: app.topic(
+        spec.name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.member_partitions,
+    )
+    for spec in ALL_TOPICS
+}
+dead_letter_topics = {
+    name: app.topic(
+        dlq_name(name), key_serializer="raw", value_serializer="raw",
+        partitions=settings.member_partitions,
+    )
+    for name in source_topics
+}
+
+member_state = app.Table(
+    "member-state", default=None, partitions=settings.member_partitions,
+    key_type=str, value_type=dict,
+)
+job_catalog = app.GlobalTable(
+    "job-catalog", default=None, partitions=settings.member_partitions,
+    key_type=str, value_type=dict,
+)
+companies = app.GlobalTable(
+    "companies", default=None, partitions=settings.member_partitions,
+    key_type=str, value_type=dict,
+)
+
+
+def register_agents() -> None:
+    """Import the agent modules so their @app.agent decorators run (no autodiscover)."""
+    from streams.agents import companies, hires, jobs, member_actions, members  # noqa: F401
+    from streams import web as _w  # noqa: F401

@@ -1,0 +1,31 @@
+"""The worker's read API (faust web views): member state, verbalized histories, jobs
+and the ingest statistics. `make run`, the tests and the benchmark read state here
+instead of opening RocksDB files a running worker holds."""
+from __future__ import annotations
+
+from faust.web import Request, Response, View
+
+from streams.app import app, job_catalog, member_state
+from streams.ingest_stats import stats
+
+
+@app.page("/members/{member_id}/")
+@app.table_route(table=member_state, match_info="member_id")
+async def member_view(web: View, request: Request, member_id: str) -> Response:
+    value = member_state.get(member_id)
+    if value is None:
+        return web.json({"error": f"unknown member {member_id!r}"}, status=404)
+    return web.json(value)
+
+
+@app.page("/jobs/{job_id}/")
+async def job_view(web: View, request: Request, job_id: str) -> Response:
+    value = job_catalog.get(job_id)
+    if value is None:
+        return web.json({"error": f"unknown job {job_id!r}"}, status=404)
+    return web.json(value)
+
+
+@app.page("/stats/")
+async def stats_view(web: View, request: Request) -> Response:
+    return web.json(stats.snapshot())
