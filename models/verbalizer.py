@@ -284,10 +284,20 @@ def member_prefix(
     query: str | None = None,
     max_history_chars: int = 4000,
 ) -> str:
-    parts = [
-        f"{H_INSTRUCTION}\n{instruction(task, phrasing, focus)}",
-        f"{H_PROFILE}\n{verbalize_profile(profile)}",
-    ]
+    head = f"{H_INSTRUCTION}\n{instruction(task, phrasing, focus)}\n\n"
+    return head + member_context(profile, history, now, query=query, max_history_chars=max_history_chars)
+
+
+def member_context(
+    profile: ProfileLike,
+    history: Iterable[Interaction],
+    now: float,
+    *,
+    query: str | None = None,
+    max_history_chars: int = 4000,
+) -> str:
+    """The task-neutral part of a prompt: profile, optional query, grouped history."""
+    parts = [f"{H_PROFILE}\n{verbalize_profile(profile)}"]
     if query:
         parts.append(f"Current search query: {fence(query, limit=120)}")
     parts.append(f"{H_HISTORY}\n{verbalize_history(history, now, max_history_chars)}")

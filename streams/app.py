@@ -66,15 +66,15 @@ dead_letter_topics = {
 
 member_state = app.Table(
     "member-state", default=None, partitions=settings.member_partitions,
-    key_type=str, value_type=dict,
+    key_type=str,
 )
 job_catalog = app.GlobalTable(
     "job-catalog", default=None, partitions=settings.member_partitions,
-    key_type=str, value_type=dict,
+    key_type=str,
 )
 companies = app.GlobalTable(
     "companies", default=None, partitions=settings.member_partitions,
-    key_type=str, value_type=dict,
+    key_type=str,
 )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Callable, Optional
 
-from models.verbalizer import Interaction, JobCard, member_prefix, verbalize_history
+from models.verbalizer import Interaction, JobCard, member_context, verbalize_history
 from streams.schemas import (
     ActionType,
     HireConfirmed,
@@ -136,7 +136,8 @@ def apply_member_event(
 
 
 def verbalized_history(state: MemberState, now: float, max_chars: int = 4000) -> str:
-    """The 360Brew text of a member's profile and history, as the ranker reads it."""
+    """The 360Brew text of a member's profile and history (any task's prompt starts
+    with its instruction and then this)."""
     if state.profile is None:
         return verbalize_history(state.history, now, max_chars)
-    return member_prefix("apply", state.profile, state.history, now, max_history_chars=max_chars)
+    return member_context(state.profile, state.history, now, max_history_chars=max_chars)

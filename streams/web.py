@@ -9,8 +9,10 @@ from streams.app import app, job_catalog, member_state
 from streams.ingest_stats import stats
 
 
+# Answered from this worker's partitions. (faust's @table_route, which forwards to
+# the owning worker, fails in faust-streaming 0.15.3 before the changelog topic's
+# metadata is cached: aiokafka `partitions_for_topic` returns None.)
 @app.page("/members/{member_id}/")
-@app.table_route(table=member_state, match_info="member_id")
 async def member_view(web: View, request: Request, member_id: str) -> Response:
     value = member_state.get(member_id)
     if value is None:

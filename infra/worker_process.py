@@ -1,0 +1,115 @@
+"""A stream worker as a child process, with the read API the worker serves.
+
+`make run`, the integration tests and `bench/ingest.py` all start, watch, crash and
+stop workers through this one class.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Callable
+
+from streams.settings import REPO_ROOT
+
+
+class WorkerProcess:
+    def __init__(self, bootstrap: str, data_dir: Path, web_port: int, log_path: Path | None = None,
+                 **settings: object):
+        self.bootstrap = bootstrap
+        self.data_dir = Path(data_dir)
+        self.web_port = web_port
+        self.log_path = log_path or self.data_dir / "worker.log"
+        self.settings = settings  # extra HIRESTREAM_* settings, e.g. broker_session_timeout=6
+        self.proc: subprocess.Popen | None = None
+
+    # -- lifecycle
+    def start(self) -> "WorkerProcess":
+        env = dict(os.environ)
+        env.update({
+            "KAFKA_BOOTSTRAP": self.bootstrap,
+            "HIRESTREAM_DATA_DIR": str(self.data_dir),
+            "HIRESTREAM_WEB_PORT": str(self.web_port),
+        })
+        env.update({f"HIRESTREAM_{k.upper()}": str(v) for k, v in self.settings.items()})
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "infra.cli", "worker", "--loglevel", "warning"],
+            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        log.close()
+        return self
+
+    def wait_ready(self, timeout: float = 60.0) -> dict:
+        return self.wait_for(lambda: self.stats(), timeout, "worker web API to answer")
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """Graceful stop: faust commits offsets and flushes tables on SIGTERM."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def crash(self) -> None:
+        """SIGKILL: no commit, no flush, as a machine failure would leave it."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, chars: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except FileNotFoundError:
+            return ""
+
+    # -- the read API
+    def _get(self, path: str) -> dict | None:
+        url = f"http://127.0.0.1:{self.web_port}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                return json.load(resp)
+        except urllib.error.HTTPError as err:
+            if err.code == 404:
+                return None
+            raise
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return None
+
+    def stats(self) -> dict | None:
+        return self._get("/stats/")
+
+    def member(self, member_id: str) -> dict | None:
+        return self._get(f"/members/{member_id}/")
+
+    def job(self, job_id: str) -> dict | None:
+        return self._get(f"/jobs/{job_id}/")
+
+    def wait_for(self, probe: Callable[[], object], timeout: float, what: str, interval: float = 0.1):
+        """Poll `probe` until it returns something truthy; fail loudly with the log."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive:
+                raise RuntimeError(f"worker exited ({self.proc.returncode}) while waiting for {what}:\n"
+                                   f"{self.log_tail()}")
+            value = probe()
+            if value:
+                return value
+            time.sleep(interval)
+        raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}; worker log:\n{self.log_tail()}")
