@@ -14,6 +14,7 @@ Pure text: no Kafka, no tensors.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Protocol, Sequence
 
@@ -151,7 +152,9 @@ def instruction(task: str, phrasing: int = 0, focus: str | None = None) -> str:
 
 # ---- fencing untrusted text ----------------------------------------------------------
 
-_HEADER = re.compile(r"#+\s*|^\s*(instruction|question|answer|member profile)\s*:", re.I | re.M)
+# A hash run that starts a word ("## Answer", "# x") or is two long can pose as a header;
+# one hash after a letter is a skill name ("C#", "F#") and stays.
+_HEADER = re.compile(r"(?:(?<!\w)#+|#{2,})\s*|^\s*(instruction|question|answer|member profile)\s*:", re.I | re.M)
 _INJECTION = re.compile(
     r"\b(ignore|disregard|forget|override)\b[^.\n]{0,60}\b(instruction|instructions|above|previous|prompt|rules)\b"
     r"|\banswer\s*[:=]?\s*\"?(yes|no)\b"
@@ -163,11 +166,26 @@ _SPACE = re.compile(r"\s+")
 
 def fence(text: str, limit: int = 600) -> str:
     """Make member-written text inert: no headers, no instructions, one line, quoted."""
+    # NFKC first: fullwidth '＃＃' or other look-alikes become the ASCII the regexes see.
+    text = unicodedata.normalize("NFKC", text)
     text = _HEADER.sub(" ", text)
     text = _INJECTION.sub("[removed]", text)
     text = text.replace('"', "'").replace("`", "'")
     text = _SPACE.sub(" ", text).strip()[:limit]
     return f'"{text}"'
+
+
+def plain(text: str, limit: int = 200) -> str:
+    """Short structured fields (titles, companies, locations, skills) stay unquoted,
+    but are cleaned like fenced text: one line, no header, no instruction."""
+    text = unicodedata.normalize("NFKC", str(text))
+    text = _HEADER.sub(" ", text)
+    text = _INJECTION.sub("[removed]", text)
+    return _SPACE.sub(" ", text).strip()[:limit]
+
+
+def _plain_list(items: Iterable[str]) -> str:
+    return ", ".join(plain(x, limit=80) for x in items)
 
 
 # ---- rendering -----------------------------------------------------------------------
@@ -190,13 +208,13 @@ def age_phrase(seconds: float) -> str:
 
 def verbalize_profile(p: ProfileLike) -> str:
     lines = [
-        f"Current title: {p.title}",
+        f"Current title: {plain(p.title)}",
         f"Seniority: {_enum_value(p.seniority)}, {p.years_experience:g} years of experience",
-        f"Location: {p.location}",
-        f"Skills: {', '.join(p.skills) if p.skills else 'none listed'}",
+        f"Location: {plain(p.location)}",
+        f"Skills: {_plain_list(p.skills) if p.skills else 'none listed'}",
     ]
     if p.occupation:
-        lines.insert(1, f"Occupation: {p.occupation}")
+        lines.insert(1, f"Occupation: {plain(p.occupation)}")
     if p.about:
         lines.append(f"About (member-written): {fence(p.about)}")
     return "\n".join(lines)
@@ -205,9 +223,9 @@ def verbalize_profile(p: ProfileLike) -> str:
 def verbalize_job(job: JobLike | JobCard) -> str:
     company = job.company if isinstance(job, JobCard) else job.company_name
     seniority = _enum_value(job.seniority)
-    skills = ", ".join(list(job.skills)[:8])
+    skills = _plain_list(list(job.skills)[:8])
     return (
-        f"Title: {job.title}\nCompany: {company}\nLocation: {job.location}\n"
+        f"Title: {plain(job.title)}\nCompany: {plain(company)}\nLocation: {plain(job.location)}\n"
         f"Seniority: {seniority}\nSkills: {skills}"
     )
 
@@ -230,7 +248,7 @@ def _entry(it: Interaction, now: float) -> str:
         return f"[{age}, {fence(it.query or '', limit=120)}]"
     j = it.job
     assert j is not None, f"{it.action} interaction without a job"
-    text = f"[{age}, {j.title}, {j.company}, {j.location}"
+    text = f"[{age}, {plain(j.title)}, {plain(j.company)}, {plain(j.location)}"
     if it.reason:
         text += f", reason: {it.reason.replace('_', ' ')}"
     return text + "]"
