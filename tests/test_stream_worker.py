@@ -1,0 +1,159 @@
+"""The stream worker against the real broker: events in, RocksDB tables out.
+
+Every test uses member ids of its own, so the tests share one broker and one worker
+without seeing each other's members.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+from kafka import KafkaConsumer
+
+from infra.worker_process import WorkerProcess
+from streams.producer import EventProducer
+from streams.schemas import serialize
+from tests import factories as f
+from tests.kafka_helpers import free_port, require_kcat, unique_name, wait_for
+
+pytestmark = pytest.mark.kafka
+
+FAST = dict(broker_session_timeout=6.0, broker_heartbeat_interval=2.0, commit_interval=0.5)
+
+
+def start_worker(bootstrap: str, data_dir: Path, app_id: str) -> WorkerProcess:
+    worker = WorkerProcess(bootstrap, data_dir, free_port(), app_id=app_id, **FAST).start()
+    worker.wait_ready(timeout=90)
+    return worker
+
+
+@pytest.fixture(scope="module")
+def worker(kafka_bootstrap, tmp_path_factory):
+    w = start_worker(kafka_bootstrap, tmp_path_factory.mktemp("worker"), unique_name("hs-test"))
+    yield w
+    w.stop()
+
+
+def member_with(worker: WorkerProcess, member_id: str, predicate, what: str, timeout: float = 60):
+    def probe():
+        value = worker.member(member_id)
+        return value if value is not None and predicate(value) else None
+    return worker.wait_for(probe, timeout, what)
+
+
+def test_kafka_python_events_reach_the_tables(worker, kafka_bootstrap):
+    mid, jid = unique_name("m"), unique_name("j")
+    with EventProducer(kafka_bootstrap) as p:
+        p.send(f.job_posted(unique_name("e"), job_id=jid))
+        worker.wait_for(lambda: worker.job(jid), 60, "job in the catalog")
+        p.send(f.member_upserted(unique_name("e"), member_id=mid))
+        p.send(f.action(unique_name("e"), "apply", 1, member_id=mid, job_id=jid))
+        p.send(f.hire(unique_name("e"), 30, member_id=mid, job_id=jid))
+    state = member_with(worker, mid, lambda v: v["counts"].get("hired") == 1 and v["profile"], "history")
+    assert state["counts"] == {"apply": 1, "hired": 1}
+    assert state["history"][1]["job"]["title"] == "Senior Data Engineer"  # described from the catalog
+    assert "Member has applied to the following jobs: [1 day ago, Senior Data Engineer, Acme, Seattle]" \
+        in state["verbalized_history"]
+    assert "Member was hired into the following jobs: [today, Senior Data Engineer" in state["verbalized_history"]
+
+    with EventProducer(kafka_bootstrap) as p:
+        p.send(f.job_closed(unique_name("e"), jid, hours=40))
+    closed = worker.wait_for(lambda: (j := worker.job(jid)) and not j["open"] and j, 60, "job closed")
+    assert closed["job"]["title"] == "Senior Data Engineer"
+
+
+def test_kcat_events_reach_the_tables(worker, kafka_bootstrap):
+    """An independent client (librdkafka) produces plain Kafka messages the worker reads.
+
+    kcat must use the Java client's murmur2 partitioner: librdkafka's default (CRC32)
+    would put a member's events on a different partition from other clients'.
+    """
+    kcat = require_kcat()
+    mid = unique_name("m")
+    lines = [serialize(f.member_upserted(unique_name("e"), member_id=mid, title="Kcat Engineer")),
+             serialize(f.action(unique_name("e"), "click", 2, member_id=mid, job_id="j-kcat"))]
+    for topic, line in zip(["members", "member-actions"], lines):
+        subprocess.run(
+            [kcat, "-P", "-b", kafka_bootstrap, "-t", topic, "-K", "|",
+             "-X", "topic.partitioner=murmur2_random"],
+            input=f"{mid}|".encode() + line + b"\n", check=True, timeout=60,
+        )
+    state = member_with(worker, mid, lambda v: v["profile"] and v["counts"].get("click") == 1, "kcat events")
+    assert state["profile"]["title"] == "Kcat Engineer"
+
+
+def dead_letters(bootstrap: str, topic: str, until) -> list:
+    consumer = KafkaConsumer(
+        f"{topic}.dlq", bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+        group_id=None, consumer_timeout_ms=1000,
+    )
+    seen = []
+    try:
+        def probe():
+            seen.extend(consumer)
+            return until(seen)
+        wait_for(probe, 60, f"dead letters on {topic}.dlq")
+    finally:
+        consumer.close()
+    return seen
+
+
+def test_malformed_message_goes_to_dlq_and_the_next_is_processed(worker, kafka_bootstrap):
+    mid = unique_name("m")
+    broken = b'{"schema": "hirestream.v1", "event_id": "bad-' + uuid.uuid4().hex.encode() + b'", "type":'
+    no_reason = json.loads(serialize(f.action(unique_name("e"), "apply", member_id=mid)))
+    no_reason["payload"].update(action="dismiss")  # a dismiss without its feedback reason
+    with EventProducer(kafka_bootstrap) as p:
+        p.send_raw("member-actions", broken, key=mid.encode())
+        p.send_raw("member-actions", json.dumps(no_reason).encode(), key=mid.encode())
+        p.send(f.action(unique_name("e"), "save", 3, member_id=mid))
+    member_with(worker, mid, lambda v: v["counts"] == {"save": 1}, "the good event after the bad ones")
+
+    mine = lambda recs: [r for r in recs if r.key == mid.encode()]  # noqa: E731
+    records = mine(dead_letters(kafka_bootstrap, "member-actions", lambda recs: len(mine(recs)) >= 2))
+    assert [r.value for r in records] == [broken, json.dumps(no_reason).encode()]  # original bytes
+    headers = [dict(r.headers) for r in records]
+    assert b"Invalid JSON" in headers[0]["error"]
+    assert b"needs a feedback reason" in headers[1]["error"]
+    assert headers[0]["source_topic"] == b"member-actions"
+
+
+def test_redelivered_event_changes_nothing(worker, kafka_bootstrap):
+    mid = unique_name("m")
+    apply = f.action(unique_name("e"), "apply", 1, member_id=mid)
+    marker = f.action(unique_name("e"), "view", 2, member_id=mid)
+    with EventProducer(kafka_bootstrap) as p:
+        p.send(apply)
+        p.send(apply)  # the same event delivered twice
+        p.send(marker)  # processed after both copies (same partition, in order)
+    state = member_with(worker, mid, lambda v: v["counts"].get("view") == 1, "the marker event")
+    assert state["counts"] == {"apply": 1, "view": 1}
+    assert len(state["history"]) == 2
+
+
+def test_crash_and_restart_lose_nothing_and_count_nothing_twice(kafka_bootstrap, tmp_path):
+    """SIGKILL mid-stream (no commit, no flush), restart on the same RocksDB directory:
+    every member's counts end exactly as produced."""
+    app_id = unique_name("hs-crash")  # its own consumer group and changelogs
+    members = [unique_name("m") for _ in range(20)]
+    per_member = 60
+    worker = start_worker(kafka_bootstrap, tmp_path / "w", app_id)
+    try:
+        with EventProducer(kafka_bootstrap) as p:
+            for i in range(per_member):
+                for mid in members:
+                    p.send(f.action(f"{mid}-{i}", "view", i / 10, member_id=mid, job_id=f"j{i}"))
+        total = per_member * len(members)
+        processed = lambda: (s := worker.stats()) and s["processed"].get("member-actions", 0)  # noqa: E731
+        worker.wait_for(lambda: processed() >= total // 4, 120, "a quarter of the events")
+        worker.crash()
+        worker = start_worker(kafka_bootstrap, tmp_path / "w", app_id)
+        for mid in members:
+            state = member_with(worker, mid, lambda v: v["counts"].get("view", 0) >= per_member,
+                                f"all of {mid}'s events after restart", timeout=180)
+            assert state["counts"] == {"view": per_member}, mid
+    finally:
+        worker.stop()
