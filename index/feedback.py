@@ -1,0 +1,121 @@
+"""Feedback rules: a member's dismiss reasons, turned into masks and penalties.
+
+Reasons are plain strings (the same values as streams.schemas.DismissReason, which
+index/ must not import):
+
+    too_senior      mask jobs more senior than the dismissed job's level minus one
+    too_junior      mask jobs more junior than the dismissed job's level plus one
+    wrong_location  penalize that location (grows with each dismiss, capped)
+    company         mask that company
+    not_my_field    penalize that occupation (grows with each dismiss, capped)
+    any reason      the dismissed job itself never comes back
+
+`MemberRules.update` is a pure `(rules, dismiss) -> rules` step, so the stream agent
+and the replay evaluator run the same code; `apply` folds the rules into a Query.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping
+
+from index.query import Query
+from index.records import SENIORITY_LEVELS, as_job, seniority_rank
+from index.terms import company_term, location_term, occupation_term, seniority_term
+
+DISMISS_REASONS = ("too_senior", "too_junior", "wrong_location", "company", "not_my_field", "already_seen", "other")
+PENALTY_STEP = 0.5  # per dismiss, on the scale of a full term match (1.0)
+PENALTY_CAP = 2.0
+MAX_REMEMBERED_JOBS = 500
+
+
+def _bump(penalties: Mapping[str, float], term: str) -> dict[str, float]:
+    out = dict(penalties)
+    out[term] = min(PENALTY_CAP, out.get(term, 0.0) + PENALTY_STEP)
+    return out
+
+
+@dataclass(frozen=True)
+class MemberRules:
+    max_seniority: int | None = None  # highest allowed rank (too_senior)
+    min_seniority: int | None = None  # lowest allowed rank (too_junior)
+    blocked_companies: frozenset[str] = frozenset()  # company terms
+    penalties: Mapping[str, float] = field(default_factory=dict)  # location / occupation terms
+    dismissed_jobs: tuple[str, ...] = ()
+
+    def update(self, reason: str, job: Any) -> "MemberRules":
+        """The rules after one dismiss of `job` (dict or JobRecord) for `reason`."""
+        reason = str(getattr(reason, "value", reason))
+        if reason not in DISMISS_REASONS:
+            raise ValueError(f"unknown dismiss reason {reason!r}; expected one of {DISMISS_REASONS}")
+        j = as_job(job)
+        rank = seniority_rank(j.seniority)
+        dismissed = tuple(x for x in self.dismissed_jobs if x != j.job_id)[-(MAX_REMEMBERED_JOBS - 1):] + (j.job_id,)
+        r = replace(self, dismissed_jobs=dismissed)
+        if reason == "too_senior":
+            cap = max(0, rank - 1)
+            cap = cap if r.max_seniority is None else min(cap, r.max_seniority)
+            # the newest feedback wins over an older, contradicting bound
+            low = r.min_seniority if r.min_seniority is None or r.min_seniority <= cap else None
+            r = replace(r, max_seniority=cap, min_seniority=low)
+        elif reason == "too_junior":
+            floor = min(len(SENIORITY_LEVELS) - 1, rank + 1)
+            floor = floor if r.min_seniority is None else max(floor, r.min_seniority)
+            high = r.max_seniority if r.max_seniority is None or r.max_seniority >= floor else None
+            r = replace(r, min_seniority=floor, max_seniority=high)
+        elif reason == "wrong_location":
+            r = replace(r, penalties=_bump(r.penalties, location_term(j.location)))
+        elif reason == "company" and j.company_id:
+            r = replace(r, blocked_companies=r.blocked_companies | {company_term(j.company_id)})
+        elif reason == "not_my_field" and j.occupation:
+            r = replace(r, penalties=_bump(r.penalties, occupation_term(j.occupation)))
+        return r
+
+    def forbidden_terms(self) -> frozenset[str]:
+        out = set(self.blocked_companies)
+        for rank, level in enumerate(SENIORITY_LEVELS):
+            too_high = self.max_seniority is not None and rank > self.max_seniority
+            too_low = self.min_seniority is not None and rank < self.min_seniority
+            if too_high or too_low:
+                out.add(seniority_term(level))
+        return frozenset(out)
+
+    def apply(self, query: Query) -> Query:
+        penalties = dict(query.penalties)
+        for t, p in self.penalties.items():
+            penalties[t] = penalties.get(t, 0.0) + p
+        return replace(
+            query,
+            forbid=query.forbid | self.forbidden_terms(),
+            penalties=penalties,
+            exclude_ids=query.exclude_ids | frozenset(self.dismissed_jobs),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "max_seniority": self.max_seniority,
+            "min_seniority": self.min_seniority,
+            "blocked_companies": sorted(self.blocked_companies),
+            "penalties": dict(self.penalties),
+            "dismissed_jobs": list(self.dismissed_jobs),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "MemberRules":
+        return cls(data.get("max_seniority"), data.get("min_seniority"),
+                   frozenset(data.get("blocked_companies", ())), dict(data.get("penalties", {})),
+                   tuple(data.get("dismissed_jobs", ())))
+
+
+class FeedbackRules:
+    """Rules for many members (in-process; the stream keeps MemberRules per member key)."""
+
+    def __init__(self) -> None:
+        self._by_member: dict[str, MemberRules] = {}
+
+    def record_dismiss(self, member_id: str, reason: str, job: Any) -> MemberRules:
+        rules = self.for_member(member_id).update(reason, job)
+        self._by_member[member_id] = rules
+        return rules
+
+    def for_member(self, member_id: str) -> MemberRules:
+        return self._by_member.get(member_id, MemberRules())

@@ -1,0 +1,473 @@
+"""The live job index: one small API over segments of jobs.
+
+    index = JobIndex.create("hybrid,exact", dim=64)          # or "dense,approx", "term,exact", ...
+    index.upsert(jobs)                                        # posted / updated
+    index.delete(job_ids)                                     # closed
+    result = index.search([member_query(m, index.embedder, links, rules)], k=100)
+    result.ids, result.scores, result.reasons
+    index.compact()                                           # fold the delta into the main arrays
+
+Backend (CuPy / NumPy) and exact / approximate are construction choices; callers never
+branch on them. Writes go to a small delta segment and tombstones; `compact()` rebuilds
+the main segment off to the side and swaps it in, so queries never wait for it.
+State is an immutable snapshot swapped by one reference assignment: a search reads one
+consistent snapshot, and every write is a pure `(state, op) -> state` step.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from typing import Any, Callable, Iterable, Literal, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from index.ann import AnnIndex, build_ann
+from index.embedder import Embedder, HashedTermEmbedder
+from index.query import Query
+from index.records import JobRecord, as_job
+from index.segment import Segment
+from index.terms import Vocabulary, job_terms
+from index.topk import NEG_INF
+from index.xp import Backend, BackendName, get_backend
+
+Scoring = Literal["hybrid", "dense", "term"]
+SearchMode = Literal["exact", "approx", "ivf", "hnsw"]
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    scoring: Scoring = "hybrid"  # which signals count: all, embeddings only, terms+links only
+    search: SearchMode = "exact"  # exact one-pass, or faiss candidates rescored exactly
+    dim: int = 64
+    backend: BackendName = "auto"
+    dense_weight: float = 1.0
+    term_weight: float = 1.0
+    link_weight: float = 1.0
+    query_chunk: int = 64  # queries scored together: bounds the (chunk x catalog) score matrix
+    delta_limit: int | None = 100_000  # upsert compacts once the delta holds this many jobs
+    candidates_per_k: int = 3  # approximate mode: candidates fetched per requested result
+    hnsw_max: int = 200_000  # approximate mode: HNSW up to this many jobs, IVF above
+    target_recall: float = 0.95  # approximate mode: breadth calibrated to this recall@100
+
+    def __post_init__(self) -> None:
+        if self.scoring not in ("hybrid", "dense", "term"):
+            raise ValueError(f"unknown scoring {self.scoring!r}; expected hybrid, dense or term")
+        if self.search not in ("exact", "approx", "ivf", "hnsw"):
+            raise ValueError(f"unknown search {self.search!r}; expected exact, approx, ivf or hnsw")
+        if self.search != "exact" and self.scoring == "term":
+            raise ValueError("approximate search needs embeddings; use 'term,exact'")
+
+    @classmethod
+    def parse(cls, spec: str, **overrides: Any) -> "IndexConfig":
+        """'hybrid,exact' / 'dense,approx' / 'hybrid,ivf' -> IndexConfig (faiss-style)."""
+        parts = [p.strip() for p in spec.split(",") if p.strip()]
+        if not 1 <= len(parts) <= 2:
+            raise ValueError(f"index spec {spec!r} must be '<scoring>[,<search>]', e.g. 'hybrid,exact'")
+        kw: dict[str, Any] = {"scoring": parts[0]}
+        if len(parts) == 2:
+            kw["search"] = parts[1]
+        kw.update(overrides)
+        return cls(**kw)
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why a job was retrieved: the parts of its fused score and what matched."""
+
+    score: float
+    similarity: float  # <query embedding, job embedding>
+    term_score: float  # sum of the normalized query term weights the job matched
+    link_score: float  # the same for learned-link terms
+    penalty: float  # sum of feedback-rule penalties the job took
+    matched_terms: tuple[str, ...]
+    matched_links: tuple[tuple[str, str, float], ...]  # (member attribute, job term, link weight)
+
+
+@dataclass
+class SearchResult:
+    ids: np.ndarray  # (queries, k) object; None where fewer than k jobs qualified
+    scores: np.ndarray  # (queries, k) float32; -inf where ids is None
+    _explain: Callable[[], list[list[Reason]]] = field(repr=False, default=lambda: [])
+
+    @cached_property
+    def reasons(self) -> list[list[Reason]]:
+        """Per query, one Reason per returned job (computed on first access)."""
+        return self._explain()
+
+    def hits(self, i: int) -> list[tuple[str, float]]:
+        return [(j, float(s)) for j, s in zip(self.ids[i], self.scores[i]) if j is not None]
+
+
+@dataclass(frozen=True)
+class _State:
+    main: Segment
+    main_dead: np.ndarray  # sorted rows of `main` that are closed or superseded
+    delta: Segment  # recent upserts; rebuilt (small) on each write, never tombstoned
+
+    @property
+    def live(self) -> int:
+        return self.main.size - len(self.main_dead) + self.delta.size
+
+
+@dataclass(frozen=True)
+class _Upsert:
+    job_ids: tuple[str, ...]
+    embeddings: np.ndarray
+    terms: sp.csr_matrix
+
+
+@dataclass(frozen=True)
+class _Delete:
+    job_ids: tuple[str, ...]
+
+
+class JobIndex:
+    def __init__(self, config: IndexConfig | None = None, embedder: Embedder | None = None):
+        self.config = config or IndexConfig()
+        self.backend: Backend = get_backend(self.config.backend)
+        self.embedder: Embedder = embedder or HashedTermEmbedder(self.config.dim)
+        if self.embedder.dim != self.config.dim:
+            raise ValueError(f"embedder dim {self.embedder.dim} != index dim {self.config.dim}")
+        self.vocab = Vocabulary()
+        self._write_lock = threading.Lock()  # one writer at a time; readers never lock
+        self._compact_lock = threading.Lock()
+        self._pending: list[_Upsert | _Delete] | None = None  # writes made during a compaction
+        self.reset()
+
+    @classmethod
+    def create(cls, spec: str = "hybrid,exact", *, embedder: Embedder | None = None, **overrides: Any) -> "JobIndex":
+        return cls(IndexConfig.parse(spec, **overrides), embedder)
+
+    def reset(self) -> None:
+        """Forget every job (the vocabulary stays: columns never change meaning)."""
+        with self._write_lock:
+            empty = Segment.empty(self.backend, self.config.dim)
+            self._state = _State(empty, np.zeros(0, np.int64), empty)
+
+    def __len__(self) -> int:
+        return self._state.live
+
+    def __contains__(self, job_id: str) -> bool:
+        return _locate(self._state, job_id) is not None
+
+    @property
+    def delta_size(self) -> int:
+        return self._state.delta.size
+
+    @property
+    def ann(self) -> AnnIndex | None:
+        return self._state.main.ann
+
+    # ---- writes ------------------------------------------------------------------
+
+    def upsert(self, jobs: Iterable[Any], embeddings: np.ndarray | None = None) -> None:
+        """Add or replace jobs; the next search sees them. `embeddings` skips the embedder."""
+        records: list[JobRecord] = [as_job(j) for j in jobs]
+        if not records:
+            return
+        # last write wins inside one batch, as it does across batches
+        last = {r.job_id: i for i, r in enumerate(records)}
+        keep = sorted(last.values())
+        records = [records[i] for i in keep]
+        if embeddings is None:
+            emb = self.embedder.embed_jobs(records)
+        else:
+            emb = np.asarray(embeddings, np.float32)[keep]
+        if emb.shape != (len(records), self.config.dim):
+            raise ValueError(f"embeddings have shape {emb.shape}, expected {(len(records), self.config.dim)}")
+        term_lists = [job_terms(r) for r in records]
+        indptr = np.zeros(len(records) + 1, np.int64)
+        indptr[1:] = np.cumsum([len(t) for t in term_lists])
+        cols = np.asarray(self.vocab.add(t for ts in term_lists for t in ts), np.int64)
+        terms = sp.csr_matrix((np.ones(len(cols), np.float32), cols, indptr),
+                              shape=(len(records), len(self.vocab)))
+        self._write(_Upsert(tuple(r.job_id for r in records), emb, terms))
+        limit = self.config.delta_limit
+        if limit is not None and self._state.delta.size >= limit:
+            self.compact()
+
+    def delete(self, job_ids: Iterable[str]) -> None:
+        """Close jobs: they never come back, before or after compaction."""
+        ids = tuple(dict.fromkeys(job_ids))
+        if ids:
+            self._write(_Delete(ids))
+
+    def _write(self, op: _Upsert | _Delete) -> None:
+        with self._write_lock:
+            self._state = _apply(self._state, op, self.backend)
+            if self._pending is not None:
+                self._pending.append(op)
+
+    def compact(self) -> None:
+        """Fold the delta and tombstones into new main arrays; queries go on meanwhile."""
+        with self._compact_lock:
+            with self._write_lock:
+                snapshot = self._state
+                self._pending = []
+            main = _merge(snapshot, self.backend)
+            if self.config.search != "exact" and main.size:
+                kind = "auto" if self.config.search == "approx" else self.config.search
+                main = replace(main, ann=build_ann(main.embeddings_host, kind, hnsw_max=self.config.hnsw_max,
+                                                   target_recall=self.config.target_recall))
+            with self._write_lock:
+                empty = Segment.empty(self.backend, self.config.dim)
+                state = _State(main, np.zeros(0, np.int64), empty)
+                for op in self._pending:  # writes that raced the rebuild, replayed in order
+                    state = _apply(state, op, self.backend)
+                self._pending = None
+                self._state = state
+
+    # ---- reads -------------------------------------------------------------------
+
+    def search(self, queries: Sequence[Query], k: int = 10) -> SearchResult:
+        """Top-k jobs per query by fused score, batched; each with its Reason."""
+        if k <= 0:
+            raise ValueError(f"k must be positive, got {k}")
+        state = self._state  # one consistent snapshot for the whole batch
+        queries = list(queries)
+        n_q = len(queries)
+        segments = [(seg, dead) for seg, dead in ((state.main, state.main_dead), (state.delta, None)) if seg.size]
+        vals_parts, seg_parts, row_parts = [], [], []
+        chunk = self.config.query_chunk
+        for lo in range(0, max(n_q, 1), chunk):
+            part = queries[lo: lo + chunk]
+            if not part:
+                break
+            compiled = _compile(part, self.vocab, self.config)
+            found = [self._search_segment(seg, dead, compiled, k) for seg, dead in segments]
+            vals_parts.append(np.concatenate([v for v, _ in found], axis=1) if found
+                              else np.zeros((len(part), 0), np.float32))
+            row_parts.append(np.concatenate([r for _, r in found], axis=1) if found
+                             else np.zeros((len(part), 0), np.int64))
+            seg_parts.append(np.concatenate([np.full(r.shape, s, np.int8) for s, (_, r) in enumerate(found)], axis=1)
+                             if found else np.zeros((len(part), 0), np.int8))
+        if not vals_parts:
+            vals_parts, row_parts, seg_parts = [np.zeros((0, 0), np.float32)], [np.zeros((0, 0), np.int64)], [np.zeros((0, 0), np.int8)]
+        vals, rows, seg_no = np.concatenate(vals_parts), np.concatenate(row_parts), np.concatenate(seg_parts)
+        if len(segments) > 1:  # merge the per-segment top-k lists
+            order = np.argsort(-vals, axis=1, kind="stable")[:, :k]
+            vals, rows, seg_no = (np.take_along_axis(a, order, axis=1) for a in (vals, rows, seg_no))
+        scores = np.full((n_q, k), NEG_INF, dtype=np.float32)
+        ids = np.full((n_q, k), None, dtype=object)
+        width = vals.shape[1]
+        scores[:, :width] = vals
+        for s, (seg, _) in enumerate(segments):
+            on = (seg_no == s) & (vals != NEG_INF)
+            ids[:, :width][on] = seg.job_ids[rows[on]]
+        located = (segments, seg_no, rows)
+        return SearchResult(ids, scores, lambda: _explain(queries, located, scores, self.vocab, self.config))
+
+    def _search_segment(self, seg: Segment, dead: np.ndarray | None, q: "_Compiled", k: int) -> tuple[np.ndarray, np.ndarray]:
+        if seg.ann is None:
+            return seg.search(k, **q.score_args(seg, dead, self.backend))
+        # approximate: faiss proposes, then the same exact scoring runs over the proposals
+        n_cand = min(seg.size, self.config.candidates_per_k * k + (0 if dead is None else len(dead)))
+        rows = [seg.ann.search(q.embeddings_host, n_cand).ravel()]
+        if q.weights is not None and q.weights.nnz:
+            rows.append(_term_candidates(seg, q.weights, n_cand))
+        cand = np.unique(np.concatenate(rows))
+        cand = cand[cand >= 0]
+        sub = seg.take(cand)
+        sub_dead = None if dead is None else np.nonzero(np.isin(cand, dead))[0]
+        vals, local = sub.search(k, **q.score_args(sub, sub_dead, self.backend))
+        return vals, cand[local]
+
+
+# ---- pure state steps ------------------------------------------------------------
+
+
+def _locate(state: _State, job_id: str) -> tuple[str, int] | None:
+    r = state.delta.row_of.get(job_id)
+    if r is not None:
+        return "delta", r
+    r = state.main.row_of.get(job_id)
+    if r is not None and not _sorted_contains(state.main_dead, r):
+        return "main", r
+    return None
+
+
+def _sorted_contains(a: np.ndarray, x: int) -> bool:
+    i = np.searchsorted(a, x)
+    return bool(i < len(a) and a[i] == x)
+
+
+def _apply(state: _State, op: _Upsert | _Delete, backend: Backend) -> _State:
+    """One write as a pure step: tombstone old versions in main, rebuild the small delta."""
+    ids = op.job_ids
+    main_rows = [r for r in (state.main.row_of.get(j) for j in ids) if r is not None]
+    dead = np.union1d(state.main_dead, np.asarray(main_rows, np.int64)) if main_rows else state.main_dead
+    delta = state.delta
+    gone = {delta.row_of[j] for j in ids if j in delta.row_of}
+    if not gone and isinstance(op, _Delete):
+        return _State(state.main, dead, delta)
+    keep = np.asarray([i for i in range(delta.size) if i not in gone], np.int64)
+    parts_ids = [delta.job_ids[keep]]
+    parts_emb = [delta.embeddings_host[keep]]
+    parts_terms = [delta.job_terms[keep]]
+    if isinstance(op, _Upsert):
+        parts_ids.append(np.asarray(op.job_ids, dtype=object))
+        parts_emb.append(op.embeddings)
+        parts_terms.append(op.terms)
+    width = max(t.shape[1] for t in parts_terms)
+    terms = sp.vstack([_widen(t, width) for t in parts_terms], format="csr")
+    new_delta = Segment.build(backend, np.concatenate(parts_ids), np.concatenate(parts_emb), terms)
+    return _State(state.main, dead, new_delta)
+
+
+def _widen(m: sp.csr_matrix, width: int) -> sp.csr_matrix:
+    m = sp.csr_matrix(m)
+    return sp.csr_matrix((m.data, m.indices, m.indptr), shape=(m.shape[0], width))
+
+
+def _merge(state: _State, backend: Backend) -> Segment:
+    """New main arrays: live main rows, then the delta."""
+    main, delta = state.main, state.delta
+    alive = np.setdiff1d(np.arange(main.size), state.main_dead, assume_unique=True)
+    width = max(main.n_terms, delta.n_terms)
+    terms = sp.vstack([_widen(main.job_terms[alive], width), _widen(delta.job_terms, width)], format="csr")
+    return Segment.build(
+        backend,
+        np.concatenate([main.job_ids[alive], delta.job_ids]),
+        np.concatenate([main.embeddings_host[alive], delta.embeddings_host]),
+        terms,
+    )
+
+
+def _term_candidates(seg: Segment, weights: sp.csr_matrix, n: int) -> np.ndarray:
+    """Per query, the n jobs with the highest term+link score (host, approximate mode)."""
+    hits = (seg.restrict(weights) @ seg.postings).tocsr()
+    to_host = seg.backend.to_host
+    data, indices, indptr = to_host(hits.data), to_host(hits.indices), to_host(hits.indptr)
+    out = []
+    for i in range(hits.shape[0]):
+        lo, hi = indptr[i], indptr[i + 1]
+        vals, cols = data[lo:hi], indices[lo:hi]
+        if len(vals) > n:
+            cols = cols[np.argpartition(-vals, n - 1)[:n]]
+        out.append(cols)
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
+# ---- query compilation -----------------------------------------------------------
+
+
+@dataclass
+class _Compiled:
+    embeddings_host: np.ndarray | None  # (q, d), already times dense_weight
+    weights: sp.csr_matrix | None  # (q, vocab): term + link + penalty weights
+    forbid: sp.csr_matrix | None
+    must_groups: list[sp.csr_matrix]
+    must_needed: np.ndarray  # (q,) groups each query must satisfy
+    exclude: list[frozenset[str]]
+
+    def score_args(self, seg: Segment, dead: np.ndarray | None, backend: Backend) -> dict[str, Any]:
+        q_idx, rows = [], []
+        for i, ids in enumerate(self.exclude):
+            for j in ids:
+                r = seg.row_of.get(j)
+                if r is not None:
+                    q_idx.append(i)
+                    rows.append(r)
+        return dict(
+            query_embeddings=None if self.embeddings_host is None else backend.asarray(self.embeddings_host),
+            weights=self.weights,
+            forbid=self.forbid,
+            must_groups=self.must_groups,
+            must_needed=self.must_needed,
+            dead_rows=None if dead is None or not len(dead) else backend.asarray(dead),
+            excluded=(np.asarray(q_idx, np.int64), np.asarray(rows, np.int64)),
+        )
+
+
+def _unit(weights: dict[str, float]) -> dict[str, float]:
+    norm = float(np.sqrt(sum(w * w for w in weights.values())))
+    return {t: w / norm for t, w in weights.items()} if norm > 0 else {}
+
+
+def _sparse_rows(rows: list[dict[int, float]], width: int) -> sp.csr_matrix:
+    indptr = np.zeros(len(rows) + 1, np.int64)
+    indptr[1:] = np.cumsum([len(r) for r in rows])
+    cols = np.fromiter((c for r in rows for c in r), np.int64, count=int(indptr[-1]))
+    vals = np.fromiter((v for r in rows for v in r.values()), np.float32, count=int(indptr[-1]))
+    return sp.csr_matrix((vals, cols, indptr), shape=(len(rows), width))
+
+
+def query_weights(q: Query, config: IndexConfig) -> dict[str, float]:
+    """The one weighted term vector a query puts through the inverted index."""
+    out: dict[str, float] = {}
+    if config.scoring != "dense":
+        for part, w in ((_unit(dict(q.terms)), config.term_weight), (_unit(dict(q.links)), config.link_weight)):
+            for t, v in part.items():
+                out[t] = out.get(t, 0.0) + w * v
+    for t, p in q.penalties.items():
+        out[t] = out.get(t, 0.0) - p
+    return out
+
+
+def _compile(queries: list[Query], vocab: Vocabulary, config: IndexConfig) -> _Compiled:
+    width = len(vocab)
+
+    def cols(terms: dict[str, float]) -> dict[int, float]:
+        out: dict[int, float] = {}
+        for t, w in terms.items():
+            c = vocab.get(t)
+            if c is not None and w:
+                out[c] = out.get(c, 0.0) + w
+        return out
+
+    emb = None
+    if config.scoring != "term":
+        emb = np.zeros((len(queries), config.dim), np.float32)
+        for i, q in enumerate(queries):
+            if q.embedding is not None:
+                e = np.asarray(q.embedding, np.float32).reshape(-1)
+                if e.shape != (config.dim,):
+                    raise ValueError(f"query {i} embedding has shape {e.shape}, expected ({config.dim},)")
+                emb[i] = config.dense_weight * e
+    weights = _sparse_rows([cols(query_weights(q, config)) for q in queries], width)
+    forbid = _sparse_rows([cols({t: 1.0 for t in q.forbid}) for q in queries], width)
+    n_groups = max((len(q.must) for q in queries), default=0)
+    groups = []
+    for g in range(n_groups):
+        groups.append(_sparse_rows(
+            [cols({t: 1.0 for t in q.must[g]}) if g < len(q.must) else {} for q in queries], width))
+    needed = np.asarray([len(q.must) for q in queries], np.int64)
+    return _Compiled(emb, weights if weights.nnz else None, forbid if forbid.nnz else None,
+                     groups, needed, [q.exclude_ids for q in queries])
+
+
+# ---- explanations ----------------------------------------------------------------
+
+
+def _explain(queries: list[Query], located: tuple, scores: np.ndarray,
+             vocab: Vocabulary, config: IndexConfig) -> list[list[Reason]]:
+    segments, seg_no, rows = located
+    out = []
+    for i, q in enumerate(queries):
+        terms = _unit(dict(q.terms)) if config.scoring != "dense" else {}
+        links = _unit(dict(q.links)) if config.scoring != "dense" else {}
+        reasons = []
+        for j in range(scores.shape[1]):
+            if scores[i, j] == NEG_INF:
+                break
+            seg, r = segments[seg_no[i, j]][0], int(rows[i, j])
+            row = seg.job_terms[r]
+            job_t = {vocab.term(c) for c in row.indices}
+            matched = tuple(t for t in terms if t in job_t)
+            matched_links = tuple((src, t, w) for t in links if t in job_t for src, w in q.link_sources.get(t, ()))
+            sim = 0.0
+            if q.embedding is not None and config.scoring != "term":
+                sim = float(np.dot(np.asarray(q.embedding, np.float32), seg.embeddings_host[r]))
+            reasons.append(Reason(
+                score=float(scores[i, j]),
+                similarity=sim,
+                term_score=sum(terms[t] for t in matched),
+                link_score=sum(links[t] for t in links if t in job_t),
+                penalty=sum(p for t, p in q.penalties.items() if t in job_t),
+                matched_terms=matched,
+                matched_links=matched_links,
+            ))
+        out.append(reasons)
+    return out

@@ -1,0 +1,73 @@
+"""Jobs and members as the index sees them: small frozen dataclasses of plain strings.
+
+`index/` knows nothing of `streams/`; callers pass these dataclasses or plain dicts
+with the same field names (extra keys such as `description` are ignored).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+# Lowest to highest; the same order as streams.schemas.Seniority, kept as plain strings.
+SENIORITY_LEVELS: tuple[str, ...] = (
+    "intern", "entry", "mid", "senior", "lead", "director", "executive",
+)
+_RANK = {level: i for i, level in enumerate(SENIORITY_LEVELS)}
+
+
+def seniority_rank(level: str) -> int:
+    try:
+        return _RANK[str(level).strip().lower()]
+    except KeyError:
+        raise ValueError(f"unknown seniority {level!r}; expected one of {SENIORITY_LEVELS}") from None
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    job_id: str
+    title: str
+    location: str
+    seniority: str
+    company_id: str = ""
+    occupation: str = ""
+    skills: tuple[str, ...] = ()
+    promoted: bool = False
+
+
+@dataclass(frozen=True)
+class MemberRecord:
+    member_id: str
+    title: str
+    location: str
+    seniority: str
+    occupation: str = ""
+    skills: tuple[str, ...] = ()
+
+
+def _coerce(cls: type, obj: Any) -> Any:
+    if isinstance(obj, cls):
+        return obj
+    if not isinstance(obj, Mapping):
+        # pydantic models and other dataclasses: read the same attribute names
+        obj = {f.name: getattr(obj, f.name) for f in fields(cls) if hasattr(obj, f.name)}
+    names = {f.name for f in fields(cls)}
+    kwargs = {k: v for k, v in obj.items() if k in names}
+    if "skills" in kwargs:
+        kwargs["skills"] = tuple(kwargs["skills"] or ())
+    if "seniority" in kwargs:
+        s = kwargs["seniority"]
+        kwargs["seniority"] = str(getattr(s, "value", s))
+        seniority_rank(kwargs["seniority"])  # fail early on a bad level
+    try:
+        return cls(**kwargs)
+    except TypeError as err:
+        raise ValueError(f"cannot make a {cls.__name__} from {dict(obj)!r}: {err}") from None
+
+
+def as_job(obj: Any) -> JobRecord:
+    """A JobRecord from a JobRecord, a dict, or any object with the same attributes."""
+    return _coerce(JobRecord, obj)
+
+
+def as_member(obj: Any) -> MemberRecord:
+    return _coerce(MemberRecord, obj)
