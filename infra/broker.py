@@ -1,0 +1,492 @@
+"""A real single-node Apache Kafka broker (KRaft, no ZooKeeper), run from Maven Central jars.
+
+No Kafka tarball is reachable here and PyPI has no Kafka broker, so the jars come from
+Maven Central through `infra/kafka/pom.xml` (once, into the git-ignored cache) and the
+broker runs as `java -cp '<libs>/*' kafka.Kafka server.properties`. The same functions
+serve `hirestream broker ...`, `make run`, the test fixtures and CI.
+
+Two environment variables say where the broker is:
+- `KAFKA_BOOTSTRAP=host:port` points at an existing cluster: nothing is started and
+  `start` only waits for it to answer (and creates the topics).
+- `HIRESTREAM_KAFKA_BOOTSTRAP=host:port` moves the broker this module starts
+  (default 127.0.0.1:19092; its KRaft controller listens on the next port up).
+"""
+from __future__ import annotations
+
+import base64
+import fcntl
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from streams.settings import Settings, get_settings
+from streams.topics import ALL_TOPICS, dlq_name, partitions_for
+
+log = logging.getLogger(__name__)
+
+KAFKA_POM = Path(__file__).resolve().parent / "kafka" / "pom.xml"
+EXTERNAL_BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP"
+PID_FILE = "broker.pid"
+
+
+class BrokerError(RuntimeError):
+    """The broker could not be fetched, formatted, started, reached or stopped."""
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    """Where one local broker keeps its files and which loopback ports it takes."""
+
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 19092
+    controller_port: int = 19093
+    heap: str = "512m"
+    default_partitions: int = 3  # for topics that clients auto-create (faust changelogs)
+    # The internal offsets/transactions topics default to 50 partitions each; a
+    # one-node dev broker creates them faster with fewer.
+    internal_partitions: int = 4
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def properties_path(self) -> Path:
+        return self.data_dir / "server.properties"
+
+    @property
+    def log4j_path(self) -> Path:
+        return self.data_dir / "log4j.properties"
+
+    @property
+    def store_dir(self) -> Path:  # Kafka's `log.dirs`: the partitions' segment files
+        return self.data_dir / "store"
+
+    @property
+    def server_log(self) -> Path:
+        return self.data_dir / "server.log"
+
+    @property
+    def console_log(self) -> Path:  # the JVM's own stdout/stderr (crashes before log4j)
+        return self.data_dir / "console.log"
+
+    @property
+    def pid_path(self) -> Path:
+        return self.data_dir / PID_FILE
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None, data_dir: Path | None = None) -> BrokerConfig:
+        settings = settings or get_settings()
+        host, port = split_bootstrap(settings.kafka_bootstrap)
+        return cls(
+            data_dir=Path(data_dir) if data_dir else settings.data_dir / "kafka",
+            host=host,
+            port=port,
+            controller_port=port + 1,
+            default_partitions=settings.member_partitions,
+        )
+
+
+def split_bootstrap(bootstrap: str) -> tuple[str, int]:
+    """'host:port' -> (host, port); only the first address of a list is used."""
+    first = bootstrap.split(",")[0].strip()
+    host, sep, port = first.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise BrokerError(f"bootstrap address must be host:port, got {bootstrap!r}")
+    return host, int(port)
+
+
+def external_bootstrap() -> str | None:
+    """The existing cluster named by KAFKA_BOOTSTRAP, or None when we run our own."""
+    return os.environ.get(EXTERNAL_BOOTSTRAP_ENV) or None
+
+
+# --- jars ------------------------------------------------------------------------------
+
+def kafka_version(pom: Path = KAFKA_POM) -> str:
+    match = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", pom.read_text())
+    if not match:
+        raise BrokerError(f"no <kafka.version> property in {pom}")
+    return match.group(1).strip()
+
+
+def libs_dir(cache_dir: Path | None = None) -> Path:
+    cache_dir = Path(cache_dir) if cache_dir else get_settings().cache_dir
+    return cache_dir / f"kafka-{kafka_version()}" / "libs"
+
+
+def require_tools(*names: str) -> None:
+    missing = [n for n in names if shutil.which(n) is None]
+    if missing:
+        raise BrokerError(
+            f"{', '.join(missing)} not found on PATH; the broker needs Java 17+ and Maven 3.8+ "
+            "(Debian: apt-get install -y openjdk-17-jre-headless maven)"
+        )
+
+
+def jars_present(libs: Path) -> bool:
+    # The marker is written last, so a fetch killed half-way is not taken as done.
+    return (libs / ".complete").is_file()
+
+
+def fetch_jars(cache_dir: Path | None = None) -> Path:
+    """Copy the broker's jars from Maven Central into the cache once; return the libs dir.
+
+    Idempotent and safe to call from several processes at once (a file lock keeps
+    one fetch at a time; the others find the jars there when they get the lock).
+    """
+    libs = libs_dir(cache_dir)
+    if jars_present(libs):
+        return libs
+    require_tools("mvn")
+    libs.parent.mkdir(parents=True, exist_ok=True)
+    with open(libs.parent / ".fetch.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if jars_present(libs):
+            return libs
+        log.info("fetching Kafka %s jars from Maven Central into %s", kafka_version(), libs)
+        staging = Path(tempfile.mkdtemp(prefix="libs-", dir=libs.parent))
+        cmd = [
+            "mvn", "-q", "-B", "-f", str(KAFKA_POM), "dependency:copy-dependencies",
+            f"-DoutputDirectory={staging}", "-DincludeScope=runtime",
+        ]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0 or not any(staging.glob("kafka_2.13-*.jar")):
+            shutil.rmtree(staging, ignore_errors=True)
+            raise BrokerError(
+                f"`{' '.join(cmd)}` failed (exit {done.returncode}):\n"
+                f"{(done.stdout + done.stderr)[-3000:]}"
+            )
+        (staging / ".complete").write_text(kafka_version() + "\n")
+        shutil.rmtree(libs, ignore_errors=True)
+        staging.rename(libs)
+    return libs
+
+
+# --- configuration files -------------------------------------------------------------
+
+def server_properties(cfg: BrokerConfig) -> str:
+    """The broker's configuration: one node that is both broker and KRaft controller."""
+    props = {
+        "process.roles": "broker,controller",
+        "node.id": 1,
+        "controller.quorum.voters": f"1@{cfg.host}:{cfg.controller_port}",
+        "listeners": f"PLAINTEXT://{cfg.bootstrap},CONTROLLER://{cfg.host}:{cfg.controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{cfg.bootstrap}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "log.dirs": cfg.store_dir,
+        # One node: every internal topic has a single replica.
+        "offsets.topic.replication.factor": 1,
+        "offsets.topic.num.partitions": cfg.internal_partitions,
+        "transaction.state.log.replication.factor": 1,
+        "transaction.state.log.min.isr": 1,
+        "transaction.state.log.num.partitions": cfg.internal_partitions,
+        "default.replication.factor": 1,
+        "min.insync.replicas": 1,
+        # A consumer group's first join should not wait 3 s for more members.
+        "group.initial.rebalance.delay.ms": 0,
+        # faust creates its changelog and repartition topics itself.
+        "auto.create.topics.enable": "true",
+        "num.partitions": cfg.default_partitions,
+        "delete.topic.enable": "true",
+        "num.network.threads": 2,
+        "num.io.threads": 4,
+        "log.retention.hours": 168,
+        "log.segment.bytes": 64 * 1024 * 1024,
+    }
+    return "".join(f"{k}={v}\n" for k, v in props.items())
+
+
+def log4j_properties(cfg: BrokerConfig) -> str:
+    return (
+        "log4j.rootLogger=INFO, file\n"
+        "log4j.appender.file=org.apache.log4j.RollingFileAppender\n"
+        f"log4j.appender.file.File={cfg.server_log}\n"
+        "log4j.appender.file.MaxFileSize=20MB\n"
+        "log4j.appender.file.MaxBackupIndex=2\n"
+        "log4j.appender.file.layout=org.apache.log4j.PatternLayout\n"
+        "log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n\n"
+        # The per-request and state-change chatter says nothing a developer needs.
+        "log4j.logger.kafka.request.logger=WARN\n"
+        "log4j.logger.state.change.logger=WARN\n"
+    )
+
+
+def new_cluster_id() -> str:
+    # Kafka's Uuid text form: 16 random bytes, URL-safe base64, no padding.
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+
+
+def java_command(cfg: BrokerConfig, libs: Path, main: str, *args: str) -> list[str]:
+    return [
+        "java", "-Xms128m", f"-Xmx{cfg.heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+        "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
+        f"-Dlog4j.configuration=file:{cfg.log4j_path}",
+        "-cp", f"{libs}/*", main, *args,
+    ]
+
+
+def prepare(cfg: BrokerConfig, libs: Path) -> None:
+    """Write the configuration files and format the KRaft store once."""
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    cfg.properties_path.write_text(server_properties(cfg))
+    cfg.log4j_path.write_text(log4j_properties(cfg))
+    if (cfg.store_dir / "meta.properties").is_file():
+        return
+    cmd = java_command(
+        cfg, libs, "kafka.tools.StorageTool",
+        "format", "-t", new_cluster_id(), "-c", str(cfg.properties_path), "--ignore-formatted",
+    )
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise BrokerError(
+            f"formatting the KRaft store in {cfg.store_dir} failed (exit {done.returncode}):\n"
+            f"{(done.stdout + done.stderr)[-3000:]}"
+        )
+
+
+# --- processes -----------------------------------------------------------------------
+
+# Brokers this process started, kept so they are reaped (and Popen does not warn).
+_children: dict[int, subprocess.Popen] = {}
+
+
+def _alive(pid: int) -> bool:
+    if pid in _children:
+        return _children[pid].poll() is None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def running_pid(cfg: BrokerConfig) -> int | None:
+    """The pid of this data dir's broker if it runs (a stale or reused pid gives None)."""
+    try:
+        pid = int(cfg.pid_path.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except FileNotFoundError:
+        return None
+    # A pid is reused after a crash; only our own broker's command line counts.
+    if "kafka.Kafka" not in cmdline or str(cfg.properties_path) not in cmdline:
+        return None
+    return pid if _alive(pid) else None
+
+
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """`n` distinct loopback ports free right now (held open together, so no repeats)."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
+    try:
+        for sock in socks:
+            sock.bind((host, 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def answers(bootstrap: str, timeout: float = 3.0) -> bool:
+    """True when a Kafka client can fetch cluster metadata with a broker in it."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    host, port = split_bootstrap(bootstrap)
+    if not port_open(host, port):  # skip the client's own retry chatter while nothing listens
+        return False
+    ms = int(timeout * 1000)
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap, client_id="hirestream-probe",
+            request_timeout_ms=ms, bootstrap_timeout_ms=ms,
+        )
+    except KafkaError:
+        return False
+    try:
+        return bool(admin.describe_cluster().get("brokers"))
+    except KafkaError:
+        return False
+    finally:
+        admin.close()
+
+
+def _tail(path: Path, chars: int = 2000) -> str:
+    try:
+        return path.read_text(errors="replace")[-chars:]
+    except FileNotFoundError:
+        return f"({path} does not exist)"
+
+
+def wait_until_ready(bootstrap: str, timeout: float, pid: int | None = None,
+                     cfg: BrokerConfig | None = None) -> float:
+    """Poll until the broker answers; return the seconds waited. Fails fast if `pid` dies."""
+    start = time.monotonic()
+    while True:
+        if answers(bootstrap):
+            return time.monotonic() - start
+        if pid is not None and not _alive(pid):
+            detail = f"\n{_tail(cfg.console_log)}\n{_tail(cfg.server_log)}" if cfg else ""
+            raise BrokerError(f"the broker (pid {pid}) exited before answering on {bootstrap}{detail}")
+        if time.monotonic() - start > timeout:
+            where = f"; see {cfg.server_log}" if cfg else ""
+            raise BrokerError(f"no Kafka broker answered on {bootstrap} within {timeout:.0f} s{where}")
+        time.sleep(0.2)  # polling interval, not synchronization: the loop checks a condition
+
+
+def start(cfg: BrokerConfig, libs: Path | None = None, timeout: float = 60.0) -> int:
+    """Start the broker in the background (its own session, so it outlives the caller).
+
+    Returns its pid once it answers. Idempotent: a broker already running from this
+    data dir is left as it is.
+    """
+    pid = running_pid(cfg)
+    if pid is not None:
+        wait_until_ready(cfg.bootstrap, timeout, pid, cfg)
+        return pid
+    for port in (cfg.port, cfg.controller_port):
+        if port_open(cfg.host, port):
+            raise BrokerError(
+                f"{cfg.host}:{port} is already taken by another process; stop it, set "
+                f"KAFKA_BOOTSTRAP to use a cluster that runs there, or choose another port "
+                f"with HIRESTREAM_KAFKA_BOOTSTRAP"
+            )
+    require_tools("java")
+    libs = libs or fetch_jars()
+    prepare(cfg, libs)
+    cmd = java_command(cfg, libs, "kafka.Kafka", str(cfg.properties_path))
+    with open(cfg.console_log, "ab") as console:
+        proc = subprocess.Popen(
+            cmd, stdout=console, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=cfg.data_dir, start_new_session=True,
+        )
+    _children[proc.pid] = proc
+    cfg.pid_path.write_text(f"{proc.pid}\n")
+    try:
+        waited = wait_until_ready(cfg.bootstrap, timeout, proc.pid, cfg)
+    except BrokerError:
+        stop(cfg)
+        raise
+    log.info("Kafka %s broker (pid %d) answered on %s after %.1f s",
+             kafka_version(), proc.pid, cfg.bootstrap, waited)
+    return proc.pid
+
+
+def stop(cfg: BrokerConfig, timeout: float = 30.0) -> bool:
+    """SIGTERM (Kafka shuts down cleanly on it), wait, then SIGKILL. True if one was running."""
+    pid = running_pid(cfg)
+    if pid is None:
+        cfg.pid_path.unlink(missing_ok=True)
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _alive(pid):
+        log.warning("broker pid %d ignored SIGTERM for %.0f s; killing it", pid, timeout)
+        os.kill(pid, signal.SIGKILL)
+        while _alive(pid):
+            time.sleep(0.05)
+    _children.pop(pid, None)
+    cfg.pid_path.unlink(missing_ok=True)
+    return True
+
+
+def ensure_running(cfg: BrokerConfig | None = None, timeout: float = 60.0) -> str:
+    """The bootstrap address of a broker that answers: KAFKA_BOOTSTRAP's, or our own started now."""
+    external = external_bootstrap()
+    if external:
+        wait_until_ready(external, timeout)
+        return external
+    cfg = cfg or BrokerConfig.from_settings()
+    start(cfg, timeout=timeout)
+    return cfg.bootstrap
+
+
+# --- topics --------------------------------------------------------------------------
+
+def topic_plan(member_partitions: int) -> dict[str, int]:
+    """Every topic of the map, and its dead-letter topic, with its partition count."""
+    plan: dict[str, int] = {}
+    for spec in ALL_TOPICS:
+        n = partitions_for(spec, member_partitions)
+        plan[spec.name] = n
+        plan[dlq_name(spec.name)] = n
+    return plan
+
+
+def partition_counts(bootstrap: str, names: list[str] | None = None) -> dict[str, int]:
+    """Partitions per existing topic (all topics when `names` is None)."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="hirestream-admin")
+    try:
+        existing = set(admin.list_topics())
+        wanted = [n for n in (names if names is not None else existing) if n in existing]
+        if not wanted:
+            return {}
+        return {t["name"]: len(t["partitions"]) for t in admin.describe_topics(wanted)}
+    finally:
+        admin.close()
+
+
+def create_topics(bootstrap: str, member_partitions: int | None = None,
+                  replication_factor: int | None = None) -> list[str]:
+    """Create the map's topics that are missing; return the names created.
+
+    An existing topic with another partition count is an error, not something to
+    fix quietly: adding partitions would move keys and break co-partitioning.
+    """
+    from kafka import KafkaAdminClient
+    from kafka.errors import TopicAlreadyExistsError, for_code
+
+    settings = get_settings()
+    plan = topic_plan(member_partitions or settings.member_partitions)
+    rf = replication_factor or settings.replication_factor
+    have = partition_counts(bootstrap, list(plan))
+    missing = {name: n for name, n in plan.items() if name not in have}
+    if missing:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="hirestream-admin")
+        try:
+            result = admin.create_topics(
+                {name: {"num_partitions": n, "replication_factor": rf} for name, n in missing.items()},
+                raise_errors=False, wait_for_metadata=True,
+            )
+        finally:
+            admin.close()
+        for topic in result["topics"]:
+            error = for_code(topic["error_code"])
+            # Another process may have created it between our look and our create.
+            if topic["error_code"] and error is not TopicAlreadyExistsError:
+                raise BrokerError(f"creating topic {topic['name']!r} on {bootstrap} failed: "
+                                  f"{error.__name__}: {topic.get('error_message')}")
+        have = partition_counts(bootstrap, list(plan))
+    wrong = {name: (have.get(name), n) for name, n in plan.items() if have.get(name) != n}
+    if wrong:
+        listing = ", ".join(f"{k} has {h} want {w}" for k, (h, w) in wrong.items())
+        raise BrokerError(f"topics on {bootstrap} do not match the map: {listing}")
+    return sorted(missing)
