@@ -95,6 +95,9 @@ class WorkerProcess:
     def stats(self) -> dict | None:
         return self._get("/stats/")
 
+    def reset_stats(self) -> dict | None:
+        return self._get("/stats/reset/")
+
     def member(self, member_id: str) -> dict | None:
         return self._get(f"/members/{member_id}/")
 

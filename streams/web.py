@@ -31,3 +31,10 @@ async def job_view(web: View, request: Request, job_id: str) -> Response:
 @app.page("/stats/")
 async def stats_view(web: View, request: Request) -> Response:
     return web.json(stats.snapshot())
+
+
+@app.page("/stats/reset/")
+async def stats_reset_view(web: View, request: Request) -> Response:
+    """Start a new measurement window (the ingest benchmark's phases)."""
+    stats.reset()
+    return web.json(stats.snapshot())
