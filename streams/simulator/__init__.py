@@ -1,0 +1,16 @@
+"""A deterministic job-marketplace simulator built on real ESCO and O*NET taxonomies.
+
+    from streams.simulator import MarketplaceConfig, Marketplace, write_jsonl
+    sim = Marketplace(MarketplaceConfig(seed=7, n_members=1000, n_companies=100, n_jobs=2000, days=14))
+    write_jsonl(sim.events(), "events.jsonl")
+    sim.truth.affinity("m0000001", "j0000042"); sim.truth.qualified(...)
+"""
+from streams.simulator.config import MarketplaceConfig, SIM_START
+from streams.simulator.jsonl import read_jsonl, write_jsonl
+from streams.simulator.marketplace import CITIES, SENIORITY_YEARS, Marketplace
+from streams.simulator.truth import Truth
+
+__all__ = [
+    "CITIES", "Marketplace", "MarketplaceConfig", "SENIORITY_YEARS", "SIM_START", "Truth",
+    "read_jsonl", "write_jsonl",
+]

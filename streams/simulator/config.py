@@ -1,0 +1,64 @@
+"""The simulator's one configuration: sizes, dates and behaviour rates."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+
+SIM_START = datetime(2026, 1, 5, tzinfo=timezone.utc)  # a Monday
+
+# Measured on the default rates (see bench/simulator_speed.py): events a member makes
+# per simulated day, averaged over active, idle and cold-start members.
+EVENTS_PER_MEMBER_DAY = 2.7
+
+
+@dataclass(frozen=True)
+class MarketplaceConfig:
+    seed: int = 7
+    n_members: int = 1000
+    n_companies: int = 100
+    n_jobs: int = 2000  # open jobs at the start; new postings replace closed ones
+    days: int = 14
+    n_occupations: int = 0  # occupations in play; 0 = scale with n_jobs
+    start: datetime = SIM_START
+
+    # behaviour
+    active_rate: float = 0.3  # mean chance a regular member opens the site on a day
+    cold_start_share: float = 0.1  # members who barely use the site
+    cold_start_rate: float = 0.03  # their daily chance of a session
+    new_members_per_day: float = 0.002  # joiners per day, as a share of n_members
+    recommendations_per_session: int = 6
+    search_rate: float = 0.35  # chance a session starts with a search
+    promoted_rate: float = 0.35  # chance a session is shown a promoted job
+    profile_update_rate: float = 0.01  # chance a session edits the profile
+    promoted_share: float = 0.08  # share of jobs posted as promoted
+    job_lifetime_days: tuple[int, int] = (14, 45)
+    review_rate: float = 0.3  # chance an employer reviews a job's applicants on a day
+
+    def __post_init__(self) -> None:
+        for name in ("n_members", "n_companies", "n_jobs", "days"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"MarketplaceConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.start.tzinfo is None:
+            raise ValueError(f"MarketplaceConfig.start must be timezone-aware, got {self.start!r}")
+
+    @property
+    def occupations_in_play(self) -> int:
+        return self.n_occupations or max(24, min(1500, self.n_jobs // 8))
+
+    @classmethod
+    def for_events(cls, n_events: int, seed: int = 7, **overrides) -> "MarketplaceConfig":
+        """A config sized to produce about `n_events` events (within ~20%).
+
+        Longer runs get more days (histories to learn from) and more members, capped
+        at 200k members so the entities of a 10M-event run stay a few hundred MB.
+        """
+        if n_events < 100:
+            raise ValueError(f"for_events needs at least 100 events, got {n_events}")
+        days = 7 if n_events <= 20_000 else 14 if n_events <= 500_000 else 30 if n_events <= 3_000_000 else 60
+        members = n_events / (days * EVENTS_PER_MEMBER_DAY + 3.2)  # +3.2: a member's, its jobs' and companies' upserts
+        members = int(max(20, min(200_000, members)))
+        if members == 200_000:  # past the cap, more days carry the volume
+            days = max(days, round((n_events / members - 3.2) / EVENTS_PER_MEMBER_DAY))
+        jobs = max(20, min(100_000, 2 * members))
+        cfg = cls(seed=seed, n_members=members, n_jobs=jobs, n_companies=max(5, jobs // 20), days=days)
+        return replace(cfg, **overrides)

@@ -1,0 +1,158 @@
+"""Hidden ground truth: what each member wants, and who can do which job.
+
+Nothing here is ever emitted as an event. Behaviour in the simulator is driven by
+these functions, so a model that ranks jobs by `affinity` (learned from text and
+actions) is the model that wins offline evaluation; `qualified` drives hires.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from streams.schemas import DismissReason, Seniority
+
+_SENIORITY = list(Seniority)
+QUALIFYING_SKILL_SHARE = 0.34  # a qualified member has at least a third of a job's skills
+
+
+@dataclass(slots=True)
+class Preferences:
+    """A member's hidden wishes (indices into the marketplace's tables)."""
+
+    occupations: tuple[int, ...]  # wanted occupations, the member's own first
+    families: frozenset[str]  # SOC minor groups of those occupations
+    locations: tuple[int, ...]  # acceptable cities, home first
+    relocate: bool  # would move for the right job
+    target_rank: int  # seniority rank they are looking for (>= their current rank)
+    disliked_companies: frozenset[int] = field(default_factory=frozenset)
+
+
+@dataclass(slots=True)
+class MemberState:
+    """A member as the simulator tracks them (profile fields as indices)."""
+
+    idx: int
+    member_id: str
+    occupation: int
+    rank: int
+    years: float
+    location: int
+    skills: list[int]  # skill ids, in profile order
+    prefs: Preferences
+    daily_rate: float  # chance of a session on a given day
+    about_goal: str = ""  # sentence of the about text stating a wish (or "")
+    about_mobility: str = ""
+    hired_day: int = -1
+    recent_jobs: list[int] = field(default_factory=list)  # last jobs shown (for already_seen)
+
+
+@dataclass(slots=True)
+class JobState:
+    idx: int
+    job_id: str
+    company: int
+    occupation: int
+    family: str
+    location: int
+    rank: int
+    skills: tuple[int, ...]
+    promoted: bool
+    posted_day: int
+    close_day: int  # day it expires unless filled first
+    open: bool = True
+    applicants: list[int] = field(default_factory=list)  # member indices, in apply order
+    applied_day: list[int] = field(default_factory=list)
+
+
+# Each factor is in (0, 1]; affinity is their product. The weakest factor names the
+# reason a member gives when dismissing, so dismiss feedback is truthful.
+def field_factor(prefs: Preferences, job: JobState) -> float:
+    if job.occupation in prefs.occupations:
+        return 1.0
+    return 0.5 if job.family in prefs.families else 0.08
+
+
+def location_factor(prefs: Preferences, job: JobState) -> float:
+    if job.location in prefs.locations:
+        return 1.0
+    return 0.6 if prefs.relocate else 0.12
+
+
+def seniority_factor(prefs: Preferences, job: JobState) -> float:
+    gap = job.rank - prefs.target_rank
+    return {0: 1.0, -1: 0.6, 1: 0.45, -2: 0.15, 2: 0.15}.get(gap, 0.04)
+
+
+def company_factor(prefs: Preferences, job: JobState) -> float:
+    return 0.25 if job.company in prefs.disliked_companies else 1.0
+
+
+def skill_share(member: MemberState, job: JobState) -> float:
+    if not job.skills:
+        return 0.0
+    have = set(member.skills)
+    return sum(1 for s in job.skills if s in have) / len(job.skills)
+
+
+def affinity(member: MemberState, job: JobState) -> float:
+    p = member.prefs
+    return (
+        field_factor(p, job) * location_factor(p, job) * seniority_factor(p, job)
+        * company_factor(p, job) * (0.7 + 0.3 * skill_share(member, job))
+    )
+
+
+def dismiss_reason(member: MemberState, job: JobState) -> DismissReason:
+    """Why this member would dismiss this job: its weakest factor, or OTHER."""
+    p = member.prefs
+    factors = [
+        (seniority_factor(p, job), DismissReason.TOO_SENIOR if job.rank > p.target_rank else DismissReason.TOO_JUNIOR),
+        (location_factor(p, job), DismissReason.WRONG_LOCATION),
+        (field_factor(p, job), DismissReason.NOT_MY_FIELD),
+        (company_factor(p, job), DismissReason.COMPANY),
+    ]
+    weakest, reason = min(factors, key=lambda fr: fr[0])
+    return reason if weakest < 0.7 else DismissReason.OTHER
+
+
+def qualified(member: MemberState, job: JobState, min_years: float) -> bool:
+    """Could this member do this job: enough of its skills, level and years."""
+    return (
+        skill_share(member, job) >= QUALIFYING_SKILL_SHARE
+        and job.rank - member.rank <= 1
+        and member.years >= min_years
+    )
+
+
+class Truth:
+    """Read-only view of the hidden ground truth, by public ids (for evaluation)."""
+
+    def __init__(self, members: dict[str, MemberState], jobs: dict[str, JobState], min_years, describe):
+        self._members = members
+        self._jobs = jobs
+        self._min_years = min_years
+        self._describe = describe  # Preferences -> readable dict (labels, city names)
+
+    def _pair(self, member_id: str, job_id: str) -> tuple[MemberState, JobState]:
+        try:
+            return self._members[member_id], self._jobs[job_id]
+        except KeyError as err:
+            raise KeyError(f"unknown member or job {err.args[0]!r} (truth covers entities generated so far)") from None
+
+    def affinity(self, member_id: str, job_id: str) -> float:
+        """How much the member wants this job, in (0, 1]."""
+        return affinity(*self._pair(member_id, job_id))
+
+    def qualified(self, member_id: str, job_id: str) -> bool:
+        """Whether the member, as their profile stands now, could do this job."""
+        member, job = self._pair(member_id, job_id)
+        return qualified(member, job, self._min_years(_SENIORITY[job.rank]))
+
+    def dismiss_reason(self, member_id: str, job_id: str) -> DismissReason:
+        return dismiss_reason(*self._pair(member_id, job_id))
+
+    def preferences(self, member_id: str) -> dict:
+        """The member's hidden wishes, readable: occupations, families, locations, ..."""
+        member = self._members.get(member_id)
+        if member is None:
+            raise KeyError(f"unknown member {member_id!r}")
+        return self._describe(member.prefs)
