@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "produce",
     "broker",
     "train",
+    "simulate",
 ]
 
 
