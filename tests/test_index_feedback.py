@@ -1,0 +1,94 @@
+"""Feedback rules: dismiss reasons become masks and penalties in retrieval."""
+from __future__ import annotations
+
+import pytest
+
+from index import FeedbackRules, JobIndex, MemberRules, member_query
+from index.records import SENIORITY_LEVELS, seniority_rank
+
+MEMBER = dict(member_id="m1", title="Software Engineer", occupation="software developers",
+              skills=["python"], location="Berlin", seniority="mid")
+
+
+def _catalog():
+    jobs = []
+    for i, level in enumerate(SENIORITY_LEVELS):
+        for loc in ("Berlin", "Paris"):
+            for co in ("c1", "c2"):
+                jobs.append(dict(job_id=f"{level}-{loc}-{co}", title=f"{level} Software Engineer",
+                                 occupation="software developers", skills=["python"], location=loc,
+                                 seniority=level, company_id=co))
+    jobs.append(dict(job_id="nurse", title="Nurse", occupation="nurses", skills=["care"], location="Berlin",
+                     seniority="mid", company_id="c3"))
+    return jobs
+
+
+def _index():
+    index = JobIndex.create("hybrid,exact", dim=32, backend="numpy")
+    index.upsert(_catalog())
+    return index
+
+
+def _levels(ids):
+    return {seniority_rank(j.split("-")[0]) for j in ids if j is not None and j != "nurse"}
+
+
+def test_too_senior_dismissals_stop_more_senior_jobs():
+    index, rules = _index(), FeedbackRules()
+    jobs = {j["job_id"]: j for j in _catalog()}
+    before = index.search([member_query(MEMBER, index.embedder)], k=30).ids[0]
+    assert max(_levels(before)) == seniority_rank("executive")
+
+    rules.record_dismiss("m1", "too_senior", jobs["lead-Berlin-c1"])
+    ids = index.search([member_query(MEMBER, index.embedder, rules=rules.for_member("m1"))], k=30).ids[0]
+    assert _levels(ids) and max(_levels(ids)) <= seniority_rank("senior")
+    assert "lead-Berlin-c1" not in ids
+
+    rules.record_dismiss("m1", "too_senior", jobs["senior-Paris-c2"])  # tighter still
+    ids = index.search([member_query(MEMBER, index.embedder, rules=rules.for_member("m1"))], k=30).ids[0]
+    assert max(_levels(ids)) <= seniority_rank("mid")
+    # an older, looser dismiss does not loosen the bound again
+    rules.record_dismiss("m1", "too_senior", jobs["director-Paris-c1"])
+    assert rules.for_member("m1").max_seniority == seniority_rank("mid")
+
+
+def test_too_junior_company_and_dismissed_job_are_masked():
+    index, jobs = _index(), {j["job_id"]: j for j in _catalog()}
+    r = MemberRules().update("too_junior", jobs["entry-Berlin-c1"]).update("company", jobs["mid-Paris-c2"])
+    r = r.update("already_seen", jobs["lead-Paris-c1"])
+    ids = [j for j in index.search([member_query(MEMBER, index.embedder, rules=r)], k=30).ids[0] if j]
+    assert ids
+    assert min(_levels(ids)) >= seniority_rank("mid")
+    assert not any(j.endswith("-c2") for j in ids)
+    assert "lead-Paris-c1" not in ids and "entry-Berlin-c1" not in ids
+
+
+def test_wrong_location_and_field_become_penalties():
+    index, jobs = _index(), {j["job_id"]: j for j in _catalog()}
+    plain = index.search([member_query(MEMBER, index.embedder)], k=60)
+    r = MemberRules().update("wrong_location", jobs["mid-Berlin-c1"])
+    assert r.penalties == {"loc:berlin": 0.5}
+    penalized = index.search([member_query(MEMBER, index.embedder, rules=r)], k=60)
+    before = dict(plain.hits(0))
+    after = dict(penalized.hits(0))
+    for job_id, s in after.items():
+        expected = before[job_id] - (0.5 if "-Berlin-" in job_id or job_id == "nurse" else 0.0)
+        assert s == pytest.approx(expected, abs=1e-5)
+    assert "mid-Berlin-c1" not in after  # the dismissed job itself
+    r = r.update("wrong_location", jobs["mid-Berlin-c2"]).update("not_my_field", jobs["nurse"])
+    assert r.penalties == {"loc:berlin": 1.0, "occ:nurses": 0.5}
+    why = index.search([member_query(MEMBER, index.embedder, rules=r)], k=60).reasons[0]
+    assert all(w.penalty in (0.0, 1.0) for w in why)
+
+
+def test_rules_are_pure_steps_that_serialize():
+    job = dict(job_id="x", title="t", location="Rome", seniority="senior", company_id="c7")
+    empty = MemberRules()
+    after = empty.update("too_senior", job)
+    assert empty == MemberRules()  # the old state is untouched
+    assert after.max_seniority == seniority_rank("mid")
+    flipped = after.update("too_junior", dict(job, job_id="y", seniority="senior"))
+    assert flipped.min_seniority == seniority_rank("lead") and flipped.max_seniority is None  # newest wins
+    assert MemberRules.from_dict(flipped.to_dict()) == flipped
+    with pytest.raises(ValueError, match="unknown dismiss reason 'boring'"):
+        empty.update("boring", job)

@@ -1,0 +1,47 @@
+"""The array-module switch, and the same search on CuPy when a CUDA device exists."""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from index import JobIndex
+from index.xp import cupy_usable, get_backend
+from tests.index_reference import random_catalog, random_query
+
+CUPY_OK, CUPY_WHY = cupy_usable()
+
+
+def test_numpy_backend_is_chosen_without_a_device():
+    backend = get_backend("numpy")
+    assert backend.xp is np and backend.name == "numpy"
+    if not CUPY_OK:
+        assert get_backend("auto").name == "numpy"
+
+
+def test_unknown_or_unavailable_backend_fails_with_the_reason():
+    with pytest.raises(ValueError, match="unknown array backend 'tpu'"):
+        get_backend("tpu")  # type: ignore[arg-type]
+    if not CUPY_OK:
+        with pytest.raises(RuntimeError, match="backend 'cupy' requested but"):
+            get_backend("cupy")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUPY_OK, reason=f"CuPy search needs a CUDA device: {CUPY_WHY}")
+@pytest.mark.parametrize("spec", ["hybrid,exact", "dense,exact", "term,exact", "hybrid,hnsw"])
+def test_cupy_search_equals_numpy_search(spec):
+    jobs, emb = random_catalog(21, 2000, 32)
+    on_gpu = JobIndex.create(spec, dim=32, backend="cupy")
+    on_cpu = JobIndex.create(spec, dim=32, backend="numpy")
+    for ix in (on_gpu, on_cpu):
+        ix.upsert(jobs[:1500], embeddings=emb[:1500])
+        ix.compact()
+        ix.upsert(jobs[1500:], embeddings=emb[1500:])
+        ix.delete([j.job_id for j in jobs[::13]])
+    rng = random.Random(21)
+    queries = [random_query(rng, 32, [j.job_id for j in jobs]) for _ in range(40)]
+    g, c = on_gpu.search(queries, k=25), on_cpu.search(queries, k=25)
+    np.testing.assert_allclose(g.scores, c.scores, atol=1e-4)
+    assert (g.ids == c.ids).mean() > 0.98  # equal up to the order of float ties
