@@ -63,7 +63,7 @@ def p_click(a: float) -> float: return 0.03 + 0.6 * a
 def p_save(a: float) -> float: return 0.02 + 0.25 * a  # given a click
 def p_apply(a: float) -> float: return 0.05 + 0.55 * a  # given a click
 def p_dismiss(a: float) -> float: return 0.3 * (1 - a)  # given no click
-P_HIRE_QUALIFIED = 0.5  # chance an employer hires a qualified applicant it reviews
+P_HIRE_QUALIFIED = 0.6  # chance an employer hires a qualified applicant it reviews
 P_HIRE_UNQUALIFIED = 0.03
 
 _COMPANY_WORDS = (
@@ -120,6 +120,8 @@ class _Pool:
     def __len__(self) -> int:
         return len(self.items)
 
+
+_EMPTY_POOL = _Pool()
 
 # Record kinds in a day's buffer; a record is (time_s, seq, kind, *args).
 _K_COMPANY, _K_JOB, _K_MEMBER, _K_ACTION, _K_HIRE, _K_CLOSE = range(6)
@@ -211,6 +213,8 @@ class Marketplace:
         self._pools_family = {f: _Pool() for f in self._family_occs}
         self._pools_city = [_Pool() for _ in CITIES]
         self._pools_promoted = _Pool()
+        # (occupation index or family code, city index) -> open jobs there
+        self._pools_local: dict[tuple[int | str, int], _Pool] = {}
 
     def _make_company(self, rng: random.Random, idx: int) -> Company:
         occ = self.occupations[_pick(rng, self._occ_weights)]
@@ -234,14 +238,14 @@ class Marketplace:
             occ = rng.choice(major_occs)
         else:
             occ = _pick(rng, self._occ_weights)
-        top = self._occ_skills[occ][:20]
+        top = self._occ_skills[occ][:16]
         home = CITIES.index(self._companies[company].location)
         job = JobState(
             idx=len(self._jobs), job_id=f"j{len(self._jobs):07d}", company=company, occupation=occ,
             family=self.occupations[occ].family,
             location=home if rng.random() < 0.7 else _city_idx(rng),
             rank=self._level(rng, _JOB_LEVEL_WEIGHTS, occ),
-            skills=tuple(rng.sample(top, min(len(top), rng.randint(5, 8)))),
+            skills=tuple(rng.sample(top, min(len(top), rng.randint(5, 8)))),  # top: the first 16
             promoted=rng.random() < self.config.promoted_share,
             posted_day=posted_day, close_day=close_day,
         )
@@ -261,7 +265,7 @@ class Marketplace:
         lo, hi = SENIORITY_YEARS[SENIORITIES[rank]]
         years = round(rng.uniform(lo, hi), 1)
         family = self.occupations[occ].family
-        skills = rng.sample(self._occ_skills[occ][:25], rng.randint(5, 10))
+        skills = rng.sample(self._occ_skills[occ][:16], rng.randint(6, 10))
         siblings = [o for o in self._family_occs[family] if o != occ]
         if siblings:
             skills += rng.sample(self._occ_skills[rng.choice(siblings)][:15], rng.randint(0, 2))
@@ -429,6 +433,11 @@ class Marketplace:
     def _job_pools(self, job: JobState) -> list[_Pool]:
         pools = [self._pools_all, self._pools_occ[job.occupation], self._pools_family[job.family],
                  self._pools_city[job.location]]
+        for key in ((job.occupation, job.location), (job.family, job.location)):
+            pool = self._pools_local.get(key)
+            if pool is None:
+                pool = self._pools_local[key] = _Pool()
+            pools.append(pool)
         if job.promoted:
             pools.append(self._pools_promoted)
         return pools
@@ -561,7 +570,12 @@ class Marketplace:
                     job.applied_day.append(day)
                     self._pending[j] = None
             elif rng.random() < p_dismiss(a):
-                reason = DismissReason.ALREADY_SEEN if j in m.recent_jobs and rng.random() < 0.5 else dismiss_reason(m, job)
+                if j in m.recent_jobs and rng.random() < 0.5:
+                    reason = DismissReason.ALREADY_SEEN
+                elif rng.random() < 0.05:
+                    reason = DismissReason.OTHER  # people don't always say why
+                else:
+                    reason = dismiss_reason(m, job)
                 add(t, _K_ACTION, m.idx, ActionType.DISMISS, j, reason, None, surface)
                 t += rng.randint(2, 10)
             if j not in m.recent_jobs:
@@ -576,33 +590,51 @@ class Marketplace:
             wanted = m.prefs.occupations
             occ = wanted[0] if rng.random() < 0.6 else rng.choice(wanted)
             query = self.occupations[occ].label
-            if rng.random() < 0.25:
+            in_city = rng.random() < 0.25
+            if in_city:
                 query += " " + CITIES[m.prefs.locations[0]]
             occ_choices = [occ]
         else:
             skill = rng.choice(m.skills)
+            in_city = False
             query = self._skills[skill]
             occ_choices = self._skill_occs.get(skill) or [m.occupation]
+        city = m.prefs.locations[0] if in_city or rng.random() < 0.5 else -1
         for _ in range(rng.randint(3, 6)):
             occ = rng.choice(occ_choices)
-            pool = self._pools_occ[occ] if rng.random() < 0.7 else self._pools_family[self.occupations[occ].family]
+            key = occ if rng.random() < 0.7 else self.occupations[occ].family
+            pool = self._local_pool(key, city) if city >= 0 else _EMPTY_POOL
+            if not len(pool):
+                pool = self._pools_occ[key] if isinstance(key, int) else self._pools_family[key]
             j = pool.choice(rng)
             if j is not None:
                 results.append(j)
         return query[:200], results
 
     def _recommend(self, rng: random.Random, m: MemberState) -> int | None:
-        """The platform's simple recommender: it sees the profile, never the hidden wishes."""
+        """The platform's own simple recommender: it sees the profile, never the hidden
+        wishes, and prefers the member's city and level within their field."""
         r = rng.random()
-        if r < 0.15:
-            pool = self._pools_occ[m.occupation]
-        elif r < 0.55:
-            pool = self._pools_family[self.occupations[m.occupation].family]
-        elif r < 0.7:
-            pool = self._pools_city[m.location]
+        family = self.occupations[m.occupation].family
+        if r < 0.3:
+            pools = (self._local_pool(m.occupation, m.location), self._pools_occ[m.occupation])
+        elif r < 0.65:
+            pools = (self._local_pool(family, m.location), self._pools_family[family])
+        elif r < 0.8:
+            pools = (self._pools_city[m.location],)
         else:
-            pool = self._pools_all
-        return pool.choice(rng) if len(pool) else self._pools_all.choice(rng)
+            pools = ()
+        pool = next((p for p in pools if len(p)), self._pools_all)
+        j = pool.choice(rng)
+        for _ in range(2):  # a couple of tries at a job near the member's level
+            if j is None or abs(self._jobs[j].rank - m.rank) <= 1:
+                break
+            j = pool.choice(rng)
+        return j
+
+    def _local_pool(self, occupation_or_family: int | str, city: int) -> _Pool:
+        pool = self._pools_local.get((occupation_or_family, city))
+        return pool if pool is not None else _EMPTY_POOL
 
     def _update_profile(self, rng: random.Random, m: MemberState) -> None:
         """A member learns a skill of their field and the profile's years move on."""

