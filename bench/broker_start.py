@@ -31,7 +31,8 @@ def timed(fn) -> float:
 def one_run(libs: Path) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="bench-kafka-") as tmp:
         port, controller_port = broker.free_ports(2)
-        cfg = broker.BrokerConfig(data_dir=Path(tmp), port=port, controller_port=controller_port)
+        cfg = broker.BrokerConfig(data_dir=Path(tmp), port=port, controller_port=controller_port,
+                                  die_with_parent=True)
         row = {"format (KRaft store)": timed(lambda: broker.prepare(cfg, libs))}
         try:
             row["start → answers"] = timed(lambda: broker.start(cfg, libs, timeout=120))

@@ -55,6 +55,9 @@ class BrokerConfig:
     # The internal offsets/transactions topics default to 50 partitions each; a
     # one-node dev broker creates them faster with fewer.
     internal_partitions: int = 4
+    # Test and bench brokers end with the process that started them, even when it is
+    # killed; `hirestream broker start` leaves its broker running on purpose.
+    die_with_parent: bool = False
 
     @property
     def bootstrap(self) -> str:
@@ -234,7 +237,8 @@ def java_command(cfg: BrokerConfig, libs: Path, main: str, *args: str) -> list[s
         "java", "-Xms128m", f"-Xmx{cfg.heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
         "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
         f"-Dlog4j.configuration=file:{cfg.log4j_path}",
-        "-cp", f"{libs}/*", main, *args,
+        # Absolute: the broker runs with its data dir as working directory.
+        "-cp", f"{Path(libs).resolve()}/*", main, *args,
     ]
 
 
@@ -358,6 +362,14 @@ def wait_until_ready(bootstrap: str, timeout: float, pid: int | None = None,
         time.sleep(0.2)  # polling interval, not synchronization: the loop checks a condition
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: ask Linux to SIGTERM it when its parent dies."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def start(cfg: BrokerConfig, libs: Path | None = None, timeout: float = 60.0) -> int:
     """Start the broker in the background (its own session, so it outlives the caller).
 
@@ -383,6 +395,7 @@ def start(cfg: BrokerConfig, libs: Path | None = None, timeout: float = 60.0) ->
         proc = subprocess.Popen(
             cmd, stdout=console, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             cwd=cfg.data_dir, start_new_session=True,
+            preexec_fn=_die_with_parent if cfg.die_with_parent else None,
         )
     _children[proc.pid] = proc
     cfg.pid_path.write_text(f"{proc.pid}\n")

@@ -83,7 +83,7 @@ def private_broker(data_dir: Path, timeout: float = 120.0) -> Iterator[str]:
     port, controller_port = broker.free_ports(2)
     cfg = broker.BrokerConfig(
         data_dir=data_dir, port=port, controller_port=controller_port,
-        default_partitions=get_settings().member_partitions,
+        default_partitions=get_settings().member_partitions, die_with_parent=True,
     )
     broker.start(cfg, broker.fetch_jars(), timeout=timeout)
     os.environ[broker.EXTERNAL_BOOTSTRAP_ENV] = cfg.bootstrap

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -40,6 +41,14 @@ def test_server_properties_make_one_node_kraft_broker_on_the_given_ports(tmp_pat
     assert props["group.initial.rebalance.delay.ms"] == "0"
     assert props["auto.create.topics.enable"] == "true"
     assert props["num.partitions"] == "4"
+
+
+def test_java_classpath_is_absolute_because_the_broker_runs_in_its_data_dir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = broker.BrokerConfig(data_dir=tmp_path / "kafka")
+    cmd = broker.java_command(cfg, Path("rel/libs"), "kafka.Kafka", "server.properties")
+    assert cmd[cmd.index("-cp") + 1] == f"{tmp_path}/rel/libs/*"
+    assert cmd[-2:] == ["kafka.Kafka", "server.properties"]
 
 
 def test_config_from_settings_puts_the_controller_on_the_next_port(tmp_path):
@@ -247,7 +256,8 @@ def test_aiokafka_round_trip_through_a_consumer_group(kafka_bootstrap):
 def test_broker_lifecycle_start_is_idempotent_and_stop_ends_it(tmp_path):
     """A second broker on its own ports: start twice, one process; stop, nothing answers."""
     port, controller_port = broker.free_ports(2)
-    cfg = broker.BrokerConfig(data_dir=tmp_path / "kafka", port=port, controller_port=controller_port)
+    cfg = broker.BrokerConfig(data_dir=tmp_path / "kafka", port=port, controller_port=controller_port,
+                              die_with_parent=True)
     libs = broker.fetch_jars()
     try:
         pid = broker.start(cfg, libs, timeout=120)
@@ -260,3 +270,36 @@ def test_broker_lifecycle_start_is_idempotent_and_stop_ends_it(tmp_path):
     assert broker.running_pid(cfg) is None and not cfg.pid_path.exists()
     assert not broker.answers(cfg.bootstrap, timeout=1)
     assert (cfg.store_dir / "meta.properties").is_file()  # formatted once, kept for restarts
+
+
+@pytest.mark.kafka
+def test_a_test_broker_ends_when_the_process_that_started_it_is_killed(tmp_path):
+    import os
+    import signal
+    import sys
+
+    script = (
+        "import sys; from pathlib import Path; from infra import broker\n"
+        "p, c = broker.free_ports(2)\n"
+        f"cfg = broker.BrokerConfig(data_dir=Path({str(tmp_path)!r}), port=p, controller_port=c,"
+        " die_with_parent=True)\n"
+        "print(broker.start(cfg, broker.fetch_jars(), timeout=120), flush=True)\n"
+        "sys.stdin.read()\n"  # hold until killed
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, cwd=Path(broker.__file__).parents[1])
+    try:
+        java_pid = int(parent.stdout.readline())
+        assert Path(f"/proc/{java_pid}").exists()
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=30)
+
+    def gone() -> bool:
+        try:
+            os.kill(java_pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    wait_for(gone, timeout=60, what=f"broker pid {java_pid} to exit after its parent was killed")
