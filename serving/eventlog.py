@@ -1,0 +1,257 @@
+"""The recorded event log: a compact, ordered JSONL file of events, and its round trips.
+
+One line per event, in event-time order:
+
+    {"seq": 17, "topic": "jobs", "partition": 2, "offset": 40, "t": 1767571200.0, "event": {<envelope>}}
+
+`partition`/`offset` are the Kafka coordinates when the log was recorded from topics
+(null when it came from the simulator); `seq` is the line's place in the log and `t`
+the event time in epoch seconds. Plain envelope-per-line files (the simulator's
+`write_jsonl`, `hirestream produce --file`) read too.
+
+    write_log(events, path)                          # simulator output or LogRecords
+    record_topics(bootstrap, path)                   # every partition of the topics, to their end
+    for rec in read_log(path, report): ...           # malformed lines are counted, not fatal
+    produce_log(path, bootstrap, speed=100.0)        # back onto Kafka at 100x event time
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from pydantic import ValidationError
+
+from streams import schemas
+from streams.schemas import Envelope, TOPIC_OF_TYPE, key_of, serialize, topic_of
+
+# Envelope class per event type: a parsed JSON object validates straight into it,
+# without serializing it back to bytes first.
+_CLASS_OF_TYPE: dict[str, type[Envelope]] = {
+    cls.model_fields["type"].default: cls
+    for cls in (schemas.MemberUpserted, schemas.CompanyUpserted, schemas.JobPosted, schemas.JobUpdated,
+                schemas.JobClosedEvent, schemas.MemberActed, schemas.HireConfirmed, schemas.ScoreRequested,
+                schemas.ScoreCompleted)
+}
+# Among events with the same event time, entities come before what refers to them.
+TOPIC_RANK = {name: i for i, name in enumerate(
+    ("companies", "jobs", "members", "member-actions", "hires", "score-requests", "score-results"))}
+RECORDED_TOPICS = ("companies", "jobs", "members", "member-actions", "hires", "score-requests")
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    seq: int
+    topic: str
+    event: Envelope
+    partition: int | None = None
+    offset: int | None = None
+
+    @property
+    def t(self) -> float:
+        return self.event.event_time.timestamp()
+
+
+@dataclass
+class ReadReport:
+    lines: int = 0
+    events: int = 0
+    skipped: list[tuple[int, str]] = field(default_factory=list)  # (line number, reason)
+
+    @property
+    def n_skipped(self) -> int:
+        return len(self.skipped)
+
+
+def _line(rec: LogRecord) -> bytes:
+    head = json.dumps({"seq": rec.seq, "topic": rec.topic, "partition": rec.partition, "offset": rec.offset,
+                       "t": rec.t}, separators=(",", ":"))
+    # the envelope's own wire bytes, spliced in: no second encoding
+    return head[:-1].encode() + b',"event":' + serialize(rec.event) + b"}\n"
+
+
+def as_records(items: Iterable[Envelope | LogRecord]) -> Iterator[LogRecord]:
+    for seq, item in enumerate(items):
+        if isinstance(item, LogRecord):
+            yield item
+        else:
+            yield LogRecord(seq, topic_of(item), item)
+
+
+def write_log(items: Iterable[Envelope | LogRecord], path: str | Path) -> int:
+    """Write events (or records) as a log, in the order given; return how many."""
+    n = 0
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb", buffering=1 << 20) as f:
+        for rec in as_records(items):
+            f.write(_line(rec))
+            n += 1
+    return n
+
+
+def parse_line(line: bytes | str, seq: int) -> LogRecord:
+    """One log line (a log record or a bare envelope) -> LogRecord; ValueError says why not."""
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"not JSON ({err.msg} at column {err.colno})") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"not a JSON object but {type(obj).__name__}")
+    envelope = obj.get("event") if "event" in obj else obj
+    if not isinstance(envelope, dict):
+        raise ValueError("'event' is not a JSON object")
+    kind = envelope.get("type")
+    cls = _CLASS_OF_TYPE.get(kind)
+    if cls is None:
+        raise ValueError(f"unknown event type {kind!r}")
+    try:
+        event = cls.model_validate(envelope)
+    except ValidationError as err:
+        raise ValueError(schemas._describe(err)) from None
+    topic = obj.get("topic") or TOPIC_OF_TYPE[kind]
+    if TOPIC_OF_TYPE[kind] != topic:
+        raise ValueError(f"a {kind} event does not belong on topic {topic!r}")
+    return LogRecord(int(obj.get("seq", seq)) if "event" in obj else seq, topic, event,
+                     obj.get("partition"), obj.get("offset"))
+
+
+def read_log(path: str | Path, report: ReadReport | None = None) -> Iterator[LogRecord]:
+    """Every well-formed line of a log, in file order; malformed ones are counted in
+    `report.skipped` with their line number and reason, and reading goes on."""
+    report = report if report is not None else ReadReport()
+    with open(path, "rb") as f:
+        for n, line in enumerate(f, start=1):
+            line = line.strip()
+            if not line:
+                continue
+            report.lines += 1
+            try:
+                rec = parse_line(line, seq=n - 1)
+            except ValueError as err:
+                report.skipped.append((n, str(err)))
+                continue
+            report.events += 1
+            yield rec
+
+
+def sort_key(rec: LogRecord) -> tuple:
+    return (rec.t, TOPIC_RANK.get(rec.topic, 99), rec.partition or 0, rec.offset or 0, rec.seq)
+
+
+# ---- Kafka round trips -------------------------------------------------------------
+
+
+def record_topics(bootstrap: str, path: str | Path, topics: Iterable[str] = RECORDED_TOPICS,
+                  timeout: float = 60.0, progress: bool = True) -> ReadReport:
+    """Read every partition of `topics` from the beginning to the end offsets they had
+    when recording began, and write them as one log in event-time order.
+
+    Messages that are not valid events are counted, not recorded (their dead letters
+    are on `<topic>.dlq`)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from streams.schemas import InvalidEvent, parse
+
+    report = ReadReport()
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                             consumer_timeout_ms=int(timeout * 1000), max_poll_records=5000)
+    try:
+        parts = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+        if not parts:
+            raise ValueError(f"none of the topics {list(topics)} exist on {bootstrap}")
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        end = consumer.end_offsets(parts)
+        todo = {tp for tp in parts if end[tp] > consumer.position(tp)}
+        records: list[LogRecord] = []
+        deadline = time.monotonic() + timeout
+        bar = _progress(sum(end[tp] for tp in parts), "record", progress)
+        while todo:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"recording did not reach the end offsets within {timeout} s: {sorted(map(str, todo))}")
+            for tp, msgs in consumer.poll(timeout_ms=500).items():
+                for m in msgs:
+                    if m.offset >= end[tp]:
+                        continue
+                    report.lines += 1
+                    try:
+                        event = parse(tp.topic, m.value or b"")
+                    except InvalidEvent as err:
+                        report.skipped.append((m.offset, f"{tp.topic}[{tp.partition}]: {err.reason}"))
+                        continue
+                    records.append(LogRecord(len(records), tp.topic, event, tp.partition, m.offset))
+                    report.events += 1
+                bar.update(len(msgs))
+                if consumer.position(tp) >= end[tp]:
+                    todo.discard(tp)
+        bar.close()
+    finally:
+        consumer.close()
+    records.sort(key=sort_key)
+    write_log((LogRecord(i, r.topic, r.event, r.partition, r.offset) for i, r in enumerate(records)), path)
+    return report
+
+
+@dataclass
+class ProduceStats:
+    sent: int = 0
+    seconds: float = 0.0
+    skipped: int = 0
+
+    @property
+    def events_per_s(self) -> float:
+        return self.sent / self.seconds if self.seconds > 0 else 0.0
+
+
+def produce_log(records: Iterable[LogRecord], bootstrap: str, speed: float | None = None,
+                progress: bool = True, total: int | None = None, **producer_overrides: Any) -> ProduceStats:
+    """Send a log's events to their topics, keyed as the map says.
+
+    speed: event time runs `speed` times faster than wall time (100.0 = a day in
+    ~14 minutes); None sends as fast as the producer can."""
+    from streams.producer import make_producer
+
+    stats = ProduceStats()
+    producer = make_producer(bootstrap, **producer_overrides)
+    bar = _progress(total, "produce", progress)
+    t0 = time.perf_counter()
+    first: float | None = None
+    try:
+        for rec in records:
+            if speed:
+                first = rec.t if first is None else first
+                wait = (rec.t - first) / speed - (time.perf_counter() - t0)
+                if wait > 0:
+                    time.sleep(wait)  # pacing to event time, not a synchronization
+            producer.send(rec.topic, key=key_of(rec.event).encode(), value=serialize(rec.event))
+            stats.sent += 1
+            bar.update(1)
+        producer.flush()
+    finally:
+        producer.close()
+        bar.close()
+    stats.seconds = time.perf_counter() - t0
+    return stats
+
+
+def parse_speed(text: str) -> float | None:
+    """'100x' / '100' -> 100.0; 'max' / 'inf' / '0' -> None (no pacing)."""
+    t = text.strip().lower().rstrip("x")
+    if t in ("max", "inf", "0", ""):
+        return None
+    try:
+        v = float(t)
+    except ValueError:
+        raise ValueError(f"speed {text!r} is not a number like '100x' or 'max'") from None
+    if v <= 0:
+        raise ValueError(f"speed must be positive, got {text!r}")
+    return v
+
+
+def _progress(total: int | None, desc: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="ev", disable=not enabled, mininterval=1.0)

