@@ -2,16 +2,36 @@
 
 `models.verbalizer` bounds history in characters, which a tokenizer turns into an
 unpredictable number of tokens. Here the bound is the model's: the member prefix
-must fit `max_prefix_tokens`, so the oldest interactions are dropped until it does
+must fit `max_tokens`, so the oldest interactions are dropped until it does
 (binary search over how many of the newest to keep: ~5 tokenizations, not 30).
 If the profile alone is too long (100 skills, a long about), its lists are cut too.
+
+The member context (profile, query, history) does not depend on the task, so a
+request scored for several tasks fits it once (`fit_member_context`) against the
+budget left by the longest instruction, and prepends each task's instruction
+(`with_instruction`): the same text `verbalizer.member_prefix` renders.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Iterable, Sequence
 
-from models.verbalizer import H_QUESTION, Interaction, JobCard, JobLike, ProfileLike, Prompt, job_segment, member_prefix
+from models.verbalizer import (
+    H_INSTRUCTION,
+    H_QUESTION,
+    TASK_INSTRUCTIONS,
+    Interaction,
+    JobCard,
+    JobLike,
+    ProfileLike,
+    Prompt,
+    instruction,
+    job_segment,
+    member_context,
+)
+
+UNINFORMATIVE_ACTIONS = ("view",)  # impressions the platform chose, not the member
 
 
 def n_tokens(tokenizer, text: str) -> int:
@@ -24,9 +44,20 @@ def n_prefix_tokens(tokenizer, prefix: str) -> int:
     return n_tokens(tokenizer, prefix + H_QUESTION) - n_tokens(tokenizer, H_QUESTION)
 
 
-def newest(history: Iterable[Interaction], n: int) -> tuple[Interaction, ...]:
+def newest(history: Iterable[Interaction], n: int, skip: Sequence[str] = ()) -> tuple[Interaction, ...]:
     """The n newest interactions (the verbalizer's own order: newest first, ties by id)."""
-    return tuple(sorted(history, key=lambda it: (-it.event_time, it.event_id))[:n])
+    kept = (it for it in history if it.action not in skip)
+    return tuple(sorted(kept, key=lambda it: (-it.event_time, it.event_id))[:n])
+
+
+def with_instruction(task: str, context: str, phrasing: int = 0, focus: str | None = None) -> str:
+    return f"{H_INSTRUCTION}\n{instruction(task, phrasing, focus)}\n\n" + context
+
+
+@lru_cache(maxsize=16)
+def _longest_instruction_tokens(tokenizer) -> int:
+    return max(n_tokens(tokenizer, with_instruction(task, "", i))
+               for task, phrasings in TASK_INSTRUCTIONS.items() for i in range(len(phrasings))) + 1
 
 
 @dataclass(frozen=True)
@@ -47,56 +78,62 @@ def _clip(p: ProfileLike, n_skills: int, about_chars: int) -> _ClippedProfile:
                            p.seniority, p.years_experience, (p.about or "")[:about_chars])
 
 
-def fit_prefix(
-    tokenizer,
-    task: str,
-    profile: ProfileLike,
-    history: Iterable[Interaction],
-    now: float,
-    max_tokens: int,
-    **kwargs,
-) -> str:
-    """The member prefix with as much of the newest history as fits in max_tokens."""
-    items = newest(history, 10**9)
+def fit_member_context(tokenizer, profile: ProfileLike, history: Iterable[Interaction], now: float,
+                       max_tokens: int, *, query: str | None = None, skip_actions: Sequence[str] = (),
+                       head: str = "") -> str:
+    """Profile, query and as much of the newest history as fits: `head + context`
+    stays within max_tokens (head is the instruction, or "" to leave room for any)."""
+    items = newest(history, 10**9, skip_actions)
 
     def render(n: int, p: ProfileLike = profile) -> str:
-        return member_prefix(task, p, items[:n], now, **kwargs)
+        return member_context(p, items[:n], now, query=query, max_history_chars=10**9)
 
-    if n_prefix_tokens(tokenizer, render(len(items))) <= max_tokens:
+    def fits(text: str) -> bool:
+        return n_prefix_tokens(tokenizer, head + text) <= max_tokens
+
+    if fits(render(len(items))):
         return render(len(items))
-    lo, hi = 0, len(items)  # invariant: render(lo) fits or lo == 0; render(hi) does not
+    lo, hi = 0, len(items)  # render(hi) does not fit; render(lo) fits unless lo == 0
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if n_prefix_tokens(tokenizer, render(mid)) <= max_tokens:
+        if fits(render(mid)):
             lo = mid
         else:
             hi = mid
     text = render(lo)
-    if n_prefix_tokens(tokenizer, text) <= max_tokens:
+    if fits(text):
         return text
     # Even with no history the profile overflows: halve its lists until it fits.
     n_skills, about = len(profile.skills), len(profile.about or "")
     while n_skills > 0 or about > 0:
         n_skills, about = n_skills // 2, about // 2
         text = render(0, _clip(profile, n_skills, about))
-        if n_prefix_tokens(tokenizer, text) <= max_tokens:
+        if fits(text):
             return text
-    raise ValueError(
-        f"task {task!r}: the instruction and bare profile need {n_prefix_tokens(tokenizer, text)} tokens, "
-        f"more than max_tokens={max_tokens}"
-    )
+    raise ValueError(f"the bare profile needs {n_prefix_tokens(tokenizer, head + text)} tokens with its "
+                     f"instruction, more than max_tokens={max_tokens}")
 
 
-def fit_prompt(
-    tokenizer,
-    task: str,
-    profile: ProfileLike,
-    history: Iterable[Interaction],
-    job: JobLike | JobCard,
-    now: float,
-    max_prefix_tokens: int,
-    **kwargs,
-) -> Prompt:
+def fit_context_for_any_task(tokenizer, profile: ProfileLike, history: Iterable[Interaction], now: float,
+                             max_tokens: int, **kwargs) -> str:
+    """A member context that fits max_tokens after *any* task's instruction: fit once
+    per request, then `with_instruction(task, context, phrasing)` for each task."""
+    return fit_member_context(tokenizer, profile, history, now, max_tokens - _longest_instruction_tokens(tokenizer),
+                              **kwargs)
+
+
+def fit_prefix(tokenizer, task: str, profile: ProfileLike, history: Iterable[Interaction], now: float,
+               max_tokens: int, *, phrasing: int = 0, focus: str | None = None, query: str | None = None,
+               skip_actions: Sequence[str] = ()) -> str:
+    """The member prefix for one task with as much of the newest history as fits."""
+    head = with_instruction(task, "", phrasing, focus)
+    context = fit_member_context(tokenizer, profile, history, now, max_tokens, query=query,
+                                 skip_actions=skip_actions, head=head)
+    return head + context
+
+
+def fit_prompt(tokenizer, task: str, profile: ProfileLike, history: Iterable[Interaction],
+               job: JobLike | JobCard, now: float, max_prefix_tokens: int, **kwargs) -> Prompt:
     """A whole prompt whose member prefix fits the budget (segments are bounded by the
     verbalizer's fields and cut by `Ranker.encode_segment` if a job is pathological)."""
     prefix = fit_prefix(tokenizer, task, profile, history, now, max_prefix_tokens, **kwargs)

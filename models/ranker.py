@@ -59,10 +59,16 @@ class StudentConfig:
 
 @dataclass
 class PromptBudget:
-    """Token bounds of one prompt: the member prefix and each job segment."""
+    """Token bounds of one prompt (the member prefix, each job segment) and which
+    history actions are left out: views are the platform's choice, not the member's,
+    and would crowd out the clicks and applies that say what the member wants."""
 
     max_prefix_tokens: int = 320
     max_segment_tokens: int = 64
+    skip_actions: tuple[str, ...] = ("view",)
+
+    def __post_init__(self) -> None:
+        self.skip_actions = tuple(self.skip_actions)  # JSON round trips give lists
 
 
 # ---- where weights come from ----------------------------------------------------------
@@ -148,8 +154,10 @@ def load_tokenizer(path: Path | str | None = None):
     return tok
 
 
-def student_model(tokenizer, config: StudentConfig | None = None, seed: int = 0):
-    """A freshly initialized Llama-style causal LM with the student's shapes."""
+def student_model(tokenizer, config: StudentConfig | None = None, seed: int = 0,
+                  embeddings: torch.Tensor | None = None):
+    """A freshly initialized Llama-style causal LM with the student's shapes, with its
+    token embeddings optionally set (e.g. `teacher_embeddings_pca`)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     c = config or StudentConfig()
@@ -162,7 +170,29 @@ def student_model(tokenizer, config: StudentConfig | None = None, seed: int = 0)
         **asdict(c),
     )
     cfg._attn_implementation = "sdpa"
-    return LlamaForCausalLM(cfg)
+    model = LlamaForCausalLM(cfg)
+    if embeddings is not None:
+        with torch.no_grad():
+            model.get_input_embeddings().weight.copy_(embeddings)
+    return model
+
+
+def teacher_embeddings_pca(dim: int, std: float = 0.02) -> torch.Tensor:
+    """The teacher's token embeddings projected on their top `dim` principal axes.
+
+    A from-scratch student knows no word; starting from the teacher's geometry (that
+    "Nurse" is nearer "Caregiver" than "Welder") is the cheapest knowledge to carry
+    over. Rescaled to the usual init std so the residual stream starts as it would.
+    """
+    from safetensors import safe_open
+
+    with safe_open(str(teacher_dir() / "model.safetensors"), framework="pt") as f:
+        emb = f.get_tensor("model.embed_tokens.weight").float()
+    centered = emb - emb.mean(0, keepdim=True)
+    _, _, v = torch.linalg.svd(centered[torch.randperm(len(centered), generator=torch.Generator().manual_seed(0))[:8192]],
+                               full_matrices=False)
+    projected = centered @ v[:dim].T
+    return projected * (std / projected.std())
 
 
 def teacher_model(artifacts: Path | None = None):
@@ -249,10 +279,12 @@ class Ranker:
 
     @classmethod
     def student(cls, config: StudentConfig | None = None, seed: int = 0,
-                budget: PromptBudget | None = None) -> "Ranker":
+                budget: PromptBudget | None = None, teacher_embeddings: bool = True) -> "Ranker":
         tok = load_tokenizer()
         c = config or StudentConfig()
-        return cls(student_model(tok, c, seed), tok, budget, {"base": "student", "student": asdict(c)})
+        emb = teacher_embeddings_pca(c.hidden_size) if teacher_embeddings else None
+        meta = {"base": "student", "student": asdict(c), "embeddings": "teacher PCA" if emb is not None else "random"}
+        return cls(student_model(tok, c, seed, emb), tok, budget, meta)
 
     def to(self, device: str | torch.device) -> "Ranker":
         self.model.to(device)
@@ -269,6 +301,23 @@ class Ranker:
         if card is not None:
             (path / "README.md").write_text(card)
         return path
+
+    # -- prompts (the one way serving, training and replay build them for this model)
+    def member_context(self, profile, history, now: float, query: str | None = None) -> str:
+        """Profile + query + newest history within budget after any task's instruction."""
+        from models.prompting import fit_context_for_any_task
+
+        return fit_context_for_any_task(self.tokenizer, profile, history, now, self.budget.max_prefix_tokens,
+                                        query=query, skip_actions=self.budget.skip_actions)
+
+    def member_prefix(self, task: str, profile, history, now: float, *, phrasing: int = 0,
+                      query: str | None = None, context: str | None = None) -> str:
+        """The prompt prefix for one task; pass `context` to reuse one across tasks."""
+        from models.prompting import with_instruction
+
+        if context is None:
+            context = self.member_context(profile, history, now, query)
+        return with_instruction(task, context, phrasing)
 
     # -- encoding
     def encode_prefix(self, prefix: str) -> list[int]:

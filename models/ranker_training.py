@@ -39,6 +39,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     seed: int = 0
     threads: int | None = None
+    freeze_embeddings: bool = False  # keep (teacher-initialized) token embeddings as they are
     progress: bool = True
 
 
@@ -114,8 +115,13 @@ def train(ranker: Ranker, rows: Sequence[TrainRow], cfg: TrainConfig,
     set_seed(cfg.seed)
     encoded = encode_rows(ranker, rows)
     model = ranker.model.train()
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    # Frozen embeddings: a 49k x d table is most of a small model's parameters and of
+    # its optimizer time, and the few thousand rows training sees would drift apart
+    # from the tens of thousands it never sees.
+    model.get_input_embeddings().weight.requires_grad_(not cfg.freeze_embeddings)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in trainable if p.ndim >= 2]
+    no_decay = [p for p in trainable if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
     rng = random.Random(cfg.seed)
@@ -142,7 +148,7 @@ def train(ranker: Ranker, rows: Sequence[TrainRow], cfg: TrainConfig,
                 loss, n = row_loss(ranker, batch)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
                 opt.step()
                 step += 1
                 report.steps, report.rows, report.candidates = step, report.rows + len(batch), report.candidates + n

@@ -16,7 +16,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from models.prompting import fit_prefix
+from models.prompting import with_instruction
 from models.ranker import PromptBudget, Ranker, StudentConfig, default_artifacts_dir, default_device
 from models.ranker_training import TrainConfig, TrainReport, TrainRow, model_card, train
 from models.verbalizer import TASK_INSTRUCTIONS, TASKS, job_segment
@@ -61,20 +61,18 @@ def simulated_split(n_members: int = 300, days: int = 21, seed: int = 7, held_ou
 
 
 class PromptCache:
-    """Member prefixes fitted to the token budget, once per (slate, task, phrasing)."""
+    """Member contexts fitted to the ranker's token budget once per (slate, query);
+    each task and phrasing only prepends its instruction."""
 
-    def __init__(self, tokenizer, budget: PromptBudget):
-        self.tokenizer, self.budget = tokenizer, budget
-        self._prefix: dict[tuple, str] = {}
+    def __init__(self, ranker: Ranker):
+        self.ranker = ranker
+        self._context: dict[tuple, str] = {}
 
     def prefix(self, ex: Example, phrasing: int) -> str:
-        key = (ex.slate_id, ex.task, phrasing)
-        if key not in self._prefix:
-            self._prefix[key] = fit_prefix(
-                self.tokenizer, ex.task, ex.profile, ex.history, ex.request_time, self.budget.max_prefix_tokens,
-                phrasing=phrasing, query=ex.query,
-            )
-        return self._prefix[key]
+        key = (ex.slate_id, ex.query)
+        if key not in self._context:
+            self._context[key] = self.ranker.member_context(ex.profile, ex.history, ex.request_time, ex.query)
+        return with_instruction(ex.task, self._context[key], phrasing)
 
 
 def groups_of(examples: Iterable[Example]) -> dict[tuple[str, str], list[Example]]:
@@ -130,8 +128,8 @@ def score_examples(ranker: Ranker, examples: Sequence[Example], prompts: PromptC
 
 PRESETS = {
     # rows/step and learning rate per model kind: the pretrained teacher wants a gentle lr
-    "teacher": dict(rows_per_step=4, lr=5e-5, budget=PromptBudget(max_prefix_tokens=256, max_segment_tokens=64)),
-    "student": dict(rows_per_step=16, lr=1e-3, budget=PromptBudget(max_prefix_tokens=256, max_segment_tokens=64)),
+    "teacher": dict(rows_per_step=4, lr=5e-5, budget=PromptBudget(max_prefix_tokens=224, max_segment_tokens=64)),
+    "student": dict(rows_per_step=8, lr=1e-3, freeze_embeddings=True, budget=PromptBudget(max_prefix_tokens=224, max_segment_tokens=64)),
 }
 
 
@@ -160,11 +158,12 @@ def train_ranker_on_simulator(model_kind: str = "student", budget_minutes: float
     t0 = time.perf_counter()
     split = split or simulated_split(n_members=n_members, days=days, seed=seed)
     ranker = new_ranker(model_kind, seed=seed).to(default_device())
-    prompts = PromptCache(ranker.tokenizer, ranker.budget)
+    prompts = PromptCache(ranker)
     rows = training_rows(split.train, prompts, seed=seed)
     preset = PRESETS[model_kind]
     cfg = TrainConfig(steps=steps, budget_minutes=budget_minutes, seed=seed, threads=threads,
-                      rows_per_step=batch_size or preset["rows_per_step"], lr=lr or preset["lr"])
+                      rows_per_step=batch_size or preset["rows_per_step"], lr=lr or preset["lr"],
+                      freeze_embeddings=preset.get("freeze_embeddings", False))
     if steps is None and budget_minutes is None:
         cfg.epochs = 1
     print(f"{model_kind}: {len(rows)} training rows ({sum(len(r.labels) for r in rows)} candidates) "

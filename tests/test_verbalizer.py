@@ -168,3 +168,21 @@ def test_a_huge_profile_is_clipped_to_the_budget(tokenizer):
     prompt = fit_prompt(tokenizer, "apply", big, _long_history(30), JOB, NOW, max_prefix_tokens=200)
     assert n_tokens(tokenizer, prompt.prefix) <= 200
     assert "## Past job interaction data" in prompt.prefix and prompt.segment.endswith("## Answer:")
+
+
+def test_one_context_fits_every_task_and_phrasing(tokenizer):
+    from models.prompting import fit_context_for_any_task, with_instruction
+
+    context = fit_context_for_any_task(tokenizer, profile(), _long_history(30), NOW, 160, skip_actions=("view",))
+    for task, phrasings in TASK_INSTRUCTIONS.items():
+        for i in range(len(phrasings)):
+            prefix = with_instruction(task, context, i)
+            assert n_tokens(tokenizer, prefix) <= 160
+            assert prefix == member_prefix(task, profile(), [], NOW, phrasing=i)  # views skipped, none left
+
+
+def test_skipped_actions_leave_room_for_the_informative_ones(tokenizer):
+    views = _long_history(30)
+    apply = Interaction("apply", NOW - 31 * 3600, "a1", ETL)
+    text = fit_prefix(tokenizer, "apply", profile(), views + [apply], NOW, 200, skip_actions=("view",))
+    assert "ETL Developer" in text and "Job number" not in text
