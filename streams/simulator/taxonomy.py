@@ -31,8 +31,9 @@ from pathlib import Path
 import numpy as np
 
 SKILLS_PER_OCCUPATION = 40
+NEIGHBOURS = 6  # similar occupations whose skills an occupation's links are smoothed with
 # Bump when parsing or linking changes: the on-disk cache is keyed by it.
-TAXONOMY_VERSION = 1
+TAXONOMY_VERSION = 3
 
 # SOC 2018 major groups: the "industry" a family belongs to.
 SOC_MAJOR_GROUPS = {
@@ -174,7 +175,12 @@ class _SkillLabeler:
     synonym starts: a repeat of the first word or of the object, the label verb's
     gerund, or another verb (a word ESCO starts labels with and also uses as a
     gerund). Knowledge labels ("microbiology of fresh milk") end where their first
-    word repeats. Ambiguous rows return None.
+    word repeats. A synonym is a variant of the label, so the words right after a
+    boundary must reuse at least half of the label's content words; where they
+    don't (a verb inside the label: "apply road | transport measures"), the row is
+    ambiguous and returns None rather than a truncated label. Words that mostly sit
+    inside labels ("clinical", "laser", "out") never end one: that statistic comes
+    from a first pass over rows whose boundary is unambiguous (the first word repeats).
     """
 
     def __init__(self, rows: list[str]):
@@ -184,10 +190,23 @@ class _SkillLabeler:
             w for w in firsts
             if not w.endswith("ing")
             and not (w.endswith("s") and not w.endswith("ss"))  # plural nouns
-            and any(g in tokens for g in (w + "ing", w[:-1] + "ing", w + w[-1:] + "ing"))
+            and any(g in tokens for g in (
+                w + "ing", w + w[-1:] + "ing", w[:-1] + "ing" if w.endswith("e") else w + "ing"))
         )
+        self.modifiers: frozenset[str] = frozenset()
+        last, inner = Counter(), Counter()
+        for row in rows:
+            label = self._split(row, strong_only=True)
+            if label:
+                last[label[-1].lower()] += 1
+                inner.update(w.lower() for w in label[1:-1])
+        self.modifiers = frozenset(w for w, n in inner.items() if n > 3 * last[w] + 2)
 
     def __call__(self, row: str) -> str | None:
+        label = self._split(row, strong_only=False)
+        return " ".join(label) if label else None
+
+    def _split(self, row: str, strong_only: bool) -> list[str] | None:
         if not row[:1].islower():
             return None
         tokens = row.split()
@@ -201,19 +220,35 @@ class _SkillLabeler:
             if syn[k - 1].lower() in _FUNCTION_WORDS:
                 continue
             nxt = _plain(syn[k])
-            # a repeat of the label's first, object or last word starts the next synonym
-            boundary = nxt in (_plain(syn[0]), _plain(syn[k - 1])) or (k > 1 and nxt == object_word)
-            if verb_led:
-                boundary = boundary or syn[k] in self.verbs or _is_gerund_of(syn[k], syn[0]) or (
-                    k >= 2 and k + 1 < len(syn) and object_word is not None
-                    and _plain(syn[k + 1]) == object_word and not syn[k].endswith("s")
-                )
-            if boundary:
+            # The next synonym starts with the label's first word or its gerund, or
+            # (verb-led) with another verb and then the label's object again.
+            strong = nxt == _plain(syn[0]) or _is_gerund_of(syn[k], syn[0]) or (
+                verb_led and k >= 2 and k + 1 < len(syn) and object_word is not None
+                and _plain(syn[k + 1]) == object_word and not syn[k].endswith("s"))
+            if strong_only:
+                if strong:
+                    return syn[:k] if len({_plain(w) for w in syn[:k]}) == k else None
+                continue
+            # Weaker: a repeat of the object or last word, or any verb (verb-led labels),
+            # and only after a word that can end a label.
+            weak = nxt == _plain(syn[k - 1]) or (k > 1 and nxt == object_word) or (
+                verb_led and syn[k] in self.verbs)
+            if strong or (weak and syn[k - 1].lower() not in self.modifiers):
                 label = syn[:k]
                 if len({_plain(w) for w in label}) < k or k > (8 if verb_led else 4):
                     return None  # a repeated word or an overlong label: a missed boundary
-                return " ".join(label)
+                if not _reused_by_next_synonym(label, syn[k: 2 * k + 2]):
+                    return None
+                return label
         return None
+
+
+def _reused_by_next_synonym(label: list[str], following: list[str]) -> bool:
+    content = {_plain(w) for w in label[1:] if w.lower() not in _FUNCTION_WORDS}
+    if not content:
+        return True
+    after = {_plain(w) for w in following}
+    return 2 * len(content & after) >= len(content)
 
 
 def _top_k(similarity, k: int) -> np.ndarray:
@@ -288,9 +323,22 @@ def build_taxonomy() -> Taxonomy:
     skill_m = vec.transform(skill_texts)
 
     nearest_onet = _top_k(occ_m @ onet_m.T, 1)[:, 0]
-    occ_skills = np.concatenate(
-        [_top_k(occ_m[i : i + 512] @ skill_m.T, SKILLS_PER_OCCUPATION) for i in range(0, occ_m.shape[0], 512)]
-    )
+    # A link needs two shared terms: one rare shared word alone ("governor") links a
+    # central bank governor to lift governors.
+    occ_b, skill_b = (occ_m > 0).astype(np.float32), (skill_m > 0).astype(np.float32)
+    direct = (occ_m @ skill_m.T).toarray()
+    direct[(occ_b @ skill_b.T).toarray() < 2] = 0.0
+    # Smooth over each occupation's nearest occupations: skills its neighbours share
+    # rise, one-off word matches sink, and similar occupations end up sharing skills.
+    neighbours = (occ_m @ occ_m.T).toarray()
+    np.fill_diagonal(neighbours, 0.0)
+    near = _top_k(neighbours, NEIGHBOURS)
+    weights = np.take_along_axis(neighbours, near, axis=1)
+    weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1e-9)
+    smoothed = direct.copy()
+    for n in range(NEIGHBOURS):
+        smoothed += weights[:, n : n + 1] * direct[near[:, n]]
+    occ_skills = _top_k(smoothed, SKILLS_PER_OCCUPATION)
     occupations = []
     for i, (label, definition, _row) in enumerate(occ_parsed):
         code, title, _ = onet[int(nearest_onet[i])]

@@ -31,7 +31,12 @@ def title_case(label: str) -> str:
     )
 
 
+_RANKED_WORDS = ("manager", "director", "head", "chief", "governor", "officer", "supervisor")
+
+
 def make_title(label: str, seniority: Seniority) -> str:
+    if seniority.rank >= Seniority.DIRECTOR.rank and any(w in label for w in _RANKED_WORDS):
+        return title_case(label)  # "Principal Central Bank Governor" reads wrong: the label says it
     prefix, suffix = TITLE_AFFIXES[seniority]
     return f"{prefix}{title_case(label)}{suffix}"
 

@@ -43,6 +43,14 @@ class MemberState:
     about_mobility: str = ""
     hired_day: int = -1
     recent_jobs: list[int] = field(default_factory=list)  # last jobs shown (for already_seen)
+    skill_set: frozenset[int] = frozenset()  # = set(skills), kept for the hot path
+
+    def __post_init__(self) -> None:
+        self.skill_set = frozenset(self.skills)
+
+    def set_skills(self, skills: list[int]) -> None:
+        self.skills = skills[:100]
+        self.skill_set = frozenset(self.skills)
 
 
 @dataclass(slots=True)
@@ -89,8 +97,7 @@ def company_factor(prefs: Preferences, job: JobState) -> float:
 def skill_share(member: MemberState, job: JobState) -> float:
     if not job.skills:
         return 0.0
-    have = set(member.skills)
-    return sum(1 for s in job.skills if s in have) / len(job.skills)
+    return len(member.skill_set.intersection(job.skills)) / len(job.skills)
 
 
 def affinity(member: MemberState, job: JobState) -> float:
