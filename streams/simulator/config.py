@@ -8,7 +8,7 @@ SIM_START = datetime(2026, 1, 5, tzinfo=timezone.utc)  # a Monday
 
 # Measured on the default rates (see bench/simulator_speed.py): events a member makes
 # per simulated day, averaged over active, idle and cold-start members.
-EVENTS_PER_MEMBER_DAY = 2.7
+EVENTS_PER_MEMBER_DAY = 2.4
 
 
 @dataclass(frozen=True)
