@@ -10,13 +10,18 @@ import click
 
 
 def _counted(events: Iterable, counts: Counter, progress) -> Iterator:
+    pending = 0
     for event in events:
         kind = event.type
         if kind == "member.action":
             kind = f"member.action:{event.payload.action.value}"
         counts[kind] += 1
-        progress.update(1)
+        pending += 1
+        if pending == 1000:  # progress bars cost more than an event if updated per event
+            progress.update(pending)
+            pending = 0
         yield event
+    progress.update(pending)
 
 
 @click.command("simulate")

@@ -250,7 +250,7 @@ class Marketplace:
             rank=self._level(rng, _JOB_LEVEL_WEIGHTS, occ),
             skills=tuple(rng.sample(top, min(len(top), rng.randint(5, 8)))),  # top: the first 16
             promoted=rng.random() < self.config.promoted_share,
-            posted_day=posted_day, close_day=close_day,
+            posted_day=posted_day, close_day=close_day, variant=int(rng.random() * 1_000_000),
         )
         self._jobs.append(job)
         self._by_close_day.setdefault(close_day, []).append(job.idx)
@@ -311,7 +311,7 @@ class Marketplace:
         member = MemberState(
             idx=len(self._members), member_id=f"m{len(self._members):07d}", occupation=occ,
             rank=rank, years=years, location=home, skills=skills, prefs=prefs, daily_rate=rate,
-            about_goal=goal, about_mobility=mobility,
+            about_goal=goal, about_mobility=mobility, variant=int(rng.random() * 1_000_000),
         )
         self._members.append(member)
         return member
@@ -324,24 +324,22 @@ class Marketplace:
         seniority = SENIORITIES[job.rank]
         title = text.make_title(occ.label, seniority)
         skills = [self._skills[s] for s in job.skills]
-        rng = random.Random(f"{self.config.seed}/job/{job.idx}")
         return Job(
             job_id=job.job_id, company_id=company.company_id, company_name=company.name,
             title=title, occupation=occ.label, skills=skills, location=CITIES[job.location],
             seniority=seniority, promoted=job.promoted,
             description=text.job_description(
-                rng, company.name, title, CITIES[job.location], occ.definition, seniority, skills),
+                job.variant, company.name, title, CITIES[job.location], occ.definition, seniority, skills),
         )
 
     def _member_payload(self, m: MemberState) -> MemberProfile:
         occ = self.occupations[m.occupation]
         seniority = SENIORITIES[m.rank]
         skills = [self._skills[s] for s in m.skills]
-        rng = random.Random(f"{self.config.seed}/about/{m.idx}/{len(m.skills)}")
         return MemberProfile(
             member_id=m.member_id, title=text.make_title(occ.label, seniority), occupation=occ.label,
             skills=skills, location=CITIES[m.location], seniority=seniority, years_experience=m.years,
-            about=text.member_about(rng, occ.label, seniority, m.years, CITIES[m.location], skills,
+            about=text.member_about(m.variant + len(m.skills), occ.label, seniority, m.years, CITIES[m.location], skills,
                                     m.about_goal, m.about_mobility),
         )
 

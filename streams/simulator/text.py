@@ -5,8 +5,6 @@ Every title is an ESCO occupation label with at most one seniority word around i
 """
 from __future__ import annotations
 
-import random
-
 from streams.schemas import Seniority
 
 # (prefix, suffix) a title takes at each seniority.
@@ -80,8 +78,10 @@ def min_years(seniority: Seniority) -> int:
     return _MIN_YEARS[seniority]
 
 
+# `variant` picks among phrasings: any int drawn once per entity (texts are rendered
+# again whenever an entity is emitted, so they must not consume the day's randomness).
 def job_description(
-    rng: random.Random, company: str, title: str, location: str, definition: str,
+    variant: int, company: str, title: str, location: str, definition: str,
     seniority: Seniority, skills: list[str],
 ) -> str:
     duties, asks = skills[: max(2, len(skills) // 2)], skills[max(2, len(skills) // 2):] or skills[:1]
@@ -91,15 +91,15 @@ def job_description(
         f"{company} is hiring a {title} in {location}. {first_sentences(definition)} "
         f"Responsibilities: {'; '.join(duties)}. "
         f"Requirements: {experience} ({seniority.value} level); {', '.join(asks)}. "
-        f"{rng.choice(_PERKS)}"
+        f"{_PERKS[variant % len(_PERKS)]}"
     )
 
 
 def member_about(
-    rng: random.Random, occupation: str, seniority: Seniority, years: float, location: str,
+    variant: int, occupation: str, seniority: Seniority, years: float, location: str,
     skills: list[str], goal: str, mobility: str,
 ) -> str:
-    shown = skills[: rng.randint(2, 4)]
+    shown = skills[: 2 + variant % 3]
     parts = [
         f"{seniority.value.capitalize()}-level {occupation} with {years:.0f} years of experience, "
         f"based in {location}.",

@@ -41,6 +41,7 @@ class MemberState:
     daily_rate: float  # chance of a session on a given day
     about_goal: str = ""  # sentence of the about text stating a wish (or "")
     about_mobility: str = ""
+    variant: int = 0  # picks phrasings of the about text
     hired_day: int = -1
     recent_jobs: list[int] = field(default_factory=list)  # last jobs shown (for already_seen)
     skill_set: frozenset[int] = frozenset()  # = set(skills), kept for the hot path
@@ -66,6 +67,7 @@ class JobState:
     promoted: bool
     posted_day: int
     close_day: int  # day it expires unless filled first
+    variant: int = 0  # picks phrasings of the description
     open: bool = True
     applicants: list[int] = field(default_factory=list)  # member indices, in apply order
     applied_day: list[int] = field(default_factory=list)
