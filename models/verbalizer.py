@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Iterable, Protocol, Sequence
 
 ANSWER_YES = " Yes"
@@ -83,7 +84,17 @@ class Interaction:
     query: str | None = None  # search text
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        # By hand, not dataclasses.asdict: asdict deep-copies every field, and this runs
+        # for each history entry on every event the stream worker applies.
+        j = self.job
+        return {
+            "action": self.action, "event_time": self.event_time, "event_id": self.event_id,
+            "job": None if j is None else {
+                "job_id": j.job_id, "title": j.title, "company": j.company, "location": j.location,
+                "seniority": j.seniority, "skills": list(j.skills),
+            },
+            "reason": self.reason, "query": self.query,
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> "Interaction":
@@ -164,6 +175,7 @@ _INJECTION = re.compile(
 _SPACE = re.compile(r"\s+")
 
 
+@lru_cache(maxsize=1 << 16)
 def fence(text: str, limit: int = 600) -> str:
     """Make member-written text inert: no headers, no instructions, one line, quoted."""
     # NFKC first: fullwidth '＃＃' or other look-alikes become the ASCII the regexes see.
@@ -175,6 +187,7 @@ def fence(text: str, limit: int = 600) -> str:
     return f'"{text}"'
 
 
+@lru_cache(maxsize=1 << 16)  # titles, companies, places repeat: clean each once
 def plain(text: str, limit: int = 200) -> str:
     """Short structured fields (titles, companies, locations, skills) stay unquoted,
     but are cleaned like fenced text: one line, no header, no instruction."""

@@ -38,7 +38,7 @@ class Settings(BaseSettings):
 
     history_max_items: int = 30  # interactions kept per member, newest first
     history_max_chars: int = 4000  # bound on the rendered history text
-    seen_event_ids: int = 256  # per-key window of event ids kept for idempotency
+    seen_event_ids: int = 64  # per-member window of applied event ids (idempotency)
 
 
 @lru_cache(maxsize=1)

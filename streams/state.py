@@ -86,7 +86,7 @@ def apply_member_event(
     job_lookup: JobLookup,
     *,
     max_items: int = 30,
-    seen_window: int = 256,
+    seen_window: int = 64,
 ) -> MemberState:
     """Fold one member-keyed event into the member's state. Redelivery is a no-op."""
     member_id = event.payload.member_id

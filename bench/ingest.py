@@ -1,0 +1,146 @@
+"""Ingest benchmark: events/s through one stream worker and freshness
+(produced -> visible in the member/job tables), on simulated marketplace events.
+
+Phase 1 (throughput): N events are produced first, then one worker drains the
+backlog; events/s is measured by the worker between its first and last table write.
+The reference, measured in the same run on the same backlog, is a plain kafka-python
+consumer that only parses and validates each message (no state): the ceiling of a
+Python consumer on this machine.
+
+Phase 2 (freshness): another N events are produced at a steady rate while the worker
+runs; freshness is the worker's wall time after the table write minus the producer's
+timestamp on the message.
+
+    .venv/bin/python bench/ingest.py --events 100000
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from kafka import KafkaConsumer, TopicPartition
+from rich.console import Console
+from rich.table import Table
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.kafka_helpers import private_broker  # noqa: E402  (TODO: move into infra.broker)
+from infra.worker_process import WorkerProcess  # noqa: E402
+from streams.producer import make_producer  # noqa: E402
+from streams.schemas import key_of, parse, serialize, topic_of  # noqa: E402
+from streams.simulator import Marketplace, MarketplaceConfig  # noqa: E402
+
+INGEST_TOPICS = ["members", "companies", "jobs", "member-actions", "hires"]
+OUT = Path(__file__).resolve().parent / "out"
+
+
+def simulated(n: int, seed: int) -> list[tuple[str, bytes, bytes]]:
+    sim = Marketplace(MarketplaceConfig.for_events(n, seed))
+    out = []
+    for ev in tqdm(sim.events(), total=n, desc="simulate", unit="ev"):
+        out.append((topic_of(ev), key_of(ev).encode(), serialize(ev)))
+        if len(out) == n:
+            break
+    return out
+
+
+def produce(events, bootstrap: str, rate: float | None = None, desc: str = "produce") -> None:
+    producer = make_producer(bootstrap)
+    start = time.perf_counter()
+    for i, (topic, key, value) in enumerate(tqdm(events, desc=desc, unit="ev")):
+        if rate and i % 50 == 0:  # pace in small bursts so the rate is steady
+            ahead = i / rate - (time.perf_counter() - start)
+            if ahead > 0:
+                time.sleep(ahead)
+        producer.send(topic, key=key, value=value)
+    producer.flush()
+    producer.close()
+
+
+def plain_consumer_rate(bootstrap: str, n: int) -> float:
+    """Reference: read the backlog and validate every message, keeping no state."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                             max_poll_records=2000, fetch_max_bytes=64 << 20)
+    tps = [TopicPartition(t, p) for t in INGEST_TOPICS for p in consumer.partitions_for_topic(t)]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    seen, start = 0, time.perf_counter()
+    while seen < n:
+        for tp, records in consumer.poll(timeout_ms=1000).items():
+            for r in records:
+                parse(tp.topic, r.value)
+            seen += len(records)
+    rate = seen / (time.perf_counter() - start)
+    consumer.close()
+    return rate
+
+
+def wait_processed(worker: WorkerProcess, n: int, timeout: float) -> dict:
+    bar = tqdm(total=n, desc="worker", unit="ev")
+    def probe():
+        s = worker.stats() or {}
+        done = s.get("processed_total", 0) + sum(s.get("duplicates", {}).values())
+        bar.n = done
+        bar.refresh()
+        return s if done >= n else None
+    try:
+        return worker.wait_for(probe, timeout, f"{n} events processed", interval=0.25)
+    finally:
+        bar.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--events", type=int, default=100_000, help="events per phase")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--rate", type=float, default=None,
+                    help="phase-2 production rate (events/s); default: 80%% of phase-1 throughput")
+    args = ap.parse_args()
+    console = Console()
+
+    events = simulated(2 * args.events, args.seed)
+    backlog, paced = events[: args.events], events[args.events:]
+    with tempfile.TemporaryDirectory(prefix="hs-ingest-") as tmp, private_broker(Path(tmp) / "kafka") as bootstrap:
+        produce(backlog, bootstrap, desc="produce backlog")
+        reference = plain_consumer_rate(bootstrap, len(backlog))
+        worker = WorkerProcess(bootstrap, Path(tmp) / "worker", 16099, app_id="hs-ingest-bench",
+                               broker_session_timeout=6.0, broker_heartbeat_interval=2.0).start()
+        try:
+            worker.wait_ready(90)
+            phase1 = wait_processed(worker, len(backlog), timeout=1800)
+            rate = args.rate or 0.8 * phase1["events_per_s"]
+            worker.reset_stats()
+            produce(paced, bootstrap, rate=rate, desc=f"produce at {rate:,.0f}/s")
+            phase2 = wait_processed(worker, len(paced), timeout=1800)
+        finally:
+            worker.stop()
+
+    table = Table(title=f"Ingest through one faust worker ({args.events:,} simulated events per phase)")
+    for col in ("measure", "hirestream worker", "reference", "ratio"):
+        table.add_column(col, justify="right" if col != "measure" else "left")
+    table.add_row("events/s (backlog drain)", f"{phase1['events_per_s']:,.0f}",
+                  f"{reference:,.0f} (plain consumer+validate)", f"{phase1['events_per_s'] / reference:.2f}")
+    table.add_row("target events/s", "≥ 5,000", "", "")
+    table.add_row(f"freshness p50 at {rate:,.0f} ev/s", f"{phase2['freshness_p50_s'] * 1000:,.0f} ms", "", "")
+    table.add_row(f"freshness p99 at {rate:,.0f} ev/s", f"{phase2['freshness_p99_s'] * 1000:,.0f} ms",
+                  "target < 1,000 ms", f"{phase2['freshness_p99_s']:.2f}")
+    table.add_row("events/s (paced phase)", f"{phase2['events_per_s']:,.0f}", f"{rate:,.0f} offered", "")
+    table.add_row("duplicates ignored / dead letters", f"{sum(phase1['duplicates'].values())} / "
+                  f"{sum(phase1['dead_letters'].values())}", "", "")
+    console.print(table)
+    cmd = "python bench/ingest.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    console.print(f"rerun: [bold].venv/bin/{cmd}[/bold]")
+    OUT.mkdir(exist_ok=True)
+    (OUT / "ingest.json").write_text(json.dumps(
+        {"events": args.events, "phase1": phase1, "phase2": phase2, "reference_events_per_s": reference,
+         "paced_rate": rate, "command": cmd}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
