@@ -12,6 +12,7 @@ import click
 
 # One line per command module; each module exposes `command` (a click command/group).
 COMMAND_MODULES = [
+    "run",
     "worker",
     "produce",
     "broker",
