@@ -299,3 +299,25 @@ def test_config_rejects_nonsense_sizes():
         MarketplaceConfig(n_members=0)
     with pytest.raises(ValueError, match="at least 100"):
         MarketplaceConfig.for_events(10)
+
+
+def test_cli_writes_the_same_bytes_as_the_api(tmp_path):
+    from click.testing import CliRunner
+
+    from infra.cli import main
+
+    out = tmp_path / "sim.jsonl"
+    result = CliRunner().invoke(main, ["simulate", "--seed", "9", "--events", "2000", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "events/s" in result.output and "member.action:view" in result.output
+    expected = [serialize(e) for e in Marketplace(MarketplaceConfig.for_events(2000, seed=9)).events()]
+    assert out.read_bytes().splitlines() == expected
+
+
+def test_cli_needs_somewhere_to_send_events():
+    from click.testing import CliRunner
+
+    from infra.cli import main
+
+    result = CliRunner().invoke(main, ["simulate", "--events", "2000"])
+    assert result.exit_code != 0 and "--out" in result.output

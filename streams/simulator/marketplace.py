@@ -165,8 +165,8 @@ class Marketplace:
         self.truth._members = {m.member_id: m for m in self._members}
         self.truth._jobs = {j.job_id: j for j in self._jobs}
         self._started = False
-        self.__dict__.pop("members", None)
-        self.__dict__.pop("jobs", None)
+        for name in ("members", "jobs", "companies"):
+            self.__dict__.pop(name, None)
 
     def _pick_occupations(self, rng: random.Random, catalogue: tuple[Occupation, ...]) -> None:
         """Occupations in play: whole families (up to 10 occupations each), shuffled."""
@@ -353,7 +353,7 @@ class Marketplace:
             "disliked_companies": [self._companies[c].company_id for c in sorted(p.disliked_companies)],
         }
 
-    @property
+    @functools.cached_property
     def companies(self) -> dict[str, Company]:
         return {c.company_id: c for c in self._companies}
 
