@@ -152,7 +152,7 @@ def train_ranker_on_simulator(model_kind: str = "student", budget_minutes: float
 
     from streams.settings import get_settings
 
-    threads = threads or getattr(get_settings(), "torch_threads", None)
+    threads = threads or get_settings().torch_threads or None
     if threads:
         torch.set_num_threads(threads)
     t0 = time.perf_counter()

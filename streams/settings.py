@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     history_max_items: int = 30  # interactions kept per member, newest first
     history_max_chars: int = 4000  # bound on the rendered history text
     seen_event_ids: int = 64  # per-member window of applied event ids (idempotency)
+    torch_threads: int = 0  # CPU threads for model training/scoring; 0 = torch's default
 
 
 @lru_cache(maxsize=1)
