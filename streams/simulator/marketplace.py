@@ -147,9 +147,6 @@ class Marketplace:
         self._companies = [self._make_company(rng, i) for i in range(cfg.n_companies)]
         self._company_weights = list(_cumulative(
             [1.0 + (c.size ** 0.5) / 10 for c in self._companies]))
-        self._companies_by_major: dict[str, list[int]] = {}
-        for i, c in enumerate(self._companies):
-            self._companies_by_major.setdefault(self._company_major[i], []).append(i)
         self._jobs: list[JobState] = []
         self._members: list[MemberState] = []
         self._by_close_day: dict[int, list[int]] = {}  # day -> jobs that expire then

@@ -33,7 +33,7 @@ import numpy as np
 SKILLS_PER_OCCUPATION = 40
 NEIGHBOURS = 6  # similar occupations whose skills an occupation's links are smoothed with
 # Bump when parsing or linking changes: the on-disk cache is keyed by it.
-TAXONOMY_VERSION = 3
+TAXONOMY_VERSION = 4
 
 # SOC 2018 major groups: the "industry" a family belongs to.
 SOC_MAJOR_GROUPS = {
@@ -322,7 +322,6 @@ def build_taxonomy() -> Taxonomy:
     onet_m = vec.transform([f"{t} {t} {d}" for _, t, d in onet])
     skill_m = vec.transform(skill_texts)
 
-    nearest_onet = _top_k(occ_m @ onet_m.T, 1)[:, 0]
     # A link needs two shared terms: one rare shared word alone ("governor") links a
     # central bank governor to lift governors.
     occ_b, skill_b = (occ_m > 0).astype(np.float32), (skill_m > 0).astype(np.float32)
@@ -339,9 +338,22 @@ def build_taxonomy() -> Taxonomy:
     for n in range(NEIGHBOURS):
         smoothed += weights[:, n : n + 1] * direct[near[:, n]]
     occ_skills = _top_k(smoothed, SKILLS_PER_OCCUPATION)
+
+    # Family: the SOC minor group that fits the occupation and its neighbours best
+    # (each group scored by its closest O*NET occupation), so one odd text match
+    # doesn't put a central bank governor among casino cashiers.
+    to_onet = (occ_m @ onet_m.T).toarray()
+    groups = sorted({code[:5] for code, _, _ in onet})
+    group_cols = [[c for c, (code, _, _) in enumerate(onet) if code[:5] == g] for g in groups]
+    fit = np.stack([to_onet[:, cols].max(axis=1) for cols in group_cols], axis=1)
+    voted = fit.copy()
+    for n in range(NEIGHBOURS):
+        voted += weights[:, n : n + 1] * fit[near[:, n]]
+    family_of = _top_k(voted, 1)[:, 0]
     occupations = []
     for i, (label, definition, _row) in enumerate(occ_parsed):
-        code, title, _ = onet[int(nearest_onet[i])]
+        cols = group_cols[int(family_of[i])]
+        code, title, _ = onet[cols[int(np.argmax(to_onet[i, cols]))]]
         occupations.append(Occupation(
             label=label, definition=definition, family=code[:5], major=code[:2], onet_title=title,
             skills=tuple(skill_labels[j] for j in occ_skills[i]),
