@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.kafka_helpers import private_broker  # noqa: E402  (TODO: move into infra.broker)
+from infra.broker import private_broker  # noqa: E402
 from infra.worker_process import WorkerProcess  # noqa: E402
 from streams.producer import make_producer  # noqa: E402
 from streams.schemas import key_of, parse, serialize, topic_of  # noqa: E402

@@ -25,6 +25,8 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -503,3 +505,35 @@ def create_topics(bootstrap: str, member_partitions: int | None = None,
         listing = ", ".join(f"{k} has {h} want {w}" for k, (h, w) in wrong.items())
         raise BrokerError(f"topics on {bootstrap} do not match the map: {listing}")
     return sorted(missing)
+
+
+@contextmanager
+def private_broker(data_dir: Path, timeout: float = 120.0) -> Iterator[str]:
+    """A broker for one test session, with the map's topics; yields its bootstrap address.
+
+    With KAFKA_BOOTSTRAP set, that cluster is used and nothing is started. Otherwise
+    a broker runs from `data_dir` on free loopback ports, and KAFKA_BOOTSTRAP is set
+    to it for the session, so `get_settings()` and any `hirestream` subprocess a
+    test starts find it too.
+    """
+    external = external_bootstrap()
+    if external:
+        wait_until_ready(external, timeout)
+        create_topics(external)
+        yield external
+        return
+    port, controller_port = free_ports(2)
+    cfg = BrokerConfig(
+        data_dir=data_dir, port=port, controller_port=controller_port,
+        default_partitions=get_settings().member_partitions, die_with_parent=True,
+    )
+    start(cfg, fetch_jars(), timeout=timeout)
+    os.environ[EXTERNAL_BOOTSTRAP_ENV] = cfg.bootstrap
+    get_settings.cache_clear()
+    try:
+        create_topics(cfg.bootstrap)
+        yield cfg.bootstrap
+    finally:
+        os.environ.pop(EXTERNAL_BOOTSTRAP_ENV, None)
+        get_settings.cache_clear()
+        stop(cfg)

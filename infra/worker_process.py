@@ -10,12 +10,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Callable
 
+from infra.waiting import wait_for
 from streams.settings import REPO_ROOT
 
 
@@ -105,14 +105,13 @@ class WorkerProcess:
         return self._get(f"/jobs/{job_id}/")
 
     def wait_for(self, probe: Callable[[], object], timeout: float, what: str, interval: float = 0.1):
-        """Poll `probe` until it returns something truthy; fail loudly with the log."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        """`infra.waiting.wait_for`, failing at once (with the log) if the worker died."""
+        def alive_probe():
             if not self.alive:
                 raise RuntimeError(f"worker exited ({self.proc.returncode}) while waiting for {what}:\n"
                                    f"{self.log_tail()}")
-            value = probe()
-            if value:
-                return value
-            time.sleep(interval)
-        raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}; worker log:\n{self.log_tail()}")
+            return probe()
+        try:
+            return wait_for(alive_probe, timeout, what, interval)
+        except TimeoutError as err:
+            raise TimeoutError(f"{err}; worker log:\n{self.log_tail()}") from None
