@@ -151,8 +151,6 @@ class Marketplace:
         self._members: list[MemberState] = []
         self._by_close_day: dict[int, list[int]] = {}  # day -> jobs that expire then
         self._pending: dict[int, None] = {}  # jobs with unreviewed applicants (ordered set)
-        self._to_open: list[JobState] = []  # posted today, visible tomorrow
-        self._joined: list[MemberState] = []  # joined today, active tomorrow
         for _ in range(cfg.n_jobs):
             self._new_job(rng, posted_day=0, close_day=rng.randint(1, cfg.job_lifetime_days[1]))
         for _ in range(cfg.n_members):
@@ -503,30 +501,21 @@ class Marketplace:
             self._close(self._jobs[j])
             closed_today += 1
 
-        # New postings replace today's closures; they are visible from tomorrow.
+        # New postings replace today's closures. Today's sessions are already drawn,
+        # so a posting is first shown tomorrow.
         lo, hi = cfg.job_lifetime_days
         for _ in range(closed_today):
             job = self._new_job(rng, posted_day=day, close_day=day + _between(rng, lo, hi))
             self.truth._jobs[job.job_id] = job
             add(_between(rng, 7 * 3600, 19 * 3600), _K_JOB, job.idx)
-            self._to_open.append(job)
+            self._open(job)
 
-        # Joiners: cold-start members whose first session is tomorrow at the earliest.
+        # Joiners: cold-start members (no history yet), active from tomorrow.
         joiners = cfg.n_members * cfg.new_members_per_day
         for _ in range(int(joiners) + (rng.random() < joiners % 1)):
             member = self._new_member(rng, rate=self._draw_rate(rng))
-            member.daily_rate = -member.daily_rate  # negative: not active until tomorrow
             self.truth._members[member.member_id] = member
             add(_between(rng, 6 * 3600, 23 * 3600), _K_MEMBER, self._member_payload(member))
-            self._joined.append(member)
-
-        # Tomorrow's state: today's postings open, today's joiners become active.
-        for job in self._to_open:
-            self._open(job)
-        self._to_open.clear()
-        for member in self._joined:
-            member.daily_rate = -member.daily_rate
-        self._joined.clear()
         return records
 
     def _expiring(self, day: int) -> list[JobState]:
