@@ -162,12 +162,15 @@ def test_no_action_on_a_job_before_it_is_posted_or_after_it_closed(run):
 
 def test_hires_follow_an_application_and_close_the_job(run):
     _, events = run
-    applied, hired_jobs = set(), []
+    applied, hired_jobs, hired_members = set(), [], set()
     for ev in events:
         if ev.type == "member.action" and ev.payload.action is ActionType.APPLY:
+            assert (ev.payload.member_id, ev.payload.job_id) not in applied, "applied twice"
             applied.add((ev.payload.member_id, ev.payload.job_id))
         elif ev.type == "hire.confirmed":
             assert (ev.payload.member_id, ev.payload.job_id) in applied
+            assert ev.payload.member_id not in hired_members, "hired twice"
+            hired_members.add(ev.payload.member_id)
             hired_jobs.append(ev.payload.job_id)
         elif ev.type == "job.closed" and ev.payload.job_id in hired_jobs:
             hired_jobs.remove(ev.payload.job_id)

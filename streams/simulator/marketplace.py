@@ -557,9 +557,10 @@ class Marketplace:
                 if rng.random() < p_save(a):
                     add(t, _K_ACTION, m.idx, ActionType.SAVE, j, None, None, surface)
                     t += _between(rng, 2, 10)
-                if rng.random() < p_apply(a) and closing_at.get(j, _NEVER) > t:
+                if rng.random() < p_apply(a) and closing_at.get(j, _NEVER) > t and j not in m.applied:
                     add(t, _K_ACTION, m.idx, ActionType.APPLY, j, None, None, surface)
                     t += _between(rng, 30, 300)
+                    m.applied.add(j)
                     job.applicants.append(m.idx)
                     job.applied_day.append(day)
                     self._pending[j] = None

@@ -45,6 +45,7 @@ class MemberState:
     hired_day: int = -1
     recent_jobs: list[int] = field(default_factory=list)  # last jobs shown (for already_seen)
     skill_set: frozenset[int] = frozenset()  # = set(skills), kept for the hot path
+    applied: set[int] = field(default_factory=set)  # jobs applied to (never twice)
 
     def __post_init__(self) -> None:
         self.skill_set = frozenset(self.skills)
