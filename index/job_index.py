@@ -29,7 +29,7 @@ from index.query import Query
 from index.records import JobRecord, as_job
 from index.segment import Segment
 from index.terms import Vocabulary, job_terms
-from index.topk import NEG_INF
+from index.topk import NEG_INF, topk
 from index.xp import Backend, BackendName, get_backend
 
 Scoring = Literal["hybrid", "dense", "term"]
@@ -47,9 +47,10 @@ class IndexConfig:
     link_weight: float = 1.0
     query_chunk: int = 64  # queries scored together: bounds the (chunk x catalog) score matrix
     delta_limit: int | None = 100_000  # upsert compacts once the delta holds this many jobs
-    candidates_per_k: int = 3  # approximate mode: candidates fetched per requested result
+    candidates_per_k: int = 2  # approximate mode: candidates fetched per requested result
     hnsw_max: int = 200_000  # approximate mode: HNSW up to this many jobs, IVF above
     target_recall: float = 0.95  # approximate mode: breadth calibrated to this recall@100
+    head_terms: int = 32  # most frequent terms scored as dense columns (see index/segment.py)
 
     def __post_init__(self) -> None:
         if self.scoring not in ("hybrid", "dense", "term"):
@@ -206,7 +207,7 @@ class JobIndex:
             with self._write_lock:
                 snapshot = self._state
                 self._pending = []
-            main = _merge(snapshot, self.backend)
+            main = _merge(snapshot, self.backend, self.config.head_terms)
             if self.config.search != "exact" and main.size:
                 kind = "auto" if self.config.search == "approx" else self.config.search
                 main = replace(main, ann=build_ann(main.embeddings_host, kind, hnsw_max=self.config.hnsw_max,
@@ -266,12 +267,18 @@ class JobIndex:
         n_cand = min(seg.size, self.config.candidates_per_k * k + (0 if dead is None else len(dead)))
         rows = [seg.ann.search(q.embeddings_host, n_cand).ravel()]
         if q.weights is not None and q.weights.nnz:
-            rows.append(_term_candidates(seg, q.weights, n_cand))
+            rows.append(_term_candidates(seg, q.weights, len(q.must_needed), n_cand))
         cand = np.unique(np.concatenate(rows))
         cand = cand[cand >= 0]
         sub = seg.take(cand)
         sub_dead = None if dead is None else np.nonzero(np.isin(cand, dead))[0]
-        vals, local = sub.search(k, **q.score_args(sub, sub_dead, self.backend))
+
+        def locate(job_id: str) -> int | None:  # a row of `sub`, through the parent's map
+            r = seg.row_of.get(job_id)
+            i = np.searchsorted(cand, r) if r is not None else len(cand)
+            return int(i) if i < len(cand) and cand[i] == r else None
+
+        vals, local = sub.search(k, **q.score_args(sub, sub_dead, self.backend, locate))
         return vals, cand[local]
 
 
@@ -321,7 +328,7 @@ def _widen(m: sp.csr_matrix, width: int) -> sp.csr_matrix:
     return sp.csr_matrix((m.data, m.indices, m.indptr), shape=(m.shape[0], width))
 
 
-def _merge(state: _State, backend: Backend) -> Segment:
+def _merge(state: _State, backend: Backend, max_head: int) -> Segment:
     """New main arrays: live main rows, then the delta."""
     main, delta = state.main, state.delta
     alive = np.setdiff1d(np.arange(main.size), state.main_dead, assume_unique=True)
@@ -332,22 +339,20 @@ def _merge(state: _State, backend: Backend) -> Segment:
         np.concatenate([main.job_ids[alive], delta.job_ids]),
         np.concatenate([main.embeddings_host[alive], delta.embeddings_host]),
         terms,
+        max_head=max_head,
     )
 
 
-def _term_candidates(seg: Segment, weights: sp.csr_matrix, n: int) -> np.ndarray:
-    """Per query, the n jobs with the highest term+link score (host, approximate mode)."""
-    hits = (seg.restrict(weights) @ seg.postings).tocsr()
-    to_host = seg.backend.to_host
-    data, indices, indptr = to_host(hits.data), to_host(hits.indices), to_host(hits.indptr)
-    out = []
-    for i in range(hits.shape[0]):
-        lo, hi = indptr[i], indptr[i + 1]
-        vals, cols = data[lo:hi], indices[lo:hi]
-        if len(vals) > n:
-            cols = cols[np.argpartition(-vals, n - 1)[:n]]
-        out.append(cols)
-    return np.concatenate(out) if out else np.zeros(0, np.int64)
+def _term_candidates(seg: Segment, weights: sp.csr_matrix, n_queries: int, n: int) -> np.ndarray:
+    """Per query, the n jobs with the highest score over the short (tail) posting lists.
+
+    Head terms (seniority, big cities) are left out here: they barely narrow a catalog,
+    and they are scored in full when the candidates are rescored."""
+    xp = seg.backend.xp
+    scores = xp.zeros((n_queries, seg.size), dtype=xp.float32)
+    seg.add_term_scores(scores, weights)
+    values, rows = (seg.backend.to_host(a) for a in topk(xp, scores, n))
+    return rows[values > 0]
 
 
 # ---- query compilation -----------------------------------------------------------
@@ -362,11 +367,13 @@ class _Compiled:
     must_needed: np.ndarray  # (q,) groups each query must satisfy
     exclude: list[frozenset[str]]
 
-    def score_args(self, seg: Segment, dead: np.ndarray | None, backend: Backend) -> dict[str, Any]:
+    def score_args(self, seg: Segment, dead: np.ndarray | None, backend: Backend,
+                   locate: Callable[[str], int | None] | None = None) -> dict[str, Any]:
+        locate = locate or seg.row_of.get
         q_idx, rows = [], []
         for i, ids in enumerate(self.exclude):
             for j in ids:
-                r = seg.row_of.get(j)
+                r = locate(j)
                 if r is not None:
                     q_idx.append(i)
                     rows.append(r)

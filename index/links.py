@@ -108,10 +108,25 @@ class LinkGraph:
         """Job-term query from a member: dst -> summed link weight, and its sources."""
         total: dict[str, float] = defaultdict(float)
         sources: dict[str, list[tuple[str, float]]] = defaultdict(list)
+        n, lam, min_support = self.hires, self.shrinkage, self.min_support
+        pinned_from: dict[str, dict[str, float]] = defaultdict(dict)
+        for (s, d), w in self.overrides.items():
+            pinned_from[s][d] = w
         for a in _as_terms(member_attrs, "member"):
-            for l in self.links_from(a):
-                total[l.dst] += l.weight
-                sources[l.dst].append((a, l.weight))
+            # the same formula as `link`, inlined: this loop runs per retrieval
+            ca, pins = self.src_counts.get(a, 0), pinned_from.get(a, {})
+            for b, support in self.pair_counts.get(a, {}).items():
+                if b in pins or support < min_support:
+                    continue
+                pmi = math.log(support * n / (ca * self.dst_counts[b]))
+                if pmi > 0:
+                    w = support / (support + lam) * pmi
+                    total[b] += w
+                    sources[b].append((a, w))
+            for b, w in pins.items():
+                if w > 0:
+                    total[b] += w
+                    sources[b].append((a, w))
         best = sorted(total, key=lambda d: (-total[d], d))[:top]
         return {d: total[d] for d in best}, {d: tuple(sources[d]) for d in best}
 

@@ -1,9 +1,20 @@
 """An immutable block of jobs and the one-pass scoring of a batch of queries over it.
 
-A segment holds, for n jobs: their ids, an (n, d) embedding matrix and a term-major
-CSR posting matrix (vocabulary x n, entries 1 where the job has the term). Scoring a
-batch is one dense product (similarity), one sparse product (terms + learned links +
-penalties, all folded into one weighted term matrix), then masks, then top-k.
+A segment holds, for n jobs: their ids, embeddings, and a term-major CSR posting
+matrix (vocabulary x n, 1 where the job has the term). Scoring a batch is one dense
+product, one sparse product over the posting lists, then masks, then top-k.
+
+Head terms. A term that a large share of jobs carry (a seniority level, a big city,
+a popular occupation) has a posting list so long that walking it costs more than a
+dense column: the segment keeps its `max_head` most frequent such terms as extra 0/1
+columns beside the embeddings, so the one dense product scores them with the
+similarity, and the sparse product only walks the short (tail) posting lists. The
+result is the same sum; only where it is computed changes. The columns sit beside the
+embeddings in one row-major matrix, so one product computes both (a separate product
+for them cost about as much again as the embedding product: it is bound by writing
+the score matrix, not by arithmetic); a dense-only query reads the embedding columns
+through a strided view.
+
 Tombstones are not part of the segment: the index keeps them beside it, so deleting
 never rewrites arrays.
 """
@@ -19,20 +30,43 @@ import scipy.sparse as sp
 from index.topk import NEG_INF, topk
 from index.xp import Backend
 
+HEAD_MIN_SHARE = 1 / 128  # a term carried by at least this share of jobs may become a column
+HEAD_MIN_JOBS = 4096  # below this a segment keeps no head columns: every list is short
+
 
 @dataclass(frozen=True)
 class Segment:
     backend: Backend
     job_ids: np.ndarray  # (n,) object, host
-    embeddings: Any  # (n, d) float32 on the backend
-    postings: Any  # (n_terms, n) CSR float32 on the backend; row t = jobs having term t
-    job_terms: sp.csr_matrix  # (n, n_terms) host, the same matrix job-major: explanations
-    embeddings_host: np.ndarray  # (n, d) float32, host copy kept for compaction and faiss
+    dim: int
+    vectors: Any  # (n, dim + h) float32 on the backend: [embedding | head-term 0/1 columns]
+    head_cols: np.ndarray  # (h,) vocabulary columns of the head terms
+    job_terms: sp.csr_matrix  # (n, n_terms) host, job-major: explanations and compaction
+    embeddings_host: np.ndarray  # (n, dim) float32 host (the same array on the NumPy backend)
     ann: Any = None  # faiss candidate generator (approximate mode, main segment only)
 
     @cached_property
     def row_of(self) -> dict[str, int]:
         return {j: i for i, j in enumerate(self.job_ids.tolist())}
+
+    @cached_property
+    def postings(self) -> Any:
+        """(n_terms, n) CSR on the backend, 1 where job has term: every term (masks)."""
+        p = self.job_terms.T.tocsr()
+        p.sort_indices()
+        return p if self.backend.name == "numpy" else self.backend.sparse.csr_matrix(p)
+
+    @cached_property
+    def tail_postings(self) -> Any:
+        """The posting lists with the head terms' rows emptied (scoring)."""
+        if not len(self.head_cols):
+            return self.postings
+        keep = np.ones(self.job_terms.shape[1], np.float32)
+        keep[self.head_cols] = 0
+        p = sp.csr_matrix(self.job_terms @ sp.diags(keep)).T.tocsr()
+        p.eliminate_zeros()
+        p.sort_indices()
+        return p if self.backend.name == "numpy" else self.backend.sparse.csr_matrix(p)
 
     @property
     def size(self) -> int:
@@ -44,69 +78,109 @@ class Segment:
 
     @classmethod
     def build(cls, backend: Backend, job_ids: list[str] | np.ndarray, embeddings: np.ndarray,
-              job_terms: sp.csr_matrix) -> "Segment":
+              job_terms: sp.csr_matrix, max_head: int = 32, warm: bool = True) -> "Segment":
+        """warm: build the posting lists now (main segments), not on first use."""
         ids = np.asarray(job_ids, dtype=object)
-        emb = np.ascontiguousarray(embeddings, dtype=np.float32)
+        emb = np.asarray(embeddings, dtype=np.float32)
         if emb.ndim != 2 or emb.shape[0] != len(ids) or job_terms.shape[0] != len(ids):
             raise ValueError(
                 f"segment parts disagree: {len(ids)} ids, embeddings {emb.shape}, terms {job_terms.shape}")
+        n, dim = emb.shape
         job_terms = sp.csr_matrix(job_terms, dtype=np.float32)
-        postings_host = job_terms.T.tocsr()
-        postings_host.sort_indices()
-        return cls(
+        df = np.bincount(job_terms.indices, minlength=job_terms.shape[1])
+        head = np.zeros(0, np.int64)
+        if n >= HEAD_MIN_JOBS and max_head > 0:
+            by_df = np.argsort(-df, kind="stable")[:max_head]
+            head = np.sort(by_df[df[by_df] >= HEAD_MIN_SHARE * n])
+        vectors = np.empty((n, dim + len(head)), np.float32)
+        vectors[:, :dim] = emb
+        if len(head):
+            vectors[:, dim:] = job_terms[:, head].toarray()
+        on_device = backend.name != "numpy"
+        seg = cls(
             backend=backend,
             job_ids=ids,
-            embeddings=backend.asarray(emb),
-            postings=backend.sparse.csr_matrix(postings_host) if backend.name != "numpy" else postings_host,
+            dim=dim,
+            vectors=backend.asarray(vectors),
+            head_cols=head,
             job_terms=job_terms,
-            embeddings_host=emb,
+            embeddings_host=np.ascontiguousarray(emb) if on_device else vectors[:, :dim],
         )
+        if warm:
+            seg.postings, seg.tail_postings  # noqa: B018 — computed once, here
+        return seg
 
     @classmethod
     def empty(cls, backend: Backend, dim: int, n_terms: int = 0) -> "Segment":
         return cls.build(backend, [], np.zeros((0, dim), np.float32), sp.csr_matrix((0, n_terms), dtype=np.float32))
 
     def take(self, rows: np.ndarray) -> "Segment":
-        """The sub-segment of the given rows (approximate mode rescoring)."""
-        return Segment.build(self.backend, self.job_ids[rows], self.embeddings_host[rows], self.job_terms[rows])
+        """The sub-segment of the given rows (approximate-mode rescoring)."""
+        return Segment.build(self.backend, self.job_ids[rows], self.embeddings_host[rows], self.job_terms[rows],
+                             max_head=0, warm=False)
 
     # ---- scoring -------------------------------------------------------------------
 
-    def restrict(self, term_matrix: sp.csr_matrix) -> Any:
-        """A host (queries x vocabulary) CSR cut to this segment's columns, on the backend.
+    def restrict(self, term_matrix: sp.csr_matrix) -> sp.csr_matrix:
+        """A host (queries x vocabulary) CSR cut to this segment's columns.
 
         Terms newer than the segment match none of its jobs, so dropping them is exact."""
-        cut = term_matrix[:, : self.n_terms] if term_matrix.shape[1] > self.n_terms else term_matrix
-        if cut.shape[1] < self.n_terms:
-            cut = sp.csr_matrix((cut.data, cut.indices, cut.indptr), shape=(cut.shape[0], self.n_terms))
-        if self.backend.name == "numpy":
-            return cut
-        return self.backend.sparse.csr_matrix(cut)
+        m = term_matrix
+        if m.shape[1] > self.n_terms:
+            m = m[:, : self.n_terms]
+        elif m.shape[1] < self.n_terms:
+            m = sp.csr_matrix((m.data, m.indices, m.indptr), shape=(m.shape[0], self.n_terms))
+        return m
 
-    def add_term_scores(self, scores: Any, term_matrix: sp.csr_matrix) -> None:
-        """scores += W @ postings — the inverted-index pass: work ~ the postings touched."""
-        if term_matrix.nnz == 0 or self.size == 0:
-            return
-        hit = (self.restrict(term_matrix) @ self.postings).tocoo()
-        # a product's entries are unique per (row, col): plain fancy add is exact
-        scores[hit.row, hit.col] += hit.data
+    def _pairs(self, term_matrix: sp.csr_matrix, postings: Any, n_queries: int) -> tuple[Any, Any]:
+        """Walk the posting lists of every (query, term) entry of term_matrix.
 
-    def mask_terms(self, scores: Any, term_matrix: sp.csr_matrix) -> None:
-        """-inf wherever a job has any of the query's forbidden terms."""
-        if term_matrix.nnz == 0 or self.size == 0:
-            return
-        hit = (self.restrict(term_matrix) @ self.postings).tocoo()
-        scores[hit.row, hit.col] = NEG_INF
+        Returns (flat index query * n + job, weight) on the backend, one per posting
+        touched: the inverted-index pass, its work the length of the lists walked."""
+        xp = self.backend.xp
+        m = self.restrict(term_matrix)
+        terms = self.backend.asarray(m.indices)
+        lists = postings[terms]  # the posting rows, in (query, term) order
+        lengths = xp.diff(lists.indptr)
+        per_query = self.backend.asarray(np.diff(m.indptr))
+        query_of = xp.repeat(xp.repeat(xp.arange(n_queries), per_query), lengths)
+        flat = query_of * self.size + lists.indices
+        weights = xp.repeat(self.backend.asarray(m.data), lengths)
+        return flat, weights
+
+    def add_term_scores(self, scores: Any, weights: sp.csr_matrix) -> None:
+        flat, w = self._pairs(weights, self.tail_postings, scores.shape[0])
+        self.backend.scatter_add(scores.reshape(-1), flat, w)
+
+    def mask_terms(self, scores: Any, forbid: sp.csr_matrix) -> None:
+        flat, _ = self._pairs(forbid, self.postings, scores.shape[0])
+        scores.reshape(-1)[flat] = NEG_INF
+
+    def dense_scores(self, query_embeddings: Any | None, weights: sp.csr_matrix | None, rows: int) -> Any:
+        """Similarity plus head-term scores: dense products only."""
+        xp = self.backend.xp
+        head_w = None
+        if len(self.head_cols) and weights is not None:
+            hw = self.restrict(weights)[:, self.head_cols]
+            if hw.nnz:
+                head_w = self.backend.asarray(hw.toarray())
+        if query_embeddings is not None and head_w is not None:
+            return xp.concatenate([query_embeddings, head_w], axis=1) @ self.vectors.T
+        if query_embeddings is not None:
+            return query_embeddings @ self.vectors[:, : self.dim].T
+        if head_w is not None:
+            return head_w @ self.vectors[:, self.dim:].T
+        return xp.zeros((rows, self.size), dtype=xp.float32)
 
     def require_terms(self, scores: Any, groups: list[sp.csr_matrix], needed: np.ndarray) -> None:
         """Keep a job for query i only if it has a term from each of i's `needed[i]` groups."""
         xp = self.backend.xp
-        if not groups or self.size == 0:
-            return
         met = xp.zeros(scores.shape, dtype=xp.int8)
         for group in groups:
-            hit = (self.restrict(group) @ self.postings).tocoo()
-            met[hit.row, hit.col] += 1
+            flat, _ = self._pairs(group, self.postings, scores.shape[0])
+            hit = xp.zeros(scores.size, dtype=xp.int8)
+            hit[flat] = 1  # a job with two terms of one group meets it once
+            met += hit.reshape(scores.shape)
         need = self.backend.asarray(needed.astype(np.int8))
         scores[met < need[:, None]] = NEG_INF
 
@@ -114,17 +188,13 @@ class Segment:
               forbid: sp.csr_matrix | None, must_groups: list[sp.csr_matrix], must_needed: np.ndarray,
               dead_rows: Any, excluded: tuple[np.ndarray, np.ndarray]) -> Any:
         """Fused scores (queries, n) for this segment, every mask applied."""
-        xp = self.backend.xp
-        rows = len(must_needed)
-        if query_embeddings is not None:
-            scores = query_embeddings @ self.embeddings.T
-        else:
-            scores = xp.zeros((rows, self.size), dtype=xp.float32)
-        if weights is not None:
+        scores = self.dense_scores(query_embeddings, weights, len(must_needed))
+        if weights is not None and weights.nnz:
             self.add_term_scores(scores, weights)
-        if forbid is not None:
+        if forbid is not None and forbid.nnz:
             self.mask_terms(scores, forbid)
-        self.require_terms(scores, must_groups, must_needed)
+        if must_groups:
+            self.require_terms(scores, must_groups, must_needed)
         if dead_rows is not None and len(dead_rows):
             scores[:, dead_rows] = NEG_INF
         q_idx, job_rows = excluded
@@ -134,6 +204,9 @@ class Segment:
 
     def search(self, k: int, **score_args: Any) -> tuple[np.ndarray, np.ndarray]:
         """Host (values, rows), each (queries, k'), best first; -inf marks no result."""
+        if self.size == 0:
+            rows = len(score_args["must_needed"])
+            return np.zeros((rows, 0), np.float32), np.zeros((rows, 0), np.int64)
         scores = self.score(**score_args)
         values, cols = topk(self.backend.xp, scores, k)
         return self.backend.to_host(values), self.backend.to_host(cols)

@@ -25,7 +25,9 @@ def topk(xp: Any, scores: Any, k: int) -> tuple[Any, Any]:
     block = n // k
     block_max = scores[:, : k * block].reshape(rows, k, block).max(axis=2)
     bound = block_max.min(axis=1)
-    r, c = xp.nonzero(scores >= bound[:, None])
+    # 1-D flatnonzero: 2-D nonzero on a (queries x catalog) mask was ~20x slower
+    flat = xp.flatnonzero(scores >= bound[:, None])
+    r, c = flat // n, flat % n
     counts = xp.bincount(r, minlength=rows)
     width = int(counts.max())
     # position of each candidate inside its row of the padded matrix

@@ -33,6 +33,16 @@ class Backend:
             return np.asarray(a)
         return self.xp.asnumpy(a)
 
+    def scatter_add(self, target: Any, index: Any, values: Any) -> None:
+        """target[index] += values, duplicates in `index` summed (the one op whose name
+        differs: np.add.at vs cupyx.scatter_add)."""
+        if self.xp is np:
+            np.add.at(target, index, values)
+        else:
+            import cupyx
+
+            cupyx.scatter_add(target, index, values)
+
     def synchronize(self) -> None:
         """Wait for queued device work (timing needs it; NumPy has none)."""
         if self.xp is not np:

@@ -6,6 +6,7 @@ import random
 import numpy as np
 import pytest
 
+import index.segment as segment_module
 from index import JobIndex, member_query
 from index.topk import topk
 from tests.index_reference import (
@@ -22,8 +23,11 @@ def _index(spec: str = "hybrid,exact", **kw) -> JobIndex:
     return JobIndex.create(spec, dim=DIM, backend="numpy", **kw)
 
 
+@pytest.mark.parametrize("head_columns", [False, True])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_exact_hybrid_equals_brute_force_over_main_and_delta(seed):
+def test_exact_hybrid_equals_brute_force_over_main_and_delta(seed, head_columns, monkeypatch):
+    if head_columns:  # frequent terms scored as dense columns even in this small catalog
+        monkeypatch.setattr(segment_module, "HEAD_MIN_JOBS", 0)
     jobs, emb = random_catalog(seed, 600, DIM)
     index = _index(query_chunk=7)  # several chunks, uneven last one
     index.upsert(jobs[:400], embeddings=emb[:400])
@@ -38,12 +42,14 @@ def test_exact_hybrid_equals_brute_force_over_main_and_delta(seed):
     queries = [random_query(rng, DIM, list(live)) for _ in range(25)]
     result = index.search(queries, k=20)
     assert index.delta_size == len([j for j in jobs[400:] if j.job_id in live])
+    assert (len(index._state.main.head_cols) > 0) == head_columns
     for i, q in enumerate(queries):
         assert_matches_reference(result.ids[i], result.scores[i], reference_scores(live, vecs, q), 20)
 
 
 @pytest.mark.parametrize("scoring", ["dense", "term"])
-def test_single_signal_modes_equal_brute_force(scoring):
+def test_single_signal_modes_equal_brute_force(scoring, monkeypatch):
+    monkeypatch.setattr(segment_module, "HEAD_MIN_JOBS", 0)
     jobs, emb = random_catalog(7, 300, DIM)
     index = _index(f"{scoring},exact")
     index.upsert(jobs, embeddings=emb)

@@ -89,12 +89,12 @@ def test_writes_during_compaction_are_kept_and_queries_go_on(monkeypatch):
     seen_during = {}
     real_merge = job_index_module._merge
 
-    def merge_with_racing_writes(state, backend):
+    def merge_with_racing_writes(*args):
         # another thread's writes and reads, while the new main arrays are being built
         index.upsert(jobs[250:], embeddings=emb[250:])
         index.delete(["j3", "j220", "j260"])
         seen_during["result"] = index.search([q], k=300)
-        return real_merge(state, backend)
+        return real_merge(*args)
 
     monkeypatch.setattr(job_index_module, "_merge", merge_with_racing_writes)
     index.compact()

@@ -1,0 +1,285 @@
+"""Retrieval speed: our exact dense vs faiss flat, hybrid vs dense-only, approximate
+recall and speed-up, and how fast a job event becomes visible. One run, side by side.
+
+    OPENBLAS_CORETYPE=SkylakeX .venv/bin/python -m bench/retrieval.py            # 100k and 1M jobs, d=64,128
+    .venv/bin/python bench/retrieval.py --quick                                   # 20k and 100k, fewer queries
+
+Every figure is a ratio against a reference timed in the same process on the same data
+(faiss IndexFlatIP, the same index's dense-only search, exact search), so a busy
+shared machine moves both sides. Results: rich tables on stdout, JSON in bench/out/.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import faiss  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from bench.synthetic_catalog import make_catalog, make_members  # noqa: E402
+from index import JobIndex, LinkGraph, MemberRules, Query, member_query  # noqa: E402
+from index.records import JobRecord  # noqa: E402
+from index.terms import job_attributes, member_attributes  # noqa: E402
+
+TARGETS = {"exact_vs_faiss": 1.2, "hybrid_vs_dense": 1.5, "approx_recall": 0.95, "approx_speedup": 5.0,
+           "visibility_ms": 100.0}
+console = Console()
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def batched(fn, repeats: int) -> float:
+    """Best-of-`repeats` seconds for one call over the whole query batch."""
+    return min(timed(fn)[0] for _ in range(repeats))
+
+
+def single(fn, n: int, label: str) -> dict:
+    """Per-query latency when queries arrive one at a time."""
+    lat = []
+    for i in tqdm(range(n), desc=label, leave=False, mininterval=2):
+        t0 = time.perf_counter()
+        fn(i)
+        lat.append(time.perf_counter() - t0)
+    lat = np.asarray(lat) * 1000
+    return {"p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)),
+            "qps": float(n / (lat.sum() / 1000))}
+
+
+def train_links(cat, n_hires: int, seed: int) -> LinkGraph:
+    """Links learned from synthetic hires: members hired into jobs of their occupation."""
+    members, _ = make_members(cat, n_hires, seed=seed + 100)
+    by_occ: dict[int, np.ndarray] = {}
+    order = np.argsort(cat.occupation_of, kind="stable")
+    bounds = np.searchsorted(cat.occupation_of[order], np.arange(len(cat.centres) + 1))
+    rng = np.random.default_rng(seed)
+    graph = LinkGraph(min_support=3)
+    for m in members:
+        o = int(m.occupation[3:])
+        rows = by_occ.setdefault(o, order[bounds[o]: bounds[o + 1]])
+        if len(rows):
+            graph.add_hire(member_attributes(m), job_attributes(cat.jobs[int(rng.choice(rows))]))
+    return graph
+
+
+def make_queries(cat, n: int, graph: LinkGraph, seed: int) -> tuple[list[Query], list[Query]]:
+    """(member queries with terms, links and some feedback rules; the same, embedding only)."""
+    members, emb = make_members(cat, n, seed=seed)
+    rng = random.Random(seed)
+    full, dense = [], []
+    for m, e in zip(members, emb):
+        rules = None
+        if rng.random() < 0.1:  # a tenth of members have dismissed something
+            job = cat.jobs[rng.randrange(len(cat.jobs))]
+            rules = MemberRules().update(rng.choice(["too_senior", "wrong_location", "company"]), job)
+        q = replace(member_query(m, links=graph, rules=rules, max_links=32), embedding=e)
+        full.append(q)
+        dense.append(Query(embedding=e))
+    return full, dense
+
+
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(set(f) & set(t) - {None, -1}) / max(1, len(set(t) - {None, -1}))
+                          for f, t in zip(found, truth)]))
+
+
+def visibility(index: JobIndex, dim: int, trials: int, seed: int) -> dict:
+    """ms from an upsert/delete call returning... to a search that shows its effect."""
+    rng = np.random.default_rng(seed)
+    post, close = [], []
+    for t in range(trials):
+        e = rng.standard_normal(dim).astype(np.float32)
+        e /= np.linalg.norm(e)
+        job = JobRecord(job_id=f"fresh{t}", title=f"fresh{t} role", location="city0", seniority="mid",
+                        company_id="c0", occupation="occ0", skills=("s1",))
+        q = Query(terms={f"title:fresh{t}": 1.0}, embedding=e)
+        t0 = time.perf_counter()
+        index.upsert([job], embeddings=e[None])
+        seen = index.search([q], k=10).ids[0][0] == job.job_id
+        post.append(time.perf_counter() - t0)
+        assert seen, f"posted job {job.job_id} not visible"
+        t0 = time.perf_counter()
+        index.delete([job.job_id])
+        gone = job.job_id not in index.search([q], k=10).ids[0]
+        close.append(time.perf_counter() - t0)
+        assert gone, f"closed job {job.job_id} still returned"
+    post_ms, close_ms = np.asarray(post) * 1000, np.asarray(close) * 1000
+    return {"post_p50_ms": float(np.percentile(post_ms, 50)), "post_p99_ms": float(np.percentile(post_ms, 99)),
+            "close_p50_ms": float(np.percentile(close_ms, 50)), "close_p99_ms": float(np.percentile(close_ms, 99))}
+
+
+def run_case(n: int, dim: int, args) -> dict:
+    console.rule(f"{n:,} jobs, d={dim}")
+    t_gen, cat = timed(lambda: make_catalog(n, dim, seed=args.seed))
+    graph = train_links(cat, args.hires, args.seed)
+    full, dense = make_queries(cat, args.queries, graph, args.seed + 1)
+    q_emb = np.stack([q.embedding for q in dense])
+    k, n_single = args.k, min(args.single, args.queries)
+
+    exact = JobIndex.create("hybrid,exact", dim=dim, backend="numpy", delta_limit=None)
+    t_build, _ = timed(lambda: (exact.upsert(cat.jobs, embeddings=cat.embeddings), exact.compact()))
+    flat = faiss.IndexFlatIP(dim)
+    flat.add(cat.embeddings)
+    console.print(f"catalog {t_gen:.1f}s, index build {t_build:.1f}s, vocabulary {len(exact.vocab):,} terms, "
+                  f"links from {graph.hires:,} hires")
+
+    # warm every path once (first-call allocations, faiss thread pools)
+    flat.search(q_emb[:8], k), exact.search(dense[:8], k), exact.search(full[:8], k)
+    r: dict = {"n": n, "dim": dim, "queries": args.queries, "single_queries": n_single, "k": k}
+
+    # (a) exact dense against faiss flat
+    r["faiss_flat_batch_s"] = batched(lambda: flat.search(q_emb, k), args.repeats)
+    r["dense_batch_s"] = batched(lambda: exact.search(dense, k), args.repeats)
+    r["faiss_flat_single"] = single(lambda i: flat.search(q_emb[i: i + 1], k), n_single, "faiss single")
+    r["dense_single"] = single(lambda i: exact.search(dense[i: i + 1], k), n_single, "dense single")
+    _, f_ids = flat.search(q_emb, k)
+    ours = exact.search(dense, k)
+    r["dense_equals_faiss_recall"] = recall(ours.ids, cat.jobs and np.asarray(
+        [[f"j{x}" for x in row] for row in f_ids], dtype=object))
+
+    # (b) one-pass hybrid against dense-only
+    r["hybrid_batch_s"] = batched(lambda: exact.search(full, k), args.repeats)
+    r["hybrid_single"] = single(lambda i: exact.search(full[i: i + 1], k), n_single, "hybrid single")
+    hybrid_truth = exact.search(full, k).ids
+    dense_truth = ours.ids
+
+    # (c) approximate mode against exact
+    if not args.skip_approx:
+        approx = JobIndex.create("hybrid,approx", dim=dim, backend="numpy", delta_limit=None)
+        t_ann, _ = timed(lambda: (approx.upsert(cat.jobs, embeddings=cat.embeddings), approx.compact()))
+        approx.search(dense[:8], k), approx.search(full[:8], k)
+        ann = approx.ann
+        r["approx"] = {"kind": ann.kind, "breadth": ann.breadth, "build_s": t_ann,
+                       "calibrated_recall": ann.calibrated_recall}
+        r["approx"]["dense_batch_s"] = batched(lambda: approx.search(dense, k), args.repeats)
+        r["approx"]["dense_recall"] = recall(approx.search(dense, k).ids, dense_truth)
+        r["approx"]["dense_single"] = single(lambda i: approx.search(dense[i: i + 1], k), n_single, "approx single")
+        r["approx"]["hybrid_batch_s"] = batched(lambda: approx.search(full, k), args.repeats)
+        r["approx"]["hybrid_recall"] = recall(approx.search(full, k).ids, hybrid_truth)
+        del approx
+
+    # (d) event -> visible in results
+    r["visibility"] = visibility(exact, dim, args.trials, args.seed)
+    return r
+
+
+def ratio_cell(value: float, target: float, higher_is_better: bool = False) -> str:
+    ok = value >= target if higher_is_better else value <= target
+    return f"[{'green' if ok else 'red'}]{value:.2f}[/]"
+
+
+def report(results: list[dict], command: str) -> None:
+    t = Table(title="(a) exact dense search vs faiss IndexFlatIP (same vectors, k=100)")
+    for c in ("jobs", "d", "faiss q/s", "ours q/s", "time ratio (≤1.2)", "faiss 1-q p50/p99 ms",
+              "ours 1-q p50/p99 ms", "1-q p50 ratio", "same top-k"):
+        t.add_column(c, justify="right")
+    for r in results:
+        f1, o1 = r["faiss_flat_single"], r["dense_single"]
+        t.add_row(f"{r['n']:,}", str(r["dim"]), f"{r['queries'] / r['faiss_flat_batch_s']:,.0f}",
+                  f"{r['queries'] / r['dense_batch_s']:,.0f}",
+                  ratio_cell(r["dense_batch_s"] / r["faiss_flat_batch_s"], TARGETS["exact_vs_faiss"]),
+                  f"{f1['p50_ms']:.2f} / {f1['p99_ms']:.2f}", f"{o1['p50_ms']:.2f} / {o1['p99_ms']:.2f}",
+                  ratio_cell(o1["p50_ms"] / f1["p50_ms"], TARGETS["exact_vs_faiss"]),
+                  f"{r['dense_equals_faiss_recall']:.4f}")
+    console.print(t)
+
+    t = Table(title="(b) one-pass hybrid (terms + links + dense + rules) vs dense-only, same index")
+    for c in ("jobs", "d", "dense q/s", "hybrid q/s", "time ratio (≤1.5)", "dense 1-q p50/p99 ms",
+              "hybrid 1-q p50/p99 ms", "1-q p50 ratio"):
+        t.add_column(c, justify="right")
+    for r in results:
+        d1, h1 = r["dense_single"], r["hybrid_single"]
+        t.add_row(f"{r['n']:,}", str(r["dim"]), f"{r['queries'] / r['dense_batch_s']:,.0f}",
+                  f"{r['queries'] / r['hybrid_batch_s']:,.0f}",
+                  ratio_cell(r["hybrid_batch_s"] / r["dense_batch_s"], TARGETS["hybrid_vs_dense"]),
+                  f"{d1['p50_ms']:.2f} / {d1['p99_ms']:.2f}", f"{h1['p50_ms']:.2f} / {h1['p99_ms']:.2f}",
+                  ratio_cell(h1["p50_ms"] / d1["p50_ms"], TARGETS["hybrid_vs_dense"]))
+    console.print(t)
+
+    if any("approx" in r for r in results):
+        t = Table(title="(c) approximate mode (faiss candidates, exact rescoring) vs exact")
+        for c in ("jobs", "d", "kind/breadth", "dense recall@100 (≥.95)", "dense speed-up batch (≥5)",
+                  "dense speed-up 1-q p50", "hybrid recall@100", "hybrid speed-up batch", "build s"):
+            t.add_column(c, justify="right")
+        for r in results:
+            a = r.get("approx")
+            if not a:
+                continue
+            t.add_row(f"{r['n']:,}", str(r["dim"]), f"{a['kind']}/{a['breadth']}",
+                      ratio_cell(a["dense_recall"], TARGETS["approx_recall"], True),
+                      ratio_cell(r["dense_batch_s"] / a["dense_batch_s"], TARGETS["approx_speedup"], True),
+                      f"{r['dense_single']['p50_ms'] / a['dense_single']['p50_ms']:.2f}",
+                      f"{a['hybrid_recall']:.3f}", f"{r['hybrid_batch_s'] / a['hybrid_batch_s']:.2f}",
+                      f"{a['build_s']:.1f}")
+        console.print(t)
+
+    t = Table(title="(d) job event -> visible in the next search (upsert/delete + one search), ms")
+    for c in ("jobs", "d", "post p50", "post p99 (<100)", "close p50", "close p99 (<100)"):
+        t.add_column(c, justify="right")
+    for r in results:
+        v = r["visibility"]
+        t.add_row(f"{r['n']:,}", str(r["dim"]), f"{v['post_p50_ms']:.1f}",
+                  ratio_cell(v["post_p99_ms"], TARGETS["visibility_ms"]), f"{v['close_p50_ms']:.1f}",
+                  ratio_cell(v["close_p99_ms"], TARGETS["visibility_ms"]))
+    console.print(t)
+    console.print(f"rerun: [bold]{command}[/]")
+
+
+def environment() -> dict:
+    from threadpoolctl import threadpool_info
+
+    return {"python": platform.python_version(), "numpy": np.__version__, "faiss": faiss.__version__,
+            "cpus": os.cpu_count(), "load_avg": os.getloadavg(),
+            "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
+            "blas": [{k: i.get(k) for k in ("internal_api", "num_threads", "architecture", "version")}
+                     for i in threadpool_info()]}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", default="100000,1000000")
+    p.add_argument("--dims", default="64,128")
+    p.add_argument("--queries", type=int, default=1000)
+    p.add_argument("--single", type=int, default=200, help="queries timed one at a time (first N of the batch)")
+    p.add_argument("--k", type=int, default=100)
+    p.add_argument("--hires", type=int, default=20000)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--trials", type=int, default=30)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--skip-approx", action="store_true")
+    p.add_argument("--quick", action="store_true", help="20k and 100k jobs, 200 queries")
+    p.add_argument("--out", default="bench/out/retrieval.json")
+    args = p.parse_args()
+    if args.quick:
+        args.sizes, args.queries, args.single, args.hires = "20000,100000", 200, 50, 5000
+    command = "OPENBLAS_CORETYPE=SkylakeX .venv/bin/python " + " ".join(sys.argv)
+    results = []
+    for n in (int(x) for x in args.sizes.split(",")):
+        for dim in (int(x) for x in args.dims.split(",")):
+            results.append(run_case(n, dim, args))
+    report(results, command)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"command": command, "targets": TARGETS, "environment": environment(),
+                               "results": results}, indent=2))
+    console.print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
