@@ -28,7 +28,7 @@ from typing import Iterator
 
 from streams.schemas import (
     ActionType, Company, CompanyUpserted, DismissReason, Envelope, HireConfirmed, Hire, Job,
-    JobClosed, JobClosedEvent, JobPosted, MemberAction, MemberActed, MemberProfile,
+    JobClosed, JobClosedEvent, JobPosted, MemberActed, MemberProfile,
     MemberUpserted, Seniority, Surface,
 )
 from streams.simulator import text
