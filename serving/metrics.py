@@ -53,12 +53,10 @@ def _tie_averaged_dcg(scores: np.ndarray, gains: np.ndarray, k: int) -> float:
     s, g = scores[order], gains[order]
     discount = 1.0 / np.log2(np.arange(len(s)) + 2.0)
     discount[k:] = 0.0
-    starts = np.r_[0, np.flatnonzero(np.diff(s)) + 1]
-    ends = np.r_[starts[1:], len(s)]
-    total = 0.0
-    for a, b in zip(starts, ends):
-        total += g[a:b].mean() * discount[a:b].sum()
-    return float(total)
+    group = np.r_[0, np.cumsum(np.diff(s) != 0)]  # runs of equal scores
+    size = np.bincount(group)
+    mean_gain = np.bincount(group, weights=g) / size
+    return float((mean_gain * np.bincount(group, weights=discount)).sum())
 
 
 def ndcg_at_k(scores: Sequence[float], labels: Sequence[float], k: int = 10) -> float:

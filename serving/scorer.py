@@ -48,6 +48,7 @@ class PopularityScorer:
     """What everyone engaged with so far (weighted clicks, saves, applies, dismisses)."""
 
     name = "popularity"
+    task_aware = False  # the same order whatever the task: replay scores it once
 
     def score(self, member_state, candidates, task, now, query=None) -> np.ndarray:
         out = np.zeros(len(candidates), dtype=np.float64)
@@ -61,6 +62,7 @@ class RetrievalScorer:
     """The index's own fused score (terms + embedding + learned links - penalties)."""
 
     name = "retrieval"
+    task_aware = False
 
     def score(self, member_state, candidates, task, now, query=None) -> np.ndarray:
         return np.asarray([c.retrieval_score for c in candidates], dtype=np.float64)
@@ -105,15 +107,24 @@ class BM25Scorer:
     but what it is handed, which keeps it a pure function in replay."""
 
     name = "bm25"
+    task_aware = False
 
     def __init__(self, k1: float = 1.2, b: float = 0.75):
         self.k1, self.b = k1, b
+        self._docs: dict[str, tuple[Job, Counter]] = {}  # job_id -> (job, its word counts)
+
+    def _doc(self, job: Job) -> Counter:
+        hit = self._docs.get(job.job_id)
+        if hit is None or hit[0] is not job:  # an updated job is a new object
+            hit = (job, Counter(job_words(job)))
+            self._docs[job.job_id] = hit
+        return hit[1]
 
     def score(self, member_state, candidates, task, now, query=None) -> np.ndarray:
         n = len(candidates)
         if n == 0:
             return np.zeros(0, dtype=np.float64)
-        docs = [Counter(job_words(c.job)) for c in candidates]
+        docs = [self._doc(c.job) for c in candidates]
         lengths = np.asarray([sum(d.values()) for d in docs], dtype=np.float64)
         avg = lengths.mean() if lengths.mean() > 0 else 1.0
         df: Counter = Counter()

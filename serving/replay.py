@@ -1,0 +1,485 @@
+"""Replay evaluation: a recorded log, in event-time order, through the scoring path.
+
+    variants = [Variant("bm25", BM25Scorer()), Variant("popularity", PopularityScorer())]
+    result = replay(read_log("day.jsonl"), variants)
+    write_report(result, "artifacts/replay")          # report.md, metrics.json, report.json, *.png
+
+Two passes over the log. The first only reads the future: what each member did to
+each job afterwards (labels) and where the evaluation points are. The second folds
+every event into one `MatchingEngine` in log order, and at each evaluation point,
+*before* the event that marks it is folded, asks every variant to score with the
+engine's state as it is at that instant. Labels come from the future; features never
+do: histories, job counters, the index, learned links and feedback rules hold
+exactly the events that precede the point (no leakage).
+
+Evaluation points are the moments the log says something happened to a member:
+  served   a slate: a member's consecutive views on one surface (no gap over
+           `slate_gap_s`), scored at its first view. The shown jobs are re-ranked by
+           each scorer (AUC, NDCG@10, MRR per task); in a sampled share of slates the
+           whole engine also runs (retrieve -> rank -> top k): recall of retrieval,
+           apply and hire rate in the top k, coverage, diversity, dismissed-reshown.
+  applied  the hire task: the applied job scored for "hire", labelled by a later hire.
+  requested  an explicit `score.requested` event in the log (engine path only).
+Dismisses and hires enter as labels (dismiss rate, hire rate) and as state (rules, links).
+
+Determinism: the same log, seed and models give byte-identical `metrics.json`
+(latencies are wall-clock, so they live in `report.json` only).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from serving import metrics as M
+from serving.engine import EngineConfig, MatchingEngine
+from serving.eventlog import LogRecord, ReadReport, as_records, read_log
+from serving.scorer import Candidate, Scorer
+from streams.schemas import ActionType, HireConfirmed, MemberActed, ScoreRequested
+from streams.state import MemberState
+
+SURFACES = ("recommendations", "search", "promoted")
+ALL = "all"
+SEGMENTS = ("all", "cold", "warm")
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One ranker under evaluation, with the retrieval setting that feeds it."""
+
+    name: str
+    scorer: Scorer
+    retrieval: str = "hybrid"  # a key of ReplayConfig.retrievals
+    sample: float = 1.0  # share of evaluation points this variant scores (slow models)
+    retrieve_k: int | None = None  # candidates it ranks on the engine path (None: the config's)
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    tasks: tuple[str, ...] = ("click", "apply")
+    k: int = 10  # results shown per request
+    retrieve_k: int = 100  # candidates retrieved per request
+    retrievals: Mapping[str, str] = field(default_factory=lambda: {"hybrid": "hybrid,exact"})
+    engine_sample: float = 1.0  # share of slates that also run retrieve -> rank -> top k
+    slate_gap_s: float = 30 * 60
+    outcome_window_s: float = 3 * DAY  # a click/apply/dismiss counts this long after the request
+    hire_window_s: float = 30 * DAY
+    cold_start_max: int = 3  # fewer past interactions (views aside) than this = cold start
+    seed: int = 0  # decides the samples
+    engine: EngineConfig = field(default_factory=EngineConfig)
+
+
+# ---- evaluation points ------------------------------------------------------------
+
+
+@dataclass
+class Slate:
+    request_id: str
+    member_id: str
+    surface: str
+    start: float
+    last: float
+    query: str | None
+    shown: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Application:
+    request_id: str
+    member_id: str
+    job_id: str
+    surface: str
+    t: float
+
+
+@dataclass(frozen=True)
+class Requested:
+    request_id: str
+    member_id: str
+    surface: str
+    query: str | None
+    t: float
+
+
+@dataclass
+class Future:
+    """What pass one learned: outcomes per (member, job), and the points by log position."""
+
+    actions: dict[tuple[str, str], list[tuple[str, float]]] = field(default_factory=lambda: defaultdict(list))
+    hires: dict[tuple[str, str], float] = field(default_factory=dict)
+    points: dict[int, list[Any]] = field(default_factory=lambda: defaultdict(list))
+    by_member: dict[str, list[tuple[str, str, float]]] = field(default_factory=lambda: defaultdict(list))
+
+    def did(self, member_id: str, job_id: str, action: str, start: float, window: float) -> bool:
+        return any(a == action and start <= t <= start + window for a, t in self.actions.get((member_id, job_id), ()))
+
+    def jobs_with(self, member_id: str, action: str, start: float, window: float) -> set[str]:
+        """Jobs the member did `action` to (or was hired into, action='hired') in the window."""
+        return {j for a, j, t in self.by_member.get(member_id, ()) if a == action and start <= t <= start + window}
+
+
+def read_future(records: Iterable[LogRecord], slate_gap_s: float) -> Future:
+    """Pass one: labels and evaluation points, keyed by the log position they precede."""
+    fut = Future()
+    open_slates: dict[tuple[str, str], tuple[Slate, int]] = {}
+    last_query: dict[str, str] = {}
+    for rec in records:
+        ev, t = rec.event, rec.t
+        if isinstance(ev, MemberActed):
+            a = ev.payload
+            if a.action is ActionType.SEARCH:
+                last_query[a.member_id] = a.query or ""
+            elif a.action is ActionType.VIEW:
+                key = (a.member_id, a.surface.value)
+                found = open_slates.get(key)
+                if found is None or t - found[0].last > slate_gap_s:
+                    query = last_query.get(a.member_id) if a.surface.value == "search" else None
+                    slate = Slate(f"{a.member_id}/{a.surface.value}/{ev.event_id}", a.member_id,
+                                  a.surface.value, t, t, query)
+                    open_slates[key] = (slate, rec.seq)
+                    fut.points[rec.seq].append(slate)
+                    found = open_slates[key]
+                slate = found[0]
+                slate.last = t
+                if a.job_id not in slate.shown:
+                    slate.shown.append(a.job_id)
+            else:
+                fut.actions[(a.member_id, a.job_id)].append((a.action.value, t))
+                fut.by_member[a.member_id].append((a.action.value, a.job_id, t))
+                if a.action is ActionType.APPLY:
+                    fut.points[rec.seq].append(Application(f"{a.member_id}/apply/{ev.event_id}", a.member_id,
+                                                           a.job_id, a.surface.value, t))
+        elif isinstance(ev, HireConfirmed):
+            h = ev.payload
+            fut.hires.setdefault((h.member_id, h.job_id), t)
+            fut.by_member[h.member_id].append(("hired", h.job_id, t))
+        elif isinstance(ev, ScoreRequested):
+            r = ev.payload
+            fut.points[rec.seq].append(Requested(r.request_id, r.member_id, r.surface.value, r.query, t))
+    return fut
+
+
+# ---- accumulating ------------------------------------------------------------------
+
+
+@dataclass
+class Group:
+    """Everything measured for one (variant, surface, task, segment)."""
+
+    requests: int = 0
+    scores: list[float] = field(default_factory=list)  # pooled impressions, for AUC
+    labels: list[int] = field(default_factory=list)
+    ndcg: list[float] = field(default_factory=list)
+    rr: list[float] = field(default_factory=list)
+    engine_requests: int = 0
+    recall: list[float] = field(default_factory=list)
+    apply_rate: list[float] = field(default_factory=list)
+    hire_rate: list[float] = field(default_factory=list)
+    diversity: list[float] = field(default_factory=list)
+    reshown: list[float] = field(default_factory=list)
+    shown: set[str] = field(default_factory=set)
+
+    def summary(self, catalog_size: int) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "impressions": len(self.labels),
+            "positives": int(sum(self.labels)),
+            "auc": M.auc(self.scores, self.labels) if self.labels else float("nan"),
+            "ndcg@10": M.nanmean(self.ndcg),
+            "mrr": M.nanmean(self.rr),
+            "engine_requests": self.engine_requests,
+            "recall@retrieve_k": M.nanmean(self.recall),
+            "apply_rate@k": M.nanmean(self.apply_rate),
+            "hire_rate@k": M.nanmean(self.hire_rate),
+            "coverage@k": M.coverage([self.shown], catalog_size) if self.engine_requests else float("nan"),
+            "diversity@k": M.nanmean(self.diversity),
+            "dismissed_reshown@k": M.nanmean(self.reshown),
+        }
+
+
+def _in_sample(seed: int, request_id: str, rate: float) -> bool:
+    if rate >= 1.0:
+        return True
+    h = hashlib.blake2b(f"{seed}:{request_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(h, "little") / 2.0**64 < rate
+
+
+@dataclass
+class ReplayResult:
+    config: ReplayConfig
+    variants: list[str]
+    metrics: dict[str, Any]  # deterministic figures, nested variant -> surface -> task -> segment
+    over_time: dict[str, Any]  # variant -> task -> day -> ndcg@10
+    replay: dict[str, Any]  # events, skipped lines, points, freshness (deterministic)
+    timings: dict[str, Any]  # wall-clock: latency distributions, events/s (not deterministic)
+    latencies_ms: dict[str, list[float]] = field(default_factory=dict, repr=False)
+
+
+class Replayer:
+    def __init__(self, variants: Sequence[Variant], config: ReplayConfig | None = None):
+        if not variants:
+            raise ValueError("a replay needs at least one variant")
+        names = [v.name for v in variants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"variant names must be unique, got {names}")
+        self.config = config or ReplayConfig()
+        for v in variants:
+            if v.retrieval not in self.config.retrievals:
+                raise ValueError(f"variant {v.name!r} wants retrieval {v.retrieval!r}; "
+                                 f"configured: {sorted(self.config.retrievals)}")
+        self.variants = list(variants)
+        self._shared: dict[Any, Any] = {}
+
+    def run(self, records: Iterable[LogRecord] | Iterable[Any], second_pass: Iterable[LogRecord] | None = None,
+            read_report: ReadReport | None = None, progress: bool = False, total: int | None = None) -> ReplayResult:
+        """Replay `records` (LogRecords or bare events). Pass `second_pass` to stream a
+        file twice instead of holding it in memory."""
+        cfg = self.config
+        if second_pass is None:
+            records = list(as_records(records))
+            second_pass = records
+        fut = read_future(records, cfg.slate_gap_s)
+        engine = MatchingEngine(None, cfg.engine, retrievals=cfg.retrievals)
+        groups: dict[tuple[str, str, str, str], Group] = defaultdict(Group)
+        daily: dict[tuple[str, str, int], list[float]] = defaultdict(list)
+        lat: dict[str, list[float]] = defaultdict(list)
+        state_age: list[float] = []
+        counts = defaultdict(int)
+        last_t = -math.inf
+        t_start = None
+        wall0 = time.perf_counter()
+        from tqdm import tqdm
+
+        for rec in tqdm(second_pass, total=total, desc="replay", unit="ev", disable=not progress, mininterval=1.0):
+            t = rec.t
+            if t < last_t:
+                raise ValueError(f"log is not in event-time order at seq {rec.seq} ({rec.event.event_id}): "
+                                 f"{t} < {last_t}; record it with `hirestream record`, which sorts")
+            last_t = t
+            t_start = t if t_start is None else t_start
+            for point in fut.points.get(rec.seq, ()):
+                state = engine.member(point.member_id)
+                if state is None or state.profile is None:
+                    counts["points_without_profile"] += 1
+                    continue
+                counts[f"points_{type(point).__name__.lower()}"] += 1
+                state_age.append(t - state.last_event_time)
+                day = int((t - t_start) // DAY)
+                seg = "cold" if state.n_interactions < cfg.cold_start_max else "warm"
+                self._shared = {}  # per point: retrievals and slate scores variants can share
+                for v in self.variants:
+                    if not _in_sample(cfg.seed, f"{v.name}:{point.request_id}", v.sample):
+                        continue
+                    if isinstance(point, Slate):
+                        self._slate(engine, fut, v, point, state, seg, groups, daily, lat, day)
+                    elif isinstance(point, Application):
+                        self._application(engine, fut, v, point, state, seg, groups)
+                    else:
+                        self._engine_path(engine, fut, v, point, state, seg, groups, lat, tasks=cfg.tasks[:1])
+            engine.apply(rec.event)
+            counts["events"] += 1
+        wall = time.perf_counter() - wall0
+        catalog_size = sum(1 for e in engine.catalog.values() if e.job is not None)
+        metrics = self._summarize(groups, catalog_size)
+        over_time = {v.name: {task: {str(d): M.nanmean(daily[(v.name, task, d)])
+                                     for d in sorted({d for (n, tk, d) in daily if n == v.name and tk == task})}
+                              for task in cfg.tasks} for v in self.variants}
+        replay_info = {
+            "events": counts["events"],
+            "skipped_lines": read_report.n_skipped if read_report else 0,
+            "skipped_examples": [f"line {n}: {r}" for n, r in (read_report.skipped[:5] if read_report else [])],
+            "points": {k[len("points_"):]: v for k, v in sorted(counts.items()) if k.startswith("points_")},
+            "catalog_size": catalog_size,
+            "hires": len(fut.hires),
+            "links_learned_from_hires": engine.links.hires,
+            "events_behind_at_scoring": 0,  # in process, every earlier event is folded first
+            "member_state_age_s": {**M.percentiles(state_age, (50, 95)), "mean": M.nanmean(state_age)},
+        }
+        timings = {
+            "replay_seconds": wall,
+            "events_per_s": counts["events"] / wall if wall > 0 else float("nan"),
+            "latency_ms": {name: {**M.percentiles(xs), "mean": M.nanmean(xs), "n": len(xs)}
+                           for name, xs in sorted(lat.items())},
+        }
+        return ReplayResult(cfg, [v.name for v in self.variants], metrics, over_time, replay_info, timings, dict(lat))
+
+    # -- one point, one variant
+
+    def _cells(self, v: Variant, surface: str, task: str, seg: str) -> list[tuple[str, str, str, str]]:
+        return [(v.name, s, task, g) for s in (surface, ALL) for g in (seg, "all")]
+
+    def _slate(self, engine, fut, v, slate: Slate, state, seg, groups, daily, lat, day) -> None:
+        cfg = self.config
+        cands = engine.candidates(slate.shown)
+        if not cands:
+            return
+        key = ("slate", id(v.scorer))
+        scores_by_task = self._shared.get(key)
+        if scores_by_task is None:  # two variants with one scorer differ only in retrieval
+            scores_by_task = _scores_by_task(v.scorer, state, cands, cfg.tasks, slate.start, slate.query)
+            self._shared[key] = scores_by_task
+        for task in cfg.tasks:
+            scores = scores_by_task[task]
+            labels = [int(fut.did(slate.member_id, c.job.job_id, task, slate.start, cfg.outcome_window_s))
+                      for c in cands]
+            nd = M.ndcg_at_k(scores, labels, 10) if any(labels) else float("nan")
+            rr = M.reciprocal_rank(scores, labels) if any(labels) else float("nan")
+            for cell in self._cells(v, slate.surface, task, seg):
+                g = groups[cell]
+                g.requests += 1
+                g.scores.extend(float(s) for s in scores)
+                g.labels.extend(labels)
+                g.ndcg.append(nd)
+                g.rr.append(rr)
+            daily[(v.name, task, day)].append(nd)
+        if _in_sample(cfg.seed, f"engine:{slate.request_id}", cfg.engine_sample):
+            point = Requested(slate.request_id, slate.member_id, slate.surface, slate.query, slate.start)
+            self._engine_path(engine, fut, v, point, state, seg, groups, lat, cfg.tasks)
+
+    def _engine_path(self, engine, fut, v, point: Requested, state, seg, groups, lat, tasks) -> None:
+        """Retrieve -> rank -> top k, as a live request would be answered right now."""
+        cfg = self.config
+        t0 = time.perf_counter()
+        key = ("retrieve", v.retrieval, v.retrieve_k or cfg.retrieve_k)
+        hit = self._shared.get(key)
+        if hit is None:
+            cands, _ = engine.retrieve(state, point.surface, point.query, k=v.retrieve_k or cfg.retrieve_k,
+                                       retrieval=v.retrieval)
+            hit = self._shared[key] = (cands, (time.perf_counter() - t0) * 1e3)
+        cands, retrieve_ms = hit
+        t1 = time.perf_counter()
+        scores_by_task = _scores_by_task(v.scorer, state, cands, tasks, point.t, point.query)
+        t2 = time.perf_counter()
+        # a shared retrieval is charged to every variant at what it cost once
+        lat[f"{v.name}/retrieve"].append(retrieve_ms)
+        lat[f"{v.name}/rank"].append((t2 - t1) * 1e3)
+        lat[f"{v.name}/total"].append(retrieve_ms + (t2 - t1) * 1e3)
+        retrieved = [c.job.job_id for c in cands]
+        applied = fut.jobs_with(point.member_id, "apply", point.t, cfg.outcome_window_s)
+        hired = fut.jobs_with(point.member_id, "hired", point.t, cfg.hire_window_s)
+        dismissed_before = {it.job.job_id for it in state.history if it.action == "dismiss" and it.job}
+        for task in tasks:
+            scores = scores_by_task[task]
+            order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")[: cfg.k]
+            top = [cands[i] for i in order]
+            top_ids = [c.job.job_id for c in top]
+            relevant = fut.jobs_with(point.member_id, task, point.t, cfg.outcome_window_s)
+            recall = M.recall_at_k(retrieved, relevant)
+            for cell in self._cells(v, point.surface, task, seg):
+                g = groups[cell]
+                g.engine_requests += 1
+                g.recall.append(recall)
+                if top:
+                    g.apply_rate.append(M.hit_rate(top_ids, applied))
+                    g.hire_rate.append(M.hit_rate(top_ids, hired))
+                    g.diversity.append(M.distinct_share([c.job.occupation or c.job.title for c in top]))
+                    g.reshown.append(M.hit_rate(top_ids, dismissed_before))
+                    g.shown.update(top_ids)
+
+    def _application(self, engine, fut, v, app: Application, state, seg, groups) -> None:
+        cands = engine.candidates([app.job_id])
+        if not cands:
+            return
+        score = float(v.scorer.score(state, cands, "hire", app.t, None)[0])
+        label = int(app.t <= fut.hires.get((app.member_id, app.job_id), math.inf) <= app.t + self.config.hire_window_s)
+        for cell in self._cells(v, app.surface, "hire", seg):
+            g = groups[cell]
+            g.requests += 1
+            g.scores.append(score)
+            g.labels.append(label)
+
+    def _summarize(self, groups, catalog_size) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for (name, surface, task, seg), g in sorted(groups.items()):
+            out.setdefault(name, {}).setdefault(surface, {}).setdefault(task, {})[seg] = g.summary(catalog_size)
+        return out
+
+
+def _scores_by_task(scorer: Scorer, state: MemberState, cands: Sequence[Candidate], tasks: Sequence[str],
+                    now: float, query: str | None) -> dict[str, np.ndarray]:
+    """Scores per task; a scorer that ignores the task (`task_aware = False`) runs once."""
+    if not getattr(scorer, "task_aware", True):
+        s = np.asarray(scorer.score(state, cands, tasks[0], now, query), dtype=np.float64)
+        return {task: s for task in tasks}
+    return {task: np.asarray(scorer.score(state, cands, task, now, query), dtype=np.float64) for task in tasks}
+
+
+def replay(records: Iterable[Any], variants: Sequence[Variant], config: ReplayConfig | None = None,
+           **kwargs: Any) -> ReplayResult:
+    return Replayer(variants, config).run(records, **kwargs)
+
+
+def replay_file(path: str | Path, variants: Sequence[Variant], config: ReplayConfig | None = None,
+                progress: bool = False) -> ReplayResult:
+    """Replay a log file, streaming it twice (never all in memory); malformed lines are
+    skipped and counted."""
+    report = ReadReport()
+    first = read_log(path, report)
+    return Replayer(variants, config).run(first, second_pass=_reread(path), read_report=report,
+                                          progress=progress, total=None)
+
+
+def _reread(path: str | Path) -> Iterator[LogRecord]:
+    return read_log(path, ReadReport())
+
+
+# ---- the end of `make run` ---------------------------------------------------------
+
+
+def find_rankers(artifacts: str | Path | None = None) -> list[Path]:
+    """Ranker checkpoints under `artifacts/` (folders holding ranker.json and config.json)."""
+    from streams.settings import get_settings
+
+    root = Path(artifacts) if artifacts is not None else get_settings().artifacts_dir
+    if not root.exists():
+        return []
+    return sorted(p.parent for p in root.glob("*/ranker.json") if (p.parent / "config.json").exists())
+
+
+def default_variants(artifacts: str | Path | None = None, ranker_sample: float = 0.03,
+                     ranker_k: int = 20, rankers: bool = True) -> list[Variant]:
+    """Baselines on two retrieval settings, plus every ranker checkpoint found (on a
+    small deterministic sample of points: an LM on CPU scores tens of jobs a second)."""
+    from serving.scorer import BM25Scorer, PopularityScorer, RankerScorer
+
+    bm25 = BM25Scorer()
+    out = [Variant("popularity", PopularityScorer()), Variant("bm25", bm25),
+           Variant("bm25/term-only", bm25, retrieval="term")]
+    for path in (find_rankers(artifacts) if rankers else []):
+        out.append(Variant(f"ranker:{path.name}", RankerScorer.load(path, name=f"ranker:{path.name}", device="cpu"),
+                           sample=ranker_sample, retrieve_k=ranker_k))
+    return out
+
+
+HEADLINE_RETRIEVALS = {"hybrid": "hybrid,exact", "term": "term,exact"}
+
+
+def headline(log_or_events: str | Path | Iterable[Any], out_dir: str | Path | None = None, *, seed: int = 0,
+             artifacts: str | Path | None = None, engine_sample: float = 0.1, rankers: bool = True,
+             progress: bool = True):
+    """Replay a log (path) or events (the day `make run` just streamed), evaluate the
+    baselines and any ranker checkpoint side by side, write the report.
+
+    Returns (rich Table of the headline, path of report.md). ~60k events take well
+    under a minute with the baselines on two CPU cores."""
+    from serving.report import rich_table, write_report
+    from streams.settings import get_settings
+
+    out = Path(out_dir) if out_dir is not None else get_settings().artifacts_dir / "replay"
+    config = ReplayConfig(retrievals=HEADLINE_RETRIEVALS, engine_sample=engine_sample, seed=seed)
+    variants = default_variants(artifacts, rankers=rankers)
+    if isinstance(log_or_events, (str, Path)):
+        result = replay_file(log_or_events, variants, config, progress=progress)
+    else:
+        records = list(as_records(log_or_events))
+        result = Replayer(variants, config).run(records, progress=progress, total=len(records))
+    paths = write_report(result, out)
+    return rich_table(result, title=f"replay of {result.replay['events']:,} events: models side by side"), paths["report"]
