@@ -18,6 +18,9 @@ COMMAND_MODULES = [
     "broker",
     "train",
     "simulate",
+    "record",
+    "replay",
+    "serve",
 ]
 
 

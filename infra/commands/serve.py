@@ -1,0 +1,25 @@
+"""`hirestream serve`: the stream worker plus the scoring agent (score-requests -> score-results)."""
+from __future__ import annotations
+
+import click
+
+
+@click.command("serve")
+@click.option("--loglevel", default="warning", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def command(loglevel: str) -> None:
+    """Run the stream worker's agents and tables and answer score requests.
+
+    Scorer and retrieval come from HIRESTREAM_SERVING_SCORER (popularity, bm25,
+    ranker:<dir>) and HIRESTREAM_SERVING_RETRIEVAL ('hybrid,exact'); the job index is a
+    replica rebuilt from the jobs/hires/members/member-actions topics at start.
+    Replica state: http://127.0.0.1:<web_port>/serving/.
+    """
+    from faust.worker import Worker
+
+    from serving.scoring_agent import register_serving
+    from streams.app import app, register_agents
+
+    register_agents()
+    register_serving()
+    Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

@@ -1,0 +1,71 @@
+"""`score-requests` -> `score-results`: the scoring agent of a serving worker.
+
+    register_serving()   # after streams.app.register_agents(), before the worker starts
+
+A request is answered by the worker that owns the member's partition (score requests
+are co-partitioned with the member-keyed topics), from the member's state in the
+`member-state` table and the job side held by this worker's `IndexReplica`. The
+scoring itself is `MatchingEngine.score`, the call replay makes, run in a thread so a
+slow model never blocks the event loop. `now` is the request's event time, as in
+replay.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from serving.engine import EngineConfig, MatchingEngine
+from serving.replica import IndexReplica
+from serving.scorer import make_scorer
+from serving.settings import get_serving_settings
+from streams.app import app, member_state, settings, source_topics
+from streams.decoding import decode_or_dead_letter
+from streams.schemas import ScoreCompleted, ScoreRequested, serialize
+from streams.state import MemberState
+
+log = logging.getLogger(__name__)
+
+_serving = get_serving_settings()
+engine = MatchingEngine(
+    make_scorer(_serving.scorer),
+    EngineConfig(retrieve_k=_serving.retrieve_k, history_max_items=settings.history_max_items),
+    retrievals={"default": _serving.retrieval},
+    keep_members=False,  # member state lives in the worker's table
+)
+replica = IndexReplica(engine, settings.kafka_bootstrap)
+
+
+async def answer(request: ScoreRequested) -> ScoreCompleted:
+    req = request.payload
+    stored = member_state.get(req.member_id)
+    state = MemberState.from_dict(stored) if stored else MemberState(member_id=req.member_id)
+    now = request.event_time.timestamp()
+    result = await asyncio.get_running_loop().run_in_executor(None, engine.score, req, now, state)
+    return ScoreCompleted(event_id=f"{request.event_id}:result", event_time=request.event_time, payload=result)
+
+
+@app.agent(source_topics["score-requests"])
+async def process_score_requests(stream):
+    async for event in stream.events():
+        typed = await decode_or_dead_letter(event)
+        if typed is None:
+            continue
+        completed = await answer(typed)
+        await source_topics["score-results"].send(key=typed.payload.member_id.encode(), value=serialize(completed))
+
+
+@app.task
+async def start_replica() -> None:
+    replica.start()
+
+
+@app.page("/serving/")
+async def serving_view(web, request):
+    return web.json({"replica_lag": replica.lag, "replica_read": replica.read, "replica_invalid": replica.invalid,
+                     "jobs_open": sum(1 for e in engine.catalog.values() if e.open), "hires": engine.links.hires,
+                     "scorer": engine.model_id, "replica_error": repr(replica.error) if replica.error else None})
+
+
+def register_serving() -> None:
+    """Importing this module declares the agent, the replica task and the /serving/ page;
+    this function exists so call sites read as what they mean."""

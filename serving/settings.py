@@ -1,0 +1,19 @@
+"""Serving settings, read once from the environment (HIRESTREAM_SERVING_*)."""
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServingSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HIRESTREAM_SERVING_", extra="ignore")
+
+    scorer: str = "bm25"  # a `serving.scorer.make_scorer` spec: popularity, bm25, ranker:<dir>, vllm:<dir>
+    retrieval: str = "hybrid,exact"  # the replica's job index (`index.IndexConfig.parse`)
+    retrieve_k: int = 100
+
+
+@lru_cache(maxsize=1)
+def get_serving_settings() -> ServingSettings:
+    return ServingSettings()
