@@ -39,7 +39,7 @@ def choose_kind(n: int, hnsw_max: int) -> str:
     return "hnsw" if n <= hnsw_max else "ivf"
 
 
-def build_ann(embeddings: np.ndarray, kind: str = "auto", *, hnsw_max: int = 200_000,
+def build_ann(embeddings: np.ndarray, kind: str = "auto", *, hnsw_max: int = 50_000,
               target_recall: float = 0.95, k: int = 100, seed: int = 0) -> AnnIndex:
     import faiss
 

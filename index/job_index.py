@@ -48,7 +48,7 @@ class IndexConfig:
     query_chunk: int = 64  # queries scored together: bounds the (chunk x catalog) score matrix
     delta_limit: int | None = 100_000  # upsert compacts once the delta holds this many jobs
     candidates_per_k: int = 2  # approximate mode: candidates fetched per requested result
-    hnsw_max: int = 200_000  # approximate mode: HNSW up to this many jobs, IVF above
+    hnsw_max: int = 50_000  # approximate mode: HNSW up to this many jobs, IVF above (faster to build)
     target_recall: float = 0.95  # approximate mode: breadth calibrated to this recall@100
     head_terms: int = 32  # most frequent terms scored as dense columns (see index/segment.py)
 

@@ -107,7 +107,7 @@ class Segment:
             embeddings_host=np.ascontiguousarray(emb) if on_device else vectors[:, :dim],
         )
         if warm:
-            seg.postings, seg.tail_postings  # noqa: B018 — computed once, here
+            seg.postings, seg.tail_postings, seg.row_of  # noqa: B018 — computed once, here
         return seg
 
     @classmethod
