@@ -17,7 +17,7 @@ from streams.schemas import (
 from streams.simulator import (
     SENIORITY_YEARS, Marketplace, MarketplaceConfig, read_jsonl, write_jsonl,
 )
-from streams.simulator.config import EVENTS_PER_MEMBER_DAY
+from streams.simulator.config import events_per_member_day
 from streams.simulator.taxonomy import esco_rows
 from streams.simulator.text import split_title, title_case
 
@@ -283,7 +283,7 @@ def test_for_events_sizes_a_run_to_about_that_many_events(n_events):
 def test_for_events_keeps_a_ten_million_event_run_within_memory_bounds():
     config = MarketplaceConfig.for_events(10_000_000)
     assert config.n_members <= 200_000 and config.n_jobs <= 100_000
-    estimate = config.n_members * (config.days * EVENTS_PER_MEMBER_DAY + 3.2)
+    estimate = config.n_members * (config.days * events_per_member_day(config.days) + 3.2)
     assert 0.8e7 <= estimate <= 1.2e7
 
 

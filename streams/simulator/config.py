@@ -6,9 +6,13 @@ from datetime import datetime, timezone
 
 SIM_START = datetime(2026, 1, 5, tzinfo=timezone.utc)  # a Monday
 
-# Measured on the default rates (see bench/simulator_speed.py): events a member makes
-# per simulated day, averaged over active, idle and cold-start members.
-EVENTS_PER_MEMBER_DAY = 2.4
+# Measured on the default rates: events per member per simulated day, averaged over
+# active, idle and cold-start members (it drifts down as hired members stop looking).
+EVENTS_PER_MEMBER_DAY = {7: 2.6, 14: 2.4, 30: 2.33, 60: 2.27}
+
+
+def events_per_member_day(days: int) -> float:
+    return next((rate for d, rate in EVENTS_PER_MEMBER_DAY.items() if days <= d), 2.27)
 
 
 @dataclass(frozen=True)
@@ -55,10 +59,11 @@ class MarketplaceConfig:
         if n_events < 100:
             raise ValueError(f"for_events needs at least 100 events, got {n_events}")
         days = 7 if n_events <= 20_000 else 14 if n_events <= 500_000 else 30 if n_events <= 3_000_000 else 60
-        members = n_events / (days * EVENTS_PER_MEMBER_DAY + 3.2)  # +3.2: a member's, its jobs' and companies' upserts
+        # +3.2: the member's own upsert, two jobs' and a tenth of a company's
+        members = n_events / (days * events_per_member_day(days) + 3.2)
         members = int(max(20, min(200_000, members)))
         if members == 200_000:  # past the cap, more days carry the volume
-            days = max(days, round((n_events / members - 3.2) / EVENTS_PER_MEMBER_DAY))
+            days = max(days, round((n_events / members - 3.2) / events_per_member_day(60)))
         jobs = max(20, min(100_000, 2 * members))
         cfg = cls(seed=seed, n_members=members, n_jobs=jobs, n_companies=max(5, jobs // 20), days=days)
         return replace(cfg, **overrides)
