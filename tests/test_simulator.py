@@ -324,3 +324,28 @@ def test_cli_needs_somewhere_to_send_events():
 
     result = CliRunner().invoke(main, ["simulate", "--events", "2000"])
     assert result.exit_code != 0 and "--out" in result.output
+
+
+def test_cli_to_kafka_hands_every_event_to_the_producer(monkeypatch, tmp_path):
+    # The producer itself is tested against a real broker in its own tests; this pins
+    # the wiring (all events, in order, with the bootstrap given) without one.
+    from click.testing import CliRunner
+
+    import streams.producer
+    from infra.cli import main
+
+    sent = {}
+
+    def fake_produce_events(events, bootstrap, **overrides):
+        sent["bootstrap"] = bootstrap
+        sent["lines"] = [serialize(e) for e in events]
+        return streams.producer.ProduceReport(sent=len(sent["lines"]))
+
+    monkeypatch.setattr(streams.producer, "produce_events", fake_produce_events)
+    out = tmp_path / "copy.jsonl"
+    result = CliRunner().invoke(main, ["simulate", "--seed", "9", "--events", "2000", "--to-kafka",
+                                       "--bootstrap", "127.0.0.1:1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    expected = [serialize(e) for e in Marketplace(MarketplaceConfig.for_events(2000, seed=9)).events()]
+    assert sent == {"bootstrap": "127.0.0.1:1", "lines": expected}
+    assert out.read_bytes().splitlines() == expected  # --out alongside --to-kafka keeps a copy
