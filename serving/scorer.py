@@ -151,11 +151,10 @@ class RankerScorer:
     """The 360Brew Yes/No ranker in process (torch): one member prefix, every candidate
     as a segment over its KV cache (`models.multi_item`), p(Yes) per candidate."""
 
-    def __init__(self, ranker, name: str = "ranker", method: str = "prefix_cache", history_chars: int = 4000):
+    def __init__(self, ranker, name: str = "ranker", method: str = "prefix_cache"):
         self.ranker = ranker
         self.name = name
         self.method = method
-        self.history_chars = history_chars
 
     @classmethod
     def load(cls, path: str | Path, name: str | None = None, device: str | None = None) -> "RankerScorer":
@@ -166,9 +165,9 @@ class RankerScorer:
     def prefix(self, state: MemberState, task: str, now: float, query: str | None) -> str:
         from models.prompting import fit_prefix
 
+        # the history is bounded in tokens (newest kept), the way training built prompts
         return fit_prefix(self.ranker.tokenizer, task, state.profile, state.history, now,
-                          self.ranker.budget.max_prefix_tokens, query=query,
-                          max_history_chars=self.history_chars)
+                          self.ranker.budget.max_prefix_tokens, query=query)
 
     def score(self, member_state, candidates, task, now, query=None) -> np.ndarray:
         from models.verbalizer import job_segment
