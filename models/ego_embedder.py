@@ -36,9 +36,15 @@ def _skills(obj: Any, limit: int = 10) -> str:
     return ", ".join(list(_get(obj, "skills", ()) or ())[:limit])
 
 
+def _occupation_adds(obj: Any) -> bool:
+    """Most titles already name the occupation ("Senior Nurse" / "nurse"); skip the repeat."""
+    occupation = str(_get(obj, "occupation") or "").lower()
+    return bool(occupation) and occupation not in str(_get(obj, "title")).lower()
+
+
 def member_text(member: Any) -> str:
     parts = [f"Title: {_get(member, 'title')}"]
-    if _get(member, "occupation"):
+    if _occupation_adds(member):
         parts.append(f"Occupation: {_get(member, 'occupation')}")
     parts += [
         f"Seniority: {_plain(_get(member, 'seniority'))}",
@@ -51,7 +57,7 @@ def member_text(member: Any) -> str:
 def job_text(job: Any, company_name: str = "") -> str:
     company_name = company_name or _get(job, "company_name")
     parts = [f"Title: {_get(job, 'title')}"]
-    if _get(job, "occupation"):
+    if _occupation_adds(job):
         parts.append(f"Occupation: {_get(job, 'occupation')}")
     if company_name:
         parts.append(f"Company: {company_name}")

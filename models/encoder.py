@@ -7,7 +7,7 @@ the ablation bench can price it:
 
     x_t   = E_tok[w_t] + E_pos[t] + E_type[type(t)] + E_hop[hop(t)]          (embeddings)
     a_ij  = softmax_j( q_i . k_j / sqrt(d) + b_h[dist(node(i), node(j))] )    (attention)
-    z     = normalize( W_out mean_t h_t )                                     (embedding)
+    z     = normalize( W_out mean_{t in ego segment} h_t )                     (embedding)
 
 E_type tells the encoder which text is a member, a job or a company; E_hop how far that
 node sits from the ego; and the proximity bias b_h (attention alignment) steers each
@@ -44,7 +44,8 @@ class EncoderConfig(PreTrainedConfig):
     max_position_embeddings: int = 256  # tokens per prompt
     embedding_dim: int = 128  # size of the exported member/job vectors
     dropout: float = 0.1
-    pooling: str = "mean"  # "mean" over the prompt's tokens, or "cls"
+    pooling: str = "ego"  # "ego": mean over the first segment (the node itself), "mean": all tokens, "cls"
+    sep_token_id: int = 3  # ends each node's segment; "ego" pooling stops at the first one
     n_node_types: int = 4  # padding + member, job, company (models.ego_graph.TYPE_ID)
     max_hop: int = 3  # hop ids 0..max_hop; farther nodes share the last one
     max_distance: int = 4  # alignment buckets 0..max_distance, one more for farther/unreachable
@@ -189,8 +190,8 @@ class PLM4JobEncoder(PreTrainedModel):
 
     def __init__(self, config: EncoderConfig):
         super().__init__(config)
-        if config.pooling not in ("mean", "cls"):
-            raise ValueError(f"pooling must be 'mean' or 'cls', got {config.pooling!r}")
+        if config.pooling not in ("ego", "mean", "cls"):
+            raise ValueError(f"pooling must be 'ego', 'mean' or 'cls', got {config.pooling!r}")
         self.embeddings = GraphEmbeddings(config)
         self.proximity = ProximityBias(config) if config.use_attention_alignment else None
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_layers))
@@ -202,6 +203,11 @@ class PLM4JobEncoder(PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module):
+        if module is not None and module in (self.embeddings.types, self.embeddings.hops):
+            # graph embeddings start at zero: a fresh model is the text-only model (plus the
+            # alignment prior), and training adds graph signals only where they lower the loss
+            module.weight.zero_()
+            return
         super()._init_weights(module)
         if isinstance(module, ProximityBias):
             module.bias.copy_(module.prior())
@@ -237,17 +243,27 @@ class PLM4JobEncoder(PreTrainedModel):
             x, att = block(x, attn_bias, output_attentions)
             attentions.append(att)
         h = self.ln_f(x)
-        z = F.normalize(self.head(self._pool(h, attention_mask)), dim=-1)
+        z = F.normalize(self.head(self._pool(h, attention_mask, input_ids)), dim=-1)
         return EncoderOutput(
             embeddings=z,
             last_hidden_state=h,
             attentions=tuple(attentions) if output_attentions else None,
         )
 
-    def _pool(self, h, attention_mask):
+    def _pool(self, h, attention_mask, input_ids):
+        """The node's vector: its own segment's token states, averaged.
+
+        Token means rather than [CLS]: a fresh encoder's [CLS] states are near-identical
+        across prompts, which stalls contrastive training for many steps. Only the ego's
+        segment ([CLS] ... first [SEP]): averaging in the neighbours' tokens would blur the
+        node with its neighbourhood; attention decides how much of them flows in.
+        """
         if self.config.pooling == "cls":
             return h[:, 0]  # [CLS] sits at position 0, in the ego node
-        # mean pooling: a fresh encoder's [CLS] states are near-identical across prompts,
-        # which stalls contrastive training for many steps; token means are not
-        m = attention_mask.to(h.dtype).unsqueeze(-1)
+        m = attention_mask.bool()
+        if self.config.pooling == "ego":
+            is_sep = input_ids.eq(self.config.sep_token_id)
+            first_sep = torch.where(is_sep.any(1), is_sep.int().argmax(1), input_ids.shape[1] - 1)
+            m = m & (torch.arange(input_ids.shape[1], device=h.device)[None, :] <= first_sep[:, None])
+        m = m.to(h.dtype).unsqueeze(-1)
         return (h * m).sum(1) / m.sum(1).clamp(min=1)

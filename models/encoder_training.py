@@ -57,10 +57,10 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 8000):
 class PromptSpec:
     """How an ego graph becomes a prompt; saved with the model so serving builds the same."""
 
-    max_len: int = 96
-    ego_tokens: int = 40
-    neighbour_tokens: int = 12
-    fanout: tuple[int, ...] = (6, 4)  # nodes kept at hop 1, hop 2 (() = node text only)
+    max_len: int = 64
+    ego_tokens: int = 32
+    neighbour_tokens: int = 10  # a neighbour's title and the start of its next field
+    fanout: tuple[int, ...] = (4, 3)  # nodes kept at hop 1, hop 2 (() = node text only)
     max_hop: int = 3
 
     @classmethod
@@ -75,6 +75,12 @@ class PromptBuilder:
         self.tokenizer = tokenizer
         self.spec = spec
         self._ids: dict[str, list[int]] = {}
+
+    def with_spec(self, spec: PromptSpec) -> "PromptBuilder":
+        """Another prompt shape over the same tokenizer, sharing the token cache."""
+        other = PromptBuilder(self.tokenizer, spec)
+        other._ids = self._ids
+        return other
 
     def tokenize(self, text: str) -> list[int]:
         ids = self._ids.get(text)
@@ -159,9 +165,9 @@ class TrainConfig:
     max_steps: int = 1000
     time_budget_s: float | None = None  # stop at whichever budget is hit first
     batch_size: int = 64
-    lr: float = 1e-3
+    lr: float = 2e-3
     weight_decay: float = 0.01
-    warmup_steps: int = 30
+    warmup_steps: int = 10
     grad_clip: float = 1.0
     seed: int = 0
     device: str = "auto"  # cuda when present, else cpu
@@ -240,10 +246,10 @@ def train_link_prediction(
             g["lr"] = cfg.lr * _lr_factor(prog, result.steps, cfg.warmup_steps)
 
         hidden = [[(l.member_id, l.job_id)] for l in batch]
-        members = builder.collate([builder.prompt(graph, l.member_id, h) for l, h in zip(batch, hidden)], device)
-        jobs = builder.collate([builder.prompt(graph, l.job_id, h) for l, h in zip(batch, hidden)], device)
-        zm = model(**members).embeddings
-        zj = model(**jobs).embeddings
+        prompts = [builder.prompt(graph, l.member_id, h) for l, h in zip(batch, hidden)]
+        prompts += [builder.prompt(graph, l.job_id, h) for l, h in zip(batch, hidden)]
+        z = model(**builder.collate(prompts, device)).embeddings  # both sides in one pass
+        zm, zj = z[: len(batch)], z[len(batch) :]
         loss = info_nce(zm, zj, [l.member_id for l in batch], [l.job_id for l in batch], model.logit_scale)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -293,7 +299,7 @@ def embed_nodes(
     return out
 
 
-def recall_at_k(
+def hits_at_k(
     member_vecs: np.ndarray,
     member_ids: Sequence[str],
     job_vecs: np.ndarray,
@@ -302,37 +308,41 @@ def recall_at_k(
     *,
     k: int = 100,
     seen: dict[str, set[str]] | None = None,
-) -> float:
-    """Share of held-out (member, job) pairs whose job is in the member's top-k by cosine.
+) -> np.ndarray:
+    """For each held-out (member, job) pair: is the job in the member's top-k by dot product?
 
     `seen` holds jobs each member already interacted with before the split; they are
     removed from the ranking, as a live recommender would not show them again.
     """
-    if not targets:
+    if not len(targets):
         raise ValueError("no held-out pairs to measure recall on")
     m_row = {m: i for i, m in enumerate(member_ids)}
     j_col = {j: i for i, j in enumerate(job_ids)}
-    by_member: dict[str, set[str]] = {}
     for m, j in targets:
         if m not in m_row or j not in j_col:
             raise KeyError(f"held-out pair ({m!r}, {j!r}) not among embedded members/candidate jobs")
-        by_member.setdefault(m, set()).add(j)
-    hits = total = 0
-    members = list(by_member)
+    members = sorted({m for m, _ in targets})
+    wanted: dict[str, set[str]] = {}
+    for m, j in targets:
+        wanted.setdefault(m, set()).add(j)
+    top_of: dict[str, set[str]] = {}
     for s in range(0, len(members), 512):
         chunk = members[s : s + 512]
         scores = member_vecs[[m_row[m] for m in chunk]] @ job_vecs.T
         for r, m in enumerate(chunk):
             for j in (seen or {}).get(m, ()):
-                if j in j_col and j not in by_member[m]:
+                if j in j_col and j not in wanted[m]:
                     scores[r, j_col[j]] = -np.inf
         kk = min(k, scores.shape[1])
         top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
         for r, m in enumerate(chunk):
-            got = {job_ids[c] for c in top[r]}
-            hits += len(by_member[m] & got)
-            total += len(by_member[m])
-    return hits / total
+            top_of[m] = {job_ids[c] for c in top[r]}
+    return np.array([j in top_of[m] for m, j in targets], dtype=bool)
+
+
+def recall_at_k(*args, **kwargs) -> float:
+    """Share of held-out (member, job) pairs whose job is in the member's top-k; see hits_at_k."""
+    return float(hits_at_k(*args, **kwargs).mean())
 
 
 # ---- checkpoints -------------------------------------------------------------------------

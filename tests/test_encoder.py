@@ -137,6 +137,11 @@ def test_graph_embeddings_change_the_output_only_when_switched_on(switch, field)
     changed = dict(batch, **{field: batch[field].roll(1, dims=1)})
     torch.manual_seed(0)
     on = PLM4JobEncoder(tiny_config(**{switch: True}))
+    # graph embeddings start at zero (a fresh model is the text-only one): give them values
+    assert on.embeddings.types.weight.abs().max() == 0 == on.embeddings.hops.weight.abs().max()
+    with torch.no_grad():
+        for emb in (on.embeddings.types, on.embeddings.hops):
+            emb.weight.normal_(0, 0.5)
     assert not torch.allclose(encode(on, **batch), encode(on, **changed), atol=1e-4)
     torch.manual_seed(0)
     off = PLM4JobEncoder(tiny_config(**{switch: False}))
@@ -146,6 +151,9 @@ def test_graph_embeddings_change_the_output_only_when_switched_on(switch, field)
 def test_all_switches_off_is_the_text_only_encoder():
     torch.manual_seed(0)
     full = PLM4JobEncoder(tiny_config())
+    with torch.no_grad():  # as if trained: graph embeddings away from their zero start
+        full.embeddings.types.weight.normal_(0, 0.5)
+        full.embeddings.hops.weight.normal_(0, 0.5)
     text_only = PLM4JobEncoder(
         tiny_config(use_type_embeddings=False, use_position_embeddings=False, use_attention_alignment=False)
     )
