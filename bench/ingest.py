@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from infra.broker import private_broker  # noqa: E402
+from infra.broker import free_ports, private_broker  # noqa: E402
 from infra.worker_process import WorkerProcess  # noqa: E402
 from streams.producer import make_producer  # noqa: E402
 from streams.schemas import key_of, parse, serialize, topic_of  # noqa: E402
@@ -109,7 +109,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="hs-ingest-") as tmp, private_broker(Path(tmp) / "kafka") as bootstrap:
         produce(backlog, bootstrap, desc="produce backlog")
         reference = plain_consumer_rate(bootstrap, len(backlog))
-        worker = WorkerProcess(bootstrap, Path(tmp) / "worker", 16099, app_id="hs-ingest-bench",
+        worker = WorkerProcess(bootstrap, Path(tmp) / "worker", free_ports(1)[0], app_id="hs-ingest-bench",
                                broker_session_timeout=6.0, broker_heartbeat_interval=2.0).start()
         try:
             worker.wait_ready(90)

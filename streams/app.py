@@ -38,7 +38,11 @@ app = faust.App(
     broker_commit_interval=settings.commit_interval,
     consumer_auto_offset_reset="earliest",
     producer_acks=-1,
+    # Batch changelog and DLQ writes: with faust's default linger of 0 every table
+    # update is its own produce request, which bounded ingest at ~100 events/s here.
+    producer_linger=settings.producer_linger,
     web_host="127.0.0.1",
+    web_bind="127.0.0.1",  # the read API is for this machine only
     web_port=settings.web_port,
     autodiscover=False,
 )

@@ -22,3 +22,13 @@ async def decode_or_dead_letter(event: faust.EventT) -> Event | None:
         await send_to_dead_letters(event, f"message key {key!r} != payload key {key_of(typed)!r}")
         return None
     return typed
+
+
+async def decode_batch(batch) -> list[tuple[faust.EventT, Event]]:
+    """The batch's valid events with their source messages; the rest dead-lettered."""
+    out = []
+    for source in batch:
+        typed = await decode_or_dead_letter(source)
+        if typed is not None:
+            out.append((source, typed))
+    return out

@@ -17,7 +17,7 @@ from infra.worker_process import WorkerProcess
 from streams.producer import EventProducer
 from streams.schemas import serialize
 from tests import factories as f
-from tests.kafka_helpers import free_port, require_kcat, unique_name, wait_for
+from tests.kafka_helpers import free_port, java_partition, require_kcat, unique_name, wait_for
 
 pytestmark = pytest.mark.kafka
 
@@ -157,3 +157,22 @@ def test_crash_and_restart_lose_nothing_and_count_nothing_twice(kafka_bootstrap,
             assert state["counts"] == {"view": per_member}, mid
     finally:
         worker.stop()
+    assert_members_on_their_partitions(tmp_path / "w", members)
+
+
+def assert_members_on_their_partitions(data_dir: Path, members: list[str], partitions: int = 3) -> None:
+    """Each member's state sits in the RocksDB partition its Kafka key maps to, so the
+    worker that owns a member's partition owns its state (batched writes included)."""
+    from rocksdict import AccessType, Rdict
+
+    found = {}
+    for p in range(partitions):
+        db = Rdict(str(data_dir / f"worker/v1/tables/member-state-{p}.db"), access_type=AccessType.read_only())
+        try:
+            for key in db.keys():
+                if isinstance(key, bytes) and key.startswith(b"__faust"):
+                    continue  # faust's own offset bookkeeping
+                found[json.loads(key)] = p
+        finally:
+            db.close()
+    assert {m: found.get(m) for m in members} == {m: java_partition(m.encode(), partitions) for m in members}

@@ -1,12 +1,10 @@
 """`member-actions` -> view/click/save/apply/dismiss/search appended to histories."""
-from streams.app import app, source_topics
-from streams.decoding import decode_or_dead_letter
-from streams.member_folding import fold_member_event
+from streams.app import app, settings, source_topics
+from streams.decoding import decode_batch
+from streams.member_folding import fold_member_events
 
 
 @app.agent(source_topics["member-actions"])
 async def process_member_actions(stream):
-    async for event in stream.events():
-        typed = await decode_or_dead_letter(event)
-        if typed is not None:
-            fold_member_event(typed, event)
+    async for batch in stream.take_events(settings.batch_max_events, within=settings.batch_within):
+        fold_member_events(await decode_batch(batch))
