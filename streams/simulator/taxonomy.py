@@ -33,7 +33,7 @@ import numpy as np
 SKILLS_PER_OCCUPATION = 40
 NEIGHBOURS = 6  # similar occupations whose skills an occupation's links are smoothed with
 # Bump when parsing or linking changes: the on-disk cache is keyed by it.
-TAXONOMY_VERSION = 4
+TAXONOMY_VERSION = 5
 
 # SOC 2018 major groups: the "industry" a family belongs to.
 SOC_MAJOR_GROUPS = {
@@ -51,6 +51,9 @@ SOC_MAJOR_GROUPS = {
     "53": "Transportation and Material Moving", "55": "Military Specific",
 }
 
+# Adjectives ("work in vocational | school") rarely end a label; only a strong
+# boundary may follow one.
+_ADJECTIVE_ENDINGS = ("al", "ous", "ful", "ive")
 # Words that never end a skill label ("plan and", "work with").
 _FUNCTION_WORDS = frozenset(
     "and or of to for in on the a an with at by from into as their its your own other new "
@@ -233,7 +236,8 @@ class _SkillLabeler:
             # and only after a word that can end a label.
             weak = nxt == _plain(syn[k - 1]) or (k > 1 and nxt == object_word) or (
                 verb_led and syn[k] in self.verbs)
-            if strong or (weak and syn[k - 1].lower() not in self.modifiers):
+            ends_label = syn[k - 1].lower() not in self.modifiers and not syn[k - 1].endswith(_ADJECTIVE_ENDINGS)
+            if strong or (weak and ends_label):
                 label = syn[:k]
                 if len({_plain(w) for w in label}) < k or k > (8 if verb_led else 4):
                     return None  # a repeated word or an overlong label: a missed boundary
