@@ -51,7 +51,9 @@ class MarketplaceConfig:
 
     @classmethod
     def for_events(cls, n_events: int, seed: int = 7, **overrides) -> "MarketplaceConfig":
-        """A config sized to produce about `n_events` events (within ~20%).
+        """A config sized to produce about `n_events` events: within ~10% from 10k
+        events up; tiny markets (a few thousand events) come out up to ~25% short,
+        since their few jobs repeat within a session and repeats are not re-shown.
 
         Longer runs get more days (histories to learn from) and more members, capped
         at 200k members so the entities of a 10M-event run stay a few hundred MB.
