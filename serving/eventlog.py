@@ -239,9 +239,10 @@ def produce_log(records: Iterable[LogRecord], bootstrap: str, speed: float | Non
 
 def parse_speed(text: str) -> float | None:
     """'100x' / '100' -> 100.0; 'max' / 'inf' / '0' -> None (no pacing)."""
-    t = text.strip().lower().rstrip("x")
-    if t in ("max", "inf", "0", ""):
+    t = text.strip().lower()
+    if t in ("max", "inf", "0", "0x", ""):
         return None
+    t = t.removesuffix("x")
     try:
         v = float(t)
     except ValueError:
