@@ -46,6 +46,16 @@ class Edge:
 
 
 @dataclass(frozen=True)
+class Link:
+    """An observed member-job edge to predict (an application or a hire); node keys."""
+
+    member_id: str
+    job_id: str
+    kind: str = "apply"
+    time: float = 0.0
+
+
+@dataclass(frozen=True)
 class Node:
     node_id: str
     type: str

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.ego_graph import UNREACHABLE, EgoPrompt, HeteroGraph, ego_graph, ego_prompt
+from models.ego_graph import UNREACHABLE, EgoPrompt, HeteroGraph, Link, ego_graph, ego_prompt
 from models.encoder import EncoderConfig, PLM4JobEncoder
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -130,16 +130,6 @@ class PromptBuilder:
 
 
 # ---- link prediction -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Link:
-    """An observed member-job edge to predict (an application or a hire)."""
-
-    member_id: str
-    job_id: str
-    kind: str = "apply"
-    time: float = 0.0
 
 
 def info_nce(member_z, job_z, member_ids: Sequence[str], job_ids: Sequence[str], logit_scale):

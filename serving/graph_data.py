@@ -25,8 +25,7 @@ from datetime import timedelta
 from typing import Iterable
 
 from models.ego_embedder import add_company, add_job, add_member
-from models.ego_graph import HeteroGraph, node_key
-from models.encoder_training import Link
+from models.ego_graph import HeteroGraph, Link, node_key
 
 EDGE_ACTIONS = {"apply": "apply"}  # member.action -> edge kind; views/clicks/saves add no edge
 

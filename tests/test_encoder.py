@@ -259,6 +259,13 @@ def test_tiny_training_run_lowers_contrastive_loss(toy):
     assert last < 0.7 * first, (first, last)
 
 
+def test_training_is_deterministic_for_a_seed(toy):
+    g, links, tokenizer, builder = toy
+    cfg = TrainConfig(max_steps=4, batch_size=8, seed=3, device="cpu")
+    runs = [train_link_prediction(toy_model(tokenizer), builder, g, links, cfg, progress=False) for _ in range(2)]
+    assert runs[0].losses == runs[1].losses
+
+
 def test_training_stops_at_its_time_budget(toy):
     g, links, tokenizer, builder = toy
     model = toy_model(tokenizer)
