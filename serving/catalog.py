@@ -3,36 +3,16 @@
 Each piece is a pure fold of one event, the same whether the event came from Kafka
 (the scoring worker's replica) or from a recorded log (replay):
 
-- `apply_job_event(entry, event)`: the job-catalog rule of `streams/agents/jobs.py`
-  (a redelivery or an older event changes nothing; closing keeps the job, marked
-  closed, because histories still name it).
+- `apply_job_event(entry, event)` (from `streams.state`): the job-catalog rule the
+  stream worker's `jobs` agent applies too.
 - `JobCounters`: each job's past actions by all members (popularity, leak-free at
   any instant because it only ever counts what was folded so far).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Mapping
 
-from streams.schemas import Job, JobClosedEvent, JobPosted, JobUpdated, MemberActed
-
-
-@dataclass(frozen=True)
-class CatalogEntry:
-    job: Job | None  # None: closed before we ever saw it posted
-    open: bool
-    event_id: str
-    event_time: float
-
-
-def apply_job_event(entry: CatalogEntry | None, event: JobPosted | JobUpdated | JobClosedEvent) -> CatalogEntry | None:
-    """The entry after one job event; the same object back when the event changes nothing."""
-    t = event.event_time.timestamp()
-    if entry is not None and (entry.event_id == event.event_id or t < entry.event_time):
-        return entry  # a redelivery, or older than what the catalog already holds
-    if isinstance(event, JobClosedEvent):
-        return CatalogEntry(entry.job if entry else None, False, event.event_id, t)
-    return CatalogEntry(event.payload, True, event.event_id, t)
+from streams.schemas import MemberActed
 
 
 # What a job's engagement is worth to the popularity baseline.

@@ -7,7 +7,7 @@
 
 One engine serves both the online worker and replay, so they cannot drift. It folds
 events with the same pure functions the stream worker uses: member states with
-`streams.state.apply_member_event`, the job catalog with `serving.catalog.apply_job_event`
+`streams.state.apply_member_event`, the job catalog with `streams.state.apply_job_event`
 (the rule of the `jobs` agent), the job index's upsert/delete, hire-graph links from
 hires, and feedback rules from the dismisses in a member's history.
 
@@ -26,7 +26,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from index import HashedTermEmbedder, JobIndex, LinkGraph
-from serving.catalog import CatalogEntry, JobCounters, apply_job_event
+from serving.catalog import JobCounters
+from streams.state import CatalogEntry, apply_job_event
 from serving.retrieval import surface_query
 from serving.scorer import Candidate, Scorer
 from streams.schemas import (

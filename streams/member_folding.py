@@ -21,15 +21,14 @@ from faust.streams import _current_event
 from streams.app import job_catalog, member_state, settings
 from streams.ingest_stats import stats
 from streams.schemas import HireConfirmed, Job, MemberActed, MemberUpserted
-from streams.state import MemberState, apply_member_event, verbalized_history
+from streams.state import CatalogEntry, MemberState, apply_member_event, verbalized_history
 
 MemberEvent = MemberUpserted | MemberActed | HireConfirmed
 
 
 def lookup_job(job_id: str) -> Job | None:
-    entry = job_catalog.get(job_id)
-    # Stored entries were validated on the way in; construct without re-validating.
-    return Job.model_construct(**entry["job"]) if entry and entry["job"] else None
+    stored = job_catalog.get(job_id)
+    return CatalogEntry.from_dict(stored).job if stored else None
 
 
 @contextmanager

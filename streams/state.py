@@ -18,6 +18,9 @@ from streams.schemas import (
     ActionType,
     HireConfirmed,
     Job,
+    JobClosedEvent,
+    JobPosted,
+    JobUpdated,
     MemberActed,
     MemberProfile,
     MemberUpserted,
@@ -141,3 +144,33 @@ def verbalized_history(state: MemberState, now: float, max_chars: int = 4000) ->
     if state.profile is None:
         return verbalize_history(state.history, now, max_chars)
     return member_context(state.profile, state.history, now, max_history_chars=max_chars)
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """A job-catalog entry. Closing keeps the job, marked closed: histories name it."""
+
+    job: Job | None  # None: closed before we ever saw it posted
+    open: bool
+    event_id: str
+    event_time: float
+
+    def to_dict(self) -> dict:
+        return {"job": self.job.model_dump(mode="json") if self.job else None, "open": self.open,
+                "event_id": self.event_id, "event_time": self.event_time}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CatalogEntry":
+        # Stored entries were validated on the way in; construct without re-validating.
+        job = Job.model_construct(**d["job"]) if d.get("job") else None
+        return cls(job, d["open"], d["event_id"], d["event_time"])
+
+
+def apply_job_event(entry: CatalogEntry | None, event: JobPosted | JobUpdated | JobClosedEvent) -> CatalogEntry | None:
+    """The entry after one job event; the same object back when the event changes nothing."""
+    t = event.event_time.timestamp()
+    if entry is not None and (entry.event_id == event.event_id or t < entry.event_time):
+        return entry  # a redelivery, or older than what the catalog already holds
+    if isinstance(event, JobClosedEvent):
+        return CatalogEntry(entry.job if entry else None, False, event.event_id, t)
+    return CatalogEntry(event.payload, True, event.event_id, t)

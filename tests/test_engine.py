@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from serving.catalog import apply_job_event
+from streams.state import apply_job_event
 from serving.engine import MatchingEngine
 from serving.scorer import BM25Scorer, PopularityScorer
 from streams.schemas import ActionType, MemberAction, MemberActed, ScoreRequest, Surface
