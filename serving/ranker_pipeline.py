@@ -109,7 +109,7 @@ def training_rows(examples: Sequence[Example], prompts: PromptCache, seed: int =
 
 
 def score_examples(ranker: Ranker, examples: Sequence[Example], prompts: PromptCache, phrasing: int = 0,
-                   progress: bool = True) -> np.ndarray:
+                   progress: bool = True, method: str = "multi_item") -> np.ndarray:
     """p(Yes) for each example, one multi-item pass per (slate, task)."""
     from tqdm.auto import tqdm
 
@@ -118,7 +118,7 @@ def score_examples(ranker: Ranker, examples: Sequence[Example], prompts: PromptC
     groups = groups_of(examples)
     for (_, task), group in tqdm(groups.items(), desc=f"score (phrasing {phrasing})", disable=not progress):
         prefix = prompts.prefix(group[0], phrasing)
-        s = ranker.score(prefix, [job_segment(ex.job, task) for ex in group], task)
+        s = ranker.score(prefix, [job_segment(ex.job, task) for ex in group], task, method=method)
         for ex, v in zip(group, s):
             scores[index[id(ex)]] = v
     return scores
