@@ -16,6 +16,7 @@ timestamp on the message.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import shlex
 import sys
@@ -32,35 +33,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from infra.broker import free_ports, private_broker  # noqa: E402
 from infra.worker_process import WorkerProcess  # noqa: E402
-from streams.producer import make_producer  # noqa: E402
-from streams.schemas import key_of, parse, serialize, topic_of  # noqa: E402
+from streams.producer import produce_events  # noqa: E402
+from streams.schemas import parse  # noqa: E402
 from streams.simulator import Marketplace, MarketplaceConfig  # noqa: E402
 
 INGEST_TOPICS = ["members", "companies", "jobs", "member-actions", "hires"]
 OUT = Path(__file__).resolve().parent / "out"
 
 
-def simulated(n: int, seed: int) -> list[tuple[str, bytes, bytes]]:
+def simulated(n: int, seed: int) -> list:
     sim = Marketplace(MarketplaceConfig.for_events(n, seed))
-    out = []
-    for ev in tqdm(sim.events(), total=n, desc="simulate", unit="ev"):
-        out.append((topic_of(ev), key_of(ev).encode(), serialize(ev)))
-        if len(out) == n:
-            break
-    return out
-
-
-def produce(events, bootstrap: str, rate: float | None = None, desc: str = "produce") -> None:
-    producer = make_producer(bootstrap)
-    start = time.perf_counter()
-    for i, (topic, key, value) in enumerate(tqdm(events, desc=desc, unit="ev")):
-        if rate and i % 50 == 0:  # pace in small bursts so the rate is steady
-            ahead = i / rate - (time.perf_counter() - start)
-            if ahead > 0:
-                time.sleep(ahead)
-        producer.send(topic, key=key, value=value)
-    producer.flush()
-    producer.close()
+    return list(tqdm(itertools.islice(sim.events(), n), total=n, desc="simulate", unit="ev"))
 
 
 def plain_consumer_rate(bootstrap: str, n: int) -> float:
@@ -81,20 +64,6 @@ def plain_consumer_rate(bootstrap: str, n: int) -> float:
     return rate
 
 
-def wait_processed(worker: WorkerProcess, n: int, timeout: float) -> dict:
-    bar = tqdm(total=n, desc="worker", unit="ev")
-    def probe():
-        s = worker.stats() or {}
-        done = s.get("processed_total", 0) + sum(s.get("duplicates", {}).values())
-        bar.n = done
-        bar.refresh()
-        return s if done >= n else None
-    try:
-        return worker.wait_for(probe, timeout, f"{n} events processed", interval=0.25)
-    finally:
-        bar.close()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=100_000, help="events per phase")
@@ -107,17 +76,17 @@ def main() -> None:
     events = simulated(2 * args.events, args.seed)
     backlog, paced = events[: args.events], events[args.events:]
     with tempfile.TemporaryDirectory(prefix="hs-ingest-") as tmp, private_broker(Path(tmp) / "kafka") as bootstrap:
-        produce(backlog, bootstrap, desc="produce backlog")
+        produce_events(backlog, bootstrap, progress="produce backlog")
         reference = plain_consumer_rate(bootstrap, len(backlog))
         worker = WorkerProcess(bootstrap, Path(tmp) / "worker", free_ports(1)[0], app_id="hs-ingest-bench",
                                broker_session_timeout=6.0, broker_heartbeat_interval=2.0).start()
         try:
             worker.wait_ready(90)
-            phase1 = wait_processed(worker, len(backlog), timeout=1800)
+            phase1 = worker.wait_processed(len(backlog), timeout=1800)
             rate = args.rate or 0.8 * phase1["events_per_s"]
             worker.reset_stats()
-            produce(paced, bootstrap, rate=rate, desc=f"produce at {rate:,.0f}/s")
-            phase2 = wait_processed(worker, len(paced), timeout=1800)
+            produce_events(paced, bootstrap, rate=rate, progress=f"produce at {rate:,.0f}/s")
+            phase2 = worker.wait_processed(len(paced), timeout=1800)
         finally:
             worker.stop()
 

@@ -104,6 +104,24 @@ class WorkerProcess:
     def job(self, job_id: str) -> dict | None:
         return self._get(f"/jobs/{job_id}/")
 
+    def wait_processed(self, n: int, timeout: float, desc: str = "worker") -> dict:
+        """Wait until the worker has handled `n` events since its stats were last reset
+        (applied, recognised as duplicates, or dead-lettered); return its stats."""
+        from tqdm import tqdm
+
+        bar = tqdm(total=n, desc=desc, unit="ev")
+
+        def probe():
+            s = self.stats() or {}
+            bar.n = (s.get("processed_total", 0) + sum(s.get("duplicates", {}).values())
+                     + sum(s.get("dead_letters", {}).values()))
+            bar.refresh()
+            return s if bar.n >= n else None
+        try:
+            return self.wait_for(probe, timeout, f"{n} events handled", interval=0.25)
+        finally:
+            bar.close()
+
     def wait_for(self, probe: Callable[[], object], timeout: float, what: str, interval: float = 0.1):
         """`infra.waiting.wait_for`, failing at once (with the log) if the worker died."""
         def alive_probe():

@@ -72,12 +72,22 @@ class EventProducer:
         self.close()
 
 
-def produce_events(events: Iterable[Envelope], bootstrap: str, **overrides) -> ProduceReport:
-    """Send already-typed events (for example, straight from the simulator)."""
+def produce_events(events: Iterable[Envelope], bootstrap: str, *, rate: float | None = None,
+                   progress: str | None = None, total: int | None = None, **overrides) -> ProduceReport:
+    """Send already-typed events (for example, straight from the simulator).
+
+    rate: events per second to hold (in small bursts), None for as fast as possible.
+    progress: a label to show a progress bar under."""
+    from tqdm import tqdm
+
     report = ProduceReport()
     start = time.perf_counter()
     with EventProducer(bootstrap, **overrides) as producer:
-        for event in events:
+        for i, event in enumerate(tqdm(events, desc=progress, total=total, unit="ev", disable=progress is None)):
+            if rate and i % 50 == 0:
+                ahead = i / rate - (time.perf_counter() - start)
+                if ahead > 0:
+                    time.sleep(ahead)  # pacing the producer, not synchronizing with anything
             producer.send(event)
             report.sent += 1
             t = topic_of(event)

@@ -4,14 +4,21 @@ Starts a broker (unless KAFKA_BOOTSTRAP names one), creates the topics, starts a
 stream worker, streams a simulated marketplace through Kafka (with a few malformed
 messages, to show the dead-letter path), and prints what a user wants to see:
 events/s, freshness, dead letters and a few members' verbalized histories. Then it
-stops what it started.
+records the topics back into an event log, replays that log in event time through
+the serving path (baselines and any trained ranker side by side) and prints the
+headline table. Last, it stops what it started.
 """
 from __future__ import annotations
 
+import itertools
 import shutil
 import time
 
 import click
+
+
+FRESHNESS_EVENTS = 2_000  # the day's last events, streamed at a steady rate
+FRESHNESS_RATE = 200  # events/s
 
 
 def _bad_messages() -> list[tuple[str, bytes, bytes]]:
@@ -35,12 +42,10 @@ def command(events: int, seed: int, members_shown: int, keep_running: bool) -> N
     from rich.console import Console
     from rich.panel import Panel
     from rich.table import Table
-    from tqdm import tqdm
 
     from infra import broker
     from infra.worker_process import WorkerProcess
-    from streams.producer import make_producer
-    from streams.schemas import key_of, serialize, topic_of
+    from streams.producer import EventProducer, produce_events
     from streams.settings import get_settings
     from streams.simulator import Marketplace, MarketplaceConfig
 
@@ -63,30 +68,20 @@ def command(events: int, seed: int, members_shown: int, keep_running: bool) -> N
     try:
         worker.start().wait_ready(90)
         sim = Marketplace(MarketplaceConfig.for_events(events, seed))
-        producer = make_producer(bootstrap)
-        sent, t0 = 0, time.perf_counter()
-        for ev in tqdm(sim.events(), total=events, desc="stream", unit="ev"):
-            producer.send(topic_of(ev), key=key_of(ev).encode(), value=serialize(ev))
-            sent += 1
-            if sent >= events:
-                break
-        for topic, key, value in _bad_messages():
-            producer.send(topic, key=key, value=value)
-        producer.flush()
-        produce_s = time.perf_counter() - t0
-        producer.close()
-
-        bar = tqdm(total=sent, desc="worker", unit="ev")
-
-        def caught_up():
-            s = worker.stats() or {}
-            bar.n = s.get("processed_total", 0) + sum(s.get("duplicates", {}).values())
-            bar.refresh()
-            return s if bar.n >= sent and sum(s.get("dead_letters", {}).values()) >= 3 else None
-
-        stats = worker.wait_for(caught_up, 600, "the worker to catch up", interval=0.25)
-        bar.close()
-        _report(console, Table, Panel, worker, sim, stats, sent, produce_s, members_shown)
+        day = list(itertools.islice(sim.events(), events))
+        # Flat out first (throughput), then the last events at a steady rate once the
+        # worker has caught up (freshness): flat out, freshness would only time the backlog.
+        backlog, paced = day[:-FRESHNESS_EVENTS], day[-FRESHNESS_EVENTS:]
+        sent = produce_events(backlog, bootstrap, progress="stream", total=len(backlog))
+        with EventProducer(bootstrap) as producer:
+            for topic, key, value in _bad_messages():
+                producer.send_raw(topic, value, key=key)
+        throughput = worker.wait_processed(len(backlog) + len(_bad_messages()), 600)
+        worker.reset_stats()
+        produce_events(paced, bootstrap, rate=FRESHNESS_RATE, progress=f"stream at {FRESHNESS_RATE}/s")
+        freshness = worker.wait_processed(len(paced), 600)
+        _report(console, Table, Panel, worker, sim, throughput, freshness, sent, members_shown)
+        _replay(console, bootstrap, run_dir / "day.jsonl")
     finally:
         if not keep_running:
             worker.stop()
@@ -94,14 +89,29 @@ def command(events: int, seed: int, members_shown: int, keep_running: bool) -> N
                 broker.stop(cfg)
 
 
-def _report(console, Table, Panel, worker, sim, stats, sent, produce_s, members_shown) -> None:
+def _replay(console, bootstrap: str, log_path) -> None:
+    """Record what was streamed (from Kafka, in event time) and replay it offline."""
+    from serving.eventlog import record_topics
+    from serving.replay import headline
+
+    recorded = record_topics(bootstrap, log_path)
+    console.print(f"recorded the streamed topics to {log_path} ({recorded.events:,} events, "
+                  f"{recorded.n_skipped} malformed messages left out: they are on the .dlq topics)")
+    table, report_path = headline(log_path)
+    console.print(table)
+    console.print(f"replay report with plots: [bold]{report_path}[/bold]")
+
+
+def _report(console, Table, Panel, worker, sim, stats, freshness, sent, members_shown) -> None:
+    from rich.text import Text
+
     t = Table(title="hirestream: a simulated marketplace streamed through Kafka")
     t.add_column("measure")
     t.add_column("value", justify="right")
-    t.add_row("events produced", f"{sent:,} in {produce_s:.1f} s ({sent / produce_s:,.0f}/s)")
+    t.add_row("events produced (flat out)", f"{sent.sent:,} in {sent.seconds:.1f} s ({sent.events_per_s:,.0f}/s)")
     t.add_row("events applied by the worker", f"{stats['processed_total']:,} ({stats['events_per_s']:,.0f}/s)")
-    t.add_row("freshness p50 / p99 (produced → in table)",
-              f"{stats['freshness_p50_s'] * 1000:,.0f} ms / {stats['freshness_p99_s'] * 1000:,.0f} ms")
+    t.add_row(f"freshness p50 / p99 at {FRESHNESS_RATE}/s (produced → in table)",
+              f"{freshness['freshness_p50_s'] * 1000:,.0f} ms / {freshness['freshness_p99_s'] * 1000:,.0f} ms")
     t.add_row("duplicates ignored", f"{sum(stats['duplicates'].values()):,}")
     t.add_row("dead letters (reason in headers)",
               ", ".join(f"{k}.dlq={v}" for k, v in sorted(stats["dead_letters"].items())))
@@ -111,8 +121,8 @@ def _report(console, Table, Panel, worker, sim, stats, sent, produce_s, members_
     for member_id in busiest:
         state = worker.member(member_id)
         if state and len(state["history"]) >= 3:
-            console.print(Panel(state["verbalized_history"].strip(), title=f"verbalized history of {member_id}"))
+            # Text, not a markup string: "[2 days ago, ...]" would read as rich markup tags.
+            console.print(Panel(Text(state["verbalized_history"].strip()), title=f"verbalized history of {member_id}"))
             shown += 1
             if shown >= members_shown:
                 break
-    console.print("(freshness while producing flat out measures backlog; `bench/ingest.py` paces it)")
