@@ -3,12 +3,17 @@
 Reasons are plain strings (the same values as streams.schemas.DismissReason, which
 index/ must not import):
 
-    too_senior      mask jobs more senior than the dismissed job's level minus one
-    too_junior      mask jobs more junior than the dismissed job's level plus one
+    too_senior      penalize jobs at the dismissed job's level and above; a level that
+                    `MASK_AFTER` such dismissals cover is masked
+    too_junior      the same, at the dismissed job's level and below
     wrong_location  penalize that location (grows with each dismiss, capped)
     company         mask that company
     not_my_field    penalize that occupation (grows with each dismiss, capped)
     any reason      the dismissed job itself never comes back
+
+Seniority escalates from penalty to mask because one dismissal is weak evidence: on
+the simulator, members applied later to jobs at a level they had once called too
+senior, and a mask on the first dismissal cost more held-out applies than it saved.
 
 `MemberRules.update` is a pure `(rules, dismiss) -> rules` step, so the stream agent
 and the replay evaluator run the same code; `apply` folds the rules into a Query.
@@ -26,6 +31,7 @@ DISMISS_REASONS = ("too_senior", "too_junior", "wrong_location", "company", "not
 PENALTY_STEP = 0.5  # per dismiss, on the scale of a full term match (1.0)
 PENALTY_CAP = 2.0
 MAX_REMEMBERED_JOBS = 500
+MASK_AFTER = 2  # seniority dismissals covering a level before it is masked
 
 
 def _bump(penalties: Mapping[str, float], term: str) -> dict[str, float]:
@@ -36,8 +42,8 @@ def _bump(penalties: Mapping[str, float], term: str) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class MemberRules:
-    max_seniority: int | None = None  # highest allowed rank (too_senior)
-    min_seniority: int | None = None  # lowest allowed rank (too_junior)
+    too_senior: tuple[int, ...] = ()  # ranks of jobs dismissed as too senior
+    too_junior: tuple[int, ...] = ()  # ranks of jobs dismissed as too junior
     blocked_companies: frozenset[str] = frozenset()  # company terms
     penalties: Mapping[str, float] = field(default_factory=dict)  # location / occupation terms
     dismissed_jobs: tuple[str, ...] = ()
@@ -52,16 +58,9 @@ class MemberRules:
         dismissed = tuple(x for x in self.dismissed_jobs if x != j.job_id)[-(MAX_REMEMBERED_JOBS - 1):] + (j.job_id,)
         r = replace(self, dismissed_jobs=dismissed)
         if reason == "too_senior":
-            cap = max(0, rank - 1)
-            cap = cap if r.max_seniority is None else min(cap, r.max_seniority)
-            # the newest feedback wins over an older, contradicting bound
-            low = r.min_seniority if r.min_seniority is None or r.min_seniority <= cap else None
-            r = replace(r, max_seniority=cap, min_seniority=low)
+            r = replace(r, too_senior=r.too_senior + (rank,))
         elif reason == "too_junior":
-            floor = min(len(SENIORITY_LEVELS) - 1, rank + 1)
-            floor = floor if r.min_seniority is None else max(floor, r.min_seniority)
-            high = r.max_seniority if r.max_seniority is None or r.max_seniority >= floor else None
-            r = replace(r, min_seniority=floor, max_seniority=high)
+            r = replace(r, too_junior=r.too_junior + (rank,))
         elif reason == "wrong_location":
             r = replace(r, penalties=_bump(r.penalties, location_term(j.location)))
         elif reason == "company" and j.company_id:
@@ -70,18 +69,29 @@ class MemberRules:
             r = replace(r, penalties=_bump(r.penalties, occupation_term(j.occupation)))
         return r
 
+    def seniority_evidence(self, rank: int) -> int:
+        """Dismissals saying a job at `rank` is off-level: too senior at or below it,
+        too junior at or above it."""
+        return sum(r <= rank for r in self.too_senior) + sum(r >= rank for r in self.too_junior)
+
     def forbidden_terms(self) -> frozenset[str]:
         out = set(self.blocked_companies)
         for rank, level in enumerate(SENIORITY_LEVELS):
-            too_high = self.max_seniority is not None and rank > self.max_seniority
-            too_low = self.min_seniority is not None and rank < self.min_seniority
-            if too_high or too_low:
+            if self.seniority_evidence(rank) >= MASK_AFTER:
                 out.add(seniority_term(level))
         return frozenset(out)
 
+    def penalty_terms(self) -> dict[str, float]:
+        out = dict(self.penalties)
+        for rank, level in enumerate(SENIORITY_LEVELS):
+            n = self.seniority_evidence(rank)
+            if 0 < n < MASK_AFTER:
+                out[seniority_term(level)] = min(PENALTY_CAP, PENALTY_STEP * n)
+        return out
+
     def apply(self, query: Query) -> Query:
         penalties = dict(query.penalties)
-        for t, p in self.penalties.items():
+        for t, p in self.penalty_terms().items():
             penalties[t] = penalties.get(t, 0.0) + p
         return replace(
             query,
@@ -92,8 +102,8 @@ class MemberRules:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "max_seniority": self.max_seniority,
-            "min_seniority": self.min_seniority,
+            "too_senior": list(self.too_senior),
+            "too_junior": list(self.too_junior),
             "blocked_companies": sorted(self.blocked_companies),
             "penalties": dict(self.penalties),
             "dismissed_jobs": list(self.dismissed_jobs),
@@ -101,7 +111,7 @@ class MemberRules:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "MemberRules":
-        return cls(data.get("max_seniority"), data.get("min_seniority"),
+        return cls(tuple(data.get("too_senior", ())), tuple(data.get("too_junior", ())),
                    frozenset(data.get("blocked_companies", ())), dict(data.get("penalties", {})),
                    tuple(data.get("dismissed_jobs", ())))
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any, Callable, Iterable, Literal, Sequence
+from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -46,7 +46,8 @@ class IndexConfig:
     term_weight: float = 1.0
     link_weight: float = 1.0
     query_chunk: int = 64  # queries scored together: bounds the (chunk x catalog) score matrix
-    delta_limit: int | None = 100_000  # upsert compacts once the delta holds this many jobs
+    delta_limit: int | None = 20_000  # upsert compacts once the delta holds this many jobs (each write
+    # rebuilds the delta, so this bounds a write's cost)
     candidates_per_k: int = 2  # approximate mode: candidates fetched per requested result
     hnsw_max: int = 50_000  # approximate mode: HNSW up to this many jobs, IVF above (faster to build)
     target_recall: float = 0.95  # approximate mode: breadth calibrated to this recall@100
@@ -222,10 +223,20 @@ class JobIndex:
 
     # ---- reads -------------------------------------------------------------------
 
-    def search(self, queries: Sequence[Query], k: int = 10) -> SearchResult:
-        """Top-k jobs per query by fused score, batched; each with its Reason."""
+    def search(self, queries: Sequence[Query], k: int = 10, *, weights: Mapping[str, float] | None = None
+               ) -> SearchResult:
+        """Top-k jobs per query by fused score, batched; each with its Reason.
+
+        weights: this call's fusion weights, e.g. {"dense": 0.5, "link": 2.0}; keys not
+        given keep the index's (a per-call parameter, like faiss SearchParameters)."""
         if k <= 0:
             raise ValueError(f"k must be positive, got {k}")
+        config = self.config
+        if weights:
+            unknown = set(weights) - {"dense", "term", "link"}
+            if unknown:
+                raise ValueError(f"unknown fusion weights {sorted(unknown)}; expected dense, term, link")
+            config = replace(config, **{f"{name}_weight": float(w) for name, w in weights.items()})
         state = self._state  # one consistent snapshot for the whole batch
         queries = list(queries)
         n_q = len(queries)
@@ -236,7 +247,7 @@ class JobIndex:
             part = queries[lo: lo + chunk]
             if not part:
                 break
-            compiled = _compile(part, self.vocab, self.config)
+            compiled = _compile(part, self.vocab, config)
             found = [self._search_segment(seg, dead, compiled, k) for seg, dead in segments]
             vals_parts.append(np.concatenate([v for v, _ in found], axis=1) if found
                               else np.zeros((len(part), 0), np.float32))
@@ -258,7 +269,7 @@ class JobIndex:
             on = (seg_no == s) & (vals != NEG_INF)
             ids[:, :width][on] = seg.job_ids[rows[on]]
         located = (segments, seg_no, rows)
-        return SearchResult(ids, scores, lambda: _explain(queries, located, scores, self.vocab, self.config))
+        return SearchResult(ids, scores, lambda: _explain(queries, located, scores, self.vocab, config))
 
     def _search_segment(self, seg: Segment, dead: np.ndarray | None, q: "_Compiled", k: int) -> tuple[np.ndarray, np.ndarray]:
         if seg.ann is None:
@@ -309,7 +320,7 @@ def _apply(state: _State, op: _Upsert | _Delete, backend: Backend) -> _State:
     gone = {delta.row_of[j] for j in ids if j in delta.row_of}
     if not gone and isinstance(op, _Delete):
         return _State(state.main, dead, delta)
-    keep = np.asarray([i for i in range(delta.size) if i not in gone], np.int64)
+    keep = np.setdiff1d(np.arange(delta.size), np.fromiter(gone, np.int64, len(gone)), assume_unique=True)
     parts_ids = [delta.job_ids[keep]]
     parts_emb = [delta.embeddings_host[keep]]
     parts_terms = [delta.job_terms[keep]]

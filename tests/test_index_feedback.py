@@ -36,25 +36,33 @@ def _levels(ids):
 def test_too_senior_dismissals_stop_more_senior_jobs():
     index, rules = _index(), FeedbackRules()
     jobs = {j["job_id"]: j for j in _catalog()}
-    before = index.search([member_query(MEMBER, index.embedder)], k=30).ids[0]
+    query = lambda: member_query(MEMBER, index.embedder, rules=rules.for_member("m1"))  # noqa: E731
+    before = dict(index.search([query()], k=30).hits(0))
     assert max(_levels(before)) == seniority_rank("executive")
 
+    # one dismissal: lead and above are pushed down, not yet removed
     rules.record_dismiss("m1", "too_senior", jobs["lead-Berlin-c1"])
-    ids = index.search([member_query(MEMBER, index.embedder, rules=rules.for_member("m1"))], k=30).ids[0]
-    assert _levels(ids) and max(_levels(ids)) <= seniority_rank("senior")
-    assert "lead-Berlin-c1" not in ids
+    after_one = dict(index.search([query()], k=30).hits(0))
+    assert "lead-Berlin-c1" not in after_one  # the dismissed job itself never returns
+    for job_id, s in after_one.items():
+        level = job_id.split("-")[0]
+        penalty = 0.5 if job_id != "nurse" and seniority_rank(level) >= seniority_rank("lead") else 0.0
+        assert s == pytest.approx(before[job_id] - penalty, abs=1e-5)
 
-    rules.record_dismiss("m1", "too_senior", jobs["senior-Paris-c2"])  # tighter still
-    ids = index.search([member_query(MEMBER, index.embedder, rules=rules.for_member("m1"))], k=30).ids[0]
-    assert max(_levels(ids)) <= seniority_rank("mid")
-    # an older, looser dismiss does not loosen the bound again
-    rules.record_dismiss("m1", "too_senior", jobs["director-Paris-c1"])
-    assert rules.for_member("m1").max_seniority == seniority_rank("mid")
+    # a second dismissal covering those levels: they are masked; "senior" is penalized
+    rules.record_dismiss("m1", "too_senior", jobs["senior-Paris-c2"])
+    ids = index.search([query()], k=30).ids[0]
+    assert _levels(ids) and max(_levels(ids)) <= seniority_rank("senior")
+    assert "senior-Paris-c2" not in ids
+    r = rules.for_member("m1")
+    assert r.forbidden_terms() == {"sen:lead", "sen:director", "sen:executive"}
+    assert r.penalty_terms() == {"sen:senior": 0.5}
 
 
 def test_too_junior_company_and_dismissed_job_are_masked():
     index, jobs = _index(), {j["job_id"]: j for j in _catalog()}
-    r = MemberRules().update("too_junior", jobs["entry-Berlin-c1"]).update("company", jobs["mid-Paris-c2"])
+    r = MemberRules().update("too_junior", jobs["entry-Berlin-c1"]).update("too_junior", jobs["entry-Paris-c1"])
+    r = r.update("company", jobs["mid-Paris-c2"])
     r = r.update("already_seen", jobs["lead-Paris-c1"])
     ids = [j for j in index.search([member_query(MEMBER, index.embedder, rules=r)], k=30).ids[0] if j]
     assert ids
@@ -86,9 +94,11 @@ def test_rules_are_pure_steps_that_serialize():
     empty = MemberRules()
     after = empty.update("too_senior", job)
     assert empty == MemberRules()  # the old state is untouched
-    assert after.max_seniority == seniority_rank("mid")
-    flipped = after.update("too_junior", dict(job, job_id="y", seniority="senior"))
-    assert flipped.min_seniority == seniority_rank("lead") and flipped.max_seniority is None  # newest wins
-    assert MemberRules.from_dict(flipped.to_dict()) == flipped
+    assert after.too_senior == (seniority_rank("senior"),)
+    both = after.update("too_junior", dict(job, job_id="y", seniority="entry"))
+    assert both.penalty_terms() == {"sen:intern": 0.5, "sen:entry": 0.5, "sen:senior": 0.5, "sen:lead": 0.5,
+                                    "sen:director": 0.5, "sen:executive": 0.5}
+    assert both.forbidden_terms() == frozenset()
+    assert MemberRules.from_dict(both.to_dict()) == both
     with pytest.raises(ValueError, match="unknown dismiss reason 'boring'"):
         empty.update("boring", job)

@@ -179,3 +179,28 @@ def test_approximate_mode_is_close_to_exact_and_respects_masks(kind):
         want = {j for j in e.ids[i] if j is not None}
         recalls.append(len(set(got) & want) / max(1, len(want)))
     assert np.mean(recalls) >= 0.9
+
+
+def test_exact_hybrid_equals_brute_force_on_a_simulated_marketplace():
+    simulator = pytest.importorskip("streams.simulator", reason="the marketplace simulator is not available")
+    sim = simulator.Marketplace(simulator.MarketplaceConfig(seed=3, n_members=60, n_companies=10, n_jobs=400, days=1))
+    from index import LinkGraph, MemberRules, as_job
+    jobs = [as_job(j) for j in sim.jobs.values()]
+    members = list(sim.members.values())
+    index = JobIndex.create("hybrid,exact", dim=DIM, backend="numpy")
+    index.upsert(jobs[:300])
+    index.compact()
+    index.upsert(jobs[300:])
+    index.delete([j.job_id for j in jobs[::9]])
+    links = LinkGraph(min_support=1)
+    for m, j in zip(members[:30], jobs[:30]):  # any hires will do: the test is exactness
+        links.add_hire(m, j)
+    rules = MemberRules().update("too_senior", jobs[1]).update("wrong_location", jobs[2])
+    queries = [member_query(m, index.embedder, links, rules if i % 2 else None, same_location=i % 5 == 0)
+               for i, m in enumerate(members)]
+    closed = {j.job_id for j in jobs[::9]}
+    live = {j.job_id: j for j in jobs if j.job_id not in closed}
+    emb = dict(zip((j.job_id for j in jobs), index.embedder.embed_jobs(jobs)))
+    result = index.search(queries, k=25)
+    for i, q in enumerate(queries):
+        assert_matches_reference(result.ids[i], result.scores[i], reference_scores(live, emb, q), 25)

@@ -1,0 +1,255 @@
+"""Retrieval quality on the simulator: do the jobs members later apply to / get hired
+into come back in their top 100 / 500? Term-only, dense-only, learned-links-only and
+the one-pass hybrid, side by side.
+
+    .venv/bin/python bench/retrieval_quality.py                    # 5,000 members, 35 days, evaluate days 21+
+    .venv/bin/python bench/retrieval_quality.py --quick            # small, a minute
+
+The simulated event log is replayed in event-time order through the same index calls
+the stream makes (job posted / closed -> upsert / delete, hire -> LinkGraph.add_hire,
+dismiss -> MemberRules.update). The first --train-days only build state. On each later
+day, at the day's end, every member who applied or was hired that day is queried with
+the state as it stood at the start of that day (links, rules) over the jobs open that
+day, and each of the day's applies / hires is a held-out target. Nothing a member does
+on a day is seen before that day is scored.
+
+The hybrid's fusion weights are chosen on the last --val-days of the training days (a
+small grid, by apply recall@100) and then frozen for the evaluated days; the row
+"hybrid (default weights)" shows the untuned (1, 1, 1).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from index import FeedbackRules, JobIndex, LinkGraph, Query, as_member, member_attributes, member_query  # noqa: E402
+from streams.simulator import Marketplace, MarketplaceConfig  # noqa: E402
+
+console = Console()
+METHODS = ("term only", "dense only", "links only", "hybrid (default weights)", "hybrid", "hybrid + feedback rules")
+GRID = [{"dense": d, "term": 1.0, "link": l} for d in (0.0, 0.1, 0.25, 0.5, 1.0) for l in (0.0, 0.1, 0.25, 0.5, 1.0)]
+
+
+def queries_for(method: str, member, index: JobIndex, links: LinkGraph, rules: FeedbackRules) -> Query:
+    m = as_member(member)
+    if method == "term only":
+        return replace(member_query(m), embedding=None)
+    if method == "dense only":
+        return Query(embedding=index.embedder.embed_members([m])[0])
+    if method == "links only":
+        terms, sources = links.expand(member_attributes(m), top=64)
+        return Query(links=terms, link_sources=sources)
+    if method.startswith("hybrid") and "rules" not in method:
+        return member_query(m, index.embedder, links)
+    return member_query(m, index.embedder, links, rules.for_member(m.member_id))
+
+
+@dataclass
+class Scores:
+    hits: dict = field(default_factory=lambda: defaultdict(int))  # (method, kind, k) -> hits
+    targets: dict = field(default_factory=lambda: defaultdict(int))  # kind -> count
+    missing: int = 0  # targets whose job was not open in the index (cannot be retrieved)
+    tuning: dict = field(default_factory=lambda: defaultdict(int))  # grid index -> val hits@100
+    qualified: dict = field(default_factory=lambda: defaultdict(float))  # method -> sum of qualified shares
+    qualified_n: int = 0  # member-days in that sum
+    weights: dict = field(default_factory=lambda: dict(GRID[0]))
+
+
+def _targets_by_member(day_targets, index, scores: Scores | None):
+    by_member: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for member_id, job_id, kind in day_targets:
+        if job_id not in index:
+            if scores is not None:
+                scores.missing += 1
+            continue
+        by_member[member_id].append((job_id, kind))
+        if scores is not None:
+            scores.targets[kind] += 1
+    return by_member
+
+
+def tune_day(day_targets, members, index, links, scores: Scores) -> None:
+    """Validation: hits@100 on applies for each fusion-weight setting of the grid."""
+    by_member = _targets_by_member(day_targets, index, None)
+    member_ids = sorted(by_member)
+    if not member_ids:
+        return
+    queries = [queries_for("hybrid", members[m], index, links, FeedbackRules()) for m in member_ids]
+    for g, w in enumerate(GRID):
+        res = index.search(queries, k=100, weights=w)
+        for i, member_id in enumerate(member_ids):
+            got = set(res.ids[i])
+            scores.tuning[g] += sum(job_id in got for job_id, kind in by_member[member_id] if kind == "apply")
+
+
+QUALIFIED_SAMPLE = 40  # members per day whose top 100 is checked against the hidden truth
+
+
+def evaluate_day(day_targets, members, index, links, rules, ks, scores: Scores, truth) -> None:
+    by_member = _targets_by_member(day_targets, index, scores)
+    if not by_member:
+        return
+    member_ids = sorted(by_member)
+    sample = member_ids[:QUALIFIED_SAMPLE]
+    scores.qualified_n += len(sample)
+    for method in METHODS:
+        tuned = scores.weights if method in ("hybrid", "hybrid + feedback rules") else None
+        res = index.search([queries_for(method, members[m], index, links, rules) for m in member_ids], k=max(ks),
+                           weights=tuned)
+        for i, member_id in enumerate(sample):  # links are meant to find jobs members can do
+            top = [j for j in res.ids[i][:100] if j is not None]
+            scores.qualified[method] += sum(truth.qualified(member_id, j) for j in top) / max(1, len(top))
+        for i, member_id in enumerate(member_ids):
+            ranked = {j: r for r, j in enumerate(res.ids[i]) if j is not None}
+            for job_id, kind in by_member[member_id]:
+                rank = ranked.get(job_id)
+                for k in ks:
+                    if rank is not None and rank < k:
+                        scores.hits[(method, kind, k)] += 1
+
+
+def run(args) -> dict:
+    cfg = MarketplaceConfig(seed=args.seed, n_members=args.members, n_companies=args.companies,
+                            n_jobs=args.jobs, days=args.days)
+    sim = Marketplace(cfg)
+    index = JobIndex.create("hybrid,exact", dim=args.dim, delta_limit=5000)
+    links, rules = LinkGraph(min_support=args.min_support), FeedbackRules()
+    members, jobs = {}, {}
+    scores, ks = Scores(), tuple(int(k) for k in args.ks.split(","))
+    day, targets, closes, hires, dismisses = -1, [], [], [], []
+    n_train_hires = 0
+
+    def end_of_day() -> None:
+        nonlocal n_train_hires
+        if args.train_days - args.val_days <= day < args.train_days:
+            tune_day(targets, members, index, links, scores)
+        if day == args.train_days - 1 and scores.tuning:
+            scores.weights = dict(GRID[max(scores.tuning, key=lambda g: (scores.tuning[g], -g))])
+        if day >= args.train_days:
+            evaluate_day(targets, members, index, links, rules, ks, scores, sim.truth)
+        # what happened today becomes state for tomorrow
+        index.delete(closes)
+        for member_id, job_id in hires:
+            if member_id in members and job_id in jobs:
+                links.add_hire(members[member_id], jobs[job_id])
+                n_train_hires += day < args.train_days
+        for member_id, reason, job_id in dismisses:
+            if job_id in jobs:
+                rules.record_dismiss(member_id, reason, jobs[job_id])
+        targets.clear(), closes.clear(), hires.clear(), dismisses.clear()
+
+    posted: list = []  # consecutive job posts go to the index as one batch, in order
+
+    def flush() -> None:
+        index.upsert(posted)
+        posted.clear()
+
+    t0 = time.perf_counter()
+    for ev in tqdm(sim.events(), desc="replaying events", mininterval=2, unit="ev"):
+        d = (ev.event_time - cfg.start).days
+        if ev.type not in ("job.posted", "job.updated"):
+            flush()
+        if d != day:
+            flush()
+            if day >= 0:
+                end_of_day()
+            day = d
+        p = ev.payload
+        if ev.type in ("job.posted", "job.updated"):
+            jobs[p.job_id] = p
+            posted.append(p)
+        elif ev.type == "job.closed":
+            closes.append(p.job_id)
+        elif ev.type == "member.upserted":
+            members[p.member_id] = p
+        elif ev.type == "hire.confirmed":
+            hires.append((p.member_id, p.job_id))
+            targets.append((p.member_id, p.job_id, "hire"))
+        elif ev.type == "member.action":
+            action = p.action.value
+            if action == "apply":
+                targets.append((p.member_id, p.job_id, "apply"))
+            elif action == "dismiss":
+                dismisses.append((p.member_id, p.reason.value, p.job_id))
+    flush()
+    end_of_day()
+    return {"config": {k: getattr(cfg, k) for k in ("seed", "n_members", "n_companies", "n_jobs", "days")},
+            "train_days": args.train_days, "val_days": args.val_days, "ks": ks,
+            "tuned_weights": scores.weights,
+            "validation_apply_hits_at_100": {str(GRID[g]): h for g, h in scores.tuning.items()}, "train_hires": n_train_hires, "links_total_hires": links.hires,
+            "targets": dict(scores.targets), "targets_not_open": scores.missing,
+            "recall": {f"{m}|{kind}|{k}": scores.hits[(m, kind, k)] / max(1, scores.targets[kind])
+                       for m in METHODS for kind in ("apply", "hire") for k in ks},
+            "qualified_share_top100": {m: scores.qualified[m] / max(1, scores.qualified_n) for m in METHODS},
+            "qualified_member_days": scores.qualified_n,
+            "seconds": time.perf_counter() - t0}
+
+
+def report(r: dict, command: str) -> None:
+    ks = r["ks"]
+    t = Table(title=f"Held-out recall on simulated days {r['train_days']}..{r['config']['days'] - 1} "
+                    f"({r['targets'].get('apply', 0)} applies, {r['targets'].get('hire', 0)} hires; "
+                    f"links from {r['train_hires']} training hires, then online)")
+    t.add_column("retrieval")
+    for kind in ("apply", "hire"):
+        for k in ks:
+            t.add_column(f"{kind} recall@{k}", justify="right")
+    t.add_column("qualified share of top 100", justify="right")
+    best = {(kind, k): max(r["recall"][f"{m}|{kind}|{k}"] for m in METHODS[:3]) for kind in ("apply", "hire") for k in ks}
+    for m in METHODS:
+        cells = []
+        for kind in ("apply", "hire"):
+            for k in ks:
+                v = r["recall"][f"{m}|{kind}|{k}"]
+                beats = m.startswith("hybrid") and v > best[(kind, k)]
+                cells.append(f"[{'green' if beats else 'red' if m.startswith('hybrid') else 'white'}]{v:.3f}[/]")
+        cells.append(f"{r['qualified_share_top100'][m]:.3f}")
+        t.add_row(m, *cells)
+    console.print(t)
+    console.print(f"fusion weights tuned on training days {r['train_days'] - r['val_days']}..{r['train_days'] - 1}: "
+                  f"{r['tuned_weights']}")
+    console.print(f"targets whose job had closed before its day ended (not retrievable): {r['targets_not_open']}")
+    console.print(f"rerun: [bold]{command}[/]")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--members", type=int, default=5000)
+    p.add_argument("--companies", type=int, default=200)
+    p.add_argument("--jobs", type=int, default=5000)
+    p.add_argument("--days", type=int, default=35)
+    p.add_argument("--train-days", type=int, default=21)
+    p.add_argument("--val-days", type=int, default=7, help="last training days used to tune fusion weights")
+    p.add_argument("--dim", type=int, default=64)
+    p.add_argument("--min-support", type=int, default=2)
+    p.add_argument("--ks", default="100,500")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--out", default="bench/out/retrieval_quality.json")
+    args = p.parse_args()
+    if args.quick:
+        args.members, args.jobs, args.companies, args.days, args.train_days, args.val_days = 1500, 2000, 80, 21, 14, 5
+    command = ".venv/bin/python " + " ".join(sys.argv)
+    r = run(args)
+    report(r, command)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"command": command, **r}, indent=2))
+    console.print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
