@@ -86,6 +86,16 @@ class Reason:
     matched_terms: tuple[str, ...]
     matched_links: tuple[tuple[str, str, float], ...]  # (member attribute, job term, link weight)
 
+    def as_strings(self, max_items: int = 5) -> list[str]:
+        """Short human-readable reasons (what a ScoredItem.reasons list carries)."""
+        out = [f"similarity {self.similarity:.2f}"] if self.similarity else []
+        out += [f"matches {t}" for t in self.matched_terms[:max_items]]
+        out += [f"hired {src} -> {dst} (link {w:.2f})" for src, dst, w in
+                sorted(self.matched_links, key=lambda x: -x[2])[:max_items]]
+        if self.penalty:
+            out.append(f"feedback penalty -{self.penalty:.2f}")
+        return out
+
 
 @dataclass
 class SearchResult:

@@ -129,3 +129,22 @@ def test_reset_forgets_every_job():
     res = index.search([Query(terms={"loc:berlin": 1.0}, embedding=emb[0])], k=3)
     assert list(res.ids[0]) == [None, None, None]
     assert np.all(np.isneginf(res.scores))
+
+
+def test_stream_payloads_go_in_as_they_are():
+    """The stream agent hands pydantic payloads straight to the index and link graph."""
+    from index import LinkGraph, member_query
+    from streams.schemas import Job, MemberProfile
+
+    job = Job(job_id="j1", company_id="c1", company_name="Acme", title="Data Engineer", occupation="data engineers",
+              skills=["SQL"], location="Berlin", seniority="senior", promoted=True, description="...")
+    member = MemberProfile(member_id="m1", title="Data Engineer", skills=["SQL"], location="Berlin",
+                           seniority="mid", years_experience=4)
+    index = JobIndex.create("hybrid,exact", dim=DIM, backend="numpy")
+    index.upsert([job])
+    links = LinkGraph(min_support=1)
+    links.add_hire(member, job)
+    assert links.link("skill:sql", "skill:sql").support == 1
+    res = index.search([member_query(member, index.embedder, links, promoted_only=True)], k=1)
+    assert res.ids[0][0] == "j1"
+    assert "matches title:data" in res.reasons[0][0].as_strings()
