@@ -143,9 +143,10 @@ class Segment:
         lists = postings[terms]  # the posting rows, in (query, term) order
         lengths = xp.diff(lists.indptr)
         per_query = self.backend.asarray(np.diff(m.indptr))
-        query_of = xp.repeat(xp.repeat(xp.arange(n_queries), per_query), lengths)
+        repeat = self.backend.repeat
+        query_of = repeat(repeat(xp.arange(n_queries), per_query), lengths)
         flat = query_of * self.size + lists.indices
-        weights = xp.repeat(self.backend.asarray(m.data), lengths)
+        weights = repeat(self.backend.asarray(m.data), lengths)
         return flat, weights
 
     def add_term_scores(self, scores: Any, weights: sp.csr_matrix) -> None:

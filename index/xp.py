@@ -34,14 +34,23 @@ class Backend:
         return self.xp.asnumpy(a)
 
     def scatter_add(self, target: Any, index: Any, values: Any) -> None:
-        """target[index] += values, duplicates in `index` summed (the one op whose name
-        differs: np.add.at vs cupyx.scatter_add)."""
+        """target[index] += values, duplicates in `index` summed (np.add.at vs
+        cupyx.scatter_add: one of the two ops whose spelling differs by backend)."""
         if self.xp is np:
             np.add.at(target, index, values)
         else:
             import cupyx
 
             cupyx.scatter_add(target, index, values)
+
+    def repeat(self, values: Any, counts: Any) -> Any:
+        """values[i] repeated counts[i] times (cupy.repeat takes only host counts)."""
+        if self.xp is np:
+            return np.repeat(values, counts)
+        xp = self.xp
+        ends = xp.cumsum(counts)
+        total = int(ends[-1]) if ends.shape[0] else 0
+        return values[xp.searchsorted(ends, xp.arange(total), side="right")]
 
     def synchronize(self) -> None:
         """Wait for queued device work (timing needs it; NumPy has none)."""
