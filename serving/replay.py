@@ -464,7 +464,7 @@ HEADLINE_RETRIEVALS = {"hybrid": "hybrid,exact", "term": "term,exact"}
 
 def headline(log_or_events: str | Path | Iterable[Any], out_dir: str | Path | None = None, *, seed: int = 0,
              artifacts: str | Path | None = None, engine_sample: float = 0.1, rankers: bool = True,
-             progress: bool = True):
+             ranker_sample: float = 0.03, progress: bool = True):
     """Replay a log (path) or events (the day `make run` just streamed), evaluate the
     baselines and any ranker checkpoint side by side, write the report.
 
@@ -475,7 +475,7 @@ def headline(log_or_events: str | Path | Iterable[Any], out_dir: str | Path | No
 
     out = Path(out_dir) if out_dir is not None else get_settings().artifacts_dir / "replay"
     config = ReplayConfig(retrievals=HEADLINE_RETRIEVALS, engine_sample=engine_sample, seed=seed)
-    variants = default_variants(artifacts, rankers=rankers)
+    variants = default_variants(artifacts, rankers=rankers, ranker_sample=ranker_sample)
     if isinstance(log_or_events, (str, Path)):
         result = replay_file(log_or_events, variants, config, progress=progress)
     else:
