@@ -163,11 +163,9 @@ class RankerScorer:
         return cls(Ranker.load(path, device=device), name=name or f"ranker:{Path(path).name}")
 
     def prefix(self, state: MemberState, task: str, now: float, query: str | None) -> str:
-        from models.prompting import fit_prefix
-
-        # the history is bounded in tokens (newest kept), the way training built prompts
-        return fit_prefix(self.ranker.tokenizer, task, state.profile, state.history, now,
-                          self.ranker.budget.max_prefix_tokens, query=query)
+        # The checkpoint's own prompt budget (tokens, newest history kept, the actions
+        # it was trained without left out): the prompts it saw in training.
+        return self.ranker.member_prefix(task, state.profile, state.history, now, query=query)
 
     def score(self, member_state, candidates, task, now, query=None) -> np.ndarray:
         from models.verbalizer import job_segment
