@@ -64,10 +64,48 @@ def plain_consumer_rate(bootstrap: str, n: int) -> float:
     return rate
 
 
+# Where a worker's time goes, by component (file path fragments, first match wins).
+COMPONENTS = [
+    ("hirestream: state updates, verbalizer", ("/streams/", "/models/")),
+    ("pydantic validation", ("pydantic",)),
+    ("JSON (orjson/json)", ("orjson", "/json/")),
+    ("RocksDB store", ("rocksdict", "stores/rocksdb")),
+    ("faust + mode (streams, tables, acks)", ("/faust/", "/mode/")),
+    ("aiokafka (fetch, produce, protocol)", ("aiokafka",)),
+    ("asyncio + sockets", ("asyncio", "selectors", "socket")),
+]
+
+
+def print_profile(console: Console, path: Path, top: int = 12) -> None:
+    import pstats
+
+    stats = pstats.Stats(str(path)).stats  # (file, line, fn) -> (cc, nc, tottime, cumtime, callers)
+    total = sum(v[2] for v in stats.values())
+    shares: dict[str, float] = {}
+    for (filename, _, _), v in stats.items():
+        name = next((c for c, frags in COMPONENTS if any(f in filename for f in frags)), "other (builtins, C calls)")
+        shares[name] = shares.get(name, 0.0) + v[2]
+    table = Table(title=f"worker CPU time by component (cProfile, {total:.1f} s in all)")
+    table.add_column("component")
+    table.add_column("share", justify="right")
+    for name, t in sorted(shares.items(), key=lambda kv: -kv[1]):
+        table.add_row(name, f"{t / total:.0%}")
+    console.print(table)
+    hot = Table(title=f"top {top} functions by own time")
+    hot.add_column("function")
+    hot.add_column("share", justify="right")
+    hot.add_column("calls", justify="right")
+    for (filename, line, fn), v in sorted(stats.items(), key=lambda kv: -kv[1][2])[:top]:
+        hot.add_row(f"{fn} ({'/'.join(Path(filename).parts[-2:])}:{line})", f"{v[2] / total:.1%}", f"{v[1]:,}")
+    console.print(hot)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=100_000, help="events per phase")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--profile", action="store_true",
+                    help="run the worker under cProfile and print where its time goes (slows it)")
     ap.add_argument("--rate", type=float, default=None,
                     help="phase-2 production rate (events/s); default: 80%% of phase-1 throughput")
     args = ap.parse_args()
@@ -78,7 +116,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="hs-ingest-") as tmp, private_broker(Path(tmp) / "kafka") as bootstrap:
         produce_events(backlog, bootstrap, progress="produce backlog")
         reference = plain_consumer_rate(bootstrap, len(backlog))
+        profile_path = OUT / "ingest-worker.prof" if args.profile else None
+        OUT.mkdir(exist_ok=True)
         worker = WorkerProcess(bootstrap, Path(tmp) / "worker", free_ports(1)[0], app_id="hs-ingest-bench",
+                               profile_path=profile_path,
                                broker_session_timeout=6.0, broker_heartbeat_interval=2.0).start()
         try:
             worker.wait_ready(90)
@@ -103,6 +144,8 @@ def main() -> None:
     table.add_row("duplicates ignored / dead letters", f"{sum(phase1['duplicates'].values())} / "
                   f"{sum(phase1['dead_letters'].values())}", "", "")
     console.print(table)
+    if profile_path:
+        print_profile(console, profile_path)
     cmd = "python bench/ingest.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     console.print(f"rerun: [bold].venv/bin/{cmd}[/bold]")
     OUT.mkdir(exist_ok=True)

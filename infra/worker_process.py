@@ -21,11 +21,12 @@ from streams.settings import REPO_ROOT
 
 class WorkerProcess:
     def __init__(self, bootstrap: str, data_dir: Path, web_port: int, log_path: Path | None = None,
-                 **settings: object):
+                 profile_path: Path | None = None, **settings: object):
         self.bootstrap = bootstrap
         self.data_dir = Path(data_dir)
         self.web_port = web_port
         self.log_path = log_path or self.data_dir / "worker.log"
+        self.profile_path = profile_path  # cProfile stats written here when it stops
         self.settings = settings  # extra HIRESTREAM_* settings, e.g. broker_session_timeout=6
         self.proc: subprocess.Popen | None = None
 
@@ -40,8 +41,9 @@ class WorkerProcess:
         env.update({f"HIRESTREAM_{k.upper()}": str(v) for k, v in self.settings.items()})
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
+        profile = ["--profile", str(self.profile_path)] if self.profile_path else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "infra.cli", "worker", "--loglevel", "warning"],
+            [sys.executable, "-m", "infra.cli", "worker", "--loglevel", "warning", *profile],
             cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
         log.close()

@@ -1,13 +1,17 @@
 """`hirestream worker`: run the stream-processing worker (faust agents + tables)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 
 @click.command("worker")
 @click.option("--loglevel", default="warning", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
-def command(loglevel: str) -> None:
+@click.option("--profile", "profile_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Run under cProfile and write its stats here when the worker stops.")
+def command(loglevel: str, profile_path: Path | None) -> None:
     """Consume members, companies, jobs, member-actions and hires into RocksDB tables.
 
     Reads its settings from the environment (KAFKA_BOOTSTRAP, HIRESTREAM_DATA_DIR,
@@ -19,4 +23,15 @@ def command(loglevel: str) -> None:
     from streams.app import app, register_agents
 
     register_agents()
-    Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    worker = Worker(app, loglevel=loglevel, quiet=True)
+    if profile_path is None:
+        worker.execute_from_commandline()
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        worker.execute_from_commandline()  # exits through SystemExit on SIGTERM
+    finally:
+        profiler.disable()
+        profiler.dump_stats(profile_path)
