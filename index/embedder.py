@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from index.records import JobRecord, MemberRecord
-from index.terms import job_terms, location_term, member_attributes
+from index.terms import job_terms, location_term, member_attributes, title_tokens
 
 
 @runtime_checkable
@@ -31,7 +31,8 @@ class Embedder(Protocol):
 
 
 # How much each field pulls a job's direction; the company says little about fit.
-FIELD_WEIGHTS = {"occ": 2.0, "title": 1.0, "skill": 1.0, "sen": 0.5, "loc": 0.5, "co": 0.0, "flag": 0.0}
+FIELD_WEIGHTS = {"occ": 2.0, "title": 1.0, "skill": 1.0, "sen": 0.5, "loc": 0.5, "co": 0.0, "flag": 0.0,
+                 "text": 0.5}
 
 
 def _field(term: str) -> str:
@@ -49,7 +50,9 @@ class HashedTermEmbedder:
     def direction(self, term: str) -> np.ndarray:
         v = self._directions.get(term)
         if v is None:
-            digest = hashlib.blake2b(f"{self.seed}:{term}".encode(), digest_size=8).digest()
+            # free-text words point where the same title word points
+            key = "title:" + term[5:] if term.startswith("text:") else term
+            digest = hashlib.blake2b(f"{self.seed}:{key}".encode(), digest_size=8).digest()
             rng = np.random.default_rng(int.from_bytes(digest, "little"))
             v = rng.standard_normal(self.dim).astype(np.float32) / np.sqrt(self.dim)
             self._directions[term] = v
@@ -78,6 +81,14 @@ class HashedTermEmbedder:
         return self._embed_term_lists([job_terms(j) for j in jobs])
 
     def embed_members(self, members: Sequence[MemberRecord]) -> np.ndarray:
+        """Profile terms, plus the words of the member's free text. A word shares its
+        direction with the same word in job titles ("looking to move into nursing roles"
+        points toward nursing titles), at a lower weight: the one signal here that the
+        structured term query does not already carry."""
         return self._embed_term_lists(
-            [member_attributes(m) + (location_term(m.location),) for m in members]
+            [member_attributes(m) + (location_term(m.location),) + about_terms(m.about) for m in members]
         )
+
+
+def about_terms(about: str) -> tuple[str, ...]:
+    return tuple(f"text:{t}" for t in dict.fromkeys(title_tokens(about)))

@@ -42,6 +42,7 @@ class MemberRecord:
     seniority: str
     occupation: str = ""
     skills: tuple[str, ...] = ()
+    about: str = ""  # free text: only embedders read it (never terms, never instructions)
 
 
 def _coerce(cls: type, obj: Any) -> Any:

@@ -204,3 +204,18 @@ def test_exact_hybrid_equals_brute_force_on_a_simulated_marketplace():
     result = index.search(queries, k=25)
     for i, q in enumerate(queries):
         assert_matches_reference(result.ids[i], result.scores[i], reference_scores(live, emb, q), 25)
+
+
+def test_member_free_text_moves_the_embedding_not_the_terms():
+    from index import HashedTermEmbedder, MemberRecord
+    from index.query import member_terms
+
+    emb = HashedTermEmbedder(64)
+    plain = MemberRecord("m", "Vineyard Manager", "Paris", "senior", "vineyard managers", ("evaluate vineyard",))
+    moving = MemberRecord(**{**plain.__dict__, "about": "Looking to move into nurse roles."})
+    nurse_job = emb.embed_jobs([dict_job := __import__("index").as_job(dict(
+        job_id="n", title="Senior Nurse", location="Paris", seniority="senior", occupation="nurses"))])[0]
+    a, b = emb.embed_members([plain, moving])
+    assert float(b @ nurse_job) > float(a @ nurse_job) + 0.05
+    assert member_terms(plain) == member_terms(moving)
+    assert dict_job.title == "Senior Nurse"
