@@ -159,6 +159,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup_steps: int = 10
     grad_clip: float = 1.0
+    alignment_lr_multiplier: float = 50.0  # see train_link_prediction
     seed: int = 0
     device: str = "auto"  # cuda when present, else cpu
 
@@ -209,10 +210,19 @@ def train_link_prediction(
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     model.to(device).train()
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embeddings" not in n]
-    rest = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embeddings" not in n)]
+    # The alignment table is a few dozen attention-logit offsets; at the base rate Adam
+    # moves each by at most lr per step (~0.2 over 100 steps), too slow to steer anything
+    # within a CPU budget, so it gets its own, larger rate.
+    groups: dict[str, list] = {"decay": [], "rest": [], "alignment": []}
+    for n, p in model.named_parameters():
+        key = "alignment" if n.startswith("proximity.") else "decay" if p.dim() >= 2 and "embeddings" not in n else "rest"
+        groups[key].append(p)
     opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}],
+        [
+            {"params": groups["decay"], "weight_decay": cfg.weight_decay, "lr_scale": 1.0},
+            {"params": groups["rest"], "weight_decay": 0.0, "lr_scale": 1.0},
+            {"params": groups["alignment"], "weight_decay": 0.0, "lr_scale": cfg.alignment_lr_multiplier},
+        ],
         lr=cfg.lr, betas=(0.9, 0.98),
     )
     rng = np.random.default_rng(cfg.seed)
@@ -233,7 +243,7 @@ def train_link_prediction(
         if cfg.time_budget_s:
             prog = max(prog, elapsed / cfg.time_budget_s)
         for g in opt.param_groups:
-            g["lr"] = cfg.lr * _lr_factor(prog, result.steps, cfg.warmup_steps)
+            g["lr"] = cfg.lr * g["lr_scale"] * _lr_factor(prog, result.steps, cfg.warmup_steps)
 
         hidden = [[(l.member_id, l.job_id)] for l in batch]
         prompts = [builder.prompt(graph, l.member_id, h) for l, h in zip(batch, hidden)]

@@ -293,7 +293,11 @@ def test_embedder_adapter_embeds_index_records(toy, tmp_path):
     members = [{"member_id": "data-m0", "title": "ignored: already in the graph", "location": "x", "seniority": "mid"}]
     new_job = {"job_id": "new-1", "company_id": "c-data", "title": "data analyst", "location": "Lyon",
                "seniority": "mid", "skills": ["sql"]}
-    jobs = [{"job_id": "data-j0"}, new_job]
+    from index.embedder import Embedder
+    from index.records import as_job
+
+    assert isinstance(embedder, Embedder)  # the index's protocol
+    jobs = [{"job_id": "data-j0"}, as_job(new_job)]  # dicts or the index's own records
     zm, zj = embedder.embed_members(members), embedder.embed_jobs(jobs)
     assert zm.shape == (1, 16) and zj.shape == (2, 16) and zj.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(zj, axis=1), 1.0, rtol=1e-5)
