@@ -15,8 +15,8 @@ applied to are removed). References in the same run: random (k / candidates) and
 popularity (most-applied training jobs for everyone). A part "helps" when its gain in
 recall@100 over the row above is more than twice the paired standard error.
 
-    .venv/bin/python bench/encoder_ablation.py            # ~25 min on 2 shared cores
-    .venv/bin/python bench/encoder_ablation.py --quick    # ~4 min smoke run
+    .venv/bin/python bench/encoder_ablation.py            # 18 min on 2 heavily shared cores (5 min unloaded)
+    .venv/bin/python bench/encoder_ablation.py --quick    # ~5-9 min on 2 shared cores
 """
 from __future__ import annotations
 
@@ -110,7 +110,7 @@ def main(argv=None) -> dict:
         b = builder if with_graph else builder.with_spec(replace(spec, fanout=()))
         console.print(f"[bold]{i}. {name}[/bold] ({steps} steps, cap {args.budget_minutes:g} min)")
         out = run_variant(name, split, tokenizer, b, shape, train_cfg, **switches)
-        gain, se = paired_gain(out.hits, prev_hits) if prev_hits is not None else (float("nan"), float("nan"))
+        gain, se = paired_gain(out.hits, prev_hits) if prev_hits is not None else (None, None)  # JSON null
         rows.append({
             "row": i, "variant": name, **out.metrics,
             "gain@100": gain, "gain_se": se, "verdict": verdict(gain, se) if prev_hits is not None else "baseline",
