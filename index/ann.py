@@ -60,7 +60,7 @@ def build_ann(embeddings: np.ndarray, kind: str = "auto", *, hnsw_max: int = 50_
         train = x[rng.choice(n, size=min(n, 40 * nlist), replace=False)]
         index.train(train)
         index.add(x)
-        ladder = [p for p in (4, 8, 16, 32, 64, 128, 256, 512) if p <= nlist] or [nlist]
+        ladder = [p for p in (4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 512) if p <= nlist] or [nlist]
     else:
         raise ValueError(f"unknown approximate index kind {kind!r}; expected 'auto', 'hnsw' or 'ivf'")
     ann = AnnIndex(kind, index, ladder[-1], float("nan"))
@@ -68,8 +68,11 @@ def build_ann(embeddings: np.ndarray, kind: str = "auto", *, hnsw_max: int = 50_
     return ann
 
 
+CALIBRATION_MARGIN = 0.01  # the 64-query sample's recall is noisy: aim this much above target
+
+
 def _calibrate(ann: AnnIndex, x: np.ndarray, ladder: list[int], target: float, k: int, seed: int) -> None:
-    """Smallest breadth whose recall@k on perturbed catalog rows reaches `target`."""
+    """Smallest breadth whose recall@k on perturbed catalog rows reaches `target` (+ margin)."""
     n = len(x)
     k = min(k, n)
     rng = np.random.default_rng(seed + 1)
@@ -82,5 +85,5 @@ def _calibrate(ann: AnnIndex, x: np.ndarray, ladder: list[int], target: float, k
         found = ann.search(queries, k)
         recall = np.mean([len(set(f) & set(t)) / k for f, t in zip(found, truth)])
         ann.calibrated_recall = float(recall)
-        if recall >= target:
+        if recall >= target + CALIBRATION_MARGIN:
             return

@@ -291,7 +291,7 @@ class JobIndex:
             rows.append(_term_candidates(seg, q.weights, len(q.must_needed), n_cand))
         cand = np.unique(np.concatenate(rows))
         cand = cand[cand >= 0]
-        sub = seg.take(cand)
+        sub = seg.take(cand, with_terms=q.weights is not None or q.forbid is not None or bool(q.must_groups))
         sub_dead = None if dead is None else np.nonzero(np.isin(cand, dead))[0]
 
         def locate(job_id: str) -> int | None:  # a row of `sub`, through the parent's map

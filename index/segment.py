@@ -114,9 +114,11 @@ class Segment:
     def empty(cls, backend: Backend, dim: int, n_terms: int = 0) -> "Segment":
         return cls.build(backend, [], np.zeros((0, dim), np.float32), sp.csr_matrix((0, n_terms), dtype=np.float32))
 
-    def take(self, rows: np.ndarray) -> "Segment":
-        """The sub-segment of the given rows (approximate-mode rescoring)."""
-        return Segment.build(self.backend, self.job_ids[rows], self.embeddings_host[rows], self.job_terms[rows],
+    def take(self, rows: np.ndarray, with_terms: bool = True) -> "Segment":
+        """The sub-segment of the given rows (approximate-mode rescoring); without
+        terms when the queries have none to match, mask or require."""
+        terms = self.job_terms[rows] if with_terms else sp.csr_matrix((len(rows), self.n_terms), dtype=np.float32)
+        return Segment.build(self.backend, self.job_ids[rows], self.embeddings_host[rows], terms,
                              max_head=0, warm=False)
 
     # ---- scoring -------------------------------------------------------------------
