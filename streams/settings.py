@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     broker_session_timeout: float = 10.0
     broker_heartbeat_interval: float = 3.0
     commit_interval: float = 1.0
+    event_loop: str = "uvloop"  # the worker's asyncio loop: "uvloop" or "aio"
     batch_max_events: int = 500  # member events folded per batch (one write per member)
     batch_within: float = 0.05  # seconds a batch waits to fill: bounds the added latency
     producer_linger: float = 0.02  # seconds a changelog write may wait to share a request

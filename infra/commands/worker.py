@@ -18,6 +18,13 @@ def command(loglevel: str, profile_path: Path | None) -> None:
     HIRESTREAM_WEB_PORT, HIRESTREAM_BROKER_SESSION_TIMEOUT, ...). State is served at
     http://127.0.0.1:<web_port>/members/<id>/, /jobs/<id>/ and /stats/.
     """
+    import mode.loop
+
+    from streams.settings import get_settings
+
+    # Before faust makes its loop. uvloop cuts the per-message event-loop cost that
+    # bounds ingest (bench/ingest.py --profile); "aio" is the standard library's.
+    mode.loop.use(get_settings().event_loop)
     from faust.worker import Worker
 
     from streams.app import app, register_agents
