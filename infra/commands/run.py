@@ -49,7 +49,7 @@ def command(events: int, seed: int, members_shown: int, keep_running: bool) -> N
     from streams.settings import get_settings
     from streams.simulator import Marketplace, MarketplaceConfig
 
-    console = Console()
+    console = Console(width=max(Console().width, 140))  # tables stay readable when piped
     settings = get_settings()
     run_dir = settings.data_dir / "run"
     external = broker.external_bootstrap()
