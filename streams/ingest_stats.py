@@ -15,7 +15,7 @@ class IngestStats:
     duplicates: Counter = field(default_factory=Counter)
     dead_letters: Counter = field(default_factory=Counter)
     # Freshness samples in seconds: now (after the table write) - producer timestamp.
-    freshness_s: deque = field(default_factory=lambda: deque(maxlen=500_000))
+    freshness_s: deque = field(default_factory=lambda: deque(maxlen=200_000))
     first_at: float | None = None
     last_at: float | None = None
 
