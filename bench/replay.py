@@ -15,6 +15,7 @@ Ratios are against (1), measured in the same run.
 from __future__ import annotations
 
 import argparse
+import itertools
 import shlex
 import sys
 import tempfile
@@ -40,12 +41,14 @@ OUT = Path(__file__).resolve().parent / "out"
 def recorded_log(n_events: int, seed: int) -> Path:
     from streams.simulator import Marketplace, MarketplaceConfig
 
-    path = OUT / f"replay-{n_events}-{seed}.jsonl"
+    path = OUT / f"replay-{n_events}-{seed}-exact.jsonl"
     if not path.exists():
         OUT.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        sim = Marketplace(MarketplaceConfig.for_events(n_events, seed))
-        write_log(tqdm(sim.events(), desc="simulate+record", unit="ev", mininterval=2), tmp)
+        # for_events lands within a few percent; size up and cut at exactly n_events.
+        sim = Marketplace(MarketplaceConfig.for_events(int(n_events * 1.1), seed))
+        events = itertools.islice(sim.events(), n_events)
+        write_log(tqdm(events, total=n_events, desc="simulate+record", unit="ev", mininterval=2), tmp)
         tmp.rename(path)
     return path
 
