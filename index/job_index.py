@@ -29,7 +29,7 @@ from index.query import Query
 from index.records import JobRecord, as_job
 from index.segment import Segment
 from index.terms import Vocabulary, job_terms
-from index.topk import NEG_INF
+from index.topk import NEG_INF, topk
 from index.xp import Backend, BackendName, get_backend
 
 Scoring = Literal["hybrid", "dense", "term"]
@@ -45,9 +45,7 @@ class IndexConfig:
     dense_weight: float = 1.0
     term_weight: float = 1.0
     link_weight: float = 1.0
-    query_chunk: int = 1024  # queries scored together: each catalog block is read once per chunk, so
-    # bigger chunks read the catalog less often (1M x d=128, blocks of 32k rows: 1024 beat 256 and 64 by 1.3-1.6x);
-    # the score block is chunk x BLOCK_ROWS (128 MB at most), never chunk x catalog
+    query_chunk: int = 64  # queries scored together: bounds the (chunk x catalog) score matrix
     delta_limit: int | None = 20_000  # upsert compacts once the delta holds this many jobs (each write
     # rebuilds the delta, so this bounds a write's cost)
     candidates_per_k: int = 2  # approximate mode: candidates fetched per requested result
@@ -371,7 +369,10 @@ def _term_candidates(seg: Segment, weights: sp.csr_matrix, n_queries: int, n: in
 
     Head terms (seniority, big cities) are left out here: they barely narrow a catalog,
     and they are scored in full when the candidates are rescored."""
-    values, rows = seg.tail_term_top(weights, n)
+    xp = seg.backend.xp
+    scores = xp.zeros((n_queries, seg.size), dtype=xp.float32)
+    seg.add_term_scores(scores, weights)
+    values, rows = (seg.backend.to_host(a) for a in topk(xp, scores, n))
     return rows[values > 0]
 
 

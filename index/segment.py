@@ -27,15 +27,11 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from index.topk import NEG_INF, candidates, merge_top
+from index.topk import NEG_INF, topk
 from index.xp import Backend
 
 HEAD_MIN_SHARE = 1 / 128  # a term carried by at least this share of jobs may become a column
 HEAD_MIN_JOBS = 4096  # below this a segment keeps no head columns: every list is short
-# Catalog rows scored per step (see Segment.search). Measured at 1M jobs x d=128, 1,000 queries,
-# k=100 on 2 shared cores against faiss IndexFlatIP in turns: 16k rows 1.8x/1.3x faiss's time (chunks of
-# 64/256 queries), 32k-128k within noise of each other (0.9-1.3x); 32k keeps a 256-query block in L3.
-BLOCK_ROWS = 32_768
 
 
 @dataclass(frozen=True)
@@ -138,12 +134,11 @@ class Segment:
             m = sp.csr_matrix((m.data, m.indices, m.indptr), shape=(m.shape[0], self.n_terms))
         return m
 
-    def _pairs(self, term_matrix: sp.csr_matrix, postings: Any) -> "_Pairs":
+    def _pairs(self, term_matrix: sp.csr_matrix, postings: Any, n_queries: int) -> tuple[Any, Any]:
         """Walk the posting lists of every (query, term) entry of term_matrix.
 
-        One (query, job, weight) per posting touched: the inverted-index pass, its work
-        the length of the lists walked. Grouped by catalog block, in walk order inside
-        each block (a stable sort), so block-wise sums add in the same order as before."""
+        Returns (flat index query * n + job, weight) on the backend, one per posting
+        touched: the inverted-index pass, its work the length of the lists walked."""
         xp = self.backend.xp
         m = self.restrict(term_matrix)
         terms = self.backend.asarray(m.indices)
@@ -151,137 +146,70 @@ class Segment:
         lengths = xp.diff(lists.indptr)
         per_query = self.backend.asarray(np.diff(m.indptr))
         repeat = self.backend.repeat
-        query = repeat(repeat(xp.arange(m.shape[0]), per_query), lengths)
-        job = lists.indices.astype(xp.int64)
-        weight = repeat(self.backend.asarray(m.data), lengths)
-        block = job // BLOCK_ROWS
-        order = xp.argsort(block, kind="stable")
-        n_blocks = -(-self.size // BLOCK_ROWS)
-        bounds = self.backend.to_host(xp.searchsorted(block[order], xp.arange(n_blocks + 1)))
-        return _Pairs(query[order], job[order], weight[order], bounds)
+        query_of = repeat(repeat(xp.arange(n_queries), per_query), lengths)
+        flat = query_of * self.size + lists.indices
+        weights = repeat(self.backend.asarray(m.data), lengths)
+        return flat, weights
 
-    def _plan(self, query_embeddings: Any | None, weights: sp.csr_matrix | None,
-              forbid: sp.csr_matrix | None, must_groups: list[sp.csr_matrix], must_needed: np.ndarray,
-              dead_rows: Any, excluded: tuple[np.ndarray, np.ndarray]) -> "_Plan":
-        """Everything a batch needs per catalog block, prepared once for the whole segment."""
+    def add_term_scores(self, scores: Any, weights: sp.csr_matrix) -> None:
+        flat, w = self._pairs(weights, self.tail_postings, scores.shape[0])
+        self.backend.scatter_add(scores.reshape(-1), flat, w)
+
+    def mask_terms(self, scores: Any, forbid: sp.csr_matrix) -> None:
+        flat, _ = self._pairs(forbid, self.postings, scores.shape[0])
+        scores.reshape(-1)[flat] = NEG_INF
+
+    def dense_scores(self, query_embeddings: Any | None, weights: sp.csr_matrix | None, rows: int) -> Any:
+        """Similarity plus head-term scores: dense products only."""
         xp = self.backend.xp
         head_w = None
         if len(self.head_cols) and weights is not None:
             hw = self.restrict(weights)[:, self.head_cols]
             if hw.nnz:
                 head_w = self.backend.asarray(hw.toarray())
-        # the dense left factor and the columns of `vectors` it multiplies
         if query_embeddings is not None and head_w is not None:
-            left, cols = xp.concatenate([query_embeddings, head_w], axis=1), slice(None)
-        elif query_embeddings is not None:
-            left, cols = query_embeddings, slice(0, self.dim)
-        elif head_w is not None:
-            left, cols = head_w, slice(self.dim, None)
-        else:
-            left, cols = None, None
-        q_idx, job_rows = excluded
-        return _Plan(
-            n_queries=len(must_needed),
-            left=left,
-            cols=cols,
-            terms=self._pairs(weights, self.tail_postings) if weights is not None and weights.nnz else None,
-            forbid=self._pairs(forbid, self.postings) if forbid is not None and forbid.nnz else None,
-            must=[self._pairs(g, self.postings) for g in must_groups],
-            needed=self.backend.asarray(must_needed.astype(np.int8)),
-            dead=dead_rows if dead_rows is not None and len(dead_rows) else None,
-            excluded=(np.asarray(q_idx, np.int64), np.asarray(job_rows, np.int64)),
-        )
+            return xp.concatenate([query_embeddings, head_w], axis=1) @ self.vectors.T
+        if query_embeddings is not None:
+            return query_embeddings @ self.vectors[:, : self.dim].T
+        if head_w is not None:
+            return head_w @ self.vectors[:, self.dim:].T
+        return xp.zeros((rows, self.size), dtype=xp.float32)
 
-    def score_block(self, plan: "_Plan", lo: int, hi: int) -> Any:
-        """Fused scores (queries, hi - lo) for catalog rows lo:hi, every mask applied:
-        one dense product, the block's share of the posting walk, then masks."""
-        xp, b = self.backend.xp, lo // BLOCK_ROWS
-        width = hi - lo
-        if plan.left is not None:
-            scores = plan.left @ self.vectors[lo:hi, plan.cols].T
-        else:
-            scores = xp.zeros((plan.n_queries, width), dtype=xp.float32)
-        flat = scores.reshape(-1)
-        if plan.terms is not None:
-            at, w = plan.terms.block(b, lo, width)
-            self.backend.scatter_add(flat, at, w)
-        if plan.forbid is not None:
-            at, _ = plan.forbid.block(b, lo, width)
-            flat[at] = NEG_INF
-        if plan.must:
-            met = xp.zeros(scores.shape, dtype=xp.int8)
-            for group in plan.must:
-                at, _ = group.block(b, lo, width)
-                hit = xp.zeros(scores.size, dtype=xp.int8)
-                hit[at] = 1  # a job with two terms of one group meets it once
-                met += hit.reshape(scores.shape)
-            scores[met < plan.needed[:, None]] = NEG_INF
-        if plan.dead is not None:
-            a, z = (int(i) for i in self.backend.to_host(xp.searchsorted(plan.dead, xp.asarray([lo, hi]))))
-            if z > a:
-                scores[:, plan.dead[a:z] - lo] = NEG_INF
-        q_idx, job_rows = plan.excluded
-        inside = (job_rows >= lo) & (job_rows < hi)
-        if inside.any():
-            scores[self.backend.asarray(q_idx[inside]), self.backend.asarray(job_rows[inside] - lo)] = NEG_INF
+    def require_terms(self, scores: Any, groups: list[sp.csr_matrix], needed: np.ndarray) -> None:
+        """Keep a job for query i only if it has a term from each of i's `needed[i]` groups."""
+        xp = self.backend.xp
+        met = xp.zeros(scores.shape, dtype=xp.int8)
+        for group in groups:
+            flat, _ = self._pairs(group, self.postings, scores.shape[0])
+            hit = xp.zeros(scores.size, dtype=xp.int8)
+            hit[flat] = 1  # a job with two terms of one group meets it once
+            met += hit.reshape(scores.shape)
+        need = self.backend.asarray(needed.astype(np.int8))
+        scores[met < need[:, None]] = NEG_INF
+
+    def score(self, query_embeddings: Any | None, weights: sp.csr_matrix | None,
+              forbid: sp.csr_matrix | None, must_groups: list[sp.csr_matrix], must_needed: np.ndarray,
+              dead_rows: Any, excluded: tuple[np.ndarray, np.ndarray]) -> Any:
+        """Fused scores (queries, n) for this segment, every mask applied."""
+        scores = self.dense_scores(query_embeddings, weights, len(must_needed))
+        if weights is not None and weights.nnz:
+            self.add_term_scores(scores, weights)
+        if forbid is not None and forbid.nnz:
+            self.mask_terms(scores, forbid)
+        if must_groups:
+            self.require_terms(scores, must_groups, must_needed)
+        if dead_rows is not None and len(dead_rows):
+            scores[:, dead_rows] = NEG_INF
+        q_idx, job_rows = excluded
+        if len(q_idx):
+            scores[self.backend.asarray(q_idx), self.backend.asarray(job_rows)] = NEG_INF
         return scores
 
     def search(self, k: int, **score_args: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Host (values, rows), each (queries, min(k, n)), best first; -inf marks no result.
-
-        Blocked over the catalog, as faiss's flat search is: each block of BLOCK_ROWS
-        rows is scored, masked and cut to the scores that can still enter the running
-        top-k, which is merged as it goes. No (queries x catalog) matrix is allocated."""
-        n_q = len(score_args["must_needed"])
+        """Host (values, rows), each (queries, k'), best first; -inf marks no result."""
         if self.size == 0:
-            return np.zeros((n_q, 0), np.float32), np.zeros((n_q, 0), np.int64)
-        return self._blocked_top(self._plan(**score_args), k)
-
-    def tail_term_top(self, weights: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Host (values, rows): per query, the k best sums over the tail posting lists
-        alone (approximate mode's term candidates), blocked like `search`."""
-        n_q = weights.shape[0]
-        plan = _Plan(n_queries=n_q, left=None, cols=None, terms=self._pairs(weights, self.tail_postings),
-                     forbid=None, must=[], needed=None, dead=None,
-                     excluded=(np.zeros(0, np.int64), np.zeros(0, np.int64)))
-        return self._blocked_top(plan, k)
-
-    def _blocked_top(self, plan: "_Plan", k: int) -> tuple[np.ndarray, np.ndarray]:
-        xp, n_q = self.backend.xp, plan.n_queries
-        k = min(k, self.size)
-        # running top-k; its k-th value is the floor a later score must reach (ties kept)
-        vals = xp.full((n_q, k), NEG_INF, dtype=xp.float32)
-        cols = xp.zeros((n_q, k), dtype=xp.int64)
-        for lo in range(0, self.size, BLOCK_ROWS):
-            hi = min(lo + BLOCK_ROWS, self.size)
-            cand, cand_cols = candidates(xp, self.score_block(plan, lo, hi), k, floor=vals[:, -1])
-            vals, cols = merge_top(xp, vals, cols, cand, cand_cols + lo, k)
-        return self.backend.to_host(vals), self.backend.to_host(cols)
-
-
-@dataclass(frozen=True)
-class _Pairs:
-    """Postings walked for a batch, grouped by catalog block (`bounds` on the host)."""
-
-    query: Any
-    job: Any
-    weight: Any
-    bounds: np.ndarray
-
-    def block(self, b: int, lo: int, width: int) -> tuple[Any, Any]:
-        """(flat index into a (queries, width) block, weight) for block b, which starts at row lo."""
-        s = slice(int(self.bounds[b]), int(self.bounds[b + 1]))
-        return self.query[s] * width + (self.job[s] - lo), self.weight[s]
-
-
-@dataclass(frozen=True)
-class _Plan:
-    n_queries: int
-    left: Any  # (queries, d') dense factor, or None
-    cols: slice | None  # the columns of Segment.vectors it multiplies
-    terms: _Pairs | None
-    forbid: _Pairs | None
-    must: list[_Pairs]
-    needed: Any  # (queries,) int8 groups each query must meet
-    dead: Any  # sorted tombstoned rows on the backend, or None
-    excluded: tuple[np.ndarray, np.ndarray]  # host (query, row) pairs
+            rows = len(score_args["must_needed"])
+            return np.zeros((rows, 0), np.float32), np.zeros((rows, 0), np.int64)
+        scores = self.score(**score_args)
+        values, cols = topk(self.backend.xp, scores, k)
+        return self.backend.to_host(values), self.backend.to_host(cols)

@@ -20,34 +20,16 @@ def topk(xp: Any, scores: Any, k: int) -> tuple[Any, Any]:
     k = min(k, n)
     if k <= 0 or rows == 0:
         return xp.empty((rows, 0), scores.dtype), xp.empty((rows, 0), xp.int64)
-    return _sorted_top(xp, *candidates(xp, scores, k), k)
-
-
-def candidates(xp: Any, scores: Any, k: int, floor: Any = None) -> tuple[Any, Any]:
-    """(values, columns) padded with -inf, at least min(k, n) wide, holding every score
-    of each row that can be in the row's top k, in column order.
-
-    floor: (rows,) scores below it are dropped; a running top-k passes its k-th value,
-    so after the first blocks almost nothing of a block survives (faiss's heap test).
-    With a floor, -inf scores are never candidates (they pad, as in a short row)."""
-    rows, n = scores.shape
-    k = min(k, n)
     if n <= 8 * k:
-        bound = None
-    else:
-        block = n // k
-        bound = scores[:, : k * block].reshape(rows, k, block).max(axis=2).min(axis=1)
-    if floor is not None:
-        # the lowest finite float: -inf (masked) scores stay out
-        floor = xp.maximum(floor, xp.finfo(scores.dtype).min)
-        bound = floor if bound is None else xp.maximum(bound, floor)
-    if bound is None:
-        return scores, xp.broadcast_to(xp.arange(n), scores.shape)
+        return _sorted_top(xp, scores, xp.broadcast_to(xp.arange(n), scores.shape), k)
+    block = n // k
+    block_max = scores[:, : k * block].reshape(rows, k, block).max(axis=2)
+    bound = block_max.min(axis=1)
     # 1-D flatnonzero: 2-D nonzero on a (queries x catalog) mask was ~20x slower
     flat = xp.flatnonzero(scores >= bound[:, None])
     r, c = flat // n, flat % n
     counts = xp.bincount(r, minlength=rows)
-    width = max(int(counts.max()) if rows else 0, k)
+    width = int(counts.max())
     # position of each candidate inside its row of the padded matrix
     starts = xp.cumsum(counts) - counts
     pos = xp.arange(r.shape[0]) - starts[r]
@@ -55,14 +37,7 @@ def candidates(xp: Any, scores: Any, k: int, floor: Any = None) -> tuple[Any, An
     cand_cols = xp.zeros((rows, width), dtype=xp.int64)
     cand[r, pos] = scores[r, c]
     cand_cols[r, pos] = c
-    return cand, cand_cols
-
-
-def merge_top(xp: Any, vals: Any, cols: Any, new_vals: Any, new_cols: Any, k: int) -> tuple[Any, Any]:
-    """The top k of a sorted running top-k and a block's candidates, sorted; on ties
-    the running (earlier) entries come first, as a full sort of the catalog would."""
-    return _sorted_top(xp, xp.concatenate([vals, new_vals], axis=1),
-                       xp.concatenate([cols, new_cols], axis=1), k)
+    return _sorted_top(xp, cand, cand_cols, k)
 
 
 def _sorted_top(xp: Any, values: Any, cols: Any, k: int) -> tuple[Any, Any]:

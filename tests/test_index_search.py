@@ -23,12 +23,9 @@ def _index(spec: str = "hybrid,exact", **kw) -> JobIndex:
     return JobIndex.create(spec, dim=DIM, backend="numpy", **kw)
 
 
-@pytest.mark.parametrize("block_rows", [None, 37])  # 37: many catalog blocks, ragged last one
 @pytest.mark.parametrize("head_columns", [False, True])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_exact_hybrid_equals_brute_force_over_main_and_delta(seed, head_columns, block_rows, monkeypatch):
-    if block_rows:
-        monkeypatch.setattr(segment_module, "BLOCK_ROWS", block_rows)
+def test_exact_hybrid_equals_brute_force_over_main_and_delta(seed, head_columns, monkeypatch):
     if head_columns:  # frequent terms scored as dense columns even in this small catalog
         monkeypatch.setattr(segment_module, "HEAD_MIN_JOBS", 0)
     jobs, emb = random_catalog(seed, 600, DIM)
