@@ -73,14 +73,16 @@ class EventProducer:
 
 
 def produce_events(events: Iterable[Envelope], bootstrap: str, *, rate: float | None = None,
-                   progress: str | None = None, total: int | None = None, **overrides) -> ProduceReport:
+                   progress: str | None = None, total: int | None = None,
+                   report: ProduceReport | None = None, **overrides) -> ProduceReport:
     """Send already-typed events (for example, straight from the simulator).
 
     rate: events per second to hold (in small bursts), None for as fast as possible.
-    progress: a label to show a progress bar under."""
+    progress: a label to show a progress bar under.
+    report: one to add to (the file loader's, which already holds its rejects)."""
     from tqdm import tqdm
 
-    report = ProduceReport()
+    report = report if report is not None else ProduceReport()
     start = time.perf_counter()
     with EventProducer(bootstrap, **overrides) as producer:
         for i, event in enumerate(tqdm(events, desc=progress, total=total, unit="ev", disable=progress is None)):
@@ -125,12 +127,4 @@ def validated_lines(path: Path, topic: str | None, report: ProduceReport) -> Ite
 def produce_file(path: Path, bootstrap: str, topic: str | None = None) -> ProduceReport:
     """`hirestream produce --file`: validate every line, send the good ones."""
     report = ProduceReport()
-    start = time.perf_counter()
-    with EventProducer(bootstrap) as producer:
-        for event in validated_lines(path, topic, report):
-            producer.send(event)
-            report.sent += 1
-            t = topic_of(event)
-            report.by_topic[t] = report.by_topic.get(t, 0) + 1
-    report.seconds = time.perf_counter() - start
-    return report
+    return produce_events(validated_lines(path, topic, report), bootstrap, report=report)
