@@ -32,13 +32,14 @@ def command(loglevel: str, profile_path: Path | None) -> None:
     register_agents()
     worker = Worker(app, loglevel=loglevel, quiet=True)
     if profile_path is None:
-        worker.execute_from_commandline()
+        worker.execute_from_commandline()  # never returns: exits through SystemExit
+        return
     import cProfile
 
     profiler = cProfile.Profile()
     profiler.enable()
     try:
-        worker.execute_from_commandline()  # exits through SystemExit on SIGTERM
-    finally:
+        worker.execute_from_commandline()
+    finally:  # SIGTERM ends the worker with SystemExit; the stats are written on the way out
         profiler.disable()
         profiler.dump_stats(profile_path)
