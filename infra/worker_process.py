@@ -21,12 +21,13 @@ from streams.settings import REPO_ROOT
 
 class WorkerProcess:
     def __init__(self, bootstrap: str, data_dir: Path, web_port: int, log_path: Path | None = None,
-                 profile_path: Path | None = None, **settings: object):
+                 profile_path: Path | None = None, loglevel: str = "warning", **settings: object):
         self.bootstrap = bootstrap
         self.data_dir = Path(data_dir)
         self.web_port = web_port
         self.log_path = log_path or self.data_dir / "worker.log"
         self.profile_path = profile_path  # cProfile stats written here when it stops
+        self.loglevel = loglevel  # "info" logs faust's rebalances and table recovery
         self.settings = settings  # extra HIRESTREAM_* settings, e.g. broker_session_timeout=6
         self.proc: subprocess.Popen | None = None
 
@@ -43,7 +44,7 @@ class WorkerProcess:
         log = open(self.log_path, "ab")
         profile = ["--profile", str(self.profile_path)] if self.profile_path else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "infra.cli", "worker", "--loglevel", "warning", *profile],
+            [sys.executable, "-m", "infra.cli", "worker", "--loglevel", self.loglevel, *profile],
             cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
         log.close()
@@ -75,7 +76,7 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def log_tail(self, chars: int = 3000) -> str:
+    def log_tail(self, chars: int = 6000) -> str:
         try:
             return self.log_path.read_text(errors="replace")[-chars:]
         except FileNotFoundError:

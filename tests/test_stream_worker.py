@@ -24,8 +24,8 @@ pytestmark = pytest.mark.kafka
 FAST = dict(broker_session_timeout=6.0, broker_heartbeat_interval=2.0, commit_interval=0.5)
 
 
-def start_worker(bootstrap: str, data_dir: Path, app_id: str) -> WorkerProcess:
-    worker = WorkerProcess(bootstrap, data_dir, free_port(), app_id=app_id, **FAST).start()
+def start_worker(bootstrap: str, data_dir: Path, app_id: str, loglevel: str = "warning") -> WorkerProcess:
+    worker = WorkerProcess(bootstrap, data_dir, free_port(), loglevel=loglevel, app_id=app_id, **FAST).start()
     worker.wait_ready(timeout=90)
     return worker
 
@@ -150,11 +150,19 @@ def test_crash_and_restart_lose_nothing_and_count_nothing_twice(kafka_bootstrap,
         processed = lambda: (s := worker.stats()) and s["processed"].get("member-actions", 0)  # noqa: E731
         worker.wait_for(lambda: processed() >= total // 4, 120, "a quarter of the events")
         worker.crash()
-        worker = start_worker(kafka_bootstrap, tmp_path / "w", app_id)
-        for mid in members:
-            state = member_with(worker, mid, lambda v: v["counts"].get("view", 0) >= per_member,
-                                f"all of {mid}'s events after restart", timeout=180)
-            assert state["counts"] == {"view": per_member}, mid
+        worker = start_worker(kafka_bootstrap, tmp_path / "w", app_id, loglevel="info")
+        counts: dict[str, dict | None] = {}
+
+        def everyone_complete():
+            for mid in members:
+                state = worker.member(mid)
+                counts[mid] = state and state["counts"]
+            return all(c and c.get("view", 0) >= per_member for c in counts.values())
+        try:
+            worker.wait_for(everyone_complete, 180, "every member's events after the restart")
+        except TimeoutError as err:  # say whether events were lost or the worker stalled
+            raise AssertionError(f"counts {counts}\nstats {worker.stats()}\n{err}") from None
+        assert counts == {mid: {"view": per_member} for mid in members}
     finally:
         worker.stop()
     assert_members_on_their_partitions(tmp_path / "w", members)
