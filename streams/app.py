@@ -17,6 +17,7 @@ from __future__ import annotations
 import faust
 
 from streams.settings import get_settings
+from streams.tables import HandedOffGlobalTable, HandedOffTable
 from streams.topics import ALL_TOPICS, dlq_name
 
 settings = get_settings()
@@ -45,6 +46,8 @@ app = faust.App(
     web_bind="127.0.0.1",  # the read API is for this machine only
     web_port=settings.web_port,
     autodiscover=False,
+    Table=HandedOffTable,  # changelog records handed off before acks (streams.tables)
+    GlobalTable=HandedOffGlobalTable,
 )
 
 # Raw bytes in: validation is ours (streams.schemas), so a malformed message can be
@@ -80,6 +83,14 @@ companies = app.GlobalTable(
     "companies", default=None, partitions=settings.member_partitions,
     key_type=str,
 )
+
+
+async def hand_off_table_writes() -> None:
+    """Every agent awaits this before faust may ack its events: the table changes they
+    made are in the Kafka client, so the commit that covers them waits for their
+    delivery (see `streams.tables`)."""
+    for table in (member_state, job_catalog, companies):
+        await table.changelog_handed_off()
 
 
 def register_agents() -> None:

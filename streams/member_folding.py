@@ -10,18 +10,16 @@ cannot interleave on one member.
 """
 from __future__ import annotations
 
-import weakref
 from collections import defaultdict
-from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import faust
-from faust.streams import _current_event
 
 from streams.app import job_catalog, member_state, settings
 from streams.ingest_stats import stats
 from streams.schemas import HireConfirmed, Job, MemberActed, MemberUpserted
 from streams.state import CatalogEntry, MemberState, apply_member_event, verbalized_history
+from streams.tables import acting_as
 
 MemberEvent = MemberUpserted | MemberActed | HireConfirmed
 
@@ -29,22 +27,6 @@ MemberEvent = MemberUpserted | MemberActed | HireConfirmed
 def lookup_job(job_id: str) -> Job | None:
     stored = job_catalog.get(job_id)
     return CatalogEntry.from_dict(stored).job if stored else None
-
-
-@contextmanager
-def acting_as(source: faust.EventT) -> Iterator[None]:
-    """Make `source` faust's current event for the table reads and writes inside.
-
-    faust routes a table access (the local RocksDB partition and the changelog
-    partition) to the partition of the *current event*; while a batch is handled that
-    is the last event buffered, whatever its partition. So each partition's members
-    are handled with one of that partition's own events current.
-    """
-    token = _current_event.set(weakref.ref(source))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
 
 
 def fold_member_events(batch: Sequence[tuple[faust.EventT, MemberEvent]]) -> None:

@@ -1,21 +1,27 @@
 """`companies` -> the company directory."""
-from streams.app import app, companies, source_topics
-from streams.decoding import decode_or_dead_letter
+import faust
+
+from streams.app import app, companies, settings, source_topics, hand_off_table_writes
+from streams.decoding import decode_batch
 from streams.ingest_stats import stats
+from streams.schemas import Event
+from streams.tables import acting_as
 
 
 @app.agent(source_topics["companies"])
 async def process_companies(stream):
-    async for event in stream.events():
-        typed = await decode_or_dead_letter(event)
-        if typed is None:
-            continue
-        company_id = typed.payload.company_id
-        entry = companies.get(company_id)
-        if entry and entry["event_id"] == typed.event_id:
-            stats.duplicate(event.message.topic)
-            continue
-        companies[company_id] = {
-            "company": typed.payload.model_dump(mode="json"), "event_id": typed.event_id,
-        }
-        stats.applied(event.message.topic, event.message.timestamp)
+    async for batch in stream.take_events(settings.batch_max_events, within=settings.batch_within):
+        for source, typed in await decode_batch(batch):
+            with acting_as(source):
+                record(source, typed)
+        await hand_off_table_writes()
+
+
+def record(source: faust.EventT, typed: Event) -> None:
+    company_id = typed.payload.company_id
+    entry = companies.get(company_id)
+    if entry and entry["event_id"] == typed.event_id:
+        stats.duplicate(source.message.topic)
+        return
+    companies[company_id] = {"company": typed.payload.model_dump(mode="json"), "event_id": typed.event_id}
+    stats.applied(source.message.topic, source.message.timestamp)

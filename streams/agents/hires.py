@@ -1,5 +1,5 @@
 """`hires` -> confirmed hires appended to the hired member's history."""
-from streams.app import app, settings, source_topics
+from streams.app import app, settings, source_topics, hand_off_table_writes
 from streams.decoding import decode_batch
 from streams.member_folding import fold_member_events
 
@@ -8,3 +8,4 @@ from streams.member_folding import fold_member_events
 async def process_hires(stream):
     async for batch in stream.take_events(settings.batch_max_events, within=settings.batch_within):
         fold_member_events(await decode_batch(batch))
+        await hand_off_table_writes()
