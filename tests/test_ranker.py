@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.ranker import Ranker, StudentConfig, answer_token_ids, load_tokenizer, student_model
+from models.ranker import Ranker, StudentConfig, answer_token_ids, keep_first_layers, load_tokenizer, student_model
 from models.ranker_training import TrainConfig, TrainRow, encode_rows, model_card, row_loss, train
 
 torch.set_num_threads(1)
@@ -104,3 +104,18 @@ def test_long_segments_keep_their_answer_tail(tokenizer):
     ids = ranker.encode_segment(seg("Chef " * 200))
     assert len(ids) == ranker.budget.max_segment_tokens
     assert tokenizer.decode(ids).endswith("## Answer:")
+
+
+def test_depth_pruning_keeps_the_first_blocks_and_reloads(tokenizer, tmp_path):
+    full = student_model(tokenizer, StudentConfig(**{**TINY.__dict__, "num_hidden_layers": 3}), seed=1)
+    kept = [layer.mlp.up_proj.weight.clone() for layer in full.model.layers[:2]]
+    ranker = Ranker(keep_first_layers(full, 2), tokenizer)
+    assert len(ranker.model.model.layers) == ranker.model.config.num_hidden_layers == 2
+    for layer, weight in zip(ranker.model.model.layers, kept):
+        assert torch.equal(layer.mlp.up_proj.weight, weight)
+    ranker.save(tmp_path / "pruned")
+    loaded = Ranker.load(tmp_path / "pruned", device="cpu")
+    segments = [seg("Chef"), seg("Nurse")]
+    np.testing.assert_array_equal(loaded.score(PREFIX, segments), ranker.score(PREFIX, segments))
+    with pytest.raises(ValueError, match="layers must be in 1..2"):
+        keep_first_layers(loaded.model, 3)

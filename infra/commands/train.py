@@ -16,8 +16,8 @@ def command() -> None:
 
 
 @command.command(name="ranker")
-@click.option("--model", "model_kind", type=click.Choice(["teacher", "student"]), default="student",
-              show_default=True, help="teacher: SmolLM2-135M-Instruct fine-tuned; student: small Llama from scratch.")
+@click.option("--model", "model_kind", type=click.Choice(["teacher", "pruned", "student"]), default="student",
+              show_default=True, help="teacher: SmolLM2-135M-Instruct fine-tuned; pruned: its first 6 blocks, fine-tuned; student: small Llama from scratch.")
 @click.option("--budget-minutes", type=float, default=None, help="Stop after this much training time.")
 @click.option("--steps", type=int, default=None, help="Stop after this many optimizer steps.")
 @click.option("--seed", type=int, default=0, show_default=True)
