@@ -11,6 +11,10 @@ events with the same pure functions the stream worker uses: member states with
 (the rule of the `jobs` agent), the job index's upsert/delete, hire-graph links from
 hires, and feedback rules from the dismisses in a member's history.
 
+The dense column's embedder is the index's hashed-term one unless one is given; the
+PLM4Job encoder (`EgoGraphEmbedder`) embeds each node with its ego graph, and the
+engine keeps that graph current from the same events (`serving.graph_data`).
+
 Several retrieval settings can share one engine (`retrievals={"hybrid": "hybrid,exact",
 "term": "term,exact"}`): each gets its own index fed by the same events, so a
 side-by-side replay folds the log once.
@@ -27,6 +31,7 @@ import numpy as np
 
 from index import HashedTermEmbedder, JobIndex, LinkGraph
 from serving.catalog import JobCounters
+from serving.graph_data import apply_graph_event
 from streams.state import CatalogEntry, apply_job_event
 from serving.retrieval import surface_query
 from serving.scorer import Candidate, Scorer
@@ -64,6 +69,15 @@ class EngineConfig:
 
 
 DEFAULT_RETRIEVALS: Mapping[str, str] = {"hybrid": "hybrid,exact"}
+
+
+def load_encoder(path: str | None):
+    """The PLM4Job checkpoint at `path` as the indexes' embedder; None keeps hashed terms."""
+    if not path:
+        return None
+    from models.ego_embedder import EgoGraphEmbedder
+
+    return EgoGraphEmbedder.from_pretrained(path)
 
 
 class MatchingEngine:
@@ -122,6 +136,9 @@ class MatchingEngine:
             if changed:
                 self.applied += 1
                 self.last_event_time = max(self.last_event_time, event.event_time.timestamp())
+                graph = getattr(self.embedder, "graph", None)  # an ego-graph encoder's live graph
+                if graph is not None:
+                    apply_graph_event(graph, event)
             return changed
 
     def apply_all(self, events: Iterable[Any]) -> int:

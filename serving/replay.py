@@ -39,7 +39,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from serving import metrics as M
-from serving.engine import EngineConfig, MatchingEngine
+from serving.engine import EngineConfig, MatchingEngine, load_encoder
 from serving.eventlog import LogRecord, ReadReport, as_records, read_log
 from serving.scorer import Candidate, Scorer
 from streams.schemas import ActionType, HireConfirmed, MemberActed, ScoreRequested
@@ -75,6 +75,7 @@ class ReplayConfig:
     cold_start_max: int = 3  # fewer past interactions (views aside) than this = cold start
     seed: int = 0  # decides the samples
     engine: EngineConfig = field(default_factory=EngineConfig)
+    encoder: str | None = None  # a PLM4Job checkpoint for the dense column (default: hashed terms)
 
 
 # ---- evaluation points ------------------------------------------------------------
@@ -247,7 +248,7 @@ class Replayer:
             records = list(as_records(records))
             second_pass = records
         fut = read_future(records, cfg.slate_gap_s)
-        engine = MatchingEngine(None, cfg.engine, retrievals=cfg.retrievals)
+        engine = MatchingEngine(None, cfg.engine, retrievals=cfg.retrievals, embedder=load_encoder(cfg.encoder))
         groups: dict[tuple[str, str, str, str], Group] = defaultdict(Group)
         daily: dict[tuple[str, str, int], list[float]] = defaultdict(list)
         lat: dict[str, list[float]] = defaultdict(list)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from serving.engine import EngineConfig, MatchingEngine
+from serving.engine import EngineConfig, MatchingEngine, load_encoder
 from serving.replica import IndexReplica
 from serving.scorer import make_scorer
 from serving.settings import get_serving_settings
@@ -31,6 +31,7 @@ engine = MatchingEngine(
     EngineConfig(retrieve_k=_serving.retrieve_k, history_max_items=settings.history_max_items),
     retrievals={"default": _serving.retrieval},
     keep_members=False,  # member state lives in the worker's table
+    embedder=load_encoder(_serving.encoder),
 )
 replica = IndexReplica(engine, settings.kafka_bootstrap)
 

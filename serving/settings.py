@@ -12,6 +12,7 @@ class ServingSettings(BaseSettings):
     scorer: str = "bm25"  # a `serving.scorer.make_scorer` spec: popularity, bm25, ranker:<dir>, vllm:<dir>
     retrieval: str = "hybrid,exact"  # the replica's job index (`index.IndexConfig.parse`)
     retrieve_k: int = 100
+    encoder: str | None = None  # a PLM4Job checkpoint for the replica's dense column (default: hashed terms)
 
 
 @lru_cache(maxsize=1)

@@ -107,3 +107,34 @@ def test_unknown_retrieval_is_a_clear_error():
     e = engine(*jobs(), f.member_upserted("u1"))
     with pytest.raises(ValueError, match="unknown retrieval 'nope'"):
         e.retrieve(e.member("m1"), retrieval="nope")
+
+
+def test_an_ego_graph_encoder_is_the_dense_column_and_its_graph_follows_the_events():
+    import numpy as np
+    import torch
+
+    from models.ego_embedder import EgoGraphEmbedder
+    from models.ego_graph import node_key
+    from models.encoder import EncoderConfig, PLM4JobEncoder
+    from models.encoder_training import PromptBuilder, PromptSpec, embed_nodes, train_tokenizer
+
+    tokenizer = train_tokenizer(["Title: Senior Data Engineer Pastry Chef Company: Acme Globex Location: Seattle "
+                                 "Paris Skills: Python Spark SQL Baking Seniority: senior mid"], vocab_size=120)
+    builder = PromptBuilder(tokenizer, PromptSpec(max_len=48, ego_tokens=16, neighbour_tokens=6, fanout=(3, 2)))
+    torch.manual_seed(0)
+    model = PLM4JobEncoder(EncoderConfig(vocab_size=len(tokenizer), hidden_size=32, num_layers=1, num_heads=4,
+                                         intermediate_size=64, max_position_embeddings=48, embedding_dim=16))
+    embedder = EgoGraphEmbedder(model, builder)
+    e = MatchingEngine(BM25Scorer(), embedder=embedder)
+    e.apply_all([f.company("co1"), *jobs(), f.member_upserted("u1"), f.action("a1", "apply", 1, job_id="j1")])
+
+    graph = embedder.graph
+    assert node_key("job", "j1") in graph.neighbours(node_key("member", "m1"))  # the apply became an edge
+    assert node_key("company", "c1") in graph.neighbours(node_key("job", "j1"))
+    r = e.score(request(), NOW, scorer=None)
+    assert r.error is None and set(ids(r)) == {"j1", "j2", "j3"}
+    index = e.indexes[e.default_retrieval]
+    assert index.embedder is embedder and index.config.dim == 16
+    # the member's vector is the encoder's, over the graph the events built
+    expected = embed_nodes(model, builder, graph, [node_key("member", "m1")])[0]
+    np.testing.assert_allclose(embedder.embed_members([f.profile()])[0], expected, atol=1e-6)

@@ -16,12 +16,14 @@ import click
 @click.option("--retrieval", "retrievals", multiple=True, default=("hybrid=hybrid,exact", "term=term,exact"),
               show_default=True, help="Retrieval setting as name=index spec.")
 @click.option("--engine-sample", default=0.1, show_default=True, help="Share of slates run through retrieve->rank.")
+@click.option("--encoder", default=None, type=click.Path(exists=True, file_okay=False),
+              help="PLM4Job checkpoint (hirestream train encoder) for the dense column; default hashed terms.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--to-kafka", is_flag=True, help="Produce the log onto its topics instead of evaluating.")
 @click.option("--speed", default="max", show_default=True, help="With --to-kafka: '100x' event time, or 'max'.")
 @click.option("--bootstrap", default=None, help="host:port; default KAFKA_BOOTSTRAP or settings.")
 def command(log: Path, out_dir: Path | None, scorers: tuple[str, ...], retrievals: tuple[str, ...],
-            engine_sample: float, seed: int, to_kafka: bool, speed: str, bootstrap: str | None) -> None:
+            engine_sample: float, encoder: str | None, seed: int, to_kafka: bool, speed: str, bootstrap: str | None) -> None:
     """Feed LOG in event-time order through the same stream and serving code and
     report metrics per surface and task (or, with --to-kafka, produce it)."""
     from rich.console import Console
@@ -45,7 +47,7 @@ def command(log: Path, out_dir: Path | None, scorers: tuple[str, ...], retrieval
 
     specs = dict(_pair(r, "--retrieval") for r in retrievals)
     variants = [_variant(s, make_scorer, Variant) for s in scorers] if scorers else default_variants()
-    config = ReplayConfig(retrievals=specs, engine_sample=engine_sample, seed=seed)
+    config = ReplayConfig(retrievals=specs, engine_sample=engine_sample, seed=seed, encoder=encoder)
     result = replay_file(log, variants, config, progress=True)
     paths = write_report(result, out_dir or get_settings().artifacts_dir / "replay")
     console.print(rich_table(result, title=f"replay of {result.replay['events']:,} events "
