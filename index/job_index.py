@@ -286,7 +286,10 @@ class JobIndex:
             return seg.search(k, **q.score_args(seg, dead, self.backend))
         # approximate: faiss proposes, then the same exact scoring runs over the proposals
         n_cand = min(seg.size, self.config.candidates_per_k * k + (0 if dead is None else len(dead)))
-        rows = [seg.ann.search(q.embeddings_host, n_cand).ravel()]
+        proposals = seg.ann.search(q.embeddings_host, n_cand)
+        if q.weights is None and q.forbid is None and not q.must_groups:
+            return _rescore_own_proposals(seg, dead, q, proposals, k)
+        rows = [proposals.ravel()]
         if q.weights is not None and q.weights.nnz:
             rows.append(_term_candidates(seg, q.weights, len(q.must_needed), n_cand))
         cand = np.unique(np.concatenate(rows))
@@ -301,6 +304,27 @@ class JobIndex:
 
         vals, local = sub.search(k, **q.score_args(sub, sub_dead, self.backend, locate))
         return vals, cand[local]
+
+
+def _rescore_own_proposals(seg: Segment, dead: np.ndarray | None, q: "_Compiled", proposals: np.ndarray,
+                           k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Dense-only queries in approximate mode: each query's exact similarity over its
+    own proposals (a gather), not over the union of the batch's, which grows with the
+    batch and cost more than faiss itself. Tombstones and excluded ids are masked as
+    in the exact scorer."""
+    valid = proposals >= 0
+    rows = np.where(valid, proposals, 0)
+    scores = np.einsum("qcd,qd->qc", seg.embeddings_host[rows], q.embeddings_host)
+    scores[~valid] = NEG_INF
+    if dead is not None and len(dead):
+        scores[np.isin(rows, dead)] = NEG_INF
+    for i, ids in enumerate(q.exclude):
+        for job_id in ids:
+            r = seg.row_of.get(job_id)
+            if r is not None:
+                scores[i, rows[i] == r] = NEG_INF
+    values, cols = topk(np, scores, k)
+    return values, np.take_along_axis(rows, cols, axis=1)
 
 
 # ---- pure state steps ------------------------------------------------------------

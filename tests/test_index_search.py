@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import index.segment as segment_module
-from index import JobIndex, member_query
+from index import JobIndex, Query, member_query
 from index.topk import topk
 from tests.index_reference import (
     assert_matches_reference,
@@ -178,6 +178,33 @@ def test_approximate_mode_is_close_to_exact_and_respects_masks(kind):
             assert ref[j] == pytest.approx(float(s), abs=1e-4)  # rescored exactly, masks applied
         want = {j for j in e.ids[i] if j is not None}
         recalls.append(len(set(got) & want) / max(1, len(want)))
+    assert np.mean(recalls) >= 0.9
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_approximate_dense_only_queries_rescore_their_own_proposals_with_masks(kind):
+    jobs, emb = random_catalog(12, 3000, DIM)
+    exact, approx = _index("dense,exact"), _index(f"dense,{kind}", target_recall=0.95)
+    for ix in (exact, approx):
+        ix.upsert(jobs, embeddings=emb)
+        ix.compact()
+        ix.delete([j.job_id for j in jobs[::10]])
+    closed = {j.job_id for j in jobs[::10]}
+    rng = np.random.default_rng(12)
+    queries = []
+    for _ in range(30):
+        e = rng.standard_normal(DIM).astype(np.float32)
+        best = exact.search([Query(embedding=e)], k=3).ids[0]
+        queries.append(Query(embedding=e, exclude_ids=frozenset(best[:2])))  # e.g. jobs already applied to
+    a, e = approx.search(queries, k=20), exact.search(queries, k=20)
+    vecs = {j.job_id: emb[i] for i, j in enumerate(jobs)}
+    recalls = []
+    for i, q in enumerate(queries):
+        got = [j for j in a.ids[i] if j is not None]
+        assert len(got) == 20 and not set(got) & (closed | q.exclude_ids)
+        np.testing.assert_allclose(a.scores[i], [float(np.dot(q.embedding, vecs[j])) for j in got], atol=1e-5)
+        assert list(a.scores[i]) == sorted(a.scores[i], reverse=True)
+        recalls.append(len(set(got) & set(e.ids[i])) / 20)
     assert np.mean(recalls) >= 0.9
 
 
