@@ -154,14 +154,20 @@ def test_index_spec_parsing_and_errors():
         index.upsert([dict(job_id="x", title="t", location="l", seniority="guru")])
 
 
-@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
-def test_approximate_mode_is_close_to_exact_and_respects_masks(kind):
-    jobs, emb = random_catalog(11, 3000, DIM)
-    exact, approx = _index("hybrid,exact"), _index(f"hybrid,{kind}", target_recall=0.95)
+def exact_and_approximate(scoring: str, kind: str, seed: int):
+    """The same 3,000-job catalog, every tenth job closed, in an exact and an approximate index."""
+    jobs, emb = random_catalog(seed, 3000, DIM)
+    exact, approx = _index(f"{scoring},exact"), _index(f"{scoring},{kind}", target_recall=0.95)
     for ix in (exact, approx):
         ix.upsert(jobs, embeddings=emb)
         ix.compact()
         ix.delete([j.job_id for j in jobs[::10]])
+    return jobs, emb, exact, approx
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_approximate_mode_is_close_to_exact_and_respects_masks(kind):
+    jobs, emb, exact, approx = exact_and_approximate("hybrid", kind, seed=11)
     assert approx.ann is not None and approx.ann.kind == kind
     rng = random.Random(11)
     queries = [random_query(rng, DIM, [j.job_id for j in jobs]) for _ in range(20)]
@@ -183,12 +189,7 @@ def test_approximate_mode_is_close_to_exact_and_respects_masks(kind):
 
 @pytest.mark.parametrize("kind", ["hnsw", "ivf"])
 def test_approximate_dense_only_queries_rescore_their_own_proposals_with_masks(kind):
-    jobs, emb = random_catalog(12, 3000, DIM)
-    exact, approx = _index("dense,exact"), _index(f"dense,{kind}", target_recall=0.95)
-    for ix in (exact, approx):
-        ix.upsert(jobs, embeddings=emb)
-        ix.compact()
-        ix.delete([j.job_id for j in jobs[::10]])
+    jobs, emb, exact, approx = exact_and_approximate("dense", kind, seed=12)
     closed = {j.job_id for j in jobs[::10]}
     rng = np.random.default_rng(12)
     queries = []
