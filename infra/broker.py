@@ -230,8 +230,14 @@ def log4j_properties(cfg: BrokerConfig) -> str:
 
 
 def new_cluster_id() -> str:
-    # Kafka's Uuid text form: 16 random bytes, URL-safe base64, no padding.
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """Kafka's Uuid text form: 16 random bytes, URL-safe base64, no padding.
+
+    Like Kafka's own `Uuid.randomUuid`, never one that starts with "-": the storage
+    tool would read it as an option (1 format in 64 failed that way)."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not text.startswith("-"):
+            return text
 
 
 def java_command(cfg: BrokerConfig, libs: Path, main: str, *args: str) -> list[str]:

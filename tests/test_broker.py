@@ -70,9 +70,11 @@ def test_free_ports_are_distinct_and_bindable():
 
 
 def test_cluster_id_is_kafkas_22_character_uuid_text():
-    ids = {broker.new_cluster_id() for _ in range(50)}
-    assert len(ids) == 50
+    ids = {broker.new_cluster_id() for _ in range(2000)}
+    assert len(ids) == 2000
     assert all(len(i) == 22 and "=" not in i and "+" not in i and "/" not in i for i in ids)
+    # the storage tool's `-t <id>` would take a leading "-" for an option (1 in 64 ids)
+    assert not any(i.startswith("-") for i in ids)
 
 
 def test_kafka_version_is_read_from_the_pom():
