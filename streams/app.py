@@ -86,7 +86,7 @@ companies = app.GlobalTable(
 
 
 async def hand_off_table_writes() -> None:
-    """Every agent awaits this before faust may ack its events: the table changes they
+    """Awaited before faust may ack a batch (`streams.decoding.decoded_batches`): the table changes it
     made are in the Kafka client, so the commit that covers them waits for their
     delivery (see `streams.tables`)."""
     for table in (member_state, job_catalog, companies):

@@ -1,8 +1,11 @@
-"""Turning a raw faust event into a typed event, or into a dead letter."""
+"""Turning raw faust events into typed events (or dead letters), a batch at a time."""
 from __future__ import annotations
+
+from typing import AsyncIterator
 
 import faust
 
+from streams.app import hand_off_table_writes, settings
 from streams.dead_letters import send_to_dead_letters
 from streams.schemas import Event, InvalidEvent, key_of, parse
 
@@ -32,3 +35,16 @@ async def decode_batch(batch) -> list[tuple[faust.EventT, Event]]:
         if typed is not None:
             out.append((source, typed))
     return out
+
+
+async def decoded_batches(stream) -> AsyncIterator[list[tuple[faust.EventT, Event]]]:
+    """How every table-writing agent reads its stream: batches of (source message,
+    typed event), malformed messages dead-lettered.
+
+    When the agent has handled a batch and asks for the next, the table changes it
+    made are handed to the Kafka client first, and only then does faust ack the
+    batch (take_events acks after its own yield resumes): see `streams.tables`.
+    """
+    async for batch in stream.take_events(settings.batch_max_events, within=settings.batch_within):
+        yield await decode_batch(batch)
+        await hand_off_table_writes()

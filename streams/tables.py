@@ -9,8 +9,9 @@ them: at restart, recovery puts the older changelog value back over RocksDB whil
 the source resumes after the committed offset. (Kafka Streams flushes its producer
 fully before it commits; this restores that order.)
 
-So these tables keep their changelog records and every agent awaits
-`streams.app.hand_off_table_writes()` before it lets faust ack: that hands the records to
+So these tables keep their changelog records, and every agent reads its stream through
+`streams.decoding.decoded_batches`, which awaits `streams.app.hand_off_table_writes()`
+after each batch and before faust acks it: that hands the records to
 the Kafka client in order, and the commit's flush then waits for their delivery. The
 agent itself never waits on the network, so batches still overlap with delivery.
 """
@@ -39,8 +40,8 @@ class _HandedOffChangelog:
         # held here rather than put in the producer's buffer.
         fut = self.changelog_topic.as_future_message(  # type: ignore[attr-defined]
             key=key, value=value, partition=partition,
-            key_serializer=key_serializer or self.key_serializer,  # type: ignore[attr-defined]
-            value_serializer=value_serializer or self.value_serializer,  # type: ignore[attr-defined]
+            key_serializer=self.key_serializer if key_serializer is None else key_serializer,  # type: ignore[attr-defined]
+            value_serializer=self.value_serializer if value_serializer is None else value_serializer,  # type: ignore[attr-defined]
             callback=self._on_changelog_sent,  # type: ignore[attr-defined]
             eager_partitioning=True,
         )

@@ -1,8 +1,8 @@
 """`companies` -> the company directory."""
 import faust
 
-from streams.app import app, companies, settings, source_topics, hand_off_table_writes
-from streams.decoding import decode_batch
+from streams.app import app, companies, source_topics
+from streams.decoding import decoded_batches
 from streams.ingest_stats import stats
 from streams.schemas import Event
 from streams.tables import acting_as
@@ -10,11 +10,10 @@ from streams.tables import acting_as
 
 @app.agent(source_topics["companies"])
 async def process_companies(stream):
-    async for batch in stream.take_events(settings.batch_max_events, within=settings.batch_within):
-        for source, typed in await decode_batch(batch):
+    async for batch in decoded_batches(stream):
+        for source, typed in batch:
             with acting_as(source):
                 record(source, typed)
-        await hand_off_table_writes()
 
 
 def record(source: faust.EventT, typed: Event) -> None:

@@ -1,11 +1,10 @@
 """`hires` -> confirmed hires appended to the hired member's history."""
-from streams.app import app, settings, source_topics, hand_off_table_writes
-from streams.decoding import decode_batch
+from streams.app import app, source_topics
+from streams.decoding import decoded_batches
 from streams.member_folding import fold_member_events
 
 
 @app.agent(source_topics["hires"])
 async def process_hires(stream):
-    async for batch in stream.take_events(settings.batch_max_events, within=settings.batch_within):
-        fold_member_events(await decode_batch(batch))
-        await hand_off_table_writes()
+    async for batch in decoded_batches(stream):
+        fold_member_events(batch)
