@@ -25,6 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from serving.metrics import auc, ndcg_at_k  # noqa: E402
 from serving.ranker_pipeline import PromptCache, groups_of, score_examples, simulated_split  # noqa: E402
 from serving.training_examples import RANKING_TASKS, Example  # noqa: E402
 from models.verbalizer import TASKS  # noqa: E402
@@ -106,26 +107,13 @@ def popularity(ex: Example) -> float:
     return jc.get(POSITIVE_ACTION[ex.task], 0) + 0.01 * jc.get("view", 0)
 
 
-def auc(y: np.ndarray, s: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(y, s)) if 0 < y.sum() < len(y) else float("nan")
-
-
 def ndcg10(examples: list[Example], s: np.ndarray) -> float:
     """Mean NDCG@10 over member-days with a positive and at least two candidates."""
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i, ex in enumerate(examples):
         groups[(ex.member_id, int(ex.request_time // 86400))].append(i)
-    values = []
-    for idx in groups.values():
-        y = np.array([examples[i].label for i in idx])
-        if len(idx) < 2 or not y.any():
-            continue
-        order = np.argsort(-s[idx], kind="stable")[:10]
-        dcg = sum(y[o] / math.log2(r + 2) for r, o in enumerate(order))
-        ideal = sum(1 / math.log2(r + 2) for r in range(min(10, int(y.sum()))))
-        values.append(dcg / ideal)
+    values = [ndcg_at_k(s[idx], [examples[i].label for i in idx], 10)
+              for idx in groups.values() if len(idx) >= 2 and any(examples[i].label for i in idx)]
     return float(np.mean(values)) if values else float("nan")
 
 
@@ -213,7 +201,7 @@ def main() -> None:
             cold = np.array([ex.is_cold_start for ex in exs])
             results.append(dict(
                 method=method, task=task, n=len(y), positives=int(y.sum()),
-                auc=auc(y, s), auc_cold=auc(y[cold], s[cold]), n_cold=int(cold.sum()),
+                auc=auc(s, y), auc_cold=auc(s[cold], y[cold]), n_cold=int(cold.sum()),
                 positives_cold=int(y[cold].sum()),
                 ndcg10=ndcg10(exs, s) if task in RANKING_TASKS else float("nan"),
             ))

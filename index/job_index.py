@@ -318,11 +318,9 @@ def _rescore_own_proposals(seg: Segment, dead: np.ndarray | None, q: "_Compiled"
     scores[~valid] = NEG_INF
     if dead is not None and len(dead):
         scores[np.isin(rows, dead)] = NEG_INF
-    for i, ids in enumerate(q.exclude):
-        for job_id in ids:
-            r = seg.row_of.get(job_id)
-            if r is not None:
-                scores[i, rows[i] == r] = NEG_INF
+    q_idx, excluded = q.excluded_rows(seg.row_of.get)
+    pair, col = np.nonzero(rows[q_idx] == excluded[:, None])
+    scores[q_idx[pair], col] = NEG_INF
     values, cols = topk(np, scores, k)
     return values, np.take_along_axis(rows, cols, axis=1)
 
@@ -414,14 +412,6 @@ class _Compiled:
 
     def score_args(self, seg: Segment, dead: np.ndarray | None, backend: Backend,
                    locate: Callable[[str], int | None] | None = None) -> dict[str, Any]:
-        locate = locate or seg.row_of.get
-        q_idx, rows = [], []
-        for i, ids in enumerate(self.exclude):
-            for j in ids:
-                r = locate(j)
-                if r is not None:
-                    q_idx.append(i)
-                    rows.append(r)
         return dict(
             query_embeddings=None if self.embeddings_host is None else backend.asarray(self.embeddings_host),
             weights=self.weights,
@@ -429,8 +419,19 @@ class _Compiled:
             must_groups=self.must_groups,
             must_needed=self.must_needed,
             dead_rows=None if dead is None or not len(dead) else backend.asarray(dead),
-            excluded=(np.asarray(q_idx, np.int64), np.asarray(rows, np.int64)),
+            excluded=self.excluded_rows(locate or seg.row_of.get),
         )
+
+    def excluded_rows(self, locate: Callable[[str], int | None]) -> tuple[np.ndarray, np.ndarray]:
+        """(query index, row) of each excluded job that `locate` finds in the segment."""
+        q_idx, rows = [], []
+        for i, ids in enumerate(self.exclude):
+            for j in ids:
+                r = locate(j)
+                if r is not None:
+                    q_idx.append(i)
+                    rows.append(r)
+        return np.asarray(q_idx, np.int64), np.asarray(rows, np.int64)
 
 
 def _unit(weights: dict[str, float]) -> dict[str, float]:

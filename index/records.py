@@ -5,7 +5,7 @@ with the same field names (extra keys such as `description` are ignored).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
 # Lowest to highest; the same order as streams.schemas.Seniority, kept as plain strings.

@@ -21,6 +21,7 @@ side-by-side replay folds the log once.
 """
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import OrderedDict
@@ -197,16 +198,10 @@ class MatchingEngine:
         size: a burst of postings becomes one upsert. Every read flushes first, so a
         search still sees exactly the jobs folded before it."""
         ops, self._index_ops = self._index_ops, []
-        i = 0
-        while i < len(ops):
-            kind = ops[i][0]
-            j = i
-            while j < len(ops) and ops[j][0] == kind:
-                j += 1
-            batch = [x for _, x in ops[i:j]]
+        for kind, run in itertools.groupby(ops, key=lambda op: op[0]):
+            batch = [x for _, x in run]
             for index in self.indexes.values():
                 index.upsert(batch) if kind == "upsert" else index.delete(batch)
-            i = j
 
     def _learn_link(self, event: HireConfirmed) -> None:
         profile = self.profiles.get(event.payload.member_id)

@@ -28,7 +28,6 @@ Determinism: the same log, seed and models give byte-identical `metrics.json`
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import time
 from collections import defaultdict

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.kafka_helpers import private_broker, wait_for  # noqa: F401  (wait_for: re-exported)
+from infra.broker import private_broker
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,6 @@
 """Test helpers around the real Kafka broker (the broker and the waiting live in infra/).
 
-Imported by `tests/conftest.py`; tests may import from here directly
-(`from tests.kafka_helpers import wait_for`).
+Waiting on a condition is `infra.waiting.wait_for`, as everywhere else.
 """
 from __future__ import annotations
 
@@ -9,8 +8,6 @@ import shutil
 import uuid
 
 from infra import broker
-from infra.broker import private_broker  # noqa: F401  (re-exported for tests)
-from infra.waiting import wait_for  # noqa: F401  (re-exported for tests)
 
 
 def free_port() -> int:

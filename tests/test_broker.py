@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from infra import broker
+from infra.waiting import wait_for
 from streams.settings import get_settings
 from streams.topics import ALL_TOPICS, MEMBERS, dlq_name
-from tests.kafka_helpers import java_partition, require_kcat, unique_name, wait_for
+from tests.kafka_helpers import java_partition, require_kcat, unique_name
 
 # --- without a broker ----------------------------------------------------------------
 

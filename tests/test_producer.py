@@ -3,10 +3,11 @@ import json
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
+from infra.waiting import wait_for
 from streams.producer import ProduceReport, produce_file, validated_lines
 from streams.schemas import serialize
 from tests import factories as f
-from tests.kafka_helpers import unique_name, wait_for
+from tests.kafka_helpers import unique_name
 
 
 def write_lines(path, lines):

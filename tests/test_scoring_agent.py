@@ -10,12 +10,13 @@ from datetime import datetime, timezone
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
+from infra.waiting import wait_for
 from infra.worker_process import WorkerProcess
 from streams.producer import EventProducer
 from streams.schemas import ScoreRequest, ScoreRequested, parse
 from streams.settings import REPO_ROOT
 from tests import factories as f
-from tests.kafka_helpers import free_port, unique_name, wait_for
+from tests.kafka_helpers import free_port, unique_name
 
 pytestmark = pytest.mark.kafka
 

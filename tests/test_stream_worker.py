@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer
 
+from infra.waiting import wait_for
 from infra.worker_process import WorkerProcess
 from streams.producer import EventProducer
 from streams.schemas import serialize
 from tests import factories as f
-from tests.kafka_helpers import free_port, java_partition, require_kcat, unique_name, wait_for
+from tests.kafka_helpers import free_port, java_partition, require_kcat, unique_name
 
 pytestmark = pytest.mark.kafka
 
