@@ -107,6 +107,16 @@ class WorkerProcess:
     def job(self, job_id: str) -> dict | None:
         return self._get(f"/jobs/{job_id}/")
 
+    def debug_state(self) -> str:
+        """What the worker's tasks wait on and what its consumer holds (`/debug/tasks/`),
+        for failure messages; never raises."""
+        try:
+            state = self._get("/debug/tasks/") or {}
+        except Exception as err:  # a wedged or dead worker: say so instead
+            return f"(no /debug/tasks/: {err!r})"
+        tasks = "\n".join(state.pop("tasks", []) + state.pop("consumer_thread_tasks", []))
+        return f"{json.dumps(state, indent=1)}\n{tasks}"
+
     def wait_processed(self, n: int, timeout: float, desc: str = "worker") -> dict:
         """Wait until the worker has handled `n` events since its stats were last reset
         (applied, recognised as duplicates, or dead-lettered); return its stats."""
@@ -135,4 +145,4 @@ class WorkerProcess:
         try:
             return wait_for(alive_probe, timeout, what, interval)
         except TimeoutError as err:
-            raise TimeoutError(f"{err}; worker log:\n{self.log_tail()}") from None
+            raise TimeoutError(f"{err}; worker log:\n{self.log_tail()}\nworker state:\n{self.debug_state()}") from None

@@ -3,6 +3,8 @@ and the ingest statistics. `make run`, the tests and the benchmark read state he
 instead of opening RocksDB files a running worker holds."""
 from __future__ import annotations
 
+import asyncio
+
 from faust.web import Request, Response, View
 
 from streams.app import app, job_catalog, member_state
@@ -38,3 +40,70 @@ async def stats_reset_view(web: View, request: Request) -> Response:
     """Start a new measurement window (the ingest benchmark's phases)."""
     stats.reset()
     return web.json(stats.snapshot())
+
+
+@app.page("/debug/tasks/")
+async def tasks_view(web: View, request: Request) -> Response:
+    """What every asyncio task of the worker waits on, and which partitions the consumer
+    holds, has paused or has left out of its fetches: a stalled worker explains itself
+    here (the tests print it when they time out waiting for the worker)."""
+    consumer = app.consumer
+    names = lambda tps: sorted(f"{tp.topic}-{tp.partition}" for tp in tps or ())  # noqa: E731
+    return web.json({
+        "assigned": names(consumer.assignment()),
+        "active": names(consumer._active_partitions),
+        "paused": names(consumer._paused_partitions),
+        "aiokafka_paused": names(consumer._thread._ensure_consumer().paused()),
+        "flow_active": app.flow_control.is_active(),
+        "offsets": _source_offsets(),
+        "agent_queue_sizes": {name: _queue_size(agent) for name, agent in app.agents.items()},
+        "tasks": _task_stacks(asyncio.get_running_loop()),
+        # aiokafka runs in a thread with a loop of its own.
+        "consumer_thread_tasks": _task_stacks(consumer._thread.thread_loop),
+    })
+
+
+def _source_offsets() -> dict[str, dict]:
+    """Per source partition: where aiokafka will fetch next, the end of the log, the
+    last offset faust handed to a stream and the offset it last committed."""
+    consumer = app.consumer
+    assignment = consumer._thread._ensure_consumer()._subscription.subscription.assignment
+    out = {}
+    for tp in sorted(consumer.assignment()):
+        if consumer._is_changelog_tp(tp):
+            continue
+        state = assignment.state_value(tp) if assignment else None
+        out[f"{tp.topic}-{tp.partition}"] = {
+            "position": state.position if state is not None and state.has_valid_position else None,
+            "highwater": consumer.highwater(tp),
+            "read": consumer._read_offset.get(tp),
+            "committed": consumer._committed_offset.get(tp),
+            "acked_pending": len(consumer._acked.get(tp) or ()),
+        }
+    return out
+
+
+def _queue_size(agent) -> int | None:
+    try:
+        return agent.channel.queue.qsize()
+    except Exception:  # an agent without a queued channel
+        return None
+
+
+def _task_stacks(loop: asyncio.AbstractEventLoop) -> list[str]:
+    """Each task as the chain of awaits it is suspended in, outermost first
+    (`Task.print_stack` shows only the outermost coroutine of a suspended task)."""
+    return sorted(_await_chain(task) for task in list(asyncio.all_tasks(loop)))
+
+
+def _await_chain(task: asyncio.Task) -> str:
+    lines = [repr(task)[:160]]
+    awaitable = task.get_coro()
+    while awaitable is not None:
+        frame = getattr(awaitable, "cr_frame", None) or getattr(awaitable, "ag_frame", None) \
+            or getattr(awaitable, "gi_frame", None)
+        if frame is not None:
+            lines.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+        awaitable = getattr(awaitable, "cr_await", None) or getattr(awaitable, "ag_await", None) \
+            or getattr(awaitable, "gi_yieldfrom", None)
+    return "\n".join(lines)

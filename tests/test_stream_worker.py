@@ -144,7 +144,7 @@ def test_crash_and_restart_lose_nothing_and_count_nothing_twice(kafka_bootstrap,
     app_id = unique_name("hs-crash")  # its own consumer group and changelogs
     members = [unique_name("m") for _ in range(20)]
     per_member = 60
-    worker = start_worker(kafka_bootstrap, tmp_path / "w", app_id)
+    worker = start_worker(kafka_bootstrap, tmp_path / "w", app_id, loglevel="info")
     try:
         with EventProducer(kafka_bootstrap) as p:
             for i in range(per_member):
