@@ -107,11 +107,14 @@ class WorkerProcess:
     def job(self, job_id: str) -> dict | None:
         return self._get(f"/jobs/{job_id}/")
 
+    def debug_tasks(self) -> dict | None:
+        """What the worker's tasks wait on and what its consumer holds (`/debug/tasks/`)."""
+        return self._get("/debug/tasks/")
+
     def debug_state(self) -> str:
-        """What the worker's tasks wait on and what its consumer holds (`/debug/tasks/`),
-        for failure messages; never raises."""
+        """`debug_tasks()` as text for failure messages; never raises."""
         try:
-            state = self._get("/debug/tasks/") or {}
+            state = self.debug_tasks() or {}
         except Exception as err:  # a wedged or dead worker: say so instead
             return f"(no /debug/tasks/: {err!r})"
         tasks = "\n".join(state.pop("tasks", []) + state.pop("consumer_thread_tasks", []))

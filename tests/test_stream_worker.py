@@ -138,6 +138,20 @@ def test_redelivered_event_changes_nothing(worker, kafka_bootstrap):
     assert len(state["history"]) == 2
 
 
+def test_the_worker_says_what_it_waits_on_and_where_it_reads(worker, kafka_bootstrap):
+    mid = unique_name("m")
+    with EventProducer(kafka_bootstrap) as p:
+        p.send(f.member_upserted(unique_name("e"), member_id=mid))
+    member_with(worker, mid, lambda v: v["profile"], "the profile")
+    state = worker.debug_tasks()
+    partition = f"members-{java_partition(mid.encode(), 3)}"
+    assert partition in state["assigned"] and partition in state["active"]
+    read = state["offsets"][partition]
+    assert read["read"] is not None and read["position"] > read["read"]  # the event was read
+    assert read["highwater"] >= read["position"]
+    assert any("_execute_actor" in task for task in state["tasks"])  # the agents are waiting
+
+
 def test_crash_and_restart_lose_nothing_and_count_nothing_twice(kafka_bootstrap, tmp_path):
     """SIGKILL mid-stream (no commit, no flush), restart on the same RocksDB directory:
     every member's counts end exactly as produced."""
