@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import faust
 
+from streams import faust_fixes
 from streams.settings import get_settings
 from streams.tables import HandedOffGlobalTable, HandedOffTable
 from streams.topics import ALL_TOPICS, dlq_name
 
 settings = get_settings()
+faust_fixes.apply()  # before the app exists: see streams/faust_fixes.py
 
 
 def _broker_urls(bootstrap: str) -> list[str]:
