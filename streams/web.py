@@ -67,7 +67,8 @@ def _source_offsets() -> dict[str, dict]:
     """Per source partition: where aiokafka will fetch next, the end of the log, the
     last offset faust handed to a stream and the offset it last committed."""
     consumer = app.consumer
-    assignment = consumer._thread._ensure_consumer()._subscription.subscription.assignment
+    subscription = consumer._thread._ensure_consumer()._subscription.subscription
+    assignment = subscription.assignment if subscription is not None else None  # None mid-rebalance
     out = {}
     for tp in sorted(consumer.assignment()):
         if consumer._is_changelog_tp(tp):
