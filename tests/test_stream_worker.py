@@ -186,6 +186,45 @@ def test_crash_and_restart_lose_nothing_and_count_nothing_twice(kafka_bootstrap,
     assert_members_on_their_partitions(tmp_path / "w", members)
 
 
+def test_a_crashed_workers_partitions_fail_over_to_the_other_worker(kafka_bootstrap, tmp_path):
+    """Two workers share the group and one is SIGKILLed mid-stream: the other takes its
+    partitions, restores their state from the changelogs (its standby copies) and
+    finishes them. Every member's counts end exactly as produced."""
+    app_id = unique_name("hs-failover")
+    members = [unique_name("m") for _ in range(20)]
+    per_member = 60
+    survivor = start_worker(kafka_bootstrap, tmp_path / "a", app_id, loglevel="info")
+    victim = start_worker(kafka_bootstrap, tmp_path / "b", app_id, loglevel="info")
+    try:
+        def split_between_them():
+            held = [{tp for tp in (w.debug_tasks() or {}).get("assigned", []) if tp.startswith("member-actions-")}
+                    for w in (survivor, victim)]
+            return all(held) and not (held[0] & held[1]) and len(held[0] | held[1]) == 3
+        survivor.wait_for(split_between_them, 120, "member-actions split between the two workers")
+        with EventProducer(kafka_bootstrap) as p:
+            for i in range(per_member):
+                for mid in members:
+                    p.send(f.action(f"{mid}-{i}", "view", i / 10, member_id=mid, job_id=f"j{i}"))
+        handled = lambda: (s := victim.stats()) and s["processed"].get("member-actions", 0)  # noqa: E731
+        victim.wait_for(lambda: handled() >= 100, 120, "the victim handling events")
+        victim.crash()
+        counts: dict[str, dict | None] = {}
+
+        def everyone_complete():
+            for mid in members:
+                state = survivor.member(mid)
+                counts[mid] = state and state["counts"]
+            return all(c and c.get("view", 0) >= per_member for c in counts.values())
+        try:
+            survivor.wait_for(everyone_complete, 180, "every member's events on the survivor")
+        except TimeoutError as err:
+            raise AssertionError(f"counts {counts}\nstats {survivor.stats()}\n{err}") from None
+        assert counts == {mid: {"view": per_member} for mid in members}
+    finally:
+        victim.crash()
+        survivor.stop()
+
+
 def test_a_new_disk_is_rebuilt_from_the_changelogs(kafka_bootstrap, tmp_path):
     """Every table change reaches its changelog topic: a worker started on an empty
     directory (a lost machine) restores the same member states and jobs without
