@@ -160,27 +160,12 @@ def test_crash_and_restart_lose_nothing_and_count_nothing_twice(kafka_bootstrap,
     per_member = 60
     worker = start_worker(kafka_bootstrap, tmp_path / "w", app_id, loglevel="info")
     try:
-        with EventProducer(kafka_bootstrap) as p:
-            for i in range(per_member):
-                for mid in members:
-                    p.send(f.action(f"{mid}-{i}", "view", i / 10, member_id=mid, job_id=f"j{i}"))
-        total = per_member * len(members)
-        processed = lambda: (s := worker.stats()) and s["processed"].get("member-actions", 0)  # noqa: E731
-        worker.wait_for(lambda: processed() >= total // 4, 120, "a quarter of the events")
+        produce_views(kafka_bootstrap, members, per_member)
+        worker.wait_for(lambda: views_handled(worker) >= per_member * len(members) // 4, 120,
+                        "a quarter of the events")
         worker.crash()
         worker = start_worker(kafka_bootstrap, tmp_path / "w", app_id, loglevel="info")
-        counts: dict[str, dict | None] = {}
-
-        def everyone_complete():
-            for mid in members:
-                state = worker.member(mid)
-                counts[mid] = state and state["counts"]
-            return all(c and c.get("view", 0) >= per_member for c in counts.values())
-        try:
-            worker.wait_for(everyone_complete, 180, "every member's events after the restart")
-        except TimeoutError as err:  # say whether events were lost or the worker stalled
-            raise AssertionError(f"counts {counts}\nstats {worker.stats()}\n{err}") from None
-        assert counts == {mid: {"view": per_member} for mid in members}
+        assert_exact_view_counts(worker, members, per_member, "after the restart")
     finally:
         worker.stop()
     assert_members_on_their_partitions(tmp_path / "w", members)
@@ -201,25 +186,10 @@ def test_a_crashed_workers_partitions_fail_over_to_the_other_worker(kafka_bootst
                     for w in (survivor, victim)]
             return all(held) and not (held[0] & held[1]) and len(held[0] | held[1]) == 3
         survivor.wait_for(split_between_them, 120, "member-actions split between the two workers")
-        with EventProducer(kafka_bootstrap) as p:
-            for i in range(per_member):
-                for mid in members:
-                    p.send(f.action(f"{mid}-{i}", "view", i / 10, member_id=mid, job_id=f"j{i}"))
-        handled = lambda: (s := victim.stats()) and s["processed"].get("member-actions", 0)  # noqa: E731
-        victim.wait_for(lambda: handled() >= 100, 120, "the victim handling events")
+        produce_views(kafka_bootstrap, members, per_member)
+        victim.wait_for(lambda: views_handled(victim) >= 100, 120, "the victim handling events")
         victim.crash()
-        counts: dict[str, dict | None] = {}
-
-        def everyone_complete():
-            for mid in members:
-                state = survivor.member(mid)
-                counts[mid] = state and state["counts"]
-            return all(c and c.get("view", 0) >= per_member for c in counts.values())
-        try:
-            survivor.wait_for(everyone_complete, 180, "every member's events on the survivor")
-        except TimeoutError as err:
-            raise AssertionError(f"counts {counts}\nstats {survivor.stats()}\n{err}") from None
-        assert counts == {mid: {"view": per_member} for mid in members}
+        assert_exact_view_counts(survivor, members, per_member, "on the survivor")
     finally:
         victim.crash()
         survivor.stop()
@@ -256,6 +226,34 @@ def test_a_new_disk_is_rebuilt_from_the_changelogs(kafka_bootstrap, tmp_path):
         assert (worker.stats() or {}).get("processed_total") == 0  # from the changelogs alone
     finally:
         worker.stop()
+
+
+def produce_views(bootstrap: str, members: list[str], per_member: int) -> None:
+    """`per_member` views for each member, interleaved, event ids `<member>-<i>`."""
+    with EventProducer(bootstrap) as p:
+        for i in range(per_member):
+            for mid in members:
+                p.send(f.action(f"{mid}-{i}", "view", i / 10, member_id=mid, job_id=f"j{i}"))
+
+
+def views_handled(worker: WorkerProcess) -> int:
+    return ((worker.stats() or {}).get("processed") or {}).get("member-actions", 0)
+
+
+def assert_exact_view_counts(worker: WorkerProcess, members: list[str], per_member: int, where: str) -> None:
+    """Wait until every member has `per_member` views on `worker`, then require exactly that."""
+    counts: dict[str, dict | None] = {}
+
+    def everyone_complete():
+        for mid in members:
+            state = worker.member(mid)
+            counts[mid] = state and state["counts"]
+        return all(c and c.get("view", 0) >= per_member for c in counts.values())
+    try:
+        worker.wait_for(everyone_complete, 180, f"every member's events {where}")
+    except TimeoutError as err:  # say whether events were lost or the worker stalled
+        raise AssertionError(f"counts {counts}\nstats {worker.stats()}\n{err}") from None
+    assert counts == {mid: {"view": per_member} for mid in members}
 
 
 def assert_members_on_their_partitions(data_dir: Path, members: list[str], partitions: int = 3) -> None:
