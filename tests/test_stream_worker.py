@@ -171,30 +171,6 @@ def test_crash_and_restart_lose_nothing_and_count_nothing_twice(kafka_bootstrap,
     assert_members_on_their_partitions(tmp_path / "w", members)
 
 
-def test_a_crashed_workers_partitions_fail_over_to_the_other_worker(kafka_bootstrap, tmp_path):
-    """Two workers share the group and one is SIGKILLed mid-stream: the other takes its
-    partitions, restores their state from the changelogs (its standby copies) and
-    finishes them. Every member's counts end exactly as produced."""
-    app_id = unique_name("hs-failover")
-    members = [unique_name("m") for _ in range(20)]
-    per_member = 60
-    survivor = start_worker(kafka_bootstrap, tmp_path / "a", app_id, loglevel="info")
-    victim = start_worker(kafka_bootstrap, tmp_path / "b", app_id, loglevel="info")
-    try:
-        def split_between_them():
-            held = [{tp for tp in (w.debug_tasks() or {}).get("assigned", []) if tp.startswith("member-actions-")}
-                    for w in (survivor, victim)]
-            return all(held) and not (held[0] & held[1]) and len(held[0] | held[1]) == 3
-        survivor.wait_for(split_between_them, 120, "member-actions split between the two workers")
-        produce_views(kafka_bootstrap, members, per_member)
-        victim.wait_for(lambda: views_handled(victim) >= 100, 120, "the victim handling events")
-        victim.crash()
-        assert_exact_view_counts(survivor, members, per_member, "on the survivor")
-    finally:
-        victim.crash()
-        survivor.stop()
-
-
 def test_a_new_disk_is_rebuilt_from_the_changelogs(kafka_bootstrap, tmp_path):
     """Every table change reaches its changelog topic: a worker started on an empty
     directory (a lost machine) restores the same member states and jobs without
