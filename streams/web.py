@@ -48,14 +48,14 @@ async def tasks_view(web: View, request: Request) -> Response:
     holds, has paused or has left out of its fetches: a stalled worker explains itself
     here (the tests print it when they time out waiting for the worker)."""
     consumer = app.consumer
-    names = lambda tps: sorted(f"{tp.topic}-{tp.partition}" for tp in tps or ())  # noqa: E731
+    assigned = consumer.assignment()
     return web.json({
-        "assigned": names(consumer.assignment()),
-        "active": names(consumer._active_partitions),
-        "paused": names(consumer._paused_partitions),
-        "aiokafka_paused": names(consumer._thread._ensure_consumer().paused()),
+        "assigned": _names(assigned),
+        "active": _names(consumer._active_partitions),
+        "paused": _names(consumer._paused_partitions),
+        "aiokafka_paused": _names(consumer._thread._ensure_consumer().paused()),
         "flow_active": app.flow_control.is_active(),
-        "offsets": _source_offsets(),
+        "offsets": _source_offsets(assigned),
         "agent_queue_sizes": {name: _queue_size(agent) for name, agent in app.agents.items()},
         "tasks": _task_stacks(asyncio.get_running_loop()),
         # aiokafka runs in a thread with a loop of its own.
@@ -63,14 +63,18 @@ async def tasks_view(web: View, request: Request) -> Response:
     })
 
 
-def _source_offsets() -> dict[str, dict]:
+def _names(tps) -> list[str]:
+    return sorted(f"{tp.topic}-{tp.partition}" for tp in tps or ())
+
+
+def _source_offsets(assigned) -> dict[str, dict]:
     """Per source partition: where aiokafka will fetch next, the end of the log, the
     last offset faust handed to a stream and the offset it last committed."""
     consumer = app.consumer
     subscription = consumer._thread._ensure_consumer()._subscription.subscription
     assignment = subscription.assignment if subscription is not None else None  # None mid-rebalance
     out = {}
-    for tp in sorted(consumer.assignment()):
+    for tp in sorted(assigned):
         if consumer._is_changelog_tp(tp):
             continue
         state = assignment.state_value(tp) if assignment else None

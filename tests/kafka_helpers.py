@@ -32,23 +32,3 @@ def require_kcat() -> str:
     if path is None:
         raise RuntimeError("kcat is not installed; run `bash infra/kcat.sh` (apt-get install -y kcat)")
     return path
-
-
-
-
-def uncommitted(bootstrap: str, group: str, topics: list[str]) -> dict:
-    """Each partition of `topics` whose end offset is past `group`'s committed offset,
-    with how far behind it is: empty once the group has committed everything."""
-    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
-    try:
-        parts = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
-        committed = admin.list_group_offsets({group: parts})[group]
-        ends = consumer.end_offsets(parts)
-        behind = {tp: ends[tp] - max(committed[tp].offset if tp in committed else 0, 0) for tp in parts}
-        return {f"{tp.topic}-{tp.partition}": n for tp, n in behind.items() if n > 0}
-    finally:
-        consumer.close()
-        admin.close()
