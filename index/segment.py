@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from index.scan import BlockPostings, Filters, scan_topk
 from index.topk import NEG_INF, topk
 from index.xp import Backend
 
@@ -68,6 +69,17 @@ class Segment:
         p.sort_indices()
         return p if self.backend.name == "numpy" else self.backend.sparse.csr_matrix(p)
 
+    @cached_property
+    def block_postings(self) -> BlockPostings:
+        """The tail posting lists cut into the CPU scan's blocks (index/scan.py)."""
+        tail = self.job_terms
+        if len(self.head_cols):
+            keep = np.ones(self.n_terms, np.float32)
+            keep[self.head_cols] = 0
+            tail = sp.csr_matrix(tail @ sp.diags(keep))
+            tail.eliminate_zeros()
+        return BlockPostings.build(tail)
+
     @property
     def size(self) -> int:
         return len(self.job_ids)
@@ -87,6 +99,7 @@ class Segment:
                 f"segment parts disagree: {len(ids)} ids, embeddings {emb.shape}, terms {job_terms.shape}")
         n, dim = emb.shape
         job_terms = sp.csr_matrix(job_terms, dtype=np.float32)
+        job_terms.sort_indices()  # the CPU scan merges a job's terms with a query's
         df = np.bincount(job_terms.indices, minlength=job_terms.shape[1])
         head = np.zeros(0, np.int64)
         if n >= HEAD_MIN_JOBS and max_head > 0:
@@ -108,6 +121,8 @@ class Segment:
         )
         if warm:
             seg.postings, seg.tail_postings, seg.row_of  # noqa: B018 — computed once, here
+            if backend.name == "numpy":
+                seg.block_postings  # noqa: B018
         return seg
 
     @classmethod
@@ -159,21 +174,30 @@ class Segment:
         flat, _ = self._pairs(forbid, self.postings, scores.shape[0])
         scores.reshape(-1)[flat] = NEG_INF
 
-    def dense_scores(self, query_embeddings: Any | None, weights: sp.csr_matrix | None, rows: int) -> Any:
-        """Similarity plus head-term scores: dense products only."""
-        xp = self.backend.xp
+    def dense_operands(self, query_embeddings: Any | None, weights: sp.csr_matrix | None) -> tuple[Any, Any] | None:
+        """(query matrix, job matrix) whose product is the similarity plus the head-term
+        scores; None when the queries have neither."""
         head_w = None
         if len(self.head_cols) and weights is not None:
             hw = self.restrict(weights)[:, self.head_cols]
             if hw.nnz:
                 head_w = self.backend.asarray(hw.toarray())
         if query_embeddings is not None and head_w is not None:
-            return xp.concatenate([query_embeddings, head_w], axis=1) @ self.vectors.T
+            return self.backend.xp.concatenate([query_embeddings, head_w], axis=1), self.vectors
         if query_embeddings is not None:
-            return query_embeddings @ self.vectors[:, : self.dim].T
+            return query_embeddings, self.vectors[:, : self.dim]
         if head_w is not None:
-            return head_w @ self.vectors[:, self.dim:].T
-        return xp.zeros((rows, self.size), dtype=xp.float32)
+            return head_w, self.vectors[:, self.dim:]
+        return None
+
+    def dense_scores(self, query_embeddings: Any | None, weights: sp.csr_matrix | None, rows: int) -> Any:
+        """Similarity plus head-term scores: dense products only."""
+        operands = self.dense_operands(query_embeddings, weights)
+        if operands is None:
+            xp = self.backend.xp
+            return xp.zeros((rows, self.size), dtype=xp.float32)
+        queries, jobs = operands
+        return queries @ jobs.T
 
     def require_terms(self, scores: Any, groups: list[sp.csr_matrix], needed: np.ndarray) -> None:
         """Keep a job for query i only if it has a term from each of i's `needed[i]` groups."""
@@ -205,11 +229,29 @@ class Segment:
             scores[self.backend.asarray(q_idx), self.backend.asarray(job_rows)] = NEG_INF
         return scores
 
-    def search(self, k: int, **score_args: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Host (values, rows), each (queries, k'), best first; -inf marks no result."""
+    def search(self, k: int, fused: bool = False, **score_args: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Host (values, rows), each (queries, k'), best first; -inf marks no result.
+
+        fused: the CPU scan of index/scan.py (NumPy backend), which never writes the
+        (queries x n) score matrix; otherwise `score` then `topk` (any backend)."""
         if self.size == 0:
             rows = len(score_args["must_needed"])
             return np.zeros((rows, 0), np.float32), np.zeros((rows, 0), np.int64)
+        if fused:
+            return self.scan(k, **score_args)
         scores = self.score(**score_args)
         values, cols = topk(self.backend.xp, scores, k)
         return self.backend.to_host(values), self.backend.to_host(cols)
+
+    def scan(self, k: int, query_embeddings: Any | None, weights: sp.csr_matrix | None,
+             forbid: sp.csr_matrix | None, must_groups: list[sp.csr_matrix], must_needed: np.ndarray,
+             dead_rows: Any, excluded: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """The same fused scores and masks as `score`, top-k by index/scan.py."""
+        if self.backend.name != "numpy":
+            raise ValueError("the fused scan runs on the NumPy backend; CuPy uses score + topk")
+        operands = self.dense_operands(query_embeddings, weights)
+        term_weights = self.restrict(weights) if weights is not None and weights.nnz else None
+        filters = Filters.build(self.size, None if forbid is None else self.restrict(forbid),
+                                [self.restrict(g) for g in must_groups], must_needed, excluded, dead_rows)
+        queries, jobs = operands if operands is not None else (None, None)
+        return scan_topk(queries, jobs, term_weights, self.block_postings, self.job_terms, filters, k)

@@ -29,7 +29,7 @@ def test_exact_hybrid_equals_brute_force_over_main_and_delta(seed, head_columns,
     if head_columns:  # frequent terms scored as dense columns even in this small catalog
         monkeypatch.setattr(segment_module, "HEAD_MIN_JOBS", 0)
     jobs, emb = random_catalog(seed, 600, DIM)
-    index = _index(query_chunk=7)  # several chunks, uneven last one
+    index = _index(query_chunk=7, fused_chunk=7, head_terms=32 if head_columns else 0)  # uneven last chunk
     index.upsert(jobs[:400], embeddings=emb[:400])
     index.compact()
     index.upsert(jobs[400:], embeddings=emb[400:])  # these stay in the delta
