@@ -46,7 +46,8 @@ class IndexConfig:
     dense_weight: float = 1.0
     term_weight: float = 1.0
     link_weight: float = 1.0
-    query_chunk: int = 64  # matrix scan: queries scored together, bounds the (chunk x catalog) score matrix
+    query_chunk: int = 64  # matrix scan and approximate mode: queries scored together (bounds the
+    # (chunk x catalog) score matrix, and the candidate union each query of a chunk rescans)
     fused_chunk: int = 1024  # fused scan: queries scored together (it holds a chunk x 4,096 block)
     # how exact scores become top-k: "fused" blocks + running top-k, never writing the score
     # matrix (index/scan.py, NumPy only); "matrix" the whole matrix then topk (any backend);
@@ -268,7 +269,11 @@ class JobIndex:
         n_q = len(queries)
         segments = [(seg, dead) for seg, dead in ((state.main, state.main_dead), (state.delta, None)) if seg.size]
         vals_parts, seg_parts, row_parts = [], [], []
-        chunk = self.config.fused_chunk if self._fused else self.config.query_chunk
+        # approximate mode rescans the union of a chunk's candidates for each query of it,
+        # so its chunks stay small; the exact fused scan wants them large (one pass of the
+        # catalog per chunk)
+        exact_fused = self._fused and self.config.search == "exact"
+        chunk = self.config.fused_chunk if exact_fused else self.config.query_chunk
         for lo in range(0, max(n_q, 1), chunk):
             part = queries[lo: lo + chunk]
             if not part:
@@ -307,7 +312,7 @@ class JobIndex:
             return _rescore_own_proposals(seg, dead, q, proposals, k)
         rows = [proposals.ravel()]
         if q.weights is not None and q.weights.nnz:
-            rows.append(_term_candidates(seg, q.weights, len(q.must_needed), n_cand))
+            rows.append(_term_candidates(seg, q.weights, len(q.must_needed), n_cand, self._fused))
         cand = np.unique(np.concatenate(rows))
         cand = cand[cand >= 0]
         sub = seg.take(cand, with_terms=q.weights is not None or q.forbid is not None or bool(q.must_groups))
@@ -402,11 +407,18 @@ def _merge(state: _State, backend: Backend, max_head: int) -> Segment:
     )
 
 
-def _term_candidates(seg: Segment, weights: sp.csr_matrix, n_queries: int, n: int) -> np.ndarray:
-    """Per query, the n jobs with the highest score over the short (tail) posting lists.
+def _term_candidates(seg: Segment, weights: sp.csr_matrix, n_queries: int, n: int, fused: bool) -> np.ndarray:
+    """Per query, the n jobs with the highest term score.
 
-    Head terms (seniority, big cities) are left out here: they barely narrow a catalog,
-    and they are scored in full when the candidates are rescored."""
+    The matrix path scores only the short (tail) posting lists: head terms (seniority,
+    big cities) barely narrow a catalog, and they are scored in full when the
+    candidates are rescored. The fused scan scores every term, without a
+    (queries x catalog) matrix (at 1,024 queries and 1M jobs that is 4 GB)."""
+    if fused:
+        values, rows = seg.scan(n, query_embeddings=None, weights=weights, forbid=None, must_groups=[],
+                                must_needed=np.zeros(n_queries, np.int64), dead_rows=None,
+                                excluded=(np.zeros(0, np.int64), np.zeros(0, np.int64)))
+        return rows[values > 0]
     xp = seg.backend.xp
     scores = xp.zeros((n_queries, seg.size), dtype=xp.float32)
     seg.add_term_scores(scores, weights)
@@ -465,6 +477,8 @@ def _sparse_rows(rows: list[dict[int, float]], width: int) -> sp.csr_matrix:
 
 def query_weights(q: Query, config: IndexConfig) -> dict[str, float]:
     """The one weighted term vector a query puts through the inverted index."""
+    if not (q.terms or q.links or q.penalties):  # an embedding-only query: skip the dict work
+        return {}
     out: dict[str, float] = {}
     if config.scoring != "dense":
         for part, w in ((_unit(dict(q.terms)), config.term_weight), (_unit(dict(q.links)), config.link_weight)):

@@ -20,7 +20,7 @@ this module does the same, with the index's own scoring rules. Per block of jobs
 
 The result is the same set as a full sort (ties at the k-th score may be broken either
 way, as in `topk`). Queries are split across threads, each running its own products
-single-threaded: BLAS's own threads, spinning between products, cost the scan a third.
+single-threaded: BLAS's own threads, spinning between products, made it 20% slower.
 """
 from __future__ import annotations
 
@@ -37,7 +37,8 @@ from numba import njit
 from threadpoolctl import ThreadpoolController
 
 BLOCK_ROWS = 2048  # jobs per block: a thread's (queries x block) scores stay in L3 from product to scan,
-# the block's posting lists (~60 KB at 15 terms a job) in L2; 1,024 and 4,096 measured slower
+# the block's posting lists (~60 KB at 15 terms a job) in L2. At 1M jobs 1,024 slowed the term
+# walk (more lists to open) and 4,096 the scan (scores fell out of cache)
 BUFFER = 2048  # per query: candidates held before they are cut back to the best k
 
 
@@ -245,6 +246,10 @@ def _scan_block(scores, lo, q0, q1, w_ptr, w_terms, w_vals, b_ptr, b_jobs, forbi
         t = threshold[i]
         checked = (len(dead) > 0 or excluded_ptr[i + 1] > excluded_ptr[i] or forbid_ptr[i + 1] > forbid_ptr[i]
                    or group_ptr[i + 1] > group_ptr[i])
+        if t == -np.inf and not checked and width >= k:
+            # a first block without filters: its k-th best is a floor for the k-th best
+            # overall, so start just below it rather than buffering the whole block
+            t = np.float32(np.nextafter(_kth_largest(row.copy(), k), np.float32(-np.inf)))
         for c0 in range(0, width, CHUNK):
             chunk = row[c0: c0 + CHUNK]
             above = 0
