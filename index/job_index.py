@@ -239,6 +239,7 @@ class JobIndex:
             if self.config.search != "exact" and main.size:
                 kind = "auto" if self.config.search == "approx" else self.config.search
                 main = replace(main, ann=build_ann(main.embeddings_host, kind, hnsw_max=self.config.hnsw_max,
+                                                   candidates_per_k=self.config.candidates_per_k,
                                                    target_recall=self.config.target_recall))
             with self._write_lock:
                 empty = Segment.empty(self.backend, self.config.dim)
