@@ -4,8 +4,9 @@ faiss only proposes candidates here: every candidate is rescored exactly by the 
 one-pass scoring as the exact mode, and tombstones, masks and rules are applied there,
 so the faiss index never needs deletes or filters (which FAISS GPU indexes lack).
 Small catalogs get HNSW (no training, high recall); large ones IVF with 8-bit scalar
-codes (fast to build, memory-light). The search breadth (nprobe / efSearch) is calibrated at build time to
-a target recall measured against exact search on a sample of the catalog itself.
+codes (fast to build, memory-light). The search breadth (nprobe / efSearch) is
+calibrated at build time to a target recall measured against exact search on a sample
+of the catalog itself.
 """
 from __future__ import annotations
 
@@ -33,6 +34,14 @@ class AnnIndex:
             params = faiss.SearchParametersHNSW(efSearch=max(self.breadth, k))
         _, rows = self.index.search(q, k, params=params)
         return rows
+
+
+def proposal_scores(x: np.ndarray, queries: np.ndarray, proposals: np.ndarray) -> np.ndarray:
+    """Each query's exact inner product with its own proposals (rows of x, a gather);
+    -inf where faiss proposed nothing (-1)."""
+    scores = np.einsum("qcd,qd->qc", x[np.maximum(proposals, 0)], queries)
+    scores[proposals < 0] = -np.inf
+    return scores
 
 
 def choose_kind(n: int, hnsw_max: int) -> str:
@@ -94,8 +103,7 @@ def _calibrate(ann: AnnIndex, x: np.ndarray, ladder: list[int], target: float, k
     for breadth in ladder:
         ann.breadth = breadth
         proposals = ann.search(queries, min(n, candidates_per_k * k))
-        exact = np.einsum("qcd,qd->qc", x[np.maximum(proposals, 0)], queries)
-        exact[proposals < 0] = -np.inf
+        exact = proposal_scores(x, queries, proposals)
         found = np.take_along_axis(proposals, np.argsort(-exact, axis=1)[:, :k], axis=1)
         recall = np.mean([len(set(f) & set(t)) / k for f, t in zip(found, truth)])
         ann.calibrated_recall = float(recall)

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from index.ann import AnnIndex, build_ann
+from index.ann import AnnIndex, build_ann, proposal_scores
 from index.embedder import Embedder, HashedTermEmbedder
 from index.query import Query
 from index.records import JobRecord, as_job
@@ -48,7 +48,7 @@ class IndexConfig:
     link_weight: float = 1.0
     query_chunk: int = 64  # matrix scan and approximate mode: queries scored together (bounds the
     # (chunk x catalog) score matrix, and the candidate union each query of a chunk rescans)
-    fused_chunk: int = 1024  # fused scan: queries scored together (it holds a chunk x 4,096 block)
+    fused_chunk: int = 1024  # fused scan: queries scored together (it holds a chunk x 2,048 block)
     # how exact scores become top-k: "fused" blocks + running top-k, never writing the score
     # matrix (index/scan.py, NumPy only); "matrix" the whole matrix then topk (any backend);
     # "auto" fused on NumPy, matrix on CuPy
@@ -156,8 +156,8 @@ class JobIndex:
             raise ValueError(f"embedder dim {self.embedder.dim} != index dim {self.config.dim}")
         if self.config.exact_scan == "fused" and self.backend.name != "numpy":
             raise ValueError(f"exact_scan 'fused' is a CPU scan; the {self.backend.name} backend uses 'matrix'")
-        self._fused = self.config.exact_scan == "fused" or (
-            self.config.exact_scan == "auto" and self.backend.name == "numpy")
+        fused = self.config.exact_scan == "fused" or (self.config.exact_scan == "auto" and self.backend.name == "numpy")
+        self._scan: Literal["fused", "matrix"] = "fused" if fused else "matrix"
         self._head_terms = self.config.head_terms if self.config.head_terms is not None else (0 if self._fused else 32)
         self.vocab = Vocabulary()
         self._write_lock = threading.Lock()  # one writer at a time; readers never lock
@@ -180,6 +180,10 @@ class JobIndex:
 
     def __contains__(self, job_id: str) -> bool:
         return _locate(self._state, job_id) is not None
+
+    @property
+    def _fused(self) -> bool:
+        return self._scan == "fused"
 
     @property
     def delta_size(self) -> int:
@@ -225,7 +229,7 @@ class JobIndex:
 
     def _write(self, op: _Upsert | _Delete) -> None:
         with self._write_lock:
-            self._state = _apply(self._state, op, self.backend)
+            self._state = _apply(self._state, op, self.backend, self._scan)
             if self._pending is not None:
                 self._pending.append(op)
 
@@ -235,7 +239,7 @@ class JobIndex:
             with self._write_lock:
                 snapshot = self._state
                 self._pending = []
-            main = _merge(snapshot, self.backend, self._head_terms)
+            main = _merge(snapshot, self.backend, self._head_terms, self._scan)
             if self.config.search != "exact" and main.size:
                 kind = "auto" if self.config.search == "approx" else self.config.search
                 main = replace(main, ann=build_ann(main.embeddings_host, kind, hnsw_max=self.config.hnsw_max,
@@ -245,7 +249,7 @@ class JobIndex:
                 empty = Segment.empty(self.backend, self.config.dim)
                 state = _State(main, np.zeros(0, np.int64), empty)
                 for op in self._pending:  # writes that raced the rebuild, replayed in order
-                    state = _apply(state, op, self.backend)
+                    state = _apply(state, op, self.backend, self._scan)
                 self._pending = None
                 self._state = state
 
@@ -334,10 +338,8 @@ def _rescore_own_proposals(seg: Segment, dead: np.ndarray | None, q: "_Compiled"
     own proposals (a gather), not over the union of the batch's, which grows with the
     batch and cost more than faiss itself. Tombstones and excluded ids are masked as
     in the exact scorer."""
-    valid = proposals >= 0
-    rows = np.where(valid, proposals, 0)
-    scores = np.einsum("qcd,qd->qc", seg.embeddings_host[rows], q.embeddings_host)
-    scores[~valid] = NEG_INF
+    rows = np.maximum(proposals, 0)
+    scores = proposal_scores(seg.embeddings_host, q.embeddings_host, proposals)
     if dead is not None and len(dead):
         scores[np.isin(rows, dead)] = NEG_INF
     q_idx, excluded = q.excluded_rows(seg.row_of.get)
@@ -365,7 +367,7 @@ def _sorted_contains(a: np.ndarray, x: int) -> bool:
     return bool(i < len(a) and a[i] == x)
 
 
-def _apply(state: _State, op: _Upsert | _Delete, backend: Backend) -> _State:
+def _apply(state: _State, op: _Upsert | _Delete, backend: Backend, scan: Literal["fused", "matrix"]) -> _State:
     """One write as a pure step: tombstone old versions in main, rebuild the small delta."""
     ids = op.job_ids
     main_rows = [r for r in (state.main.row_of.get(j) for j in ids) if r is not None]
@@ -384,7 +386,7 @@ def _apply(state: _State, op: _Upsert | _Delete, backend: Backend) -> _State:
         parts_terms.append(op.terms)
     width = max(t.shape[1] for t in parts_terms)
     terms = sp.vstack([_widen(t, width) for t in parts_terms], format="csr")
-    new_delta = Segment.build(backend, np.concatenate(parts_ids), np.concatenate(parts_emb), terms)
+    new_delta = Segment.build(backend, np.concatenate(parts_ids), np.concatenate(parts_emb), terms, warm=scan)
     return _State(state.main, dead, new_delta)
 
 
@@ -393,7 +395,7 @@ def _widen(m: sp.csr_matrix, width: int) -> sp.csr_matrix:
     return sp.csr_matrix((m.data, m.indices, m.indptr), shape=(m.shape[0], width))
 
 
-def _merge(state: _State, backend: Backend, max_head: int) -> Segment:
+def _merge(state: _State, backend: Backend, max_head: int, scan: Literal["fused", "matrix"]) -> Segment:
     """New main arrays: live main rows, then the delta."""
     main, delta = state.main, state.delta
     alive = np.setdiff1d(np.arange(main.size), state.main_dead, assume_unique=True)
@@ -405,6 +407,7 @@ def _merge(state: _State, backend: Backend, max_head: int) -> Segment:
         np.concatenate([main.embeddings_host[alive], delta.embeddings_host]),
         terms,
         max_head=max_head,
+        warm=scan,
     )
 
 

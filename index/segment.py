@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -59,26 +59,28 @@ class Segment:
 
     @cached_property
     def tail_postings(self) -> Any:
-        """The posting lists with the head terms' rows emptied (scoring)."""
+        """The posting lists with the head terms' rows emptied (matrix scan)."""
         if not len(self.head_cols):
             return self.postings
-        keep = np.ones(self.job_terms.shape[1], np.float32)
-        keep[self.head_cols] = 0
-        p = sp.csr_matrix(self.job_terms @ sp.diags(keep)).T.tocsr()
-        p.eliminate_zeros()
+        p = self.tail_terms.T.tocsr()
         p.sort_indices()
         return p if self.backend.name == "numpy" else self.backend.sparse.csr_matrix(p)
 
     @cached_property
     def block_postings(self) -> BlockPostings:
         """The tail posting lists cut into the CPU scan's blocks (index/scan.py)."""
-        tail = self.job_terms
-        if len(self.head_cols):
-            keep = np.ones(self.n_terms, np.float32)
-            keep[self.head_cols] = 0
-            tail = sp.csr_matrix(tail @ sp.diags(keep))
-            tail.eliminate_zeros()
-        return BlockPostings.build(tail)
+        return BlockPostings.build(self.tail_terms)
+
+    @cached_property
+    def tail_terms(self) -> sp.csr_matrix:
+        """job_terms without the head terms (scored as columns): what posting lists score."""
+        if not len(self.head_cols):
+            return self.job_terms
+        keep = np.ones(self.n_terms, np.float32)
+        keep[self.head_cols] = 0
+        tail = sp.csr_matrix(self.job_terms @ sp.diags(keep))
+        tail.eliminate_zeros()
+        return tail
 
     @property
     def size(self) -> int:
@@ -90,8 +92,9 @@ class Segment:
 
     @classmethod
     def build(cls, backend: Backend, job_ids: list[str] | np.ndarray, embeddings: np.ndarray,
-              job_terms: sp.csr_matrix, max_head: int = 32, warm: bool = True) -> "Segment":
-        """warm: build the posting lists now (main segments), not on first use."""
+              job_terms: sp.csr_matrix, max_head: int = 32, warm: Literal["fused", "matrix"] | None = None
+              ) -> "Segment":
+        """warm: build now, not on first search, what that scan reads (its posting lists)."""
         ids = np.asarray(job_ids, dtype=object)
         emb = np.asarray(embeddings, dtype=np.float32)
         if emb.ndim != 2 or emb.shape[0] != len(ids) or job_terms.shape[0] != len(ids):
@@ -119,10 +122,10 @@ class Segment:
             job_terms=job_terms,
             embeddings_host=np.ascontiguousarray(emb) if on_device else vectors[:, :dim],
         )
-        if warm:
-            seg.postings, seg.tail_postings, seg.row_of  # noqa: B018 — computed once, here
-            if backend.name == "numpy":
-                seg.block_postings  # noqa: B018
+        if warm == "fused":
+            seg.block_postings, seg.row_of  # noqa: B018 — computed once, here
+        elif warm == "matrix":
+            seg.postings, seg.tail_postings, seg.row_of  # noqa: B018
         return seg
 
     @classmethod
@@ -133,8 +136,7 @@ class Segment:
         """The sub-segment of the given rows (approximate-mode rescoring); without
         terms when the queries have none to match, mask or require."""
         terms = self.job_terms[rows] if with_terms else sp.csr_matrix((len(rows), self.n_terms), dtype=np.float32)
-        return Segment.build(self.backend, self.job_ids[rows], self.embeddings_host[rows], terms,
-                             max_head=0, warm=False)
+        return Segment.build(self.backend, self.job_ids[rows], self.embeddings_host[rows], terms, max_head=0)
 
     # ---- scoring -------------------------------------------------------------------
 
