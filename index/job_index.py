@@ -55,7 +55,8 @@ class IndexConfig:
     exact_scan: ExactScan = "auto"
     delta_limit: int | None = 20_000  # upsert compacts once the delta holds this many jobs (each write
     # rebuilds the delta, so this bounds a write's cost)
-    candidates_per_k: int = 2  # approximate mode: candidates fetched per requested result
+    candidates_per_k: int = 4  # approximate mode: proposals rescored per requested result (IVF's
+    # 4-bit codes rank roughly: at 1M jobs, d=128, nprobe 96, 200 proposals gave recall@100 0.917, 400 0.976)
     hnsw_max: int = 50_000  # approximate mode: HNSW up to this many jobs, IVF above (faster to build)
     target_recall: float = 0.95  # approximate mode: breadth calibrated to this recall@100
     # most frequent terms scored as dense columns (index/segment.py); None: 32 for the matrix

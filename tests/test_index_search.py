@@ -209,6 +209,22 @@ def test_approximate_dense_only_queries_rescore_their_own_proposals_with_masks(k
     assert np.mean(recalls) >= 0.9
 
 
+def test_proposals_are_rescored_exactly_and_missing_ones_never_win():
+    from index.ann import proposal_scores
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((50, DIM)).astype(np.float32)
+    q = rng.standard_normal((3, DIM)).astype(np.float32)
+    proposals = rng.integers(0, 50, size=(3, 7))
+    proposals[1, 4] = -1  # faiss found fewer than asked
+    got = proposal_scores(x, q, proposals)
+    want = np.einsum("qcd,qd->qc", x[np.maximum(proposals, 0)], q)
+    want[1, 4] = -np.inf
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(IndexError, match="outside the 50 vectors"):
+        proposal_scores(x, q, np.full((3, 2), 50))
+
+
 def test_exact_hybrid_equals_brute_force_on_a_simulated_marketplace():
     simulator = pytest.importorskip("streams.simulator", reason="the marketplace simulator is not available")
     sim = simulator.Marketplace(simulator.MarketplaceConfig(seed=3, n_members=60, n_companies=10, n_jobs=400, days=1))
