@@ -10,6 +10,8 @@ import re
 import threading
 from typing import Iterable
 
+import numpy as np
+
 from index.records import SENIORITY_LEVELS, JobRecord, MemberRecord
 
 _TOKEN = re.compile(r"[a-z0-9+#]+")
@@ -111,6 +113,11 @@ class Vocabulary:
                     self._terms.append(t)
                 cols.append(c)
             return cols
+
+    def columns(self, terms: list[str]) -> np.ndarray:
+        """Columns of the terms as an int64 array, -1 for a term never seen."""
+        get = self._col.get
+        return np.fromiter((get(t, -1) for t in terms), np.int64, len(terms))
 
     def lookup(self, terms: Iterable[str]) -> list[int]:
         """Columns of the known terms; unknown terms match no job, so they are dropped."""
