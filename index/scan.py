@@ -39,6 +39,7 @@ from threadpoolctl import ThreadpoolController
 BLOCK_ROWS = 2048  # jobs per block: a thread's (queries x block) scores stay in L3 from product to scan,
 # the block's posting lists (~60 KB at 15 terms a job) in L2. At 1M jobs 1,024 slowed the term
 # walk (more lists to open) and 4,096 the scan (scores fell out of cache)
+SMALL_BATCH_SCORES = 1 << 22  # a thread's queries x jobs up to this: one product, not one per block
 BUFFER = 256  # per query: candidates held before they are cut back to the best k (or 2k). A cut
 # raises the threshold, and while it is low most chunks need a second look: at 100k jobs,
 # d=128, a 2,048 buffer cut once per query and the scan cost 0.082 s a thread, 256 0.069 s
@@ -155,10 +156,10 @@ def scan_topk(query_matrix: np.ndarray | None, vectors: np.ndarray | None, term_
     values = np.full((n_q, k), -np.inf, np.float32)
     rows = np.zeros((n_q, k), np.int64)
     parts = _query_parts(n_q)
-    if len(parts) == 1:
-        scan.run(*parts[0], values, rows)
-    else:
-        with _one_blas_thread():
+    with _one_blas_thread():  # also for one part: BLAS threads left spinning slow whatever runs next
+        if len(parts) == 1:
+            scan.run(*parts[0], values, rows)
+        else:
             for done in [_pool().submit(scan.run, q0, q1, values, rows) for q0, q1 in parts]:
                 done.result()
     return values, rows
@@ -192,15 +193,23 @@ class _Scan:
         scan they cost 13 ms of a 0.26 s batch at 100k jobs)."""
         f, b_rows = self.filters, self.postings.block_rows
         block = np.empty((q1 - q0, min(b_rows, self.n)), np.float32)
+        whole = None
+        if self.query_matrix is not None and (q1 - q0) * self.n <= SMALL_BATCH_SCORES:
+            # a few queries: one product over the whole catalog, not a call per block (49 at
+            # 100k jobs, each for a row or a few)
+            whole = self.query_matrix[q0:q1] @ self.vectors.T
         for b, lo in enumerate(range(0, self.n, b_rows)):
             hi = min(lo + b_rows, self.n)
-            # a short last block gets its own array: a column slice is not C-contiguous,
-            # and would compile (seconds) and run a second, slower kernel
-            scores = block if hi - lo == block.shape[1] else np.empty((q1 - q0, hi - lo), np.float32)
-            if self.query_matrix is None:
-                scores[:] = 0
+            if whole is not None:
+                scores = np.ascontiguousarray(whole[:, lo:hi])  # one query's row slice: no copy
             else:
-                np.matmul(self.query_matrix[q0:q1], self.vectors[lo:hi].T, out=scores)
+                # a short last block gets its own array: a column slice is not C-contiguous,
+                # and would compile (seconds) and run a second, slower kernel
+                scores = block if hi - lo == block.shape[1] else np.empty((q1 - q0, hi - lo), np.float32)
+                if self.query_matrix is None:
+                    scores[:] = 0
+                else:
+                    np.matmul(self.query_matrix[q0:q1], self.vectors[lo:hi].T, out=scores)
             w_ptr = self.w_ptr
             if b == 0 and hi - lo >= self.k:
                 _add_terms(scores, q0, q1, self.w_ptr, self.w_terms, self.w_vals, self.postings.ptr[b],
