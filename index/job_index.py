@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from index.ann import AnnIndex, build_ann, proposal_scores
+from index.ann import AnnIndex, build_ann
 from index.embedder import Embedder, HashedTermEmbedder
 from index.query import Query
 from index.records import JobRecord, as_job
@@ -365,7 +365,7 @@ def _rescore_own_proposals(seg: Segment, dead: np.ndarray | None, q: "_Compiled"
     batch and cost more than faiss itself. Tombstones and excluded ids are masked as
     in the exact scorer."""
     rows = np.maximum(proposals, 0)
-    scores = proposal_scores(seg.embeddings_host, q.embeddings_host, proposals)
+    scores = seg.proposal_scores(q.embeddings_host, proposals)
     if dead is not None and len(dead):
         scores[np.isin(rows, dead)] = NEG_INF
     q_idx, excluded = q.excluded_rows(seg.row_of.get)
@@ -492,9 +492,15 @@ class _Compiled:
         return np.asarray(q_idx, np.int64), np.asarray(rows, np.int64)
 
 
-def _unit(weights: dict[str, float]) -> dict[str, float]:
-    norm = math.hypot(*weights.values())
-    return {t: w / norm for t, w in weights.items()} if norm > 0 else {}
+def _unit_scale(weights: Mapping[str, float]) -> float:
+    """What scales the weights to unit length; 0 for none (or all zero)."""
+    norm = math.hypot(*weights.values()) if weights else 0.0
+    return 1.0 / norm if norm > 0 else 0.0
+
+
+def _unit(weights: Mapping[str, float]) -> dict[str, float]:
+    scale = _unit_scale(weights)
+    return {t: w * scale for t, w in weights.items()} if scale else {}
 
 
 def _term_matrix(per_query: list[Mapping[str, float]], vocab: Vocabulary) -> sp.csr_matrix:
@@ -541,9 +547,9 @@ def query_weights(queries: list[Query], config: IndexConfig, vocab: Vocabulary) 
     for i, q in enumerate(queries):
         if config.scoring != "dense":
             for mapping, weight in ((q.terms, config.term_weight), (q.links, config.link_weight)):
-                norm = math.hypot(*mapping.values()) if mapping else 0.0
-                if norm > 0:
-                    sources.append((i, mapping, weight / norm))
+                scale = _unit_scale(mapping)
+                if scale:
+                    sources.append((i, mapping, weight * scale))
         if q.penalties:
             sources.append((i, q.penalties, -1.0))
     return _weighted_terms(sources, len(queries), vocab)
@@ -593,8 +599,8 @@ def _explain(queries: list[Query], located: tuple, scores: np.ndarray,
     segments, seg_no, rows = located
     out = []
     for i, q in enumerate(queries):
-        terms = _unit(dict(q.terms)) if config.scoring != "dense" else {}
-        links = _unit(dict(q.links)) if config.scoring != "dense" else {}
+        terms = _unit(q.terms) if config.scoring != "dense" else {}
+        links = _unit(q.links) if config.scoring != "dense" else {}
         reasons = []
         for j in range(scores.shape[1]):
             if scores[i, j] == NEG_INF:

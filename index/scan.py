@@ -200,16 +200,7 @@ class _Scan:
             whole = self.query_matrix[q0:q1] @ self.vectors.T
         for b, lo in enumerate(range(0, self.n, b_rows)):
             hi = min(lo + b_rows, self.n)
-            if whole is not None:
-                scores = np.ascontiguousarray(whole[:, lo:hi])  # one query's row slice: no copy
-            else:
-                # a short last block gets its own array: a column slice is not C-contiguous,
-                # and would compile (seconds) and run a second, slower kernel
-                scores = block if hi - lo == block.shape[1] else np.empty((q1 - q0, hi - lo), np.float32)
-                if self.query_matrix is None:
-                    scores[:] = 0
-                else:
-                    np.matmul(self.query_matrix[q0:q1], self.vectors[lo:hi].T, out=scores)
+            scores = self._block_scores(q0, q1, lo, hi, block, whole)
             w_ptr = self.w_ptr
             if b == 0 and hi - lo >= self.k:
                 _add_terms(scores, q0, q1, self.w_ptr, self.w_terms, self.w_vals, self.postings.ptr[b],
@@ -225,6 +216,19 @@ class _Scan:
         values[q0:q1] = np.take_along_axis(values[q0:q1], order, axis=1)
         rows[q0:q1] = np.take_along_axis(rows[q0:q1], order, axis=1)
 
+    def _block_scores(self, q0: int, q1: int, lo: int, hi: int, block: np.ndarray,
+                      whole: np.ndarray | None) -> np.ndarray:
+        """The queries' product scores for jobs lo..hi-1, C-contiguous: a column slice is
+        not, and would compile (seconds) and run a second, slower kernel."""
+        if whole is not None:
+            return np.ascontiguousarray(whole[:, lo:hi])  # a single query's slice needs no copy
+        scores = block if hi - lo == block.shape[1] else np.empty((q1 - q0, hi - lo), np.float32)
+        if self.query_matrix is None:
+            scores[:] = 0
+        else:
+            np.matmul(self.query_matrix[q0:q1], self.vectors[lo:hi].T, out=scores)
+        return scores
+
     def _start_thresholds(self, scores: np.ndarray, q0: int, q1: int) -> None:
         """A first block's k-th best is a floor for the k-th best overall, for a query
         whose filters drop nothing: start just below it rather than buffering the block.
@@ -232,7 +236,7 @@ class _Scan:
         2,048-job block, where a compiled quickselect per query took 12 ms."""
         width = scores.shape[1]
         kth = np.partition(scores, width - self.k, axis=1)[:, width - self.k]
-        start = self.unfiltered[q0:q1] & (self.threshold[q0:q1] == -np.inf)
+        start = self.unfiltered[q0:q1]
         self.threshold[q0:q1][start] = np.nextafter(kth[start], np.float32(-np.inf))
 
 

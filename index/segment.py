@@ -27,6 +27,7 @@ from typing import Any, Literal
 import numpy as np
 import scipy.sparse as sp
 
+from index.ann import proposal_scores
 from index.scan import BlockPostings, Filters, scan_topk
 from index.topk import NEG_INF, topk
 from index.xp import Backend
@@ -200,6 +201,18 @@ class Segment:
             return xp.zeros((rows, self.size), dtype=xp.float32)
         queries, jobs = operands
         return queries @ jobs.T
+
+    def proposal_scores(self, query_embeddings: np.ndarray, proposals: np.ndarray) -> np.ndarray:
+        """Each query's exact similarity with its own proposals (rows; -1: none), read in
+        place. On NumPy with head columns the embeddings are a column slice of `vectors`,
+        which faiss's by-id kernel cannot read: it reads whole rows of `vectors` against
+        queries zero-padded over the head columns, rather than copying the catalog's
+        embeddings on every call."""
+        x, queries = self.embeddings_host, query_embeddings
+        if not x.flags.c_contiguous:
+            x = self.vectors
+            queries = np.pad(queries, ((0, 0), (0, x.shape[1] - self.dim)))
+        return proposal_scores(x, queries, proposals)
 
     def require_terms(self, scores: Any, groups: list[sp.csr_matrix], needed: np.ndarray) -> None:
         """Keep a job for query i only if it has a term from each of i's `needed[i]` groups."""

@@ -96,9 +96,6 @@ class Vocabulary:
     def __len__(self) -> int:
         return len(self._terms)
 
-    def get(self, term: str) -> int | None:
-        return self._col.get(term)
-
     def term(self, col: int) -> str:
         return self._terms[col]
 
@@ -118,7 +115,3 @@ class Vocabulary:
         """Columns of the terms as an int64 array, -1 for a term never seen."""
         get = self._col.get
         return np.fromiter((get(t, -1) for t in terms), np.int64, len(terms))
-
-    def lookup(self, terms: Iterable[str]) -> list[int]:
-        """Columns of the known terms; unknown terms match no job, so they are dropped."""
-        return [c for c in (self._col.get(t) for t in terms) if c is not None]

@@ -209,6 +209,23 @@ def test_approximate_dense_only_queries_rescore_their_own_proposals_with_masks(k
     assert np.mean(recalls) >= 0.9
 
 
+def test_approximate_rescoring_reads_embeddings_that_share_rows_with_head_columns(monkeypatch):
+    monkeypatch.setattr(segment_module, "HEAD_MIN_JOBS", 0)
+    jobs, emb = random_catalog(13, 3000, DIM)
+    index = _index("hybrid,ivf", head_terms=32)
+    index.upsert(jobs, embeddings=emb)
+    index.compact()
+    main = index._state.main
+    assert len(main.head_cols) and not main.embeddings_host.flags.c_contiguous  # rows are [embedding | head]
+    rng = np.random.default_rng(13)
+    queries = [Query(embedding=rng.standard_normal(DIM).astype(np.float32)) for _ in range(10)]
+    result = index.search(queries, k=10)
+    vecs = {j.job_id: emb[i] for i, j in enumerate(jobs)}
+    for i, q in enumerate(queries):
+        np.testing.assert_allclose(result.scores[i], [float(np.dot(q.embedding, vecs[j])) for j in result.ids[i]],
+                                   atol=1e-5)
+
+
 def test_proposals_are_rescored_exactly_and_missing_ones_never_win():
     from index.ann import proposal_scores
 
