@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import threading
+from itertools import chain
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
@@ -516,9 +517,10 @@ def _weighted_terms(sources: list[tuple[int, Mapping[str, float], float]], n_que
     cost 40 ms for 1,000 member queries."""
     if not sources:
         return sp.csr_matrix((n_queries, len(vocab)), dtype=np.float32)
-    terms = [t for _, m, _ in sources for t in m]
-    lengths = [len(m) for _, m, _ in sources]
-    vals = np.fromiter((v for _, m, _ in sources for v in m.values()), np.float64, len(terms))
+    mappings = [m for _, m, _ in sources]
+    terms = list(chain.from_iterable(mappings))  # C-level loops: generator expressions cost 2-3x
+    lengths = [len(m) for m in mappings]
+    vals = np.fromiter(chain.from_iterable(m.values() for m in mappings), np.float64, len(terms))
     vals *= np.repeat(np.asarray([scale for _, _, scale in sources], np.float64), lengths)
     q_idx = np.repeat(np.asarray([i for i, _, _ in sources], np.int64), lengths)
     cols = vocab.columns(terms)

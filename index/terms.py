@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import threading
+from itertools import repeat
 from typing import Iterable
 
 import numpy as np
@@ -113,5 +114,4 @@ class Vocabulary:
 
     def columns(self, terms: list[str]) -> np.ndarray:
         """Columns of the terms as an int64 array, -1 for a term never seen."""
-        get = self._col.get
-        return np.fromiter((get(t, -1) for t in terms), np.int64, len(terms))
+        return np.fromiter(map(self._col.get, terms, repeat(-1)), np.int64, len(terms))  # C-level loop
