@@ -108,14 +108,14 @@ def visibility(index: JobIndex, dim: int, trials: int, seed: int) -> dict:
 
 
 def run_case(n: int, dim: int, args) -> dict:
-    console.rule(f"{n:,} jobs, d={dim}")
+    console.rule(f"{n:,} jobs, d={dim}, our indexes on {args.backend}")
     t_gen, cat = timed(lambda: make_catalog(n, dim, seed=args.seed))
     graph = train_links(cat, args.hires, args.seed)
     full, dense = make_queries(cat, args.queries, graph, args.seed + 1)
     q_emb = np.stack([q.embedding for q in dense])
     k, n_single = args.k, min(args.single, args.queries)
 
-    exact = JobIndex.create("hybrid,exact", dim=dim, backend="numpy", delta_limit=None)
+    exact = JobIndex.create("hybrid,exact", dim=dim, backend=args.backend, delta_limit=None)
     t_build, _ = timed(lambda: (exact.upsert(cat.jobs, embeddings=cat.embeddings), exact.compact()))
     flat = faiss.IndexFlatIP(dim)
     flat.add(cat.embeddings)
@@ -124,7 +124,7 @@ def run_case(n: int, dim: int, args) -> dict:
 
     approx = None
     if not args.skip_approx:
-        approx = JobIndex.create("hybrid,approx", dim=dim, backend="numpy", delta_limit=None)
+        approx = JobIndex.create("hybrid,approx", dim=dim, backend=args.backend, delta_limit=None)
         t_ann, _ = timed(lambda: (approx.upsert(cat.jobs, embeddings=cat.embeddings), approx.compact()))
         console.print(f"approximate index ({approx.ann.kind}, breadth {approx.ann.breadth}) built in {t_ann:.1f}s")
 
@@ -247,10 +247,17 @@ def report(results: list[dict], command: str) -> None:
     console.print(f"rerun: [bold]{command}[/]")
 
 
-def environment() -> dict:
+def environment(backend: str) -> dict:
     from threadpoolctl import threadpool_info
 
-    return {"python": platform.python_version(), "numpy": np.__version__, "faiss": faiss.__version__,
+    from index.xp import get_backend
+
+    device = None
+    if backend == "cupy":
+        xp = get_backend("cupy").xp
+        device = xp.cuda.runtime.getDeviceProperties(xp.cuda.Device().id)["name"]
+        device = device.decode() if isinstance(device, bytes) else device
+    return {"backend": backend, "device": device, "python": platform.python_version(), "numpy": np.__version__, "faiss": faiss.__version__,
             "cpus": os.cpu_count(), "load_avg": os.getloadavg(),
             "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
             "blas": [{k: i.get(k) for k in ("internal_api", "num_threads", "architecture", "version")}
@@ -269,6 +276,8 @@ def main() -> None:
     p.add_argument("--trials", type=int, default=30)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-approx", action="store_true")
+    p.add_argument("--backend", default="numpy", choices=["numpy", "cupy"],
+                   help="array backend of our indexes (cupy: the GPU matrix scan; faiss flat stays on the CPU)")
     p.add_argument("--quick", action="store_true", help="20k and 100k jobs, 200 queries")
     p.add_argument("--out", default="bench/out/retrieval.json")
     args = p.parse_args()
@@ -281,7 +290,7 @@ def main() -> None:
     for n in (int(x) for x in args.sizes.split(",")):
         for dim in (int(x) for x in args.dims.split(",")):
             results.append(run_case(n, dim, args))
-            out.write_text(json.dumps({"command": command, "targets": TARGETS, "environment": environment(),
+            out.write_text(json.dumps({"command": command, "targets": TARGETS, "environment": environment(args.backend),
                                        "results": results}, indent=2))  # kept case by case
     report(results, command)
     console.print(f"wrote {out}")

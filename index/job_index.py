@@ -34,6 +34,8 @@ from index.terms import Vocabulary, job_terms
 from index.topk import NEG_INF, topk
 from index.xp import Backend, BackendName, get_backend
 
+DEVICE_SCORE_FLOATS = 1 << 28  # matrix scan on a GPU: a chunk's score matrix holds up to this many (1 GiB)
+
 Scoring = Literal["hybrid", "dense", "term"]
 SearchMode = Literal["exact", "approx", "ivf", "hnsw"]
 ExactScan = Literal["auto", "fused", "matrix"]
@@ -311,9 +313,15 @@ class JobIndex:
         rescores its own proposals; at 64 a chunk, 1,000 queries made 16 faiss calls and
         16 compilations). Other approximate queries rescan the union of their chunk's
         candidates, which grows with the chunk; the matrix scan holds a chunk x catalog
-        score matrix: both keep query_chunk."""
+        score matrix: both keep query_chunk, except on a GPU, whose memory holds a larger
+        matrix and whose every chunk costs a round of kernel launches."""
         if self.config.search == "exact":
-            return self.config.fused_chunk if self._fused else self.config.query_chunk
+            if self._fused:
+                return self.config.fused_chunk
+            if self.backend.name == "numpy":
+                return self.config.query_chunk
+            catalog = max(1, self._state.main.size + self._state.delta.size)
+            return max(self.config.query_chunk, min(self.config.fused_chunk, DEVICE_SCORE_FLOATS // catalog))
         dense_only = not any(q.terms or q.links or q.penalties or q.forbid or q.must for q in queries)
         return self.config.fused_chunk if dense_only else self.config.query_chunk
 

@@ -5,8 +5,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from infra.broker import private_broker
-
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
@@ -15,5 +13,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     A private broker on free loopback ports for this test session (stopped at the
     end), or the cluster named by KAFKA_BOOTSTRAP when that is set.
     """
+    from infra.broker import private_broker  # here, not at the top: index-only runs need no Kafka stack
+
     with private_broker(tmp_path_factory.mktemp("kafka")) as bootstrap:
         yield bootstrap

@@ -9,10 +9,21 @@ import math
 import random
 
 import numpy as np
+import pytest
 
 from index.query import Query
 from index.records import SENIORITY_LEVELS, JobRecord
 from index.terms import job_terms
+from index.xp import cupy_usable
+
+CUPY_OK, CUPY_WHY = cupy_usable()
+# The array backends a behaviour test runs on: NumPy always, CuPy where a CUDA device
+# answers (skipped with the reason otherwise), so the GPU run checks the same behaviour.
+BACKENDS = [
+    pytest.param("numpy"),
+    pytest.param("cupy", marks=[pytest.mark.gpu,
+                                pytest.mark.skipif(not CUPY_OK, reason=f"CuPy search needs a CUDA device: {CUPY_WHY}")]),
+]
 
 TITLE_WORDS = ["software", "data", "senior", "nurse", "engineer", "analyst", "manager", "sales", "chef", "teacher"]
 OCCUPATIONS = ["software developers", "registered nurses", "data scientists", "chefs", "sales managers"]

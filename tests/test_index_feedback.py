@@ -5,6 +5,7 @@ import pytest
 
 from index import FeedbackRules, JobIndex, MemberRules, member_query
 from index.records import SENIORITY_LEVELS, seniority_rank
+from tests.index_reference import BACKENDS
 
 MEMBER = dict(member_id="m1", title="Software Engineer", occupation="software developers",
               skills=["python"], location="Berlin", seniority="mid")
@@ -23,8 +24,8 @@ def _catalog():
     return jobs
 
 
-def _index():
-    index = JobIndex.create("hybrid,exact", dim=32, backend="numpy")
+def _index(backend: str = "numpy"):
+    index = JobIndex.create("hybrid,exact", dim=32, backend=backend)
     index.upsert(_catalog())
     return index
 
@@ -33,8 +34,9 @@ def _levels(ids):
     return {seniority_rank(j.split("-")[0]) for j in ids if j is not None and j != "nurse"}
 
 
-def test_too_senior_dismissals_stop_more_senior_jobs():
-    index, rules = _index(), FeedbackRules()
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_too_senior_dismissals_stop_more_senior_jobs(backend):
+    index, rules = _index(backend), FeedbackRules()
     jobs = {j["job_id"]: j for j in _catalog()}
     query = lambda: member_query(MEMBER, index.embedder, rules=rules.for_member("m1"))  # noqa: E731
     before = dict(index.search([query()], k=30).hits(0))

@@ -10,6 +10,7 @@ import index.segment as segment_module
 from index import JobIndex, Query, member_query
 from index.topk import topk
 from tests.index_reference import (
+    BACKENDS,
     assert_matches_reference,
     random_catalog,
     random_query,
@@ -19,17 +20,18 @@ from tests.index_reference import (
 DIM = 16
 
 
-def _index(spec: str = "hybrid,exact", **kw) -> JobIndex:
-    return JobIndex.create(spec, dim=DIM, backend="numpy", **kw)
+def _index(spec: str = "hybrid,exact", backend: str = "numpy", **kw) -> JobIndex:
+    return JobIndex.create(spec, dim=DIM, backend=backend, **kw)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("head_columns", [False, True])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_exact_hybrid_equals_brute_force_over_main_and_delta(seed, head_columns, monkeypatch):
+def test_exact_hybrid_equals_brute_force_over_main_and_delta(seed, head_columns, backend, monkeypatch):
     if head_columns:  # frequent terms scored as dense columns even in this small catalog
         monkeypatch.setattr(segment_module, "HEAD_MIN_JOBS", 0)
     jobs, emb = random_catalog(seed, 600, DIM)
-    index = _index(query_chunk=7, fused_chunk=7, head_terms=32 if head_columns else 0)  # uneven last chunk
+    index = _index(backend=backend, query_chunk=7, fused_chunk=7, head_terms=32 if head_columns else 0)  # uneven last chunk
     index.upsert(jobs[:400], embeddings=emb[:400])
     index.compact()
     index.upsert(jobs[400:], embeddings=emb[400:])  # these stay in the delta
@@ -47,11 +49,12 @@ def test_exact_hybrid_equals_brute_force_over_main_and_delta(seed, head_columns,
         assert_matches_reference(result.ids[i], result.scores[i], reference_scores(live, vecs, q), 20)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("scoring", ["dense", "term"])
-def test_single_signal_modes_equal_brute_force(scoring, monkeypatch):
+def test_single_signal_modes_equal_brute_force(scoring, backend, monkeypatch):
     monkeypatch.setattr(segment_module, "HEAD_MIN_JOBS", 0)
     jobs, emb = random_catalog(7, 300, DIM)
-    index = _index(f"{scoring},exact")
+    index = _index(f"{scoring},exact", backend)
     index.upsert(jobs, embeddings=emb)
     live = {j.job_id: j for j in jobs}
     vecs = {j.job_id: emb[i] for i, j in enumerate(jobs)}
@@ -154,10 +157,11 @@ def test_index_spec_parsing_and_errors():
         index.upsert([dict(job_id="x", title="t", location="l", seniority="guru")])
 
 
-def exact_and_approximate(scoring: str, kind: str, seed: int):
+def exact_and_approximate(scoring: str, kind: str, seed: int, backend: str = "numpy"):
     """The same 3,000-job catalog, every tenth job closed, in an exact and an approximate index."""
     jobs, emb = random_catalog(seed, 3000, DIM)
-    exact, approx = _index(f"{scoring},exact"), _index(f"{scoring},{kind}", target_recall=0.95)
+    exact = _index(f"{scoring},exact", backend)
+    approx = _index(f"{scoring},{kind}", backend, target_recall=0.95)
     for ix in (exact, approx):
         ix.upsert(jobs, embeddings=emb)
         ix.compact()
@@ -165,9 +169,10 @@ def exact_and_approximate(scoring: str, kind: str, seed: int):
     return jobs, emb, exact, approx
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("kind", ["hnsw", "ivf"])
-def test_approximate_mode_is_close_to_exact_and_respects_masks(kind):
-    jobs, emb, exact, approx = exact_and_approximate("hybrid", kind, seed=11)
+def test_approximate_mode_is_close_to_exact_and_respects_masks(kind, backend):
+    jobs, emb, exact, approx = exact_and_approximate("hybrid", kind, seed=11, backend=backend)
     assert approx.ann is not None and approx.ann.kind == kind
     rng = random.Random(11)
     queries = [random_query(rng, DIM, [j.job_id for j in jobs]) for _ in range(20)]
@@ -187,9 +192,10 @@ def test_approximate_mode_is_close_to_exact_and_respects_masks(kind):
     assert np.mean(recalls) >= 0.9
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("kind", ["hnsw", "ivf"])
-def test_approximate_dense_only_queries_rescore_their_own_proposals_with_masks(kind):
-    jobs, emb, exact, approx = exact_and_approximate("dense", kind, seed=12)
+def test_approximate_dense_only_queries_rescore_their_own_proposals_with_masks(kind, backend):
+    jobs, emb, exact, approx = exact_and_approximate("dense", kind, seed=12, backend=backend)
     closed = {j.job_id for j in jobs[::10]}
     rng = np.random.default_rng(12)
     queries = []
@@ -242,13 +248,14 @@ def test_proposals_are_rescored_exactly_and_missing_ones_never_win():
         proposal_scores(x, q, np.full((3, 2), 50))
 
 
-def test_exact_hybrid_equals_brute_force_on_a_simulated_marketplace():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_exact_hybrid_equals_brute_force_on_a_simulated_marketplace(backend):
     simulator = pytest.importorskip("streams.simulator", reason="the marketplace simulator is not available")
     sim = simulator.Marketplace(simulator.MarketplaceConfig(seed=3, n_members=60, n_companies=10, n_jobs=400, days=1))
     from index import LinkGraph, MemberRules, as_job
     jobs = [as_job(j) for j in sim.jobs.values()]
     members = list(sim.members.values())
-    index = JobIndex.create("hybrid,exact", dim=DIM, backend="numpy")
+    index = JobIndex.create("hybrid,exact", dim=DIM, backend=backend)
     index.upsert(jobs[:300])
     index.compact()
     index.upsert(jobs[300:])

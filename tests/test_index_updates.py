@@ -9,7 +9,7 @@ import pytest
 
 import index.job_index as job_index_module
 from index import JobIndex, Query
-from tests.index_reference import assert_matches_reference, random_catalog, random_query, reference_scores
+from tests.index_reference import BACKENDS, assert_matches_reference, random_catalog, random_query, reference_scores
 
 DIM = 16
 
@@ -19,10 +19,11 @@ def _job(job_id: str, title: str, location: str = "Berlin", **kw):
                 company_id=kw.pop("company_id", "c1"), **kw)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("spec", ["hybrid,exact", "dense,exact", "term,exact", "hybrid,hnsw", "dense,ivf"])
-def test_closed_job_never_comes_back(spec):
+def test_closed_job_never_comes_back(spec, backend):
     jobs, emb = random_catalog(1, 400, DIM)
-    index = JobIndex.create(spec, dim=DIM, backend="numpy")
+    index = JobIndex.create(spec, dim=DIM, backend=backend)
     index.upsert(jobs, embeddings=emb)
     index.compact()
     # queries aimed straight at the job about to close: its own embedding and terms
@@ -41,8 +42,9 @@ def test_closed_job_never_comes_back(spec):
     assert len(index) == 399
 
 
-def test_job_closed_while_in_delta_never_comes_back():
-    index = JobIndex.create("hybrid,exact", dim=DIM, backend="numpy")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_job_closed_while_in_delta_never_comes_back(backend):
+    index = JobIndex.create("hybrid,exact", dim=DIM, backend=backend)
     index.upsert([_job("a", "nurse"), _job("b", "nurse")])
     q = Query(terms={"title:nurse": 1.0})
     assert set(index.search([q], k=5).ids[0][:2]) == {"a", "b"}
@@ -52,9 +54,10 @@ def test_job_closed_while_in_delta_never_comes_back():
     assert list(index.search([q], k=5).ids[0][:2]) == ["b", None]
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("compact_first", [False, True])
-def test_update_is_visible_to_the_next_query(compact_first):
-    index = JobIndex.create("hybrid,exact", dim=DIM, backend="numpy")
+def test_update_is_visible_to_the_next_query(compact_first, backend):
+    index = JobIndex.create("hybrid,exact", dim=DIM, backend=backend)
     index.upsert([_job("j1", "Chef"), _job("j2", "Chef"), _job("j3", "Teacher")])
     if compact_first:
         index.compact()
