@@ -159,6 +159,8 @@ class Segment:
         touched: the inverted-index pass, its work the length of the lists walked."""
         xp = self.backend.xp
         m = self.restrict(term_matrix)
+        if not m.nnz:  # e.g. only terms newer than this segment; no empty fancy index on a device
+            return xp.zeros(0, xp.int64), xp.zeros(0, xp.float32)
         terms = self.backend.asarray(m.indices)
         lists = postings[terms]  # the posting rows, in (query, term) order
         lengths = xp.diff(lists.indptr)
