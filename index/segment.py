@@ -189,6 +189,12 @@ class Segment:
                 head_w = self.backend.asarray(hw.toarray())
         if query_embeddings is not None and head_w is not None:
             return self.backend.xp.concatenate([query_embeddings, head_w], axis=1), self.vectors
+        if query_embeddings is not None and len(self.head_cols) and self.backend.name != "numpy":
+            # CuPy copies a strided operand before its product (the whole catalog's
+            # embeddings, per chunk); zero head weights read the matrix in place instead
+            xp = self.backend.xp
+            pad = xp.zeros((query_embeddings.shape[0], len(self.head_cols)), dtype=query_embeddings.dtype)
+            return xp.concatenate([query_embeddings, pad], axis=1), self.vectors
         if query_embeddings is not None:
             return query_embeddings, self.vectors[:, : self.dim]
         if head_w is not None:
