@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import math
 import threading
-from itertools import chain
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from itertools import chain
+from operator import methodcaller
 from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
@@ -501,36 +502,39 @@ class _Compiled:
         return np.asarray(q_idx, np.int64), np.asarray(rows, np.int64)
 
 
-def _unit_scale(weights: Mapping[str, float]) -> float:
-    """What scales the weights to unit length; 0 for none (or all zero)."""
-    norm = math.hypot(*weights.values()) if weights else 0.0
-    return 1.0 / norm if norm > 0 else 0.0
-
-
 def _unit(weights: Mapping[str, float]) -> dict[str, float]:
-    scale = _unit_scale(weights)
-    return {t: w * scale for t, w in weights.items()} if scale else {}
+    """The weights scaled to unit length (none if all are zero); `_weighted_terms` applies
+    the same rule to whole batches."""
+    norm = math.hypot(*weights.values()) if weights else 0.0
+    return {t: w / norm for t, w in weights.items()} if norm > 0 else {}
 
 
 def _term_matrix(per_query: list[Mapping[str, float]], vocab: Vocabulary) -> sp.csr_matrix:
     """(queries x vocabulary) CSR of each query's weighted terms."""
-    return _weighted_terms([(i, m, 1.0) for i, m in enumerate(per_query) if m], len(per_query), vocab)
+    return _weighted_terms([(i, m, 1.0, False) for i, m in enumerate(per_query)], len(per_query), vocab)
 
 
-def _weighted_terms(sources: list[tuple[int, Mapping[str, float], float]], n_queries: int,
+def _weighted_terms(sources: list[tuple[int, Mapping[str, float], float, bool]], n_queries: int,
                     vocab: Vocabulary) -> sp.csr_matrix:
-    """(queries x vocabulary) CSR from (query, {term: weight}, scale) sources; a term
-    given twice for one query sums. Terms the vocabulary does not know match no job and
-    are dropped, zero weights too. Built from flat arrays: per-query dicts of columns
-    cost 40 ms for 1,000 member queries."""
+    """(queries x vocabulary) CSR from (query, {term: weight}, scale, unit) sources: the
+    weights times scale, first scaled to unit length where unit is set. A term given twice
+    for one query sums. Terms the vocabulary does not know match no job and are dropped,
+    zero weights too. Built from flat arrays with C-level loops: per-query dicts of
+    columns, and a norm per source in Python, cost 40 and 6 ms for 1,000 member queries."""
+    sources = [s for s in sources if s[1]]
     if not sources:
         return sp.csr_matrix((n_queries, len(vocab)), dtype=np.float32)
-    mappings = [m for _, m, _ in sources]
-    terms = list(chain.from_iterable(mappings))  # C-level loops: generator expressions cost 2-3x
-    lengths = [len(m) for m in mappings]
-    vals = np.fromiter(chain.from_iterable(m.values() for m in mappings), np.float64, len(terms))
-    vals *= np.repeat(np.asarray([scale for _, _, scale in sources], np.float64), lengths)
-    q_idx = np.repeat(np.asarray([i for i, _, _ in sources], np.int64), lengths)
+    q_of, mappings, scales, units = zip(*sources)
+    lengths = np.fromiter(map(len, mappings), np.int64, len(mappings))
+    terms = list(chain.from_iterable(mappings))
+    vals = np.fromiter(chain.from_iterable(map(methodcaller("values"), mappings)), np.float64, len(terms))
+    scale, unit = np.asarray(scales, np.float64), np.asarray(units, np.bool_)
+    if unit.any():
+        norms = np.sqrt(np.add.reduceat(vals * vals, np.cumsum(lengths) - lengths))
+        to_unit = np.divide(scale, norms, out=np.zeros_like(scale), where=norms > 0)
+        scale = np.where(unit, to_unit, scale)
+    vals *= np.repeat(scale, lengths)
+    q_idx = np.repeat(np.asarray(q_of, np.int64), lengths)
     cols = vocab.columns(terms)
     keep = (cols >= 0) & (vals != 0)
     q_idx, cols, vals = q_idx[keep], cols[keep], vals[keep]
@@ -556,12 +560,9 @@ def query_weights(queries: list[Query], config: IndexConfig, vocab: Vocabulary) 
     sources = []
     for i, q in enumerate(queries):
         if config.scoring != "dense":
-            for mapping, weight in ((q.terms, config.term_weight), (q.links, config.link_weight)):
-                scale = _unit_scale(mapping)
-                if scale:
-                    sources.append((i, mapping, weight * scale))
-        if q.penalties:
-            sources.append((i, q.penalties, -1.0))
+            sources.append((i, q.terms, config.term_weight, True))
+            sources.append((i, q.links, config.link_weight, True))
+        sources.append((i, q.penalties, -1.0, False))
     return _weighted_terms(sources, len(queries), vocab)
 
 
