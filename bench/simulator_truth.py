@@ -3,7 +3,9 @@
 Prints, for one seeded run: click and apply rates per view by hidden-affinity bucket
 (the reference is the bottom bucket, so the ratio column is the lift), hire rates of
 qualified vs unqualified applications, and dismiss reasons with the share of each
-that names a real mismatch (checked against the truth, not the generator's code).
+that names a real mismatch (checked against the truth, not the generator's code) and
+how often the member later applied to, or was hired into, the very job they dismissed
+(what a rule that hides dismissed jobs can never retrieve).
 
     .venv/bin/python bench/simulator_truth.py [--members 1000] [--days 14] [--seed 7]
 """
@@ -35,6 +37,8 @@ def main() -> None:
     by_action: dict[ActionType, Counter] = {a: Counter() for a in ActionType}
     applications, hires, jobs = set(), set(), {}
     dismisses, truthful = Counter(), Counter()
+    dismissed: dict[tuple[str, str], DismissReason] = {}  # (member, job) -> first reason
+    applied_after, hired_after = Counter(), Counter()
     n_events = 0
     for ev in sim.events():
         n_events += 1
@@ -42,15 +46,20 @@ def main() -> None:
             jobs[ev.payload.job_id] = ev.payload
         elif ev.type == "hire.confirmed":
             hires.add((ev.payload.member_id, ev.payload.job_id))
+            if (ev.payload.member_id, ev.payload.job_id) in dismissed:
+                hired_after[dismissed[ev.payload.member_id, ev.payload.job_id]] += 1
         elif ev.type == "member.action" and ev.payload.job_id:
             p = ev.payload
             a = truth.affinity(p.member_id, p.job_id)
             by_action[p.action][next(i for i in range(len(EDGES) - 1) if a < EDGES[i + 1])] += 1
             if p.action is ActionType.APPLY:
                 applications.add((p.member_id, p.job_id))
+                if (p.member_id, p.job_id) in dismissed:
+                    applied_after[dismissed[p.member_id, p.job_id]] += 1
             if p.action is ActionType.DISMISS:
                 wants, job = truth.preferences(p.member_id), jobs[p.job_id]
                 dismisses[p.reason] += 1
+                dismissed.setdefault((p.member_id, p.job_id), p.reason)
                 truthful[p.reason] += {
                     DismissReason.TOO_SENIOR: rank[job.seniority] > rank[wants["target_seniority"]],
                     DismissReason.TOO_JUNIOR: rank[job.seniority] < rank[wants["target_seniority"]],
@@ -83,11 +92,17 @@ def main() -> None:
         t.add_row(label, f"{len(pairs):,}", f"{hired:,}", f"{hired / max(1, len(pairs)):.3f}")
     console.print(t)
 
-    t = Table(title="dismiss reasons")
-    for col in ("reason", "count", "names a real mismatch"):
+    t = Table(title=f"dismiss reasons ({len(applications):,} applications, {len(hires):,} hires in all)")
+    for col in ("reason", "count", "names a real mismatch", "member later applied to that job",
+                "member later hired into it"):
         t.add_column(col, justify="right")
     for reason, n in dismisses.most_common():
-        t.add_row(reason.value, f"{n:,}", f"{truthful[reason] / n:.1%}")
+        t.add_row(reason.value, f"{n:,}", f"{truthful[reason] / n:.1%}", f"{applied_after[reason]:,}",
+                  f"{hired_after[reason]:,}")
+    n_apps, n_hires = sum(applied_after.values()), sum(hired_after.values())
+    t.add_row("all", f"{sum(dismisses.values()):,}", "",
+              f"{n_apps:,} ({n_apps / max(1, len(applications)):.1%} of applications)",
+              f"{n_hires:,} ({n_hires / max(1, len(hires)):.1%} of hires)")
     console.print(t)
 
 
