@@ -3,17 +3,20 @@
 Reasons are plain strings (the same values as streams.schemas.DismissReason, which
 index/ must not import):
 
-    too_senior      penalize jobs at the dismissed job's level and above; a level that
-                    `MASK_AFTER` such dismissals cover is masked
-    too_junior      the same, at the dismissed job's level and below
+    too_senior      mask the levels above the dismissed job's; penalize its own level
+                    (more with each such dismissal, capped)
+    too_junior      the same, below the dismissed job's level
     wrong_location  penalize that location (grows with each dismiss, capped)
     company         mask that company
     not_my_field    penalize that occupation (grows with each dismiss, capped)
     any reason      the dismissed job itself never comes back
 
-Seniority escalates from penalty to mask because one dismissal is weak evidence: on
-the simulator, members applied later to jobs at a level they had once called too
-senior, and a mask on the first dismissal cost more held-out applies than it saved.
+"Too senior" rules out the levels above the dismissed job for certain, but its own level
+only for that job: members apply to jobs one level off their target at about half the
+rate of on-target ones, and dismiss such jobs for that same reason. On the simulator's
+held-out days, masking the dismissed level too (after a second dismissal) cost 6 points
+of hire recall@100 that this rule keeps (bench/retrieval_quality.py's rules row; the
+ablation is in the issue note).
 
 `MemberRules.update` is a pure `(rules, dismiss) -> rules` step, so the stream agent
 and the replay evaluator run the same code; `apply` folds the rules into a Query.
@@ -31,7 +34,6 @@ DISMISS_REASONS = ("too_senior", "too_junior", "wrong_location", "company", "not
 PENALTY_STEP = 0.5  # per dismiss, on the scale of a full term match (1.0)
 PENALTY_CAP = 2.0
 MAX_REMEMBERED_JOBS = 500
-MASK_AFTER = 2  # seniority dismissals covering a level before it is masked
 
 
 def _bump(penalties: Mapping[str, float], term: str) -> dict[str, float]:
@@ -69,23 +71,24 @@ class MemberRules:
             r = replace(r, penalties=_bump(r.penalties, occupation_term(j.occupation)))
         return r
 
-    def seniority_evidence(self, rank: int) -> int:
-        """Dismissals saying a job at `rank` is off-level: too senior at or below it,
-        too junior at or above it."""
-        return sum(r <= rank for r in self.too_senior) + sum(r >= rank for r in self.too_junior)
+    def ruled_out(self, rank: int) -> bool:
+        """A level beyond one the member dismissed: above a too-senior job, below a too-junior one."""
+        return any(r < rank for r in self.too_senior) or any(r > rank for r in self.too_junior)
+
+    def dismissed_at(self, rank: int) -> int:
+        """Seniority dismissals of jobs at exactly this level."""
+        return self.too_senior.count(rank) + self.too_junior.count(rank)
 
     def forbidden_terms(self) -> frozenset[str]:
         out = set(self.blocked_companies)
-        for rank, level in enumerate(SENIORITY_LEVELS):
-            if self.seniority_evidence(rank) >= MASK_AFTER:
-                out.add(seniority_term(level))
+        out.update(seniority_term(level) for rank, level in enumerate(SENIORITY_LEVELS) if self.ruled_out(rank))
         return frozenset(out)
 
     def penalty_terms(self) -> dict[str, float]:
         out = dict(self.penalties)
         for rank, level in enumerate(SENIORITY_LEVELS):
-            n = self.seniority_evidence(rank)
-            if 0 < n < MASK_AFTER:
+            n = self.dismissed_at(rank)
+            if n and not self.ruled_out(rank):
                 out[seniority_term(level)] = min(PENALTY_CAP, PENALTY_STEP * n)
         return out
 
