@@ -1,7 +1,7 @@
 """Retrieval speed: our exact dense vs faiss flat, hybrid vs dense-only, approximate
 recall and speed-up, and how fast a job event becomes visible. One run, side by side.
 
-    OPENBLAS_CORETYPE=SkylakeX .venv/bin/python -m bench/retrieval.py            # 100k and 1M jobs, d=64,128
+    .venv/bin/python bench/retrieval.py                                          # 100k and 1M jobs, d=64,128
     .venv/bin/python bench/retrieval.py --quick                                   # 20k and 100k, fewer queries
 
 Every figure is a ratio against a reference timed in the same process on the same data
@@ -283,7 +283,7 @@ def main() -> None:
     args = p.parse_args()
     if args.quick:
         args.sizes, args.queries, args.single, args.hires = "20000,100000", 200, 50, 5000
-    command = "OPENBLAS_CORETYPE=SkylakeX .venv/bin/python " + " ".join(sys.argv)
+    command = ".venv/bin/python " + " ".join(sys.argv)
     results = []
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """The choices behind the index's CPU search, each measured against its alternative in one run.
 
-    OPENBLAS_CORETYPE=SkylakeX .venv/bin/python bench/scan_choices.py                 # 1M jobs, d=128
-    OPENBLAS_CORETYPE=SkylakeX .venv/bin/python bench/scan_choices.py --jobs 100000
+    .venv/bin/python bench/scan_choices.py                 # 1M jobs, d=128
+    .venv/bin/python bench/scan_choices.py --jobs 100000
 
 1. exact search: the fused scan (index/scan.py) vs the score matrix + topk, against faiss flat;
 2. head-term columns in the fused scan: none (the default) vs 32, as hybrid/dense ratios;
@@ -116,7 +116,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--out", default="bench/out/scan_choices.json")
     args = p.parse_args()
-    command = "OPENBLAS_CORETYPE=SkylakeX .venv/bin/python " + " ".join(sys.argv)
+    command = ".venv/bin/python " + " ".join(sys.argv)
     cat = make_catalog(args.jobs, args.dim, seed=0)
     full, dense = make_queries(cat, args.queries, train_links(cat, 20000, 0), 1)
     console.print(f"{args.jobs:,} jobs, d={args.dim}, {args.queries:,} queries, k={args.k}")
