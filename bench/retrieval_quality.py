@@ -155,12 +155,14 @@ def tune_day(day_targets, members, index, links, scores: Scores) -> None:
     member_ids = sorted(by_member)
     if not member_ids:
         return
-    runs = [(g, [queries_for("hybrid", members[m], index, links, FeedbackRules()) for m in member_ids], w)
-            for g, w in enumerate(GRID)]
-    runs += [(method, [queries_for(method, members[m], index, links, FeedbackRules()) for m in member_ids], None)
-             for method in SINGLE]
-    for key, queries, w in runs:
-        res = index.search(queries, k=100, weights=w)
+
+    def queries(method: str) -> list[Query]:
+        return [queries_for(method, members[m], index, links, FeedbackRules()) for m in member_ids]
+
+    hybrid = queries("hybrid")  # one query list for every grid setting: only the weights change
+    runs = [(g, hybrid, w) for g, w in enumerate(GRID)] + [(method, queries(method), None) for method in SINGLE]
+    for key, qs, w in runs:
+        res = index.search(qs, k=100, weights=w)
         for i, member_id in enumerate(member_ids):
             got = set(res.ids[i])
             for job_id, kind in by_member[member_id]:

@@ -511,17 +511,16 @@ def _unit(weights: Mapping[str, float]) -> dict[str, float]:
 
 def _term_matrix(per_query: list[Mapping[str, float]], vocab: Vocabulary) -> sp.csr_matrix:
     """(queries x vocabulary) CSR of each query's weighted terms."""
-    return _weighted_terms([(i, m, 1.0, False) for i, m in enumerate(per_query)], len(per_query), vocab)
+    return _weighted_terms([(i, m, 1.0, False) for i, m in enumerate(per_query) if m], len(per_query), vocab)
 
 
 def _weighted_terms(sources: list[tuple[int, Mapping[str, float], float, bool]], n_queries: int,
                     vocab: Vocabulary) -> sp.csr_matrix:
-    """(queries x vocabulary) CSR from (query, {term: weight}, scale, unit) sources: the
+    """(queries x vocabulary) CSR from non-empty (query, {term: weight}, scale, unit) sources: the
     weights times scale, first scaled to unit length where unit is set. A term given twice
     for one query sums. Terms the vocabulary does not know match no job and are dropped,
     zero weights too. Built from flat arrays with C-level loops: per-query dicts of
     columns, and a norm per source in Python, cost 40 and 6 ms for 1,000 member queries."""
-    sources = [s for s in sources if s[1]]
     if not sources:
         return sp.csr_matrix((n_queries, len(vocab)), dtype=np.float32)
     q_of, mappings, scales, units = zip(*sources)
@@ -561,8 +560,7 @@ def query_weights(queries: list[Query], config: IndexConfig, vocab: Vocabulary) 
     sources = []
     for i, q in enumerate(queries):
         if config.scoring != "dense":
-            sources.append((i, q.terms, config.term_weight, True))
-            sources.append((i, q.links, config.link_weight, True))
+            sources += [(i, q.terms, config.term_weight, True), (i, q.links, config.link_weight, True)]
         sources.append((i, q.penalties, -1.0, False))
     sources = [s for s in sources if s[1]]
     return _weighted_terms(sources, len(queries), vocab) if sources else None
@@ -595,14 +593,19 @@ def _compile(queries: list[Query], vocab: Vocabulary, config: IndexConfig) -> _C
         if config.dense_weight != 1.0:
             emb *= config.dense_weight
     weights = query_weights(queries, config, vocab)
-    forbid = _term_matrix([dict.fromkeys(q.forbid, 1.0) for q in queries], vocab) if any(q.forbid for q in queries) else None
+    forbid = None
+    if any(q.forbid for q in queries):
+        forbid = _term_matrix([dict.fromkeys(q.forbid, 1.0) for q in queries], vocab)
     n_groups = max((len(q.must) for q in queries), default=0)
     groups = [_term_matrix([dict.fromkeys(q.must[g], 1.0) if g < len(q.must) else {} for q in queries], vocab)
               for g in range(n_groups)]
     needed = np.asarray([len(q.must) for q in queries], np.int64)
-    return _Compiled(emb, weights if weights is not None and weights.nnz else None,
-                     forbid if forbid is not None and forbid.nnz else None, groups, needed,
-                     [q.exclude_ids for q in queries])
+    return _Compiled(emb, _nonempty(weights), _nonempty(forbid), groups, needed, [q.exclude_ids for q in queries])
+
+
+def _nonempty(m: sp.csr_matrix | None) -> sp.csr_matrix | None:
+    """None for a matrix without entries (every term unknown, or none given)."""
+    return m if m is not None and m.nnz else None
 
 
 # ---- explanations ----------------------------------------------------------------

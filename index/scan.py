@@ -71,10 +71,7 @@ class Filters:
               must_needed: np.ndarray, excluded: tuple[np.ndarray, np.ndarray], dead_rows: np.ndarray | None
               ) -> "Filters":
         n_q = len(must_needed)
-        forbid_ptr, forbid_terms = np.zeros(n_q + 1, np.int64), np.zeros(0, np.int64)
-        if forbid is not None:  # (no empty CSR for none: scipy takes 0.1 ms to construct one)
-            forbid = forbid.sorted_indices()
-            forbid_ptr, forbid_terms = forbid.indptr.astype(np.int64), forbid.indices.astype(np.int64)
+        forbid_ptr, forbid_terms, _ = _csr_arrays(None if forbid is None else forbid.sorted_indices(), n_q)
         # group g of query i, for the groups query i has (must_needed[i] of them)
         group_ptr = np.zeros(n_q + 1, np.int64)
         group_ptr[1:] = np.cumsum(must_needed)
@@ -129,6 +126,14 @@ class BlockPostings:
         return cls(np.stack(ptrs), np.concatenate(jobs), block_rows)
 
 
+def _csr_arrays(m: sp.csr_matrix | None, n_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(indptr, indices as int64, data as float32) of a CSR matrix; empty rows for None
+    (building an empty scipy matrix instead took 0.1 ms, several times a query)."""
+    if m is None:
+        return np.zeros(n_rows + 1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    return m.indptr.astype(np.int64), m.indices.astype(np.int64), m.data.astype(np.float32)
+
+
 def scan_topk(query_matrix: np.ndarray | None, vectors: np.ndarray | None, term_weights: sp.csr_matrix | None,
               postings: BlockPostings, job_terms: sp.csr_matrix, filters: Filters, k: int
               ) -> tuple[np.ndarray, np.ndarray]:
@@ -139,12 +144,9 @@ def scan_topk(query_matrix: np.ndarray | None, vectors: np.ndarray | None, term_
     n_q, n = len(filters.forbid_ptr) - 1, job_terms.shape[0]
     k = min(k, n)
     width = postings.ptr.shape[1] - 1
-    w_ptr, w_terms, w_vals = np.zeros(n_q + 1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
-    if term_weights is not None and term_weights.nnz:
-        if term_weights.shape[1] > width:
-            raise ValueError(f"term weights have {term_weights.shape[1]} columns, the postings {width} terms")
-        w_ptr, w_terms = term_weights.indptr.astype(np.int64), term_weights.indices.astype(np.int64)
-        w_vals = term_weights.data.astype(np.float32)
+    if term_weights is not None and term_weights.shape[1] > width:
+        raise ValueError(f"term weights have {term_weights.shape[1]} columns, the postings {width} terms")
+    w_ptr, w_terms, w_vals = _csr_arrays(term_weights, n_q)
     scan = _Scan(
         query_matrix=query_matrix, vectors=vectors, n=n, k=k, filters=filters, postings=postings,
         w_ptr=w_ptr, w_terms=w_terms, w_vals=w_vals,
@@ -249,6 +251,8 @@ def _small_product(queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     3.20 ms; d=128: 6.89, 8.90, 9.18), timed in turns in one process."""
     if len(queries) > 1:
         return queries @ vectors.T
+    # one query is always scanned on the caller's thread (_query_parts), so waiting on
+    # the pool here cannot starve it
     out = np.empty(len(vectors), np.float32)
     cuts = np.linspace(0, len(vectors), _threads() + 1).astype(np.int64)
     parts = [_pool().submit(np.matmul, vectors[lo:hi], queries[0], out=out[lo:hi])

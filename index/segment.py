@@ -182,19 +182,17 @@ class Segment:
     def dense_operands(self, query_embeddings: Any | None, weights: sp.csr_matrix | None) -> tuple[Any, Any] | None:
         """(query matrix, job matrix) whose product is the similarity plus the head-term
         scores; None when the queries have neither."""
-        head_w = None
+        xp, head_w = self.backend.xp, None
         if len(self.head_cols) and weights is not None:
             hw = self.restrict(weights)[:, self.head_cols]
             if hw.nnz:
                 head_w = self.backend.asarray(hw.toarray())
-        if query_embeddings is not None and head_w is not None:
-            return self.backend.xp.concatenate([query_embeddings, head_w], axis=1), self.vectors
-        if query_embeddings is not None and len(self.head_cols) and self.backend.name != "numpy":
+        if query_embeddings is not None and head_w is None and len(self.head_cols) and self.backend.name != "numpy":
             # CuPy copies a strided operand before its product (the whole catalog's
             # embeddings, per chunk); zero head weights read the matrix in place instead
-            xp = self.backend.xp
-            pad = xp.zeros((query_embeddings.shape[0], len(self.head_cols)), dtype=query_embeddings.dtype)
-            return xp.concatenate([query_embeddings, pad], axis=1), self.vectors
+            head_w = xp.zeros((query_embeddings.shape[0], len(self.head_cols)), dtype=query_embeddings.dtype)
+        if query_embeddings is not None and head_w is not None:
+            return xp.concatenate([query_embeddings, head_w], axis=1), self.vectors
         if query_embeddings is not None:
             return query_embeddings, self.vectors[:, : self.dim]
         if head_w is not None:
