@@ -49,7 +49,12 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from index import FeedbackRules, JobIndex, LinkGraph, Query, as_member, member_attributes, member_query  # noqa: E402
+from index import (  # noqa: E402
+    SENIORITY_LEVELS, FeedbackRules, JobIndex, LinkGraph, MemberRules, Query, as_member, member_attributes,
+    member_query,
+)
+from index.feedback import PENALTY_CAP, PENALTY_STEP  # noqa: E402
+from index.terms import seniority_term  # noqa: E402
 from models.ego_embedder import EgoGraphEmbedder  # noqa: E402
 from models.ego_graph import HeteroGraph  # noqa: E402
 from models.encoder_training import PromptSpec, TrainConfig, train_link_prediction  # noqa: E402
@@ -59,7 +64,8 @@ from streams.simulator import Marketplace, MarketplaceConfig  # noqa: E402
 
 console = Console()
 METHODS = ("term only", "dense only", "links only", "hybrid (default weights)", "hybrid", "hybrid + feedback rules",
-           "hybrid + rules, dismissed jobs shown")
+           "hybrid + rules, dismissed jobs shown", "hybrid + previous seniority rule",
+           "hybrid + previous seniority rule, dismissed jobs shown")
 TUNED = METHODS[4:]
 SINGLE = METHODS[:3]
 GRID = [{"dense": d, "term": 1.0, "link": l} for d in (0.0, 0.1, 0.3, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
@@ -75,12 +81,30 @@ def queries_for(method: str, member, index: JobIndex, links: LinkGraph, rules: F
     if method == "links only":
         terms, sources = links.expand(member_attributes(m), top=64)
         return Query(links=terms, link_sources=sources)
-    if method.startswith("hybrid") and "rules" not in method:
+    if method.startswith("hybrid") and "rule" not in method:
         return member_query(m, index.embedder, links)
-    q = member_query(m, index.embedder, links, rules.for_member(m.member_id))
+    if "previous seniority rule" in method:
+        q = previous_seniority_rule(member_query(m, index.embedder, links), rules.for_member(m.member_id))
+    else:
+        q = member_query(m, index.embedder, links, rules.for_member(m.member_id))
     # the simulator's members apply to jobs they once dismissed (bench/simulator_truth.py):
     # this row separates what hiding those jobs costs from what masks and penalties cost
     return replace(q, exclude_ids=frozenset()) if "dismissed jobs shown" in method else q
+
+
+def previous_seniority_rule(query: Query, rules: MemberRules) -> Query:
+    """The rules as they were before the seniority fix, for comparison: a too-senior
+    (too-junior) dismissal counted against its own level and every level above (below);
+    a level with two such dismissals masked, with one penalized."""
+    forbid, penalties = set(rules.blocked_companies), dict(rules.penalties)
+    for rank, level in enumerate(SENIORITY_LEVELS):
+        n = sum(r <= rank for r in rules.too_senior) + sum(r >= rank for r in rules.too_junior)
+        if n >= 2:
+            forbid.add(seniority_term(level))
+        elif n:
+            penalties[seniority_term(level)] = min(PENALTY_CAP, PENALTY_STEP * n)
+    return replace(query, forbid=query.forbid | frozenset(forbid), penalties={**query.penalties, **penalties},
+                   exclude_ids=query.exclude_ids | frozenset(rules.dismissed_jobs))
 
 
 class DayCachedMembers:
