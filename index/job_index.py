@@ -15,12 +15,10 @@ consistent snapshot, and every write is a pure `(state, op) -> state` step.
 """
 from __future__ import annotations
 
-import math
 import threading
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from itertools import chain
-from operator import methodcaller
 from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
@@ -502,68 +500,55 @@ class _Compiled:
         return np.asarray(q_idx, np.int64), np.asarray(rows, np.int64)
 
 
-def _unit(weights: Mapping[str, float]) -> dict[str, float]:
-    """The weights scaled to unit length (none if all are zero); `_weighted_terms` applies
-    the same rule to whole batches."""
-    norm = math.hypot(*weights.values()) if weights else 0.0
+def _unit(weights: Mapping[str, float], norm: float) -> dict[str, float]:
+    """The weights divided by their length (`PackedTerms.norms`); none if all are zero."""
     return {t: w / norm for t, w in weights.items()} if norm > 0 else {}
 
 
-def _term_matrix(per_query: list[Mapping[str, float]], vocab: Vocabulary) -> sp.csr_matrix:
-    """(queries x vocabulary) CSR of each query's weighted terms."""
-    return _weighted_terms([(i, m, 1.0, False) for i, m in enumerate(per_query) if m], len(per_query), vocab)
-
-
-def _weighted_terms(sources: list[tuple[int, Mapping[str, float], float, bool]], n_queries: int,
-                    vocab: Vocabulary) -> sp.csr_matrix:
-    """(queries x vocabulary) CSR from non-empty (query, {term: weight}, scale, unit) sources: the
-    weights times scale, first scaled to unit length where unit is set. A term given twice
-    for one query sums. Terms the vocabulary does not know match no job and are dropped,
-    zero weights too. Built from flat arrays with C-level loops: per-query dicts of
-    columns, and a norm per source in Python, cost 40 and 6 ms for 1,000 member queries."""
-    if not sources:
-        return sp.csr_matrix((n_queries, len(vocab)), dtype=np.float32)
-    q_of, mappings, scales, units = zip(*sources)
-    lengths = np.fromiter(map(len, mappings), np.int64, len(mappings))
-    terms = list(chain.from_iterable(mappings))
-    vals = np.fromiter(chain.from_iterable(map(methodcaller("values"), mappings)), np.float64, len(terms))
-    scale, unit = np.asarray(scales, np.float64), np.asarray(units, np.bool_)
-    if unit.any():
-        norms = np.sqrt(np.add.reduceat(vals * vals, np.cumsum(lengths) - lengths))
-        to_unit = np.divide(scale, norms, out=np.zeros_like(scale), where=norms > 0)
-        scale = np.where(unit, to_unit, scale)
-    vals *= np.repeat(scale, lengths)
-    q_idx = np.repeat(np.asarray(q_of, np.int64), lengths)
-    cols = vocab.columns(terms)
-    keep = (cols >= 0) & (vals != 0)
-    q_idx, cols, vals = q_idx[keep], cols[keep], vals[keep]
-    order = np.lexsort((cols, q_idx))  # by query, then column
-    q_idx, cols, vals = q_idx[order], cols[order], vals[order]
-    first = np.ones(len(cols), np.bool_)
-    first[1:] = (q_idx[1:] != q_idx[:-1]) | (cols[1:] != cols[:-1])
-    starts = np.flatnonzero(first)
-    vals = np.add.reduceat(vals, starts) if len(starts) else vals
-    q_idx, cols = q_idx[starts], cols[starts]
-    nonzero = vals != 0
-    q_idx, cols, vals = q_idx[nonzero], cols[nonzero], vals[nonzero]
-    indptr = np.zeros(n_queries + 1, np.int64)
-    np.cumsum(np.bincount(q_idx, minlength=n_queries), out=indptr[1:])
-    # CSR built from its arrays: scipy's COO conversion cost 0.3 ms a matrix, a third of a
-    # single 100k-job query's search
-    return sp.csr_matrix((vals.astype(np.float32), cols, indptr), shape=(n_queries, len(vocab)))
+def _term_matrix(per_query: list[Iterable[str]], vocab: Vocabulary) -> sp.csr_matrix:
+    """(queries x vocabulary) CSR with a 1 for each of a query's terms (masks)."""
+    lengths = np.fromiter(map(len, per_query), np.int64, len(per_query))
+    terms = list(chain.from_iterable(per_query))
+    return _entries_csr(np.repeat(np.arange(len(per_query)), lengths), vocab.columns(terms),
+                        np.ones(len(terms)), len(per_query), len(vocab))
 
 
 def query_weights(queries: list[Query], config: IndexConfig, vocab: Vocabulary) -> sp.csr_matrix | None:
     """The one weighted term vector per query that goes through the inverted index: terms
-    and links, each scaled to unit length and by its fusion weight, minus penalties. None
-    when no query has any (dense-only queries: an empty CSR costs 0.1 ms to construct)."""
-    sources = []
-    for i, q in enumerate(queries):
-        if config.scoring != "dense":
-            sources += [(i, q.terms, config.term_weight, True), (i, q.links, config.link_weight, True)]
-        sources.append((i, q.penalties, -1.0, False))
-    sources = [s for s in sources if s[1]]
-    return _weighted_terms(sources, len(queries), vocab) if sources else None
+    and links, each scaled to unit length and by its fusion weight, minus penalties. Built
+    from the queries' packed arrays (`PackedTerms`). None when no query has any
+    (dense-only queries: an empty CSR costs 0.1 ms to construct)."""
+    packs = [q.packed for q in queries]
+    lengths = np.array([p.lengths for p in packs], np.int64).reshape(-1, 3)
+    if not lengths.any():
+        return None
+    norms = np.array([p.norms for p in packs], np.float64).reshape(-1, 2)
+    fusion = np.array([config.term_weight, config.link_weight] if config.scoring != "dense" else [0.0, 0.0])
+    scale = np.zeros((len(packs), 3))
+    np.divide(fusion, norms, out=scale[:, :2], where=norms > 0)
+    scale[:, 2] = -1.0  # penalties apply as given, under every scoring
+    vals = np.concatenate([p.weights for p in packs]) * np.repeat(scale.ravel(), lengths.ravel())
+    cols = vocab.columns_of_keys(np.concatenate([p.keys for p in packs]))
+    return _entries_csr(np.repeat(np.arange(len(packs)), lengths.sum(axis=1)), cols, vals, len(packs), len(vocab))
+
+
+def _entries_csr(q_idx: np.ndarray, cols: np.ndarray, vals: np.ndarray, n_queries: int,
+                 n_cols: int) -> sp.csr_matrix:
+    """(queries x vocabulary) float32 CSR from (query, column, value) entries given in
+    query order. A column given twice for one query sums. Columns the vocabulary does not
+    know (-1) match no job and are dropped, zero values too."""
+    keep = (cols >= 0) & (vals != 0)
+    q_idx, cols, vals = q_idx[keep], cols[keep], vals[keep]
+    indptr = np.zeros(n_queries + 1, np.int64)
+    np.cumsum(np.bincount(q_idx, minlength=n_queries), out=indptr[1:])
+    # built from its arrays, then made canonical row by row (columns sorted, repeats
+    # summed, so each posting list is walked once): scipy's COO conversion cost 0.3 ms a
+    # matrix, a third of a single 100k-job query's search, and one global sort of the
+    # entries 5.7 ms for 1,000 member queries
+    m = sp.csr_matrix((vals, cols, indptr), shape=(n_queries, n_cols))
+    m.sum_duplicates()
+    m.eliminate_zeros()
+    return m.astype(np.float32)
 
 
 def _query_embeddings(queries: list[Query], dim: int) -> np.ndarray:
@@ -595,9 +580,9 @@ def _compile(queries: list[Query], vocab: Vocabulary, config: IndexConfig) -> _C
     weights = query_weights(queries, config, vocab)
     forbid = None
     if any(q.forbid for q in queries):
-        forbid = _term_matrix([dict.fromkeys(q.forbid, 1.0) for q in queries], vocab)
+        forbid = _term_matrix([q.forbid for q in queries], vocab)
     n_groups = max((len(q.must) for q in queries), default=0)
-    groups = [_term_matrix([dict.fromkeys(q.must[g], 1.0) if g < len(q.must) else {} for q in queries], vocab)
+    groups = [_term_matrix([q.must[g] if g < len(q.must) else () for q in queries], vocab)
               for g in range(n_groups)]
     needed = np.asarray([len(q.must) for q in queries], np.int64)
     return _Compiled(emb, _nonempty(weights), _nonempty(forbid), groups, needed, [q.exclude_ids for q in queries])
@@ -616,8 +601,8 @@ def _explain(queries: list[Query], located: tuple, scores: np.ndarray,
     segments, seg_no, rows = located
     out = []
     for i, q in enumerate(queries):
-        terms = _unit(q.terms) if config.scoring != "dense" else {}
-        links = _unit(q.links) if config.scoring != "dense" else {}
+        terms = _unit(q.terms, q.packed.norms[0]) if config.scoring != "dense" else {}
+        links = _unit(q.links, q.packed.norms[1]) if config.scoring != "dense" else {}
         reasons = []
         for j in range(scores.shape[1]):
             if scores[i, j] == NEG_INF:

@@ -13,8 +13,10 @@ in `exclude_ids`, or is closed.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+import math
+from dataclasses import dataclass, field, fields
+from itertools import chain
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 
 import numpy as np
 
@@ -26,6 +28,7 @@ from index.terms import (
     occupation_term,
     seniority_term,
     skill_term,
+    term_keys,
     title_term,
     title_tokens,
 )
@@ -36,8 +39,30 @@ if TYPE_CHECKING:
     from index.links import LinkGraph
 
 
+class PackedTerms(NamedTuple):
+    """A query's weighted terms as arrays: its terms, then its links, then its penalties.
+    Made once when the query is built, like its embedding (7 us a member query), so that
+    the index compiles a batch of queries with array concatenations and one vectorized
+    column lookup instead of a dictionary lookup per term (30 ms for 1,000 member
+    queries of 41 terms each)."""
+    keys: np.ndarray  # int64 (`terms.term_keys`)
+    weights: np.ndarray  # float64, as given
+    lengths: tuple[int, int, int]  # how many of them are terms, links, penalties
+    norms: tuple[float, float]  # Euclidean length of the term weights and of the link weights
+
+    @classmethod
+    def of(cls, terms: Mapping[str, float], links: Mapping[str, float],
+           penalties: Mapping[str, float]) -> "PackedTerms":
+        n = len(terms) + len(links) + len(penalties)
+        return cls(term_keys(chain(terms, links, penalties), n),
+                   np.fromiter(chain(terms.values(), links.values(), penalties.values()), np.float64, n),
+                   (len(terms), len(links), len(penalties)),
+                   (math.hypot(*terms.values()), math.hypot(*links.values())))
+
+
 @dataclass(frozen=True)
 class Query:
+    """Build one per retrieval; its mappings must not change afterwards (it packs them)."""
     terms: Mapping[str, float] = field(default_factory=dict)
     links: Mapping[str, float] = field(default_factory=dict)
     # job term -> ((member attribute, link weight), ...): why a link term is in `links`
@@ -47,6 +72,18 @@ class Query:
     forbid: frozenset[str] = frozenset()
     penalties: Mapping[str, float] = field(default_factory=dict)
     exclude_ids: frozenset[str] = frozenset()
+    packed: PackedTerms = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "packed", PackedTerms.of(self.terms, self.links, self.penalties))
+
+    def __reduce__(self) -> tuple:
+        # rebuilt from its fields, so the term keys are those of the loading process
+        return _rebuild_query, ({f.name: getattr(self, f.name) for f in fields(self) if f.init},)
+
+
+def _rebuild_query(kwargs: dict[str, Any]) -> Query:
+    return Query(**kwargs)
 
 
 # How much each member field asks for in a term query. Occupation is the strongest

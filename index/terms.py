@@ -86,12 +86,78 @@ def job_attributes(job: JobRecord) -> tuple[str, ...]:
     return tuple(dict.fromkeys(_profile_terms(job.title, job.occupation, job.skills, job.seniority)))
 
 
+def term_keys(terms: Iterable[str], count: int = -1) -> np.ndarray:
+    """int64 keys of terms: what a query carries instead of strings, so that a batch of
+    queries finds its columns with one vectorized lookup (`Vocabulary.columns_of_keys`).
+    Python's string hash: a term's key is the same everywhere in one process, and keys
+    never leave it (a pickled `Query` drops them and recomputes them when loaded)."""
+    return np.fromiter(map(hash, terms), np.int64, count)
+
+
+class KeyTable:
+    """Immutable int64 key -> column map with a vectorized lookup: a direct-mapped table
+    indexed by a key's low bits, kept at most a quarter full, and a sorted overflow
+    array for keys whose slot is taken. A binary search of every key cost 3.6 ms for a
+    batch of 41,000 query terms; the table reads one slot per key."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self._slot_keys = np.zeros(size, np.int64)
+        self._slot_cols = np.full(size, -1, np.int64)  # -1: empty, so a miss reads as unknown
+        self._over_keys = np.zeros(0, np.int64)  # sorted
+        self._over_cols = np.zeros(0, np.int64)
+
+    def __len__(self) -> int:
+        return int((self._slot_cols >= 0).sum()) + len(self._over_keys)
+
+    def with_entries(self, keys: np.ndarray, cols: np.ndarray) -> "KeyTable":
+        """A new table holding these entries too (this one is left as it is, for readers)."""
+        if len(np.unique(keys)) < len(keys) or (self.lookup(keys) >= 0).any():
+            raise RuntimeError("two terms share a 64-bit key; queries could not tell them apart")
+        size = self.size
+        while size < 4 * (len(self) + len(keys)):
+            size *= 2
+        out = KeyTable(size)
+        if size == self.size:
+            out._slot_keys, out._slot_cols = self._slot_keys.copy(), self._slot_cols.copy()
+            out._over_keys, out._over_cols = self._over_keys, self._over_cols
+        else:  # grown: every entry moves to its slot in the larger table
+            held = self._slot_cols >= 0
+            keys = np.concatenate([self._slot_keys[held], self._over_keys, keys])
+            cols = np.concatenate([self._slot_cols[held], self._over_cols, cols])
+        out._place(keys, cols)
+        return out
+
+    def _place(self, keys: np.ndarray, cols: np.ndarray) -> None:
+        slots = keys & (self.size - 1)
+        first = np.zeros(len(keys), np.bool_)
+        first[np.unique(slots, return_index=True)[1]] = True
+        placed = first & (self._slot_cols[slots] < 0)  # the first new key of a free slot takes it
+        self._slot_keys[slots[placed]], self._slot_cols[slots[placed]] = keys[placed], cols[placed]
+        over_keys = np.concatenate([self._over_keys, keys[~placed]])
+        order = np.argsort(over_keys)
+        self._over_keys, self._over_cols = over_keys[order], np.concatenate([self._over_cols, cols[~placed]])[order]
+
+    def lookup(self, keys: np.ndarray) -> np.ndarray:
+        """Columns of the keys, -1 for a key not in the table."""
+        slots = keys & (self.size - 1)
+        cols = np.where(self._slot_keys[slots] == keys, self._slot_cols[slots], -1)
+        if len(self._over_keys):
+            miss = np.flatnonzero(cols < 0)
+            at = np.minimum(np.searchsorted(self._over_keys, keys[miss]), len(self._over_keys) - 1)
+            found = self._over_keys[at] == keys[miss]
+            cols[miss[found]] = self._over_cols[at[found]]
+        return cols
+
+
 class Vocabulary:
     """Append-only term -> column map; a column, once given, never changes meaning."""
 
     def __init__(self) -> None:
         self._col: dict[str, int] = {}
         self._terms: list[str] = []
+        # term key -> column; replaced whole on growth, so a lookup needs no lock
+        self._by_key = KeyTable()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -102,7 +168,7 @@ class Vocabulary:
 
     def add(self, terms: Iterable[str]) -> list[int]:
         with self._lock:
-            cols = []
+            cols, first_new = [], len(self._terms)
             for t in terms:
                 c = self._col.get(t)
                 if c is None:
@@ -110,8 +176,19 @@ class Vocabulary:
                     self._col[t] = c
                     self._terms.append(t)
                 cols.append(c)
+            if len(self._terms) > first_new:
+                self._index_keys(first_new)
             return cols
+
+    def _index_keys(self, first_new: int) -> None:
+        """Add the keys of columns first_new.. to the key table (`columns_of_keys`)."""
+        self._by_key = self._by_key.with_entries(term_keys(self._terms[first_new:]),
+                                                 np.arange(first_new, len(self._terms), dtype=np.int64))
 
     def columns(self, terms: list[str]) -> np.ndarray:
         """Columns of the terms as an int64 array, -1 for a term never seen."""
         return np.fromiter(map(self._col.get, terms, repeat(-1)), np.int64, len(terms))  # C-level loop
+
+    def columns_of_keys(self, keys: np.ndarray) -> np.ndarray:
+        """Columns of the term keys (`term_keys`) as an int64 array, -1 for a term never seen."""
+        return self._by_key.lookup(keys)
