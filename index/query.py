@@ -44,7 +44,9 @@ class PackedTerms(NamedTuple):
     Made once when the query is built, like its embedding (7 us a member query), so that
     the index compiles a batch of queries with array concatenations and one vectorized
     column lookup instead of a dictionary lookup per term (30 ms for 1,000 member
-    queries of 41 terms each)."""
+    queries of 41 terms each). A term that is both a term and a link (15% of a member
+    query's) stays two entries: every scan sums a query's entries per job, and merging
+    them here cost 6 us a query, against 1 us a query to sum them at compilation."""
     keys: np.ndarray  # int64 (`terms.term_keys`)
     weights: np.ndarray  # float64, as given
     lengths: tuple[int, int, int]  # how many of them are terms, links, penalties
