@@ -251,6 +251,8 @@ def test_proposals_are_rescored_exactly_and_missing_ones_never_win():
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_exact_hybrid_equals_brute_force_on_a_simulated_marketplace(backend):
     simulator = pytest.importorskip("streams.simulator", reason="the marketplace simulator is not available")
+    # the simulator reads its taxonomy path from the settings, imported when first used
+    pytest.importorskip("streams.settings", reason="the marketplace simulator's settings are not available")
     sim = simulator.Marketplace(simulator.MarketplaceConfig(seed=3, n_members=60, n_companies=10, n_jobs=400, days=1))
     from index import LinkGraph, MemberRules, as_job
     jobs = [as_job(j) for j in sim.jobs.values()]
