@@ -163,12 +163,10 @@ class Segment:
             return xp.zeros(0, xp.int64), xp.zeros(0, xp.float32)
         terms = self.backend.asarray(m.indices)
         lists = postings[terms]  # the posting rows, in (query, term) order
-        lengths = xp.diff(lists.indptr)
-        per_query = self.backend.asarray(np.diff(m.indptr))
-        repeat = self.backend.repeat
-        query_of = repeat(repeat(xp.arange(n_queries), per_query), lengths)
-        flat = query_of * self.size + lists.indices
-        weights = repeat(self.backend.asarray(m.data), lengths)
+        entry = self.backend.repeat_index(xp.diff(lists.indptr))  # each posting's (query, term) entry
+        query_of = self.backend.asarray(np.repeat(np.arange(n_queries), np.diff(m.indptr)))
+        flat = query_of[entry] * self.size + lists.indices
+        weights = self.backend.asarray(m.data)[entry]
         return flat, weights
 
     def add_term_scores(self, scores: Any, weights: sp.csr_matrix) -> None:

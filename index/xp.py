@@ -43,14 +43,20 @@ class Backend:
 
             cupyx.scatter_add(target, index, values)
 
-    def repeat(self, values: Any, counts: Any) -> Any:
-        """values[i] repeated counts[i] times (cupy.repeat takes only host counts)."""
+    def repeat_index(self, counts: Any) -> Any:
+        """i repeated counts[i] times: for each output position, the entry it copies, so
+        several arrays can be expanded by one gather each. On a device (cupy.repeat
+        takes only host counts) a 1 marks where each entry's run begins and a running
+        sum numbers them; int32 there, as a posting walk's positions fit in it."""
         if self.xp is np:
-            return np.repeat(values, counts)
+            return np.repeat(np.arange(len(counts)), counts)
         xp = self.xp
         ends = xp.cumsum(counts)
         total = int(ends[-1]) if ends.shape[0] else 0
-        return values[xp.searchsorted(ends, xp.arange(total), side="right")]
+        marks = xp.zeros(total, dtype=xp.int32)
+        starts = ends[:-1]
+        xp.add.at(marks, starts[starts < total], 1)  # runs of zero length: several marks at one place
+        return xp.cumsum(marks, dtype=xp.int32)
 
     def synchronize(self) -> None:
         """Wait for queued device work (timing needs it; NumPy has none)."""

@@ -59,15 +59,17 @@ def test_cupy_search_equals_numpy_search(spec):
         assert_matches_reference(g.ids[i], g.scores[i], ref, 25)
 
 
-def test_device_repeat_path_matches_numpy_repeat():
-    """Backend.repeat's CuPy branch (searchsorted over cumulative counts), run on NumPy
-    through a stand-in module that is not `numpy` itself."""
+def test_device_repeat_index_path_matches_numpy_repeat():
+    """Backend.repeat_index's CuPy branch (marks at run starts, then a running sum), run
+    on NumPy through a stand-in module that is not `numpy` itself."""
     import types
 
     from index.xp import Backend
 
-    stand_in = types.SimpleNamespace(cumsum=np.cumsum, searchsorted=np.searchsorted, arange=np.arange)
-    values, counts = np.arange(6) * 10, np.array([2, 0, 3, 1, 0, 4])
-    got = Backend("stand-in", stand_in, None).repeat(values, counts)  # type: ignore[arg-type]
-    assert list(got) == list(np.repeat(values, counts))
-    assert list(Backend("stand-in", stand_in, None).repeat(values, np.zeros(6, int))) == []  # type: ignore[arg-type]
+    stand_in = types.SimpleNamespace(cumsum=np.cumsum, zeros=np.zeros, add=np.add, int32=np.int32)
+    device = Backend("stand-in", stand_in, None)  # type: ignore[arg-type]
+    for counts in ([2, 0, 3, 1, 0, 4], [0, 0, 2, 1], [3, 0, 0], [1], [0, 0], []):
+        counts = np.asarray(counts, np.int64)
+        want = np.repeat(np.arange(len(counts)), counts)
+        assert list(device.repeat_index(counts)) == list(want), counts
+        assert list(Backend("numpy", np, None).repeat_index(counts)) == list(want)  # type: ignore[arg-type]
