@@ -108,3 +108,50 @@ def test_links_retrieve_jobs_the_member_has_no_terms_for():
     assert ("skill:care", "skill:triage", pytest.approx(0.4620981, abs=1e-6)) in why.matched_links
     assert why.link_score > 0
     assert "hired skill:care -> skill:triage (link 0.46)" in why.as_strings()
+
+
+def _expansion_by_link(g: LinkGraph, attrs: list[str]) -> dict[str, float]:
+    """dst -> the sum of `link(a, dst).weight > 0` over attrs: the scalar formula."""
+    want: dict[str, float] = {}
+    for a in attrs:
+        for d in set(g.pair_counts.get(a, {})) | {d for s, d in g.overrides if s == a}:
+            w = g.link(a, d).weight
+            if w > 0:
+                want[d] = want.get(d, 0.0) + w
+    return want
+
+
+def _assert_expansion_is(g: LinkGraph, attrs: list[str], top: int) -> None:
+    want = _expansion_by_link(g, attrs)
+    terms, sources = g.expand(attrs, top=top)
+    assert list(terms.values()) == pytest.approx(sorted(want.values(), reverse=True)[:top], rel=1e-9)
+    for d, w in terms.items():
+        assert w == pytest.approx(want[d], rel=1e-9)
+        assert sum(w for _, w in sources[d]) == pytest.approx(want[d], rel=1e-9)
+
+
+def test_expansion_equals_the_sum_of_each_links_weight_on_a_random_graph():
+    """`expand` weighs all links at once; `link` weighs one with the scalar formula. On a
+    random graph with pinned and switched-off links, the expansion is each target's sum
+    of `link(...).weight > 0` over the member's attributes, strongest first, and stays so
+    as hires arrive."""
+    import random
+
+    rng = random.Random(5)
+    srcs, dsts = [f"skill:s{i}" for i in range(40)], [f"skill:d{i}" for i in range(150)]  # > 64: arrays grow
+    g = LinkGraph(min_support=2, shrinkage=1.5)
+    for _ in range(400):
+        g.add_hire(rng.sample(srcs, rng.randint(1, 6)), rng.sample(dsts, rng.randint(1, 6)))
+    g.adjust("skill:s1", "skill:d1", 2.5)  # pinned up
+    g.adjust("skill:s1", "skill:d2", 0.0)  # switched off
+    g.adjust("skill:s2", "skill:never-hired", 0.7)  # a link no hire made
+    for attrs in (["skill:s1", "skill:s2", "skill:s3"], rng.sample(srcs, 8), ["skill:unknown"]):
+        for top in (5, 64):
+            _assert_expansion_is(g, attrs, top)
+    for _ in range(3):  # new hires change the rows already expanded
+        g.add_hire(["skill:s3", "skill:s4"], ["skill:d7", "skill:new"])
+        _assert_expansion_is(g, ["skill:s1", "skill:s3", "skill:s4"], 64)
+    assert "skill:d2" not in g.expand(["skill:s1"])[0]
+    assert g.expand(["skill:s1"])[0]["skill:d1"] == pytest.approx(2.5)
+    assert g.expand(["skill:s2"])[0]["skill:never-hired"] == pytest.approx(0.7)
+    assert LinkGraph.from_dict(g.to_dict()).expand(["skill:s3", "skill:s4"]) == g.expand(["skill:s3", "skill:s4"])
