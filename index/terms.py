@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import threading
-from itertools import repeat
 from typing import Iterable
 
 import numpy as np
@@ -187,7 +186,7 @@ class Vocabulary:
 
     def columns(self, terms: list[str]) -> np.ndarray:
         """Columns of the terms as an int64 array, -1 for a term never seen."""
-        return np.fromiter(map(self._col.get, terms, repeat(-1)), np.int64, len(terms))  # C-level loop
+        return self.columns_of_keys(term_keys(terms, len(terms)))
 
     def columns_of_keys(self, keys: np.ndarray) -> np.ndarray:
         """Columns of the term keys (`term_keys`) as an int64 array, -1 for a term never seen."""
