@@ -538,11 +538,10 @@ def _entries_csr(q_idx: np.ndarray, cols: np.ndarray, vals: np.ndarray, n_querie
     """(queries x vocabulary) float32 CSR from (query, column, value) entries given in
     query order. A column given twice for a query is two entries, which every consumer
     sums (scipy's own meaning of a repeated CSR entry). Columns the vocabulary does not
-    know (-1) match no job and are dropped, zero values too. Built from its arrays, as it
-    comes: scipy's COO conversion cost 0.3 ms a matrix (a third of a single 100k-job
-    query's search), and making it canonical (rows sorted, repeats summed) 1.1 ms for
-    1,000 member queries, for scans that need neither (the filters sort what they merge,
-    `Filters.build`)."""
+    know (-1) match no job and are dropped, zero values too. Built from its arrays as it
+    comes, neither through COO nor made canonical (rows sorted, repeats summed): no scan
+    needs that (the filters sort what they merge, `Filters.build`), and each is a pass
+    over every entry of the batch on the host, in the hybrid's critical path on a GPU."""
     keep = (cols >= 0) & (vals != 0)
     q_idx, cols, vals = q_idx[keep], cols[keep], vals[keep]
     indptr = np.zeros(n_queries + 1, np.int64)

@@ -44,11 +44,11 @@ class PackedTerms(NamedTuple):
     Made once when the query is built, like its embedding, so that the index compiles a
     batch of queries with array concatenations and one vectorized column lookup instead
     of a dictionary lookup per term. 1,000 member queries of 41 terms, bench/retrieval.py's
-    "compile" column: 16-20 ms before, 2.5-3 ms after on the GPU machine's host (5-8 ms
-    on a 2-core VM), plus 11-28 ms to pack them (its "pack at build" column, timed cold
-    over queries built long before; 7 us a query when packed as it is built). A term that is both a term and a link (15% of a member query's) stays
-    two entries: every scan sums a query's entries per job, and merging them here cost
-    6 us a query, against 1 us a query to sum them at compilation."""
+    "compile" column: 16-20 ms before, 2.5-3 ms after on the GPU machine's host (5-9 ms
+    on a 2-core VM); its "pack at build" column times the packing (11-28 ms, cold, over
+    queries built long before). A term that is both a term and a link stays two
+    entries: every scan sums a query's entries per job, so merging them here would be
+    work for nothing."""
     keys: np.ndarray  # int64 (`terms.term_keys`)
     weights: np.ndarray  # float64, as given
     lengths: tuple[int, int, int]  # how many of them are terms, links, penalties

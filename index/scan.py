@@ -247,8 +247,9 @@ class _Scan:
 def _small_product(queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     """queries @ vectors.T for a few queries. One query is a matrix-vector product, bound
     by reading the catalog: it runs in row ranges on the scan's threads (BLAS is held to
-    one). bench/retrieval.py, 100k jobs, d=64, 2 cores: single query p50 5.35 ms on one
-    thread (1.61x faiss flat), 4.25 ms split (1.33x)."""
+    one). bench/retrieval.py, 100k jobs, d=64, 2 cores, single queries timed in turns with
+    faiss (its protocol then): p50 5.35 ms on one thread (1.61x faiss flat), 4.25 ms split
+    (1.33x)."""
     if len(queries) > 1:
         return queries @ vectors.T
     # one query is always scanned on the caller's thread (_query_parts), so waiting on

@@ -171,7 +171,7 @@ class Segment:
 
     def add_term_scores(self, scores: Any, weights: sp.csr_matrix) -> None:
         flat, w = self._pairs(weights, self.tail_postings, scores.shape[0])
-        self.backend.scatter_add(scores.reshape(-1), flat, w)
+        self.backend.xp.add.at(scores.reshape(-1), flat, w)  # repeated (query, job) pairs sum
 
     def mask_terms(self, scores: Any, forbid: sp.csr_matrix) -> None:
         flat, _ = self._pairs(forbid, self.postings, scores.shape[0])

@@ -33,21 +33,12 @@ class Backend:
             return np.asarray(a)
         return self.xp.asnumpy(a)
 
-    def scatter_add(self, target: Any, index: Any, values: Any) -> None:
-        """target[index] += values, duplicates in `index` summed (np.add.at vs
-        cupyx.scatter_add: one of the two ops whose spelling differs by backend)."""
-        if self.xp is np:
-            np.add.at(target, index, values)
-        else:
-            import cupyx
-
-            cupyx.scatter_add(target, index, values)
-
     def repeat_index(self, counts: Any) -> Any:
         """i repeated counts[i] times: for each output position, the entry it copies, so
         several arrays can be expanded by one gather each. On a device (cupy.repeat
         takes only host counts) a 1 marks where each entry's run begins and a running
-        sum numbers them; int32 there, as a posting walk's positions fit in it."""
+        sum numbers them; int32 there, as a posting walk's positions fit in it. The one op
+        whose spelling differs by backend."""
         if self.xp is np:
             return np.repeat(np.arange(len(counts)), counts)
         xp = self.xp
