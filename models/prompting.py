@@ -4,12 +4,12 @@
 unpredictable number of tokens. Here the bound is the model's: the member prefix
 must fit `max_tokens`, so the oldest interactions are dropped until it does
 (binary search over how many of the newest to keep: ~5 tokenizations, not 30).
-If the profile alone is too long (100 skills, a long about), its lists are cut too.
+If the profile alone is too long (a long about text), its lists are cut too.
 
-The member context (profile, query, history) does not depend on the task, so a
-request scored for several tasks fits it once (`fit_member_context`) against the
-budget left by the longest instruction, and prepends each task's instruction
-(`with_instruction`): the same text `verbalizer.member_prefix` renders.
+The member context (profile, query, history) does not depend on the task or the
+phrasing, so it is fitted once per request against the budget left by the longest
+instruction, and each phrasing only prepends its instruction (`with_instruction`):
+the same text `verbalizer.member_prefix` renders.
 """
 from __future__ import annotations
 
@@ -20,18 +20,12 @@ from typing import Iterable, Sequence
 from models.verbalizer import (
     H_INSTRUCTION,
     H_QUESTION,
-    TASK_INSTRUCTIONS,
+    INSTRUCTIONS,
     Interaction,
-    JobCard,
-    JobLike,
     ProfileLike,
-    Prompt,
     instruction,
-    job_segment,
     member_context,
 )
-
-UNINFORMATIVE_ACTIONS = ("view",)  # impressions the platform chose, not the member
 
 
 def n_tokens(tokenizer, text: str) -> int:
@@ -50,14 +44,13 @@ def newest(history: Iterable[Interaction], n: int, skip: Sequence[str] = ()) -> 
     return tuple(sorted(kept, key=lambda it: (-it.event_time, it.event_id))[:n])
 
 
-def with_instruction(task: str, context: str, phrasing: int = 0, focus: str | None = None) -> str:
-    return f"{H_INSTRUCTION}\n{instruction(task, phrasing, focus)}\n\n" + context
+def with_instruction(context: str, phrasing: int = 0, focus: str | None = None) -> str:
+    return f"{H_INSTRUCTION}\n{instruction(phrasing, focus)}\n\n" + context
 
 
 @lru_cache(maxsize=16)
 def _longest_instruction_tokens(tokenizer) -> int:
-    return max(n_tokens(tokenizer, with_instruction(task, "", i))
-               for task, phrasings in TASK_INSTRUCTIONS.items() for i in range(len(phrasings))) + 1
+    return max(n_tokens(tokenizer, with_instruction("", i)) for i in range(len(INSTRUCTIONS))) + 1
 
 
 @dataclass(frozen=True)
@@ -114,27 +107,19 @@ def fit_member_context(tokenizer, profile: ProfileLike, history: Iterable[Intera
                      f"instruction, more than max_tokens={max_tokens}")
 
 
-def fit_context_for_any_task(tokenizer, profile: ProfileLike, history: Iterable[Interaction], now: float,
-                             max_tokens: int, **kwargs) -> str:
-    """A member context that fits max_tokens after *any* task's instruction: fit once
-    per request, then `with_instruction(task, context, phrasing)` for each task."""
+def fit_context_for_any_phrasing(tokenizer, profile: ProfileLike, history: Iterable[Interaction], now: float,
+                                 max_tokens: int, **kwargs) -> str:
+    """A member context that fits max_tokens after *any* instruction phrasing: fit once
+    per request, then `with_instruction(context, phrasing)` for each phrasing."""
     return fit_member_context(tokenizer, profile, history, now, max_tokens - _longest_instruction_tokens(tokenizer),
                               **kwargs)
 
 
-def fit_prefix(tokenizer, task: str, profile: ProfileLike, history: Iterable[Interaction], now: float,
+def fit_prefix(tokenizer, profile: ProfileLike, history: Iterable[Interaction], now: float,
                max_tokens: int, *, phrasing: int = 0, focus: str | None = None, query: str | None = None,
                skip_actions: Sequence[str] = ()) -> str:
-    """The member prefix for one task with as much of the newest history as fits."""
-    head = with_instruction(task, "", phrasing, focus)
+    """The member prefix for one phrasing with as much of the newest history as fits."""
+    head = with_instruction("", phrasing, focus)
     context = fit_member_context(tokenizer, profile, history, now, max_tokens, query=query,
                                  skip_actions=skip_actions, head=head)
     return head + context
-
-
-def fit_prompt(tokenizer, task: str, profile: ProfileLike, history: Iterable[Interaction],
-               job: JobLike | JobCard, now: float, max_prefix_tokens: int, **kwargs) -> Prompt:
-    """A whole prompt whose member prefix fits the budget (segments are bounded by the
-    verbalizer's fields and cut by `Ranker.encode_segment` if a job is pathological)."""
-    prefix = fit_prefix(tokenizer, task, profile, history, now, max_prefix_tokens, **kwargs)
-    return Prompt(prefix, job_segment(job, task), task)

@@ -29,7 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.verbalizer import ANSWER_NO, ANSWER_YES, H_QUESTION, Prompt
+from models.multi_item import yes_no_logits
+from models.verbalizer import ANSWER_NO, ANSWER_YES, H_QUESTION, answer_marker, job_segment
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +60,13 @@ class StudentConfig:
 
 @dataclass
 class PromptBudget:
-    """Token bounds of one prompt (the member prefix, each job segment) and which
-    history actions are left out: views are the platform's choice, not the member's,
-    and would crowd out the clicks and applies that say what the member wants."""
+    """Token bounds of one prompt: the member prefix (instruction, profile, history:
+    mostly history) and each job's body. Views are kept but compressed by the
+    verbalizer (each title once, with a count), so they no longer crowd out applies."""
 
-    max_prefix_tokens: int = 320
-    max_segment_tokens: int = 64
-    skip_actions: tuple[str, ...] = ("view",)
+    max_prefix_tokens: int = 384
+    max_segment_tokens: int = 48
+    skip_actions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.skip_actions = tuple(self.skip_actions)  # JSON round trips give lists
@@ -232,20 +233,6 @@ def answer_token_ids(tokenizer) -> tuple[int, int]:
     return ids[0], ids[1]
 
 
-def yes_no_logits(model, hidden: torch.Tensor, yes_id: int, no_id: int) -> torch.Tensor:
-    """(..., d) final hidden states -> (..., 2) logits of [" Yes", " No"].
-
-    Only two rows of the output embedding are applied, and only at answer positions:
-    the full 49k-way lm_head is most of a small model's cost and none of its answer.
-    """
-    head = model.get_output_embeddings()
-    rows = head.weight[[yes_id, no_id]]
-    out = hidden @ rows.T
-    if getattr(head, "bias", None) is not None:
-        out = out + head.bias[[yes_id, no_id]]
-    return out
-
-
 def p_yes(logits2: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits2.float(), dim=-1)[..., 0]
 
@@ -323,81 +310,89 @@ class Ranker:
             (path / "README.md").write_text(card)
         return path
 
+    def install_answer_head(self, rows: torch.Tensor) -> None:
+        """Write trained Yes/No rows into the LM head, untying it from the input
+        embeddings first: the checkpoint stays a plain causal LM (what vLLM serves),
+        and the input embeddings of " Yes"/" No" stay the ones training saw."""
+        head = self.model.get_output_embeddings()
+        emb = self.model.get_input_embeddings()
+        if head.weight.data_ptr() == emb.weight.data_ptr():
+            head.weight = nn.Parameter(emb.weight.detach().clone())
+            self.model.config.tie_word_embeddings = False
+        with torch.no_grad():
+            head.weight[[self.yes_id, self.no_id]] = rows.detach().to(head.weight.dtype)
+
     # -- prompts (the one way serving, training and replay build them for this model)
     def member_context(self, profile, history, now: float, query: str | None = None) -> str:
-        """Profile + query + newest history within budget after any task's instruction."""
-        from models.prompting import fit_context_for_any_task
+        """Profile + query + newest history within budget after any instruction phrasing."""
+        from models.prompting import fit_context_for_any_phrasing
 
-        return fit_context_for_any_task(self.tokenizer, profile, history, now, self.budget.max_prefix_tokens,
-                                        query=query, skip_actions=self.budget.skip_actions)
+        return fit_context_for_any_phrasing(self.tokenizer, profile, history, now, self.budget.max_prefix_tokens,
+                                            query=query, skip_actions=self.budget.skip_actions)
 
-    def member_prefix(self, task: str, profile, history, now: float, *, phrasing: int = 0,
+    def member_prefix(self, profile, history, now: float, *, phrasing: int = 0,
                       query: str | None = None, context: str | None = None) -> str:
-        """The prompt prefix for one task; pass `context` to reuse one across tasks."""
+        """The prompt prefix; pass `context` to reuse one across phrasings."""
         from models.prompting import with_instruction
 
         if context is None:
             context = self.member_context(profile, history, now, query)
-        return with_instruction(task, context, phrasing)
+        return with_instruction(context, phrasing)
 
-    # -- encoding
+    # -- encoding: member- and employer-written text can never become a special token
+    def _ids(self, text: str, **kwargs):
+        # split_special_tokens: "<|im_start|>" in an About text is characters, not id 1.
+        return self.tokenizer(text, add_special_tokens=False, split_special_tokens=True, **kwargs)
+
     def encode_prefix(self, prefix: str) -> list[int]:
         """Prefix token ids as they are inside the whole prompt, cut to the budget if
         `models.prompting` did not already fit it.
 
         Alone, the prefix's closing "\n\n" is one token; followed by "## Question" the
         tokenizer splits it in two. Encoding the prefix in that context makes
-        prefix ids + segment ids == the ids of `prompt.text`, so multi-item scores are
+        prefix ids + segment ids == the ids of the whole prompt, so multi-item scores are
         the scores of the whole prompt read as plain text.
         """
-        enc = self.tokenizer(prefix + SEGMENT_START, add_special_tokens=False, return_offsets_mapping=True)
+        enc = self._ids(prefix + SEGMENT_START, return_offsets_mapping=True)
         ids = [i for i, (_, end) in zip(enc.input_ids, enc.offset_mapping) if end <= len(prefix)]
         return ids[: self.budget.max_prefix_tokens]
 
     def encode_segment(self, segment: str) -> list[int]:
-        """Segment ids within budget, always ending with the answer header's tokens:
-        the score is read at a segment's last position, so its tail must survive."""
-        ids = self.tokenizer(segment, add_special_tokens=False).input_ids
+        """A job body's ids within budget, always ending with the answers header: the
+        markers follow it, so its tail must survive a pathological job."""
+        ids = self._ids(segment).input_ids
         cap = self.budget.max_segment_tokens
         if len(ids) <= cap:
             return ids
-        tail = self.tokenizer("\n## Answer:", add_special_tokens=False).input_ids
+        tail = self._ids("\n" + segment.rsplit("\n", 1)[-1]).input_ids
         return ids[: cap - len(tail)] + tail
+
+    def encode_markers(self, tasks: Sequence[str], phrasing: int = 0) -> list[list[int]]:
+        return [self._ids(answer_marker(t, phrasing)).input_ids for t in tasks]
 
     # -- scoring
     @torch.inference_mode()
-    def score(self, prefix: str, segments: Sequence[str], task: str | None = None,
-              method: str = "prefix_cache") -> np.ndarray:
-        """p(Yes) for each segment after one shared prefix. `task` is already in the
-        prefix's instruction; it is accepted so call sites read as what they mean."""
+    def score_tasks(self, prefix: str, jobs: Sequence, tasks: Sequence[str], phrasing: int = 0,
+                    method: str = "prefix_cache") -> np.ndarray:
+        """(K, T) p(Yes) for K jobs (Job-like objects or verbalized bodies) and T tasks,
+        all after one shared prefix, in one pass."""
         from models import multi_item
 
-        if not segments:
-            return np.zeros(0, dtype=np.float32)
+        if not len(jobs):
+            return np.zeros((0, len(tasks)), dtype=np.float32)
         prefix_ids = self.encode_prefix(prefix)
-        seg_ids = [self.encode_segment(s) for s in segments]
-        if method == "prefix_cache":
-            logits = multi_item.score_with_prefix_cache(self.model, prefix_ids, seg_ids, self.yes_id, self.no_id)
-        elif method == "multi_item":
-            logits = multi_item.score_multi_item(self.model, prefix_ids, seg_ids, self.yes_id, self.no_id)
-        elif method == "single":
-            logits = multi_item.score_one_by_one(self.model, prefix_ids, seg_ids, self.yes_id, self.no_id)
-        else:
+        bodies = [self.encode_segment(j if isinstance(j, str) else job_segment(j)) for j in jobs]
+        markers = self.encode_markers(tasks, phrasing)
+        fn = {"prefix_cache": multi_item.score_with_prefix_cache, "multi_item": multi_item.score_multi_item,
+              "single": multi_item.score_one_by_one}.get(method)
+        if fn is None:
             raise ValueError(f"unknown scoring method {method!r}: prefix_cache, multi_item or single")
-        return p_yes(logits).cpu().numpy()
+        return p_yes(fn(self.model, prefix_ids, bodies, markers, self.yes_id, self.no_id)).cpu().numpy()
 
-    @torch.inference_mode()
-    def score_prompts(self, prompts: Sequence[Prompt], batch_rows: int = 16) -> np.ndarray:
-        """Score independent prompts, grouping those that share a prefix into one pass."""
-        out = np.zeros(len(prompts), dtype=np.float32)
-        groups: dict[str, list[int]] = {}
-        for i, p in enumerate(prompts):
-            groups.setdefault(p.prefix, []).append(i)
-        for prefix, idx in groups.items():
-            for start in range(0, len(idx), 64):
-                chunk = idx[start:start + 64]
-                out[chunk] = self.score(prefix, [prompts[i].segment for i in chunk])
-        return out
+    def score(self, prefix: str, jobs: Sequence, task: str = "apply", phrasing: int = 0,
+              method: str = "prefix_cache") -> np.ndarray:
+        """p(Yes) of one task for each job after one shared prefix."""
+        return self.score_tasks(prefix, jobs, [task], phrasing, method)[:, 0]
 
 
 def default_device() -> torch.device:

@@ -1,17 +1,28 @@
-"""Fine-tuning the ranker: Yes/No cross-entropy at answer positions, multi-item rows.
+"""Fine-tuning the ranker: every task of every job of a member in one packed pass.
 
-A training row is one member prefix and up to a few candidate segments with a label
-each (a slate of impressions, one task). Rows are packed with the block mask of
-`models.multi_item`, so one forward pass trains on every candidate of the row, each
-seeing only the prefix and itself, exactly as at serving time. The loss is the
-2-way cross-entropy of the Yes/No head at each segment's answer position: the
-49k-way lm_head is never applied, which is most of the saving NOTES measured.
+A training row is one member prefix, the jobs shown to that member (their bodies),
+and the tasks asked of each job (click, save, apply, dismiss ...), with a 0/1 label
+per (job, task). Rows are packed with the block mask of `models.multi_item`, so one
+forward pass trains every task of every job, each answer seeing only the prefix and
+its own job, exactly as at serving time. The loss is the 2-way cross-entropy of the
+Yes/No head at each answer position, weighted per task (dismiss is mostly noise).
 
-Deterministic: one seed drives the shuffles and the init; a time or step budget ends
-training; progress is a tqdm bar with the running loss.
+Where the CPU time goes, and what this recipe does about it:
+  * the token embeddings and the lower `frozen_blocks` decoder blocks are frozen and
+    their output is computed once and cached (float16) for every later epoch, so an
+    epoch after the first runs only the upper blocks, forward and backward;
+  * rows are bucketed by length, so a batch pads little;
+  * the Yes/No rows of the head are their own parameter with a higher learning rate;
+  * bf16 autocast where the CPU computes bf16 natively (AVX512-BF16 / AMX), float32
+    elsewhere (said once);
+  * optionally LoRA adapters (peft) on the upper blocks instead of full weights.
+The schedule is a warm-up then a cosine over the time (or step) budget.
+
+Deterministic for a seed on a fixed thread count.
 """
 from __future__ import annotations
 
+import logging
 import math
 import random
 import time
@@ -23,43 +34,55 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from models.multi_item import answer_logits, pack_rows
+from models.multi_item import PackedRows, answer_hidden, embed, pack_rows, run_blocks, yes_no_logits
 from models.ranker import Ranker
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class TrainConfig:
     steps: int | None = None  # stop after this many optimizer steps ...
     budget_minutes: float | None = None  # ... or after this much time, whichever first
-    epochs: int = 50  # upper bound when neither is set
-    rows_per_step: int = 8
-    lr: float = 3e-4
-    warmup_steps: int = 20
+    epochs: int = 8  # upper bound on passes over the data
+    tokens_per_step: int = 4096  # rows are batched up to this many (padded) tokens
+    lr: float = 2e-4  # the trained blocks (or their LoRA adapters)
+    head_lr: float = 2e-3  # the Yes/No rows
+    warmup_steps: int = 30
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     seed: int = 0
     threads: int | None = None
-    freeze_embeddings: bool = False  # keep (teacher-initialized) token embeddings as they are
+    frozen_blocks: int = 0  # lower decoder blocks kept as they are (their output cached)
+    lora_rank: int = 0  # >0: LoRA adapters of this rank on the trained blocks (peft)
+    task_weights: dict = field(default_factory=lambda: {"dismiss": 0.3})
+    precision: str = "auto"  # auto: bf16 where the CPU has it natively, else float32
     progress: bool = True
 
 
 @dataclass
 class TrainRow:
-    """One member prefix, its candidate job segments, a 0/1 label per segment."""
+    """One member prefix, the jobs shown (verbalized bodies), the tasks asked of each,
+    and labels[job][task] in {0, 1}."""
 
     prefix: str
     segments: list[str]
-    labels: list[int]
-    task: str = ""
+    tasks: list[str]
+    labels: list[list[int]]
+    phrasing: int = 0  # which phrasing of the task questions this row asks
 
 
 @dataclass
 class TrainReport:
     steps: int = 0
     rows: int = 0
-    candidates: int = 0
+    candidates: int = 0  # jobs seen, counting repeats over epochs
+    labels: int = 0  # (job, task) answers trained, counting repeats over epochs
+    epochs: float = 0.0
     seconds: float = 0.0
+    precision: str = "float32"
     losses: list[float] = field(default_factory=list)
+    curve: list[dict] = field(default_factory=list)  # learning-curve points from `on_eval`
     stopped_by: str = ""
 
     @property
@@ -74,115 +97,319 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def encode_rows(ranker: Ranker, rows: Sequence[TrainRow]):
-    """Tokenize once, caching prefixes (rows of one slate share them across tasks)."""
-    cache: dict[str, list[int]] = {}
+# ---- the machine ------------------------------------------------------------------------
+
+
+def cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def native_bf16() -> bool:
+    """bf16 matmuls are only faster than float32 where the hardware does them."""
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+
+
+def choose_precision(requested: str) -> torch.dtype:
+    if requested == "fp32":
+        return torch.float32
+    if requested == "bf16":
+        return torch.bfloat16
+    if native_bf16():
+        return torch.bfloat16
+    print("precision: this CPU has no native bf16 (no AVX512-BF16/AMX): training in float32")
+    return torch.float32
+
+
+# ---- data ---------------------------------------------------------------------------------
+
+
+@dataclass
+class EncodedRow:
+    prefix: list[int]
+    bodies: list[list[int]]
+    markers: list[list[int]]
+    labels: torch.Tensor  # (jobs * tasks,) job-major, as pack_rows orders answers
+    weights: torch.Tensor  # same shape: the task weight of each answer
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.prefix) + sum(len(b) for b in self.bodies) + len(self.bodies) * sum(map(len, self.markers))
+
+
+def encode_rows(ranker: Ranker, rows: Sequence[TrainRow], task_weights: dict) -> list[EncodedRow]:
+    """Tokenize once; prefixes shared by several rows are encoded once."""
+    prefixes: dict[str, list[int]] = {}
+    bodies: dict[str, list[int]] = {}
     out = []
     for r in rows:
-        if len(r.segments) != len(r.labels) or not r.segments:
-            raise ValueError(f"row for task {r.task!r} has {len(r.segments)} segments and {len(r.labels)} labels")
-        if r.prefix not in cache:
-            cache[r.prefix] = ranker.encode_prefix(r.prefix)
-        out.append((cache[r.prefix], [ranker.encode_segment(s) for s in r.segments], list(r.labels)))
+        if len(r.segments) != len(r.labels) or not r.segments or any(len(y) != len(r.tasks) for y in r.labels):
+            raise ValueError(f"row with tasks {r.tasks} has {len(r.segments)} jobs and labels shaped "
+                             f"{[len(y) for y in r.labels]}")
+        if r.prefix not in prefixes:
+            prefixes[r.prefix] = ranker.encode_prefix(r.prefix)
+        for s in r.segments:
+            if s not in bodies:
+                bodies[s] = ranker.encode_segment(s)
+        weights = [task_weights.get(t, 1.0) for t in r.tasks]
+        out.append(EncodedRow(prefixes[r.prefix], [bodies[s] for s in r.segments],
+                              ranker.encode_markers(r.tasks, r.phrasing),
+                              torch.tensor([y for ys in r.labels for y in ys], dtype=torch.float32),
+                              torch.tensor(weights * len(r.segments), dtype=torch.float32)))
     return out
 
 
-def row_loss(ranker: Ranker, encoded_batch) -> tuple[torch.Tensor, int]:
-    """Mean Yes/No cross-entropy over every candidate in the batch of encoded rows."""
-    packed = pack_rows([(p, s) for p, s, _ in encoded_batch], pad_id=ranker.tokenizer.pad_token_id or 0)
-    logits = answer_logits(ranker.model, packed, ranker.yes_id, ranker.no_id)
-    labels = torch.tensor([y for _, _, ys in encoded_batch for y in ys], device=logits.device)
-    target = 1 - labels  # class 0 is " Yes"
-    return F.cross_entropy(logits.float(), target), len(labels)
+def bucket_batches(rows: Sequence[EncodedRow], tokens_per_step: int) -> list[list[int]]:
+    """Row indices in batches of similar length, each at most `tokens_per_step` padded
+    tokens (a longer row goes alone): padding is compute spent on nothing."""
+    order = sorted(range(len(rows)), key=lambda i: rows[i].n_tokens)
+    batches, current, longest = [], [], 0
+    for i in order:
+        n = rows[i].n_tokens
+        if current and max(longest, n) * (len(current) + 1) > tokens_per_step:
+            batches.append(current)
+            current, longest = [], 0
+        current.append(i)
+        longest = max(longest, n)
+    if current:
+        batches.append(current)
+    return batches
 
 
-def _lr_at(step: int, cfg: TrainConfig, total: int | None) -> float:
+# ---- the model's trained part -------------------------------------------------------------
+
+
+@dataclass
+class Trainable:
+    """Which part of the model learns: blocks above `frozen`, the final norm, the head rows."""
+
+    ranker: Ranker
+    frozen: int
+    head: torch.nn.Parameter
+    lora: bool = False
+
+    @property
+    def model(self):
+        return self.ranker.model
+
+    def layers(self):
+        return _decoder(self.model).layers
+
+    def lower(self, packed: PackedRows) -> torch.Tensor:
+        """Output of the embeddings and frozen blocks (no gradient: it never changes)."""
+        with torch.no_grad():
+            hidden = embed(_decoder_owner(self.model), packed)
+            return run_blocks(_decoder_owner(self.model), hidden, packed, self.layers()[: self.frozen])
+
+    def upper_logits(self, hidden: torch.Tensor, packed: PackedRows) -> torch.Tensor:
+        owner = _decoder_owner(self.model)
+        hidden = run_blocks(owner, hidden, packed, self.layers()[self.frozen:])
+        return yes_no_logits(owner, answer_hidden(owner, hidden, packed), 0, 0, head=self.head)
+
+
+def _decoder_owner(model):
+    """The causal LM under a peft wrapper (or the model itself)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def _decoder(model):
+    return _decoder_owner(model).model
+
+
+def prepare_trainable(ranker: Ranker, cfg: TrainConfig) -> Trainable:
+    model = ranker.model
+    n_layers = len(model.model.layers)
+    if not 0 <= cfg.frozen_blocks < n_layers:
+        raise ValueError(f"frozen_blocks must be in 0..{n_layers - 1}, got {cfg.frozen_blocks}")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    trained = list(range(cfg.frozen_blocks, n_layers))
+    if cfg.lora_rank > 0:
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(r=cfg.lora_rank, lora_alpha=2 * cfg.lora_rank, lora_dropout=0.0,
+                          target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+                          layers_to_transform=trained)
+        ranker.model = model = get_peft_model(model, lora)  # adapters trainable, the rest frozen
+    else:
+        for i in trained:
+            model.model.layers[i].requires_grad_(True)
+    _decoder(model).norm.requires_grad_(True)
+    head = _decoder_owner(model).get_output_embeddings().weight[[ranker.yes_id, ranker.no_id]].detach().clone()
+    return Trainable(ranker, cfg.frozen_blocks, torch.nn.Parameter(head), lora=cfg.lora_rank > 0)
+
+
+def finish(trainable: Trainable) -> None:
+    """Back to a plain causal LM: LoRA merged into the weights, the head rows installed."""
+    ranker = trainable.ranker
+    if trainable.lora:
+        ranker.model = ranker.model.merge_and_unload()
+    ranker.install_answer_head(trainable.head)
+    for p in ranker.model.parameters():
+        p.requires_grad_(False)
+    ranker.model.eval()
+
+
+def _lr_scale(step: int, progress: float, cfg: TrainConfig) -> float:
+    """Linear warm-up over the first steps, then a cosine to 10% over the budget."""
     if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    if total is None:
-        return cfg.lr
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+        return (step + 1) / cfg.warmup_steps
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def batch_loss(trainable: Trainable, rows: Sequence[EncodedRow], hidden: torch.Tensor, packed: PackedRows,
+               dtype: torch.dtype) -> torch.Tensor:
+    with torch.autocast(device_type=hidden.device.type, dtype=dtype, enabled=dtype != torch.float32):
+        logits = trainable.upper_logits(hidden.float(), packed).float()
+    labels = torch.cat([r.labels for r in rows]).to(logits.device)
+    weights = torch.cat([r.weights for r in rows]).to(logits.device)
+    # 2-way softmax over [Yes, No] = a logistic on their difference.
+    per_answer = F.binary_cross_entropy_with_logits(logits[:, 0] - logits[:, 1], labels, reduction="none")
+    return (per_answer * weights).sum() / weights.sum()
 
 
 def train(ranker: Ranker, rows: Sequence[TrainRow], cfg: TrainConfig,
-          on_step: Callable[[int, float], None] | None = None) -> TrainReport:
-    """Train in place; returns what happened. Uses the ranker's device (GPU if it is on one)."""
+          on_eval: Callable[[TrainReport], dict | None] | None = None,
+          eval_at: Sequence[int] = ()) -> TrainReport:
+    """Train in place, then leave the ranker a plain causal LM again (`finish`).
+
+    `on_eval(report)` is called whenever the labels trained pass each of `eval_at`
+    (and at the end); what it returns is appended to `report.curve`.
+    """
     if not rows:
         raise ValueError("no training rows")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     set_seed(cfg.seed)
-    encoded = encode_rows(ranker, rows)
-    model = ranker.model.train()
-    # Frozen embeddings: a 49k x d table is most of a small model's parameters and of
-    # its optimizer time, and the few thousand rows training sees would drift apart
-    # from the tens of thousands it never sees.
-    model.get_input_embeddings().weight.requires_grad_(not cfg.freeze_embeddings)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in trainable if p.ndim >= 2]
-    no_decay = [p for p in trainable if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    report = TrainReport()
+    dtype = choose_precision(cfg.precision)
+    report.precision = str(dtype).replace("torch.", "")
+    encoded = encode_rows(ranker, rows, cfg.task_weights)
+    batches = bucket_batches(encoded, cfg.tokens_per_step)
+    pad = ranker.tokenizer.pad_token_id or 0
+    trainable = prepare_trainable(ranker, cfg)
+    ranker.model.train()
+    params = [p for p in ranker.model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW([
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay, "lr": cfg.lr},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0, "lr": cfg.lr},
+        {"params": [trainable.head], "weight_decay": 0.0, "lr": cfg.head_lr},
+    ])
+    base_lrs = [g["lr"] for g in opt.param_groups]
+    cache: dict[int, torch.Tensor] = {}  # batch -> frozen blocks' output (float16)
     rng = random.Random(cfg.seed)
     budget_s = cfg.budget_minutes * 60 if cfg.budget_minutes else None
-    total = cfg.steps or (None if budget_s else cfg.epochs * math.ceil(len(encoded) / cfg.rows_per_step))
-    report = TrainReport()
-    bar = tqdm(total=total, desc="train ranker", unit="step", disable=not cfg.progress)
+    total_steps = cfg.steps or cfg.epochs * len(batches)
+    pending_evals = sorted(eval_at)
+    bar = tqdm(total=total_steps if not budget_s else None, desc="train ranker", unit="step",
+               disable=not cfg.progress, mininterval=5)
     start = time.perf_counter()
-    step = 0
+
+    def progress() -> float:
+        nonlocal start
+        by_steps = report.steps / total_steps
+        return max(by_steps, (time.perf_counter() - start) / budget_s) if budget_s else by_steps
+
     try:
-        while True:
-            order = list(range(len(encoded)))
+        for epoch in range(cfg.epochs):
+            order = list(range(len(batches)))
             rng.shuffle(order)
-            for i in range(0, len(order), cfg.rows_per_step):
-                if total is not None and step >= total:
-                    report.stopped_by = "steps"
+            for b in order:
+                if progress() >= 1.0:
+                    report.stopped_by = "time budget" if budget_s and report.steps < total_steps else "steps"
                     return report
-                if budget_s is not None and time.perf_counter() - start >= budget_s:
-                    report.stopped_by = "time budget"
-                    return report
-                batch = [encoded[j] for j in order[i:i + cfg.rows_per_step]]
-                for g in opt.param_groups:
-                    g["lr"] = _lr_at(step, cfg, total)
-                loss, n = row_loss(ranker, batch)
+                batch = [encoded[i] for i in batches[b]]
+                packed = pack_rows([(r.prefix, r.bodies, r.markers) for r in batch], pad_id=pad)
+                if b not in cache:
+                    hidden = trainable.lower(packed)
+                    cache[b] = hidden.to(torch.float16) if cfg.frozen_blocks else None
+                hidden = cache[b] if cache[b] is not None else trainable.lower(packed)
+                for g, lr in zip(opt.param_groups, base_lrs):
+                    g["lr"] = lr * _lr_scale(report.steps, progress(), cfg)
+                loss = batch_loss(trainable, batch, hidden, packed, dtype)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
+                torch.nn.utils.clip_grad_norm_(params + [trainable.head], cfg.grad_clip)
                 opt.step()
-                step += 1
-                report.steps, report.rows, report.candidates = step, report.rows + len(batch), report.candidates + n
+                report.steps += 1
+                report.rows += len(batch)
+                report.candidates += sum(len(r.bodies) for r in batch)
+                report.labels += sum(len(r.labels) for r in batch)
+                report.epochs = epoch + (order.index(b) + 1) / len(order)
                 report.losses.append(loss.item())
                 bar.update(1)
-                bar.set_postfix(loss=f"{report.final_loss:.4f}", cand=report.candidates)
-                if on_step is not None:
-                    on_step(step, report.losses[-1])
+                bar.set_postfix(loss=f"{report.final_loss:.4f}", labels=report.labels, epoch=f"{report.epochs:.2f}")
+                while pending_evals and report.labels >= pending_evals[0] and on_eval is not None:
+                    pending_evals.pop(0)
+                    t_eval = time.perf_counter()
+                    _evaluate(trainable, report, on_eval)
+                    start += time.perf_counter() - t_eval  # probing is not training time
+        report.stopped_by = "epochs"
+        return report
     finally:
         report.seconds = time.perf_counter() - start
         bar.close()
-        model.eval()
+        if on_eval is not None:
+            _evaluate(trainable, report, on_eval)
+        finish(trainable)
 
 
-def model_card(name: str, base: str, tasks: Sequence[str], data: str, report: TrainReport,
+def _evaluate(trainable: Trainable, report: TrainReport, on_eval) -> None:
+    """Score with the head rows as they are now (swapped into a copy of the LM head for
+    the call), then go on training."""
+    ranker = trainable.ranker
+    owner = _decoder_owner(ranker.model)
+    lm_head = owner.get_output_embeddings()
+    saved = lm_head.weight
+    rows = torch.tensor([ranker.yes_id, ranker.no_id])
+    temp = saved.detach().clone()
+    temp[rows] = trainable.head.detach()
+    lm_head.weight = torch.nn.Parameter(temp, requires_grad=False)
+    model, ranker.model = ranker.model, owner
+    owner.eval()
+    try:
+        point = on_eval(report)
+    finally:
+        ranker.model = model
+        lm_head.weight = saved
+        model.train()
+    if point:
+        report.curve.append({"labels": report.labels, "candidates": report.candidates, **point})
+
+
+def model_card(name: str, base: str, tasks: Sequence[str], data: str, report: TrainReport, recipe: dict,
                metrics_table: str = "") -> str:
     """README.md for a checkpoint: what it is, what it saw, how it did."""
+    recipe_lines = "\n".join(f"  - {k}: {v}" for k, v in recipe.items())
     return f"""# {name}
 
-360Brew-style multi-task ranker: a decoder-only causal LM that answers " Yes" / " No"
-to a prompt of instruction + member profile + past job interactions + question job.
-Score = softmax over the " Yes" / " No" logits at the answer position.
+360Brew-style multi-task ranker: a decoder-only causal LM reads one prompt (instruction,
+member profile, past job interactions grouped by action, the question job) and answers
+" Yes" / " No" to a short question per task after the job. Score = softmax over the
+" Yes" / " No" logits at that question's last token.
 
 - base: {base}
-- tasks (each an instruction, not a head): {", ".join(tasks)}
+- tasks (each a question, not a head): {", ".join(tasks)}
 - training data: {data}
-- training: {report.steps} steps, {report.rows} rows, {report.candidates} labelled candidates,
-  {report.seconds / 60:.1f} min, stopped by {report.stopped_by or "end"}, final loss {report.final_loss:.4f}
+- recipe:
+{recipe_lines}
+- training: {report.steps} steps, {report.epochs:.2f} epochs, {report.candidates} jobs and {report.labels}
+  (job, task) labels seen, {report.seconds / 60:.1f} min, {report.precision}, stopped by
+  {report.stopped_by or "end"}, final loss {report.final_loss:.4f}
 
 ## Use
 
     from models.ranker import Ranker
     ranker = Ranker.load("<this folder>")
-    scores = ranker.score(prompt.prefix, [segment, ...])   # p(Yes) per candidate
+    p = ranker.score_tasks(prefix, jobs, ["click", "apply"])   # (jobs, tasks) p(Yes)
 
 {metrics_table}
 """

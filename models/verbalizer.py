@@ -25,9 +25,9 @@ ANSWER_NO = " No"
 # Headers of the prompt; fenced text may never contain them.
 H_INSTRUCTION = "## Instruction"
 H_PROFILE = "## Member Profile"
-H_HISTORY = "## Past job interaction data"
+H_HISTORY = "## Past job interactions"
 H_QUESTION = "## Question"
-H_ANSWER = "## Answer:"
+H_ANSWER = "## Answers"
 
 
 class ProfileLike(Protocol):
@@ -104,61 +104,46 @@ class Interaction:
         return cls(**{**d, "job": job})
 
 
-# ---- tasks: an instruction each, never a head --------------------------------------
+# ---- tasks: a question each, never a head ------------------------------------------
 
-# Several phrasings per task are mixed in training; the last one of each task is held
-# out of training to measure zero-shot generalization to new wording.
-TASK_INSTRUCTIONS: dict[str, tuple[str, ...]] = {
-    "apply": (
-        "You will be given a member's profile and past job interactions. Predict whether the member will apply to the question job.",
-        "Given this member's background and activity, will they submit an application to the job below?",
-        "Decide if the member described below is likely to apply for the job in the question.",
-        "Looking at who this member is and what they did before, would they apply to this posting?",
-    ),
-    "click": (
-        "You will be given a member's profile and past job interactions. Predict whether the member will click on the question job.",
-        "Will this member open the job below to read more about it?",
-        "Decide if the member described below would click the job shown in the question.",
-        "Based on the profile and history, is the member going to click this job card?",
-    ),
-    "save": (
-        "You will be given a member's profile and past job interactions. Predict whether the member will save the question job for later.",
-        "Will this member bookmark the job below?",
-        "Decide if the member described below would save the job in the question.",
-        "Would this member keep the following posting in their saved jobs?",
-    ),
-    "dismiss": (
-        "You will be given a member's profile and past job interactions. Predict whether the member will dismiss the question job as not relevant.",
-        "Will this member hide the job below and say it is not for them?",
-        "Decide if the member described below would reject the job in the question.",
-        "Would this member mark the following posting as irrelevant?",
-    ),
-    "hire": (
-        "You will be given a member's profile and past job interactions. Predict whether the member is qualified for and would be hired into the question job.",
-        "Is this member a qualified candidate who would get hired for the job below?",
-        "Decide if the employer would hire the member described below for the job in the question.",
-        "Judging by skills, seniority and experience, would this member be hired into this role?",
-    ),
-    "search_relevance": (
-        "You will be given a member's profile, their search query and past job interactions. Predict whether the question job is relevant to the member's search.",
-        "Is the job below a relevant result for what this member searched for?",
-        "Decide if the job in the question answers the member's search query.",
-        "Would this member consider the following posting a good match for their query?",
-    ),
+# The instruction is task-neutral: one prompt answers every task, each at its own short
+# question after the job (see `job_segment` and `answer_marker`). Several phrasings of
+# both are mixed in training; the last of each is held out of training to measure
+# zero-shot generalization to new wording.
+INSTRUCTIONS: tuple[str, ...] = (
+    "Given the member's profile and past job interactions, answer each question about the job.",
+    "Read who this member is and what they did before, then answer yes or no about the job below.",
+    "Predict how this member will respond to the job below from their profile and activity.",
+    "Using the profile and the interaction history, say how the member will react to this posting.",
+)
+TASK_QUESTIONS: dict[str, tuple[str, ...]] = {
+    "click": ("Will click?", "Opens it?", "Clicks through?", "Reads more about it?"),
+    "save": ("Will save?", "Bookmarks it?", "Keeps it for later?", "Adds it to saved jobs?"),
+    "apply": ("Will apply?", "Applies?", "Sends an application?", "Submits a CV for it?"),
+    "dismiss": ("Will dismiss?", "Hides it?", "Rejects it?", "Marks it not relevant?"),
+    "hire": ("Will be hired?", "Gets hired?", "Employer hires them?", "Lands this job?"),
+    "search_relevance": ("Relevant to the search?", "Matches the query?", "Answers the search?",
+                         "Fits what they searched?"),
 }
-TASKS = tuple(TASK_INSTRUCTIONS)
+TASKS = tuple(TASK_QUESTIONS)
 HELD_OUT_PHRASING = -1  # index of the phrasing kept out of training
+# A task formulation no training row ever asks: scored against "engaged" (click, save
+# or apply) labels to measure zero-shot generalization to a new task.
+HELD_OUT_TASKS: dict[str, tuple[str, ...]] = {"interest": ("Interested in this job?",)}
 
 
-def instruction(task: str, phrasing: int = 0, focus: str | None = None) -> str:
-    try:
-        phrasings = TASK_INSTRUCTIONS[task]
-    except KeyError:
-        raise ValueError(f"unknown task {task!r}; known: {', '.join(TASKS)}") from None
-    text = phrasings[phrasing % len(phrasings)] if phrasing >= 0 else phrasings[phrasing]
+def instruction(phrasing: int = 0, focus: str | None = None) -> str:
+    text = INSTRUCTIONS[phrasing % len(INSTRUCTIONS)] if phrasing >= 0 else INSTRUCTIONS[phrasing]
     if focus:
         text += f" Focus on {fence(focus, limit=200)}."
     return text
+
+
+def question(task: str, phrasing: int = 0) -> str:
+    phrasings = TASK_QUESTIONS.get(task) or HELD_OUT_TASKS.get(task)
+    if phrasings is None:
+        raise ValueError(f"unknown task {task!r}; known: {', '.join(TASKS + tuple(HELD_OUT_TASKS))}")
+    return phrasings[phrasing % len(phrasings)] if phrasing >= 0 else phrasings[phrasing]
 
 
 # ---- fencing untrusted text ----------------------------------------------------------
@@ -202,6 +187,9 @@ def _plain_list(items: Iterable[str]) -> str:
 
 
 # ---- rendering -----------------------------------------------------------------------
+#
+# A 360Brew prompt is mostly history: the profile is three short lines and every past
+# interaction one compact entry, so a few hundred tokens hold a dozen interactions.
 
 
 def _enum_value(v: object) -> str:
@@ -212,45 +200,50 @@ def age_phrase(seconds: float) -> str:
     days = int(max(seconds, 0) // 86400)
     if days == 0:
         return "today"
-    if days == 1:
-        return "1 day ago"
     if days < 60:
-        return f"{days} days ago"
-    return f"{days // 30} months ago"
+        return f"{days}d ago"
+    return f"{days // 30}mo ago"
+
+
+MAX_PROFILE_SKILLS = 8
+MAX_JOB_SKILLS = 5
+MAX_ABOUT_CHARS = 400
 
 
 def verbalize_profile(p: ProfileLike) -> str:
+    head = plain(p.title)
+    if p.occupation and p.occupation.lower() not in head.lower():
+        head += f" ({plain(p.occupation)})"
+    skills = list(p.skills)[:MAX_PROFILE_SKILLS]
     lines = [
-        f"Current title: {plain(p.title)}",
-        f"Seniority: {_enum_value(p.seniority)}, {p.years_experience:g} years of experience",
-        f"Location: {plain(p.location)}",
-        f"Skills: {_plain_list(p.skills) if p.skills else 'none listed'}",
+        f"{head}; {_enum_value(p.seniority)}, {p.years_experience:g} years; {plain(p.location)}",
+        f"Skills: {_plain_list(skills) if skills else 'none listed'}",
     ]
-    if p.occupation:
-        lines.insert(1, f"Occupation: {plain(p.occupation)}")
     if p.about:
-        lines.append(f"About (member-written): {fence(p.about)}")
+        lines.append(f"About: {fence(p.about, limit=MAX_ABOUT_CHARS)}")
     return "\n".join(lines)
 
 
 def verbalize_job(job: JobLike | JobCard) -> str:
+    """One line: title | company | location | seniority | a few skills."""
     company = job.company if isinstance(job, JobCard) else job.company_name
-    seniority = _enum_value(job.seniority)
-    skills = _plain_list(list(job.skills)[:8])
-    return (
-        f"Title: {plain(job.title)}\nCompany: {plain(company)}\nLocation: {plain(job.location)}\n"
-        f"Seniority: {seniority}\nSkills: {skills}"
-    )
+    parts = [plain(job.title), plain(company), plain(job.location)]
+    if _enum_value(job.seniority):
+        parts.append(_enum_value(job.seniority))
+    skills = list(job.skills)[:MAX_JOB_SKILLS]
+    if skills:
+        parts.append(_plain_list(skills))
+    return " | ".join(parts)
 
 
 _ACTION_PHRASE = {
-    "hired": "Member was hired into the following jobs",
-    "apply": "Member has applied to the following jobs",
-    "save": "Member has saved the following jobs",
-    "click": "Member has clicked on the following jobs",
-    "view": "Member has viewed the following jobs",
-    "dismiss": "Member has dismissed the following jobs",
-    "search": "Member has searched for",
+    "hired": "Hired",
+    "apply": "Applied",
+    "save": "Saved",
+    "click": "Clicked",
+    "dismiss": "Dismissed",
+    "search": "Searched",
+    "view": "Viewed",
 }
 ACTION_ORDER = tuple(_ACTION_PHRASE)
 
@@ -258,13 +251,22 @@ ACTION_ORDER = tuple(_ACTION_PHRASE)
 def _entry(it: Interaction, now: float) -> str:
     age = age_phrase(now - it.event_time)
     if it.action == "search":
-        return f"[{age}, {fence(it.query or '', limit=120)}]"
+        return f"{fence(it.query or '', limit=120)} ({age})"
     j = it.job
     assert j is not None, f"{it.action} interaction without a job"
-    text = f"[{age}, {plain(j.title)}, {plain(j.company)}, {plain(j.location)}"
+    text = f"{plain(j.title)}, {plain(j.company)}, {plain(j.location)} ({age}"
     if it.reason:
-        text += f", reason: {it.reason.replace('_', ' ')}"
-    return text + "]"
+        text += f", {it.reason.replace('_', ' ')}"
+    return text + ")"
+
+
+def _views(views: list[Interaction]) -> str:
+    """Views compressed: each title once (newest first), with how many times it was seen."""
+    counts: dict[str, int] = {}
+    for it in views:
+        title = plain(it.job.title) if it.job is not None else "(unknown job)"
+        counts[title] = counts.get(title, 0) + 1
+    return "; ".join(t if n == 1 else f"{t} x{n}" for t, n in counts.items())
 
 
 def verbalize_history(
@@ -272,20 +274,28 @@ def verbalize_history(
 ) -> str:
     """Group interactions by action, newest first, keeping the newest within max_chars."""
     newest_first = sorted(history, key=lambda it: (-it.event_time, it.event_id))
-    groups: dict[str, list[str]] = {}
+    groups: dict[str, list[Interaction]] = {}
     used = 0
+    seen: set[tuple] = set()
     for it in newest_first:
-        entry = _entry(it, now)
-        if used + len(entry) + 2 > max_chars:
+        if it.action != "view" and it.job is not None:
+            if (it.action, it.job.job_id) in seen:
+                continue  # a second click on the same job says little; its newest stays
+            seen.add((it.action, it.job.job_id))
+        cost = len(_entry(it, now)) + 2 if it.action != "view" else 40
+        if used + cost > max_chars:
             break  # older interactions fall off first
-        groups.setdefault(it.action, []).append(entry)
-        used += len(entry) + 2
+        groups.setdefault(it.action, []).append(it)
+        used += cost
     if not groups:
         return "No past interactions."
     lines = []
     for action in ACTION_ORDER:
-        if action in groups:
-            lines.append(f"{_ACTION_PHRASE[action]}: " + "; ".join(groups[action]))
+        items = groups.get(action)
+        if not items:
+            continue
+        body = _views(items) if action == "view" else "; ".join(_entry(it, now) for it in items)
+        lines.append(f"{_ACTION_PHRASE[action]}: {body}")
     return "\n".join(lines)
 
 
@@ -305,7 +315,6 @@ class Prompt:
 
 
 def member_prefix(
-    task: str,
     profile: ProfileLike,
     history: Iterable[Interaction],
     now: float,
@@ -315,7 +324,7 @@ def member_prefix(
     query: str | None = None,
     max_history_chars: int = 4000,
 ) -> str:
-    head = f"{H_INSTRUCTION}\n{instruction(task, phrasing, focus)}\n\n"
+    head = f"{H_INSTRUCTION}\n{instruction(phrasing, focus)}\n\n"
     return head + member_context(profile, history, now, query=query, max_history_chars=max_history_chars)
 
 
@@ -327,16 +336,27 @@ def member_context(
     query: str | None = None,
     max_history_chars: int = 4000,
 ) -> str:
-    """The task-neutral part of a prompt: profile, optional query, grouped history."""
+    """The part of a prompt after the instruction: profile, optional query, grouped history."""
     parts = [f"{H_PROFILE}\n{verbalize_profile(profile)}"]
     if query:
-        parts.append(f"Current search query: {fence(query, limit=120)}")
+        parts.append(f"Search query: {fence(query, limit=120)}")
     parts.append(f"{H_HISTORY}\n{verbalize_history(history, now, max_history_chars)}")
     return "\n\n".join(parts) + "\n\n"
 
 
-def job_segment(job: JobLike | JobCard, task: str = "apply") -> str:
+def job_segment(job: JobLike | JobCard) -> str:
+    """The candidate's body: the question job, up to where the answers start."""
     return f"{H_QUESTION}\n{verbalize_job(job)}\n{H_ANSWER}"
+
+
+def answer_marker(task: str, phrasing: int = 0) -> str:
+    """The short question after a segment at whose last token one task's Yes/No is read.
+
+    Each marker sees the prefix and its own segment, never another marker (the
+    attention mask in `models.multi_item`), so one pass answers every task exactly as
+    a one-task prompt `prefix + segment + marker` would.
+    """
+    return f"\n{question(task, phrasing)}"
 
 
 def build_prompt(
@@ -345,6 +365,10 @@ def build_prompt(
     history: Iterable[Interaction],
     job: JobLike | JobCard,
     now: float,
+    *,
+    phrasing: int = 0,
     **kwargs,
 ) -> Prompt:
-    return Prompt(member_prefix(task, profile, history, now, **kwargs), job_segment(job, task), task)
+    """A whole one-task prompt as plain text (what a text-only server such as vLLM reads)."""
+    prefix = member_prefix(profile, history, now, phrasing=phrasing, **kwargs)
+    return Prompt(prefix, job_segment(job) + answer_marker(task, phrasing), task)

