@@ -150,7 +150,7 @@ _FIELD_UNLITERAL = (  # the old field named (a bag of words reads it as wanted),
     "Time to put {old} behind me and move towards {new_work}.",
 )
 # Words too common to count as naming a field when they appear in an occupation label.
-_LABEL_STOPWORDS = frozenset(
+LABEL_STOPWORDS = frozenset(
     "and or of the for in on with to at by worker workers assistant specialist officer "
     "technician operator other all".split())
 
@@ -193,7 +193,7 @@ def field_wish(rng: random.Random, old_major: str, new_major: str,
     old, _ = FIELD_WORDS[old_major]
     new, new_work = FIELD_WORDS[new_major]
     sentence = _say(rng, _FIELD_LITERAL, _FIELD_UNLITERAL).format(old=old, new=new, new_work=new_work)
-    words = tokens(new).union(*(tokens(label) for label in new_labels)) - _LABEL_STOPWORDS
+    words = tokens(new).union(*(tokens(label) for label in new_labels)) - LABEL_STOPWORDS
     return sentence, frozenset(words)
 
 
