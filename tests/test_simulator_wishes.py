@@ -161,3 +161,17 @@ def test_members_with_a_wish_apply_more_to_jobs_that_match_it():
 def test_config_rejects_a_share_outside_zero_to_one():
     with pytest.raises(ValueError, match="text_preference_share"):
         MarketplaceConfig(text_preference_share=1.5)
+
+
+def test_cli_text_share_zero_writes_a_run_without_wishes(tmp_path):
+    from click.testing import CliRunner
+
+    from infra.cli import main
+    from streams.schemas import serialize
+
+    out = tmp_path / "plain.jsonl"
+    result = CliRunner().invoke(main, ["simulate", "--seed", "9", "--events", "2000", "--text-share", "0",
+                                       "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    config = MarketplaceConfig.for_events(2000, seed=9, text_preference_share=0.0)
+    assert out.read_bytes().splitlines() == [serialize(e) for e in Marketplace(config).events()]
