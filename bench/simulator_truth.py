@@ -11,7 +11,11 @@ Then the wishes stated only in free text (streams/simulator/wishes.py): for the
 starting members who hold one, click and apply rates on jobs that match the wish vs
 all others, beside the same members' rates in a second run of the same seed with
 `text_preference_share=0` (their wish out of the truth): the lift that only reading
-the about text can explain.
+the about text can explain. Last, how far a bag of words reads each wish: the AUC of
+TF-IDF cosine(wish sentence, job title + description) for telling the starting jobs
+that match the wish from the rest, averaged over members, for wishes written in the
+matching jobs' words ("literal") and without them (0.5: chance; below: misread, as
+negations are).
 
     .venv/bin/python bench/simulator_truth.py [--members 1000] [--days 14] [--seed 7] [--text-share 0.35]
 """
@@ -21,6 +25,7 @@ import argparse
 import dataclasses
 from collections import Counter
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -42,6 +47,27 @@ def wish_behaviour(sim: Marketplace, judge: Truth, members: set[str]) -> Counter
         match = sim.truth.wish_match(ev.payload.member_id, ev.payload.job_id, prefs=prefs)
         counts[prefs.wish, match, ev.payload.action] += 1
     return counts
+
+
+def bag_of_words_auc(sim: Marketplace, wishers: set[str]) -> dict[tuple[str, bool], list[float]]:
+    """(wish kind, literal) -> per-member AUC of TF-IDF cosine(wish sentence, job text)
+    at telling the starting jobs that match the wish from the rest."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.metrics import roc_auc_score
+
+    jobs = list(sim.jobs.values())
+    vectorizer = TfidfVectorizer().fit(
+        [f"{j.title} {j.description}" for j in jobs] + [m.about for m in sim.members.values()])
+    job_vectors = vectorizer.transform([f"{j.title} {j.description}" for j in jobs])
+    aucs: dict[tuple[str, bool], list[float]] = {}
+    for mid in sorted(wishers):
+        wish = sim.truth.preferences(mid)
+        match = np.array([sim.truth.wish_match(mid, j.job_id) for j in jobs])
+        if match.all() or not match.any():
+            continue
+        cosine = (job_vectors @ vectorizer.transform([wish["wish_text"]]).T).toarray().ravel()
+        aucs.setdefault((wish["wish"], wish["wish_literal"]), []).append(roc_auc_score(match, cosine))
+    return aucs
 
 
 def main() -> None:
@@ -147,9 +173,11 @@ def print_wishes(console: Console, sim: Marketplace, config: MarketplaceConfig) 
     t = Table(title=f"wishes stated only in the about text: {len(wishers):,} of {len(sim.members):,} starting "
                     "members; rates per view on jobs matching the wish / the rest",
               caption="unliteral: the wish is written without any word the matching jobs are described "
-                      "with; share 0: the same members in a run with no wishes in the truth")
+                      "with; share 0: the same members in a run with no wishes in the truth; BoW AUC: "
+                      "TF-IDF cosine(wish, job text) telling matching starting jobs from the rest, "
+                      "mean over members (0.5 chance)")
     for col in ("wish", "members", "unliteral", "views", "click rate", "apply rate", "apply lift",
-                "lift, share 0"):
+                "lift, share 0", "BoW AUC literal/unliteral"):
         t.add_column(col, justify="right")
 
     def rate(c: Counter, kinds, match: bool, action: ActionType) -> float:
@@ -160,6 +188,12 @@ def print_wishes(console: Console, sim: Marketplace, config: MarketplaceConfig) 
         rest = rate(c, kinds, False, ActionType.APPLY)
         return f"{rate(c, kinds, True, ActionType.APPLY) / rest:.1f}x" if rest else "inf (rest 0)"
 
+    aucs = bag_of_words_auc(sim, wishers)
+
+    def bow(kinds) -> str:
+        pooled = [[auc for k in kinds for auc in aucs.get((k, lit), [])] for lit in (True, False)]
+        return "/".join(f"{np.mean(v):.2f}" if v else "-" for v in pooled)
+
     for label, kinds in [*((k, (k,)) for k in WISH_KINDS), ("all", WISH_KINDS)]:
         n = sum(members[k] for k in kinds)
         views = [sum(with_wish[k, m, ActionType.VIEW] for k in kinds) for m in (True, False)]
@@ -167,8 +201,8 @@ def print_wishes(console: Console, sim: Marketplace, config: MarketplaceConfig) 
                   f"{views[0]:,}/{views[1]:,}",
                   "/".join(f"{rate(with_wish, kinds, m, ActionType.CLICK):.3f}" for m in (True, False)),
                   "/".join(f"{rate(with_wish, kinds, m, ActionType.APPLY):.4f}" for m in (True, False)),
-                  lift(with_wish, kinds), lift(without, kinds))
-    Console(width=max(console.width, 120)).print(t)  # eight columns, most of them pairs
+                  lift(with_wish, kinds), lift(without, kinds), bow(kinds))
+    Console(width=max(console.width, 140)).print(t)  # eight columns, most of them pairs
 
 
 if __name__ == "__main__":

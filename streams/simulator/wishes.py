@@ -148,6 +148,7 @@ _FIELD_UNLITERAL = (  # the old field named (a bag of words reads it as wanted),
     "Done with {old}: I want my next job to be about {new_work}.",
     "After years in {old}, my heart is in {new_work}.",
     "Time to put {old} behind me and move towards {new_work}.",
+    "Anything but {old} from now on.",
 )
 # Words too common to count as naming a field when they appear in an occupation label.
 LABEL_STOPWORDS = frozenset(
