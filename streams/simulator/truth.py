@@ -45,7 +45,7 @@ class MemberState:
     skills: list[int]  # skill ids, in profile order
     prefs: Preferences
     daily_rate: float  # chance of a session on a given day
-    about_goal: str = ""  # sentence of the about text stating a wish (or "")
+    about_goal: str = ""  # sentence of the about text naming a wanted occupation or level (or "")
     about_mobility: str = ""
     about_wish: str = ""  # sentence of the about text stating `prefs.wish` (or "")
     wish_literal: bool = False  # whether it uses the words matching jobs are described with
