@@ -9,8 +9,8 @@ from collections import Counter
 import pytest
 
 from streams.schemas import ActionType
-from streams.simulator import Marketplace, MarketplaceConfig, wishes
-from streams.simulator.truth import ARRANGEMENT_MISMATCH, NOT_LEADING, affinity
+from streams.simulator import CITIES, Marketplace, MarketplaceConfig, wishes
+from streams.simulator.truth import ARRANGEMENT_MISMATCH, NOT_LEADING, affinity, location_factor
 
 WISHES = MarketplaceConfig(seed=13, n_members=400, n_companies=40, n_jobs=800, days=1)
 KINDS = ("arrangement", "lead", "field")
@@ -106,8 +106,16 @@ def test_wishes_change_hidden_affinity_all_else_equal(sim):
     m = _member_with(sim, "arrangement")
     accepted = min(m.prefs.arrangements)
     refused = min(a for a in range(3) if a not in m.prefs.arrangements)
-    yes, no = (dataclasses.replace(job, arrangement=a) for a in (accepted, refused))
+    at_home = dataclasses.replace(job, location=m.prefs.locations[0])
+    yes, no = (dataclasses.replace(at_home, arrangement=a) for a in (accepted, refused))
     assert affinity(m, no) == pytest.approx(ARRANGEMENT_MISMATCH * affinity(m, yes))
+
+    # A member who asked for remote work does not mind where a remote job's office is.
+    m = next(m for m in sim._members if m.prefs.arrangements == {wishes.REMOTE} and not m.prefs.relocate)
+    far = next(c for c in range(len(CITIES)) if c not in m.prefs.locations)
+    remote, on_site = (dataclasses.replace(job, location=far, arrangement=a)
+                       for a in (wishes.REMOTE, wishes.ON_SITE))
+    assert location_factor(m.prefs, remote) == 1.0 and location_factor(m.prefs, on_site) < 0.2
 
     m = _member_with(sim, "lead")
     leads, does_not = (dataclasses.replace(job, leads_people=b) for b in (True, False))

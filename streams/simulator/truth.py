@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from streams.schemas import DismissReason, Seniority
+from streams.simulator.wishes import REMOTE
 
 _SENIORITY = list(Seniority)
 QUALIFYING_SKILL_SHARE = 0.34  # a qualified member has at least a third of a job's skills
@@ -95,6 +96,8 @@ def field_factor(prefs: Preferences, job: JobState) -> float:
 def location_factor(prefs: Preferences, job: JobState) -> float:
     if job.location in prefs.locations:
         return 1.0
+    if job.arrangement == REMOTE and REMOTE in prefs.arrangements:
+        return 1.0  # someone who asked for remote work does not mind where the office is
     return 0.6 if prefs.relocate else 0.12
 
 

@@ -10,7 +10,8 @@ field. Three kinds:
 
 - `arrangement`: the work arrangement they accept (remote only, remote or hybrid,
   on-site only). Every job has a hidden arrangement that its description states, in
-  one of several wordings; a job outside the accepted set is worth less to them.
+  one of several wordings; a job outside the accepted set is worth less to them, and
+  a remote job is in reach wherever its office is for someone who asked for remote.
 - `lead`: a senior or lead member who wants to lead people next: target level one
   up, and jobs that do not lead people (below lead level, not a managerial
   occupation) are worth less.
