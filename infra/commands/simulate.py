@@ -32,7 +32,11 @@ def _counted(events: Iterable, counts: Counter, progress) -> Iterator:
               help="JSONL file to write, one wire-format envelope a line.")
 @click.option("--to-kafka", is_flag=True, help="Also produce every event to its topic.")
 @click.option("--bootstrap", default=None, help="host:port; default KAFKA_BOOTSTRAP or settings.")
-def command(seed: int, n_events: int, out: Path | None, to_kafka: bool, bootstrap: str | None) -> None:
+@click.option("--text-share", type=click.FloatRange(0, 1), default=None,
+              help="Share of members with a wish stated only in their about text "
+                   "(MarketplaceConfig.text_preference_share; default: the config's); 0: none.")
+def command(seed: int, n_events: int, out: Path | None, to_kafka: bool, bootstrap: str | None,
+            text_share: float | None) -> None:
     """Simulate a job marketplace: members, companies, jobs, actions and hires."""
     from rich.console import Console
     from rich.table import Table
@@ -44,11 +48,13 @@ def command(seed: int, n_events: int, out: Path | None, to_kafka: bool, bootstra
         raise click.UsageError("nothing to do: give --out PATH and/or --to-kafka")
     console = Console()
     t0 = time.perf_counter()
-    config = MarketplaceConfig.for_events(n_events, seed=seed)
+    overrides = {} if text_share is None else {"text_preference_share": text_share}
+    config = MarketplaceConfig.for_events(n_events, seed=seed, **overrides)
     sim = Marketplace(config)
     console.print(
         f"seed {seed}: {config.n_members:,} members, {config.n_companies:,} companies, "
-        f"{config.n_jobs:,} open jobs, {len(sim.occupations):,} occupations, {config.days} days "
+        f"{config.n_jobs:,} open jobs, {len(sim.occupations):,} occupations, {config.days} days, "
+        f"text-stated wishes for {config.text_preference_share:.0%} of members "
         f"(built in {time.perf_counter() - t0:.1f} s)"
     )
     counts: Counter = Counter()

@@ -4,6 +4,9 @@
     sim = Marketplace(MarketplaceConfig(seed=7, n_members=1000, n_companies=100, n_jobs=2000, days=14))
     write_jsonl(sim.events(), "events.jsonl")
     sim.truth.affinity("m0000001", "j0000042"); sim.truth.qualified(...)
+
+A share of members (`text_preference_share`, 0 for none) hold a wish that only their
+about text states, e.g. "only remote or hybrid" (wishes.py); the truth follows it.
 """
 from streams.simulator.config import MarketplaceConfig, SIM_START
 from streams.simulator.jsonl import read_jsonl, write_jsonl

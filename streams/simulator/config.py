@@ -37,11 +37,19 @@ class MarketplaceConfig:
     promoted_share: float = 0.08  # share of jobs posted as promoted
     job_lifetime_days: tuple[int, int] = (14, 45)
     review_rate: float = 0.3  # chance an employer reviews a job's applicants on a day
+    # Share of members with a wish stated only in their about text (remote only, leading
+    # people, a change of field: wishes.py) that their hidden affinity follows, and jobs
+    # whose descriptions state a work arrangement. 0 turns both off and gives the bytes
+    # of the simulator before wishes existed: a benchmark's "without" arm.
+    text_preference_share: float = 0.35
 
     def __post_init__(self) -> None:
         for name in ("n_members", "n_companies", "n_jobs", "days"):
             if getattr(self, name) < 1:
                 raise ValueError(f"MarketplaceConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.text_preference_share <= 1.0:
+            raise ValueError(
+                f"MarketplaceConfig.text_preference_share must be in [0, 1], got {self.text_preference_share}")
         if self.start.tzinfo is None:
             raise ValueError(f"MarketplaceConfig.start must be timezone-aware, got {self.start!r}")
 

@@ -12,6 +12,8 @@ often) and close filled jobs; members hold sessions (search, recommendations, a
 promoted slot; each shown job is a `view`, then click/save/apply with chances that
 rise with hidden affinity, or a dismiss whose reason is the weakest part of the fit);
 new jobs replace closed ones and become visible the next day; a few members join.
+A share of members hold a wish stated only in their about text (wishes.py), which
+their hidden affinity follows.
 
 Determinism: all randomness comes from `random.Random` streams seeded by strings
 derived from the seed (string seeds hash with SHA-512, not Python's salted hash),
@@ -31,7 +33,7 @@ from streams.schemas import (
     JobClosed, JobClosedEvent, JobPosted, MemberActed, MemberProfile,
     MemberUpserted, Seniority, Surface,
 )
-from streams.simulator import text
+from streams.simulator import text, wishes
 from streams.simulator.config import MarketplaceConfig
 from streams.simulator.taxonomy import Occupation, load_taxonomy
 from streams.simulator.truth import (
@@ -57,6 +59,7 @@ SENIORITY_YEARS: dict[Seniority, tuple[float, float]] = {
 _MEMBER_LEVEL_WEIGHTS = (4, 20, 32, 24, 11, 6, 3)
 _JOB_LEVEL_WEIGHTS = (4, 18, 34, 26, 10, 6, 2)
 _MANAGERIAL = ("manager", "director", "head", "chief", "supervisor")
+_LEAD_RANK = Seniority.LEAD.rank
 
 # Behaviour curves: chances as functions of hidden affinity a in (0, 1].
 def p_click(a: float) -> float: return 0.03 + 0.6 * a
@@ -247,6 +250,8 @@ class Marketplace:
             promoted=rng.random() < self.config.promoted_share,
             posted_day=posted_day, close_day=close_day, variant=int(rng.random() * 1_000_000),
         )
+        job.arrangement = wishes.job_arrangement(job.variant, self.occupations[occ].major)
+        job.leads_people = job.rank >= _LEAD_RANK or self._managerial[occ]
         self._jobs.append(job)
         self._by_close_day.setdefault(close_day, []).append(job.idx)
         return job
@@ -308,8 +313,55 @@ class Marketplace:
             rank=rank, years=years, location=home, skills=skills, prefs=prefs, daily_rate=rate,
             about_goal=goal, about_mobility=mobility, variant=int(rng.random() * 1_000_000),
         )
+        if self.config.text_preference_share > 0:
+            self._give_wish(member)
         self._members.append(member)
         return member
+
+    def _give_wish(self, m: MemberState) -> None:
+        """Maybe give the member a wish only their about text states (wishes.py). Its
+        draws come from the member's own stream, so no other stream moves."""
+        rng = wishes.wish_rng(self.config.seed, m.idx)
+        if rng.random() >= self.config.text_preference_share:
+            return
+        p = m.prefs
+        kinds, weights = ["arrangement"], [0.4]
+        if m.rank in (Seniority.SENIOR.rank, _LEAD_RANK) and not self._managerial[m.occupation]:
+            kinds.append("lead")
+            weights.append(0.3)
+        old_major = self.occupations[m.occupation].major
+        new_majors = self._majors_to_move_to(old_major)
+        if new_majors:
+            kinds.append("field")
+            weights.append(0.3)
+        p.wish = rng.choices(kinds, weights=weights)[0]
+        if p.wish == "arrangement":
+            p.arrangements, m.about_wish, words = wishes.arrangement_wish(rng)
+        elif p.wish == "lead":
+            p.wants_to_lead = True
+            p.target_rank = min(m.rank + 1, len(SENIORITIES) - 1)
+            m.about_wish, words = wishes.lead_wish(rng)
+        else:
+            new_major = rng.choice(new_majors)
+            first = rng.choice(self._major_occs[new_major])
+            family = self.occupations[first].family
+            siblings = [o for o in self._family_occs[family] if o != first]
+            wanted = [first] + ([rng.choice(siblings)] if siblings and rng.random() < 0.5 else [])
+            p.occupations = tuple(wanted)
+            p.families = frozenset(self.occupations[o].family for o in wanted)
+            p.leaving = old_major
+            m.about_goal = ""  # "Looking for <their current occupation> roles" would contradict it
+            m.about_wish, words = wishes.field_wish(
+                rng, old_major, new_major, [self.occupations[o].label for o in wanted])
+        m.wish_literal = wishes.literal(m.about_wish, words)
+
+    def _majors_to_move_to(self, old_major: str) -> list[str]:
+        """Fields in play a member of `old_major` could say they want to move into."""
+        if old_major not in wishes.FIELD_WORDS:
+            return []
+        old_name = wishes.FIELD_WORDS[old_major][0]
+        return [major for major in sorted(self._major_occs)
+                if major in wishes.FIELD_WORDS and wishes.FIELD_WORDS[major][0] != old_name]
 
     # ---- rendering (state -> payloads) -------------------------------------------
 
@@ -324,7 +376,9 @@ class Marketplace:
             title=title, occupation=occ.label, skills=skills, location=CITIES[job.location],
             seniority=seniority, promoted=job.promoted,
             description=text.job_description(
-                job.variant, company.name, title, CITIES[job.location], occ.definition, seniority, skills),
+                job.variant, company.name, title, CITIES[job.location], occ.definition, seniority, skills,
+                wishes.arrangement_sentence(job.variant, job.arrangement)
+                if self.config.text_preference_share > 0 else ""),
         )
 
     def _member_payload(self, m: MemberState) -> MemberProfile:
@@ -335,7 +389,7 @@ class Marketplace:
             member_id=m.member_id, title=text.make_title(occ.label, seniority), occupation=occ.label,
             skills=skills, location=CITIES[m.location], seniority=seniority, years_experience=m.years,
             about=text.member_about(m.variant + len(m.skills), occ.label, seniority, m.years, CITIES[m.location], skills,
-                                    m.about_goal, m.about_mobility),
+                                    m.about_goal, m.about_mobility, m.about_wish),
         )
 
     def _describe_preferences(self, p: Preferences) -> dict:
@@ -346,6 +400,10 @@ class Marketplace:
             "relocate": p.relocate,
             "target_seniority": SENIORITIES[p.target_rank],
             "disliked_companies": [self._companies[c].company_id for c in sorted(p.disliked_companies)],
+            "wish": p.wish,
+            "arrangements": [wishes.ARRANGEMENTS[a] for a in sorted(p.arrangements)],
+            "wants_to_lead": p.wants_to_lead,
+            "leaving": wishes.FIELD_WORDS[p.leaving][0] if p.leaving else "",
         }
 
     @functools.cached_property
@@ -585,6 +643,8 @@ class Marketplace:
             wanted = m.prefs.occupations
             occ = wanted[0] if rng.random() < 0.6 else rng.choice(wanted)
             query = self.occupations[occ].label
+            if m.prefs.wish and rng.random() < 0.4:  # "nurse remote", "lead nurse"
+                query = wishes.query_with_wish(query, m.prefs.arrangements, m.prefs.wants_to_lead)
             in_city = rng.random() < 0.25
             if in_city:
                 query += " " + CITIES[m.prefs.locations[0]]

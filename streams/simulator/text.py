@@ -67,6 +67,15 @@ _PERKS = (
     "On-site role with shift allowance.",
     "Mentoring from senior colleagues and clear progression.",
 )
+# When jobs state a work arrangement (wishes.py), perks must not contradict it.
+_PERKS_WITHOUT_ARRANGEMENT = (
+    "A yearly learning budget and a friendly team.",
+    "Pension plan and 28 days of holiday.",
+    "Competitive salary, health insurance and a friendly team.",
+    "Relocation support is available for this role.",
+    "Shift allowance and a generous pension.",
+    "Mentoring from senior colleagues and clear progression.",
+)
 _MIN_YEARS = {
     Seniority.INTERN: 0, Seniority.ENTRY: 0, Seniority.MID: 2, Seniority.SENIOR: 5,
     Seniority.LEAD: 8, Seniority.DIRECTOR: 10, Seniority.EXECUTIVE: 15,
@@ -82,8 +91,9 @@ def min_years(seniority: Seniority) -> int:
 # again whenever an entity is emitted, so they must not consume the day's randomness).
 def job_description(
     variant: int, company: str, title: str, location: str, definition: str,
-    seniority: Seniority, skills: list[str],
+    seniority: Seniority, skills: list[str], arrangement: str = "",
 ) -> str:
+    """`arrangement`: a sentence stating where the work is done, or "" (none stated)."""
     duties, asks = skills[: max(2, len(skills) // 2)], skills[max(2, len(skills) // 2):] or skills[:1]
     years = _MIN_YEARS[seniority]
     experience = f"{years}+ years of experience" if years else "no prior experience needed"
@@ -91,13 +101,14 @@ def job_description(
         f"{company} is hiring a {title} in {location}. {first_sentences(definition)} "
         f"Responsibilities: {'; '.join(duties)}. "
         f"Requirements: {experience} ({seniority.value} level); {', '.join(asks)}. "
-        f"{_PERKS[variant % len(_PERKS)]}"
+        + (f"{_PERKS_WITHOUT_ARRANGEMENT[variant % len(_PERKS)]} {arrangement}" if arrangement
+           else _PERKS[variant % len(_PERKS)])
     )
 
 
 def member_about(
     variant: int, occupation: str, seniority: Seniority, years: float, location: str,
-    skills: list[str], goal: str, mobility: str,
+    skills: list[str], goal: str, mobility: str, wish: str = "",
 ) -> str:
     shown = skills[: 2 + variant % 3]
     parts = [
@@ -109,6 +120,8 @@ def member_about(
     # be learned from what they do.
     if goal:
         parts.append(goal)
+    if wish:  # a wish no profile field holds (wishes.py)
+        parts.append(wish)
     if mobility:
         parts.append(mobility)
     return " ".join(parts)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from streams.schemas import DismissReason, Seniority
+from streams.simulator.wishes import REMOTE
 
 _SENIORITY = list(Seniority)
 QUALIFYING_SKILL_SHARE = 0.34  # a qualified member has at least a third of a job's skills
@@ -24,6 +25,12 @@ class Preferences:
     relocate: bool  # would move for the right job
     target_rank: int  # seniority rank they are looking for (>= their current rank)
     disliked_companies: frozenset[int] = field(default_factory=frozenset)
+    # A wish stated only in the about text (wishes.py): "" none, "arrangement", "lead"
+    # or "field". A field change shows in `occupations`/`families` (the new field's).
+    wish: str = ""
+    arrangements: frozenset[int] = frozenset()  # accepted work arrangements; empty: any
+    wants_to_lead: bool = False  # wants a role that leads people
+    leaving: str = ""  # SOC major group they want to leave ("" if none)
 
 
 @dataclass(slots=True)
@@ -39,8 +46,10 @@ class MemberState:
     skills: list[int]  # skill ids, in profile order
     prefs: Preferences
     daily_rate: float  # chance of a session on a given day
-    about_goal: str = ""  # sentence of the about text stating a wish (or "")
+    about_goal: str = ""  # sentence of the about text naming a wanted occupation or level (or "")
     about_mobility: str = ""
+    about_wish: str = ""  # sentence of the about text stating `prefs.wish` (or "")
+    wish_literal: bool = False  # whether it uses the words matching jobs are described with
     variant: int = 0  # picks phrasings of the about text
     hired_day: int = -1
     recent_jobs: list[int] = field(default_factory=list)  # last jobs shown (for already_seen)
@@ -69,6 +78,8 @@ class JobState:
     posted_day: int
     close_day: int  # day it expires unless filled first
     variant: int = 0  # picks phrasings of the description
+    arrangement: int = 0  # wishes.ON_SITE/HYBRID/REMOTE, stated only in the description
+    leads_people: bool = False  # lead level or above, or a managerial occupation
     open: bool = True
     applicants: list[int] = field(default_factory=list)  # member indices, in apply order
     applied_day: list[int] = field(default_factory=list)
@@ -85,6 +96,8 @@ def field_factor(prefs: Preferences, job: JobState) -> float:
 def location_factor(prefs: Preferences, job: JobState) -> float:
     if job.location in prefs.locations:
         return 1.0
+    if job.arrangement == REMOTE and REMOTE in prefs.arrangements:
+        return 1.0  # someone who asked for remote work does not mind where the office is
     return 0.6 if prefs.relocate else 0.12
 
 
@@ -97,6 +110,32 @@ def company_factor(prefs: Preferences, job: JobState) -> float:
     return 0.25 if job.company in prefs.disliked_companies else 1.0
 
 
+ARRANGEMENT_MISMATCH = 0.3
+NOT_LEADING = 0.4
+
+
+def wish_factor(prefs: Preferences, job: JobState) -> float:
+    """The text-stated wish: a job outside the accepted arrangements, or one that leads
+    nobody for a member who wants to lead, is worth less. (A change of field acts
+    through `field_factor`, on the new field's occupations.)"""
+    if prefs.arrangements and job.arrangement not in prefs.arrangements:
+        return ARRANGEMENT_MISMATCH
+    if prefs.wants_to_lead and not job.leads_people:
+        return NOT_LEADING
+    return 1.0
+
+
+def wish_match(prefs: Preferences, job: JobState) -> bool | None:
+    """Does the job give what the stated wish asks for (None: no wish)?"""
+    if prefs.wish == "arrangement":
+        return job.arrangement in prefs.arrangements
+    if prefs.wish == "lead":
+        return job.leads_people
+    if prefs.wish == "field":
+        return job.family in prefs.families
+    return None
+
+
 def skill_share(member: MemberState, job: JobState) -> float:
     if not job.skills:
         return 0.0
@@ -107,7 +146,7 @@ def affinity(member: MemberState, job: JobState) -> float:
     p = member.prefs
     return (
         field_factor(p, job) * location_factor(p, job) * seniority_factor(p, job)
-        * company_factor(p, job) * (0.7 + 0.3 * skill_share(member, job))
+        * company_factor(p, job) * wish_factor(p, job) * (0.7 + 0.3 * skill_share(member, job))
     )
 
 
@@ -119,6 +158,7 @@ def dismiss_reason(member: MemberState, job: JobState) -> DismissReason:
         (location_factor(p, job), DismissReason.WRONG_LOCATION),
         (field_factor(p, job), DismissReason.NOT_MY_FIELD),
         (company_factor(p, job), DismissReason.COMPANY),
+        (wish_factor(p, job), DismissReason.OTHER),  # no category says "not remote"
     ]
     weakest, reason = min(factors, key=lambda fr: fr[0])
     return reason if weakest < 0.7 else DismissReason.OTHER
@@ -160,9 +200,23 @@ class Truth:
     def dismiss_reason(self, member_id: str, job_id: str) -> DismissReason:
         return dismiss_reason(*self._pair(member_id, job_id))
 
+    def wish_match(self, member_id: str, job_id: str, prefs: Preferences | None = None) -> bool | None:
+        """Does the job give what the member's text-stated wish asks for (None: no wish).
+        `prefs`: judge by these wishes instead (e.g. another run's, same member ids)."""
+        member, job = self._pair(member_id, job_id)
+        return wish_match(member.prefs if prefs is None else prefs, job)
+
+    def hidden_preferences(self, member_id: str) -> Preferences:
+        """The member's raw hidden wishes (the simulator's own object: do not mutate)."""
+        member = self._members.get(member_id)
+        if member is None:
+            raise KeyError(f"unknown member {member_id!r}")
+        return member.prefs
+
     def preferences(self, member_id: str) -> dict:
         """The member's hidden wishes, readable: occupations, families, locations, ..."""
         member = self._members.get(member_id)
         if member is None:
             raise KeyError(f"unknown member {member_id!r}")
-        return self._describe(member.prefs)
+        return {**self._describe(member.prefs), "wish_text": member.about_wish,
+                "wish_literal": member.wish_literal}
