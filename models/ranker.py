@@ -65,7 +65,7 @@ class PromptBudget:
     verbalizer (each title once, with a count), so they no longer crowd out applies."""
 
     max_prefix_tokens: int = 384
-    max_segment_tokens: int = 48
+    max_segment_tokens: int = 80
     skip_actions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:

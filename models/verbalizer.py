@@ -206,7 +206,8 @@ def age_phrase(seconds: float) -> str:
 
 
 MAX_PROFILE_SKILLS = 8
-MAX_JOB_SKILLS = 5
+MAX_JOB_SKILLS = 4
+MAX_JOB_DETAIL_CHARS = 140
 MAX_ABOUT_CHARS = 400
 
 
@@ -224,8 +225,20 @@ def verbalize_profile(p: ProfileLike) -> str:
     return "\n".join(lines)
 
 
+def description_close(description: str, limit: int = MAX_JOB_DETAIL_CHARS) -> str:
+    """The closing sentences of a posting that fit `limit` characters: where postings
+    state the terms (perks, remote or on-site), after the duties a title already implies."""
+    sentences = [x for x in re.split(r"(?<=[.!?])\s+", description.strip()) if x]
+    kept: list[str] = []
+    for sentence in reversed(sentences):
+        if sum(len(k) + 1 for k in kept) + len(sentence) > limit:
+            break
+        kept.insert(0, sentence)
+    return " ".join(kept)
+
+
 def verbalize_job(job: JobLike | JobCard) -> str:
-    """One line: title | company | location | seniority | a few skills."""
+    """title | company | location | seniority | a few skills, then the posting's close."""
     company = job.company if isinstance(job, JobCard) else job.company_name
     parts = [plain(job.title), plain(company), plain(job.location)]
     if _enum_value(job.seniority):
@@ -233,7 +246,11 @@ def verbalize_job(job: JobLike | JobCard) -> str:
     skills = list(job.skills)[:MAX_JOB_SKILLS]
     if skills:
         parts.append(_plain_list(skills))
-    return " | ".join(parts)
+    text = " | ".join(parts)
+    close = description_close(getattr(job, "description", "") or "")
+    if close:
+        text += f"\nDetails: {fence(close, limit=MAX_JOB_DETAIL_CHARS)}"
+    return text
 
 
 _ACTION_PHRASE = {
