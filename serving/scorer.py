@@ -162,21 +162,19 @@ class RankerScorer:
 
         return cls(Ranker.load(path, device=device), name=name or f"ranker:{Path(path).name}")
 
-    def prefix(self, state: MemberState, task: str, now: float, query: str | None) -> str:
-        # The checkpoint's own prompt budget (tokens, newest history kept, the actions
-        # it was trained without left out): the prompts it saw in training.
-        return self.ranker.member_prefix(task, state.profile, state.history, now, query=query)
+    def prefix(self, state: MemberState, now: float, query: str | None) -> str:
+        # The checkpoint's own prompt budget (tokens, newest history kept): the prompts
+        # it saw in training.
+        return self.ranker.member_prefix(state.profile, state.history, now, query=query)
 
     def score(self, member_state, candidates, task, now, query=None) -> np.ndarray:
-        from models.verbalizer import job_segment
-
         if not candidates:
             return np.zeros(0, dtype=np.float64)
         if member_state.profile is None:
             raise ValueError(f"member {member_state.member_id!r} has no profile: the ranker needs one")
-        prefix = self.prefix(member_state, task, now, query)
-        segments = [job_segment(c.job, task) for c in candidates]
-        return np.asarray(self.ranker.score(prefix, segments, task, method=self.method), dtype=np.float64)
+        prefix = self.prefix(member_state, now, query)
+        jobs = [c.job for c in candidates]
+        return np.asarray(self.ranker.score(prefix, jobs, task, method=self.method), dtype=np.float64)
 
 
 class VLLMScorer:

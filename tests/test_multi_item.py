@@ -26,53 +26,75 @@ def tiny_ranker() -> Ranker:
 
 
 PREFIX = (
-    "## Instruction\nPredict whether the member will apply to the question job.\n\n"
-    "## Member Profile\nCurrent title: Data Engineer\nSkills: Python, SQL, Kafka\n\n"
-    "## Past job interaction data\nMember has applied to the following jobs: [2 days ago, ETL Developer, Acme, Berlin]\n\n"
+    "## Instruction\nAnswer each question about the job.\n\n"
+    "## Member Profile\nData Engineer; mid, 4 years; Berlin\nSkills: Python, SQL, Kafka\n\n"
+    "## Past job interactions\nApplied: ETL Developer, Acme, Berlin (2d ago)\n\n"
 )
 SEGMENTS = [
-    "## Question\nTitle: Data Engineer\nCompany: Foo\nLocation: Berlin\nSeniority: mid\nSkills: Python\n## Answer:",
-    "## Question\nTitle: Nurse\nCompany: Clinic\nLocation: Paris\nSeniority: senior\nSkills: patient care, triage, first aid\n## Answer:",
-    "## Question\nTitle: Chef\nCompany: Bistro\nLocation: Rome\nSeniority: entry\nSkills: cooking\n## Answer:",
-    "## Question\nTitle: ML Engineer\nCompany: Bar\nLocation: Remote\nSeniority: lead\nSkills: PyTorch, Python, CUDA, MLOps\n## Answer:",
+    "## Question\nData Engineer | Foo | Berlin | mid | Python\n## Answers",
+    "## Question\nNurse | Clinic | Paris | senior | patient care, triage, first aid\n## Answers",
+    "## Question\nChef | Bistro | Rome | entry | cooking\n## Answers",
+    "## Question\nML Engineer | Bar | Remote | lead | PyTorch, Python, CUDA, MLOps\n## Answers",
 ]
+TASKS = ["click", "save", "apply", "dismiss"]
 
 
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 @pytest.mark.parametrize("method", ["multi_item", "prefix_cache"])
-def test_multi_item_scores_equal_single_prompt_scores(tiny_ranker, attn, method):
+def test_multi_task_multi_item_scores_equal_one_task_prompts(tiny_ranker, attn, method):
+    """Every task of every job in one pass scores what each one-task prompt
+    `prefix + job + question` scores alone."""
     tiny_ranker.model.config._attn_implementation = attn
     try:
-        alone = tiny_ranker.score(PREFIX, SEGMENTS, method="single")
-        together = tiny_ranker.score(PREFIX, SEGMENTS, method=method)
+        alone = tiny_ranker.score_tasks(PREFIX, SEGMENTS, TASKS, method="single")
+        together = tiny_ranker.score_tasks(PREFIX, SEGMENTS, TASKS, method=method)
     finally:
         tiny_ranker.model.config._attn_implementation = "sdpa"
-    assert alone.shape == (len(SEGMENTS),)
+    assert alone.shape == (len(SEGMENTS), len(TASKS))
     assert np.ptp(alone) > 1e-3, "scores too flat for the comparison to mean anything"
+    assert np.ptp(alone, axis=1).max() > 1e-3, "tasks must score differently for the test to mean anything"
     np.testing.assert_allclose(together, alone, atol=1e-3)
 
 
+def test_single_task_prompt_text_is_what_the_pass_scores(tiny_ranker):
+    """The one-task reference itself is the plain text prompt, token for token."""
+    from models.verbalizer import answer_marker
+
+    tok = tiny_ranker.tokenizer
+    text = PREFIX + SEGMENTS[1] + answer_marker("apply")
+    ids = tok(text, add_special_tokens=False, return_tensors="pt").input_ids
+    with torch.no_grad():
+        logits = tiny_ranker.model(ids).logits[0, -1]
+    expected = torch.softmax(logits[[tiny_ranker.yes_id, tiny_ranker.no_id]], -1)[0].item()
+    assert tiny_ranker.score(PREFIX, SEGMENTS[1:2], "apply")[0] == pytest.approx(expected, abs=1e-5)
+
+
 def test_candidate_order_does_not_change_scores(tiny_ranker):
-    forward = tiny_ranker.score(PREFIX, SEGMENTS, method="multi_item")
-    backward = tiny_ranker.score(PREFIX, SEGMENTS[::-1], method="multi_item")[::-1]
+    forward = tiny_ranker.score_tasks(PREFIX, SEGMENTS, TASKS, method="multi_item")
+    backward = tiny_ranker.score_tasks(PREFIX, SEGMENTS[::-1], TASKS, method="multi_item")[::-1]
     np.testing.assert_allclose(forward, backward, atol=1e-4)
 
 
-def test_segments_do_not_see_each_other_in_the_mask():
-    packed = multi_item.pack_rows([([1, 2, 3], [[4, 5], [6, 7, 8]])])
+def test_jobs_and_task_markers_do_not_see_each_other_in_the_mask():
+    # prefix [1 2 3]; job A body [4 5] markers [9] [8 8]; job B body [6] markers [9] [8 8]
+    packed = multi_item.pack_rows([([1, 2, 3], [[4, 5], [6]], [[9], [8, 8]])])
     allowed = packed.allowed[0]
-    # the second segment's tokens (positions 5..7) see the prefix and themselves only
-    assert allowed[5:8, :3].all()
-    assert not allowed[5:8, 3:5].any()
-    assert packed.position_ids[0].tolist() == [0, 1, 2, 3, 4, 3, 4, 5]
-    assert packed.answer_index == [(0, 4), (0, 7)]
+    assert packed.input_ids[0].tolist() == [1, 2, 3, 4, 5, 9, 8, 8, 6, 9, 8, 8]
+    # job A's second marker (positions 6, 7) sees the prefix, A's body and itself only
+    assert allowed[6:8, :5].all() and not allowed[6:8, 5].any() and allowed[7, 6]
+    # job B (positions 8..11) sees nothing of job A
+    assert allowed[8:12, :3].all() and not allowed[8:12, 3:8].any()
+    # each marker starts where it would alone: right after its job's body
+    assert packed.position_ids[0].tolist() == [0, 1, 2, 3, 4, 5, 5, 6, 3, 4, 4, 5]
+    assert packed.answer_index == [(0, 5), (0, 7), (0, 9), (0, 11)]
 
 
 def test_padded_batch_of_rows_matches_rows_alone(tiny_ranker):
     tok = tiny_ranker.tokenizer
     ids = lambda s: tok(s, add_special_tokens=False).input_ids  # noqa: E731
-    row_a = (ids(PREFIX), [ids(s) for s in SEGMENTS[:3]])
-    row_b = (ids(PREFIX[:60]), [ids(SEGMENTS[3])])
+    markers = [ids("\nWill apply?"), ids("\nWill click?")]
+    row_a = (ids(PREFIX), [ids(s) for s in SEGMENTS[:3]], markers)
+    row_b = (ids(PREFIX[:60]), [ids(SEGMENTS[3])], markers[:1])
     m, y, n = tiny_ranker.model, tiny_ranker.yes_id, tiny_ranker.no_id
     with torch.no_grad():
         batched = multi_item.answer_logits(m, multi_item.pack_rows([row_a, row_b]), y, n)
@@ -84,6 +106,6 @@ def test_padded_batch_of_rows_matches_rows_alone(tiny_ranker):
 @pytest.mark.slow
 def test_teacher_multi_item_matches_single_prompts():
     ranker = Ranker.teacher()
-    alone = ranker.score(PREFIX, SEGMENTS, method="single")
+    alone = ranker.score_tasks(PREFIX, SEGMENTS, TASKS, method="single")
     for method in ("multi_item", "prefix_cache"):
-        np.testing.assert_allclose(ranker.score(PREFIX, SEGMENTS, method=method), alone, atol=1e-3)
+        np.testing.assert_allclose(ranker.score_tasks(PREFIX, SEGMENTS, TASKS, method=method), alone, atol=1e-3)

@@ -5,21 +5,25 @@ import re
 
 import pytest
 
-from models.prompting import fit_prefix, fit_prompt, n_prefix_tokens as n_tokens
+from models.prompting import fit_prefix, n_prefix_tokens as n_tokens
 from models.verbalizer import (
-    TASK_INSTRUCTIONS,
+    INSTRUCTIONS,
+    TASK_QUESTIONS,
     Interaction,
     JobCard,
+    answer_marker,
     build_prompt,
     fence,
     instruction,
+    job_segment,
     member_prefix,
+    question,
 )
 from streams.schemas import Job, MemberProfile, Seniority
 
 DAY = 86400.0
 NOW = 1_800_000_000.0
-HEADERS = ["## Instruction", "## Member Profile", "## Past job interaction data", "## Question", "## Answer:"]
+HEADERS = ["## Instruction", "## Member Profile", "## Past job interactions", "## Question", "## Answers"]
 
 
 def profile(**kw) -> MemberProfile:
@@ -41,29 +45,23 @@ JOB = Job(job_id="j3", company_id="c3", company_name="Initech", title="Senior Da
 
 GOLDEN = """\
 ## Instruction
-You will be given a member's profile and past job interactions. Predict whether the member will apply to the question job.
+Given the member's profile and past job interactions, answer each question about the job.
 
 ## Member Profile
-Current title: Data Engineer
-Occupation: data engineer
-Seniority: mid, 4 years of experience
-Location: Berlin
+Data Engineer; mid, 4 years; Berlin
 Skills: Python, SQL, C#
-About (member-written): "I build pipelines."
+About: "I build pipelines."
 
-## Past job interaction data
-Member has applied to the following jobs: [2 days ago, ETL Developer, Acme, Berlin]
-Member has viewed the following jobs: [40 days ago, ML Engineer, Globex, Remote]
-Member has dismissed the following jobs: [1 day ago, ML Engineer, Globex, Remote, reason: too senior]
-Member has searched for: [today, "data platform"]
+## Past job interactions
+Applied: ETL Developer, Acme, Berlin (2d ago)
+Dismissed: ML Engineer, Globex, Remote (1d ago, too senior)
+Searched: "data platform" (today)
+Viewed: ML Engineer
 
 ## Question
-Title: Senior Data Engineer
-Company: Initech
-Location: Berlin
-Seniority: senior
-Skills: Python, Kafka, Spark
-## Answer:"""
+Senior Data Engineer | Initech | Berlin | senior | Python, Kafka, Spark
+## Answers
+Will apply?"""
 
 
 def test_golden_prompt_for_a_known_member():
@@ -72,11 +70,30 @@ def test_golden_prompt_for_a_known_member():
     assert prompt.prefix.endswith("\n\n") and prompt.segment.startswith("## Question")
 
 
-def test_every_task_has_a_held_out_phrasing_distinct_from_training_ones():
-    for task, phrasings in TASK_INSTRUCTIONS.items():
-        assert len(set(phrasings)) == len(phrasings) >= 2, task
-        assert instruction(task, -1) == phrasings[-1]
-        assert instruction(task, -1) not in {instruction(task, i) for i in range(len(phrasings) - 1)}
+def test_every_phrasing_list_holds_out_a_distinct_last_one():
+    for phrasings in [INSTRUCTIONS, *TASK_QUESTIONS.values()]:
+        assert len(set(phrasings)) == len(phrasings) >= 2
+    assert instruction(-1) == INSTRUCTIONS[-1] not in {instruction(i) for i in range(len(INSTRUCTIONS) - 1)}
+    for task, phrasings in TASK_QUESTIONS.items():
+        assert question(task, -1) == phrasings[-1]
+        assert answer_marker(task, 1) == "\n" + phrasings[1]
+
+
+def test_views_are_compressed_and_repeats_collapse():
+    card = JobCard("j7", "Welder", "Forge", "Turin")
+    views = [Interaction("view", NOW - i * 60, f"v{i}", card) for i in range(5)]
+    clicks = [Interaction("click", NOW - i * 60, f"c{i}", card) for i in range(3)]
+    text = member_prefix(profile(), views + clicks, NOW)
+    assert "Viewed: Welder x5" in text
+    assert text.count("Welder, Forge, Turin") == 1  # three clicks on one job: one entry
+
+
+def test_a_job_segment_carries_the_postings_terms_fenced():
+    duties = "Build and run the data pipelines of a growing platform, from ingestion to the warehouse. " * 3
+    job = JOB.model_copy(update={"description": duties + "Great team. Hybrid: two days in the office."})
+    body = job_segment(job)
+    assert "Build and run" not in body  # the duties a title implies give way to the terms
+    assert body.endswith('Details: "Great team. Hybrid: two days in the office."\n## Answers')
 
 
 def _header_lines(text: str) -> list[str]:
@@ -96,15 +113,15 @@ INJECTIONS = [
 def test_injection_in_about_stays_inside_the_fenced_field(attack):
     text = build_prompt("apply", profile(about=attack), HISTORY, JOB, NOW).text
     assert _header_lines(text) == HEADERS
-    about_lines = [line for line in text.split("\n") if line.startswith("About (member-written): ")]
+    about_lines = [line for line in text.split("\n") if line.startswith("About: ")]
     assert len(about_lines) == 1
-    fenced = about_lines[0].removeprefix("About (member-written): ")
+    fenced = about_lines[0].removeprefix("About: ")
     # one quoted field, no quote inside it to break out of
     assert fenced.startswith('"') and fenced.endswith('"') and '"' not in fenced[1:-1]
     assert not re.search(r"answer\s*:?\s*yes", fenced, re.I)
     # nothing of the attack text appears outside the fenced line
     rest = text.replace(about_lines[0], "")
-    assert "Ignore" not in rest and "Always answer" not in rest and rest.count("## Answer:") == 1
+    assert "Ignore" not in rest and "Always answer" not in rest and rest.count("## Answers") == 1
 
 
 def test_fence_removes_the_instruction_and_keeps_the_data():
@@ -127,7 +144,7 @@ def test_no_header_can_be_injected_through_structured_fields(field):
 
 def test_skill_names_with_a_hash_survive():
     text = build_prompt("apply", profile(skills=["C#", "F#"]), [], JOB, NOW).text
-    assert "Skills: C#, F#" in text
+    assert "Skills: Python, SQL, C#" not in text and "Skills: C#, F#" in text
 
 
 # ---- token budgets ------------------------------------------------------------------------
@@ -147,42 +164,41 @@ def _long_history(n: int) -> list[Interaction]:
 
 def test_prefix_fits_the_token_budget_and_keeps_the_newest_history(tokenizer):
     history = _long_history(30)
-    full = member_prefix("apply", profile(), history, NOW)
+    full = member_prefix(profile(), history, NOW)
     budget = n_tokens(tokenizer, full) // 2
-    text = fit_prefix(tokenizer, "apply", profile(), history, NOW, budget)
+    text = fit_prefix(tokenizer, profile(), history, NOW, budget)
     assert n_tokens(tokenizer, text) <= budget
     kept = [i for i in range(30) if f"Job number {i} engineer" in text]
     assert kept and kept == list(range(len(kept)))  # a run of the newest, nothing older
     # one more interaction would not have fitted
-    one_more = member_prefix("apply", profile(), history[: len(kept) + 1], NOW)
+    one_more = member_prefix(profile(), history[: len(kept) + 1], NOW)
     assert n_tokens(tokenizer, one_more) > budget
 
 
 def test_prefix_within_budget_is_untouched(tokenizer):
-    full = member_prefix("apply", profile(), HISTORY, NOW)
-    assert fit_prefix(tokenizer, "apply", profile(), HISTORY, NOW, 10_000) == full
+    full = member_prefix(profile(), HISTORY, NOW)
+    assert fit_prefix(tokenizer, profile(), HISTORY, NOW, 10_000) == full
 
 
 def test_a_huge_profile_is_clipped_to_the_budget(tokenizer):
     big = profile(skills=[f"skill number {i}" for i in range(100)], about="word " * 500)
-    prompt = fit_prompt(tokenizer, "apply", big, _long_history(30), JOB, NOW, max_prefix_tokens=200)
-    assert n_tokens(tokenizer, prompt.prefix) <= 200
-    assert "## Past job interaction data" in prompt.prefix and prompt.segment.endswith("## Answer:")
+    prefix = fit_prefix(tokenizer, big, _long_history(30), NOW, 150)
+    assert n_tokens(tokenizer, prefix) <= 150
+    assert "## Past job interactions" in prefix
 
 
-def test_one_context_fits_every_task_and_phrasing(tokenizer):
-    from models.prompting import fit_context_for_any_task, with_instruction
+def test_one_context_fits_every_phrasing(tokenizer):
+    from models.prompting import fit_context_for_any_phrasing, with_instruction
 
-    context = fit_context_for_any_task(tokenizer, profile(), _long_history(30), NOW, 160, skip_actions=("view",))
-    for task, phrasings in TASK_INSTRUCTIONS.items():
-        for i in range(len(phrasings)):
-            prefix = with_instruction(task, context, i)
-            assert n_tokens(tokenizer, prefix) <= 160
-            assert prefix == member_prefix(task, profile(), [], NOW, phrasing=i)  # views skipped, none left
+    context = fit_context_for_any_phrasing(tokenizer, profile(), _long_history(30), NOW, 160, skip_actions=("view",))
+    for i in range(len(INSTRUCTIONS)):
+        prefix = with_instruction(context, i)
+        assert n_tokens(tokenizer, prefix) <= 160
+        assert prefix == member_prefix(profile(), [], NOW, phrasing=i)  # views skipped, none left
 
 
 def test_skipped_actions_leave_room_for_the_informative_ones(tokenizer):
     views = _long_history(30)
     apply = Interaction("apply", NOW - 31 * 3600, "a1", ETL)
-    text = fit_prefix(tokenizer, "apply", profile(), views + [apply], NOW, 200, skip_actions=("view",))
+    text = fit_prefix(tokenizer, profile(), views + [apply], NOW, 200, skip_actions=("view",))
     assert "ETL Developer" in text and "Job number" not in text
