@@ -302,7 +302,12 @@ class Protocol:
                "AUC +- SE: DeLong clustered by member (Obuchowski 1997); 'vs LR+text': paired difference, "
                "better/worse only beyond 1 SE of the difference, else tie",
                f"cold = fewer than 3 past interactions besides views; '{HELD_OUT_TASK}' = view -> click, "
-               "save or apply (the ranker's held-out task formulation)"]
+               "save or apply (the ranker's held-out task formulation)",
+               "ceiling = the simulator's hidden affinity at the request (dismiss: its opposite; hire: "
+               "qualified first)",
+               f"LRs: C from {C_GRID} per marketplace and task on the last fifth of its training days; "
+               "LR + text adds TF-IDF of member text (title, skills, about, queries) and job text (title, "
+               "skills, description), their product, and hashed (about/query word, job title word) pairs"]
         for t in self.trained:
             out.append(f"ranker {t.path}: trained on seeds {t.seeds or '?'}, {t.members} members, "
                        f"{t.days} days ({t.days - t.held_out_days if t.days else '?'} training days)")
@@ -453,11 +458,13 @@ class Market:
         held = cap_groups(split.held_out, protocol.max_groups, seed)
         return cls(seed, split.description, by_task(split.train), by_task(held), truth)
 
-    def counts(self) -> dict:
+    def counts(self, trained: list[TrainedOn]) -> dict:
         return {"seed": self.seed, "description": self.description,
+                "rankers_trained_on_it": [t.path for t in trained if t.training_days(self.seed)],
                 "train": {t: len(v) for t, v in self.train.items()},
                 "held_out": {t: [len(v), sum(ex.label for ex in v)] for t, v in self.held.items()},
                 "held_out_members": len({ex.member_id for v in self.held.values() for ex in v})}
+
 
 
 # ---- scores of one marketplace -----------------------------------------------------------
@@ -514,6 +521,10 @@ class BaselineRun:
         c = self.regularization(task, with_text)
         model = FeatureLR(with_text, c).fit(self.train_design, self.train_design.rows(train), y)
         return model.predict(self.held_design, self.held_design.rows(self.market.held[task]))
+
+    def counts(self, trained: list[TrainedOn]) -> dict:
+        c = {f"{task} {'LR + text' if text else 'LR'}": v for (task, text), v in sorted(self.chosen_c.items())}
+        return {**self.market.counts(trained), "chosen_c": c}
 
     def regularization(self, task: str, with_text: bool) -> float:
         """C chosen on the last fifth of the training days (fit on the first four fifths),
@@ -738,7 +749,7 @@ def result_tables(results: list[dict], retained: list[dict], counts: list[dict])
     breaks = {i for i in range(1, len(results)) if results[i]["task"] != results[i - 1]["task"]}
     ret_rows = [[r["task"], r["segment"], r["probe"], f"of {r['of']}", _num(r["retention"]), _num(r["se"])]
                 for r in retained]
-    count_rows = [[str(c["seed"]), str(c["held_out_members"]),
+    count_rows = [[str(c["seed"]), "yes" if c["rankers_trained_on_it"] else "no", str(c["held_out_members"]),
                    str(sum(n for t, n in c["train"].items() if t != HELD_OUT_TASK)),
                    *(f"{c['held_out'].get(t, [0, 0])[0]} ({c['held_out'].get(t, [0, 0])[1]})" for t in EVAL_TASKS)]
                   for c in counts]
@@ -746,7 +757,8 @@ def result_tables(results: list[dict], retained: list[dict], counts: list[dict])
 
 
 RET_HEADER = ("task", "segment", "zero-shot probe", "relative to", "retention", "SE")
-COUNT_HEADER = ("seed", "held-out members", "train examples", *(f"{t} n (pos)" for t in EVAL_TASKS))
+COUNT_HEADER = ("seed", "a ranker trained on it", "held-out members", "train examples",
+                *(f"{t} n (pos)" for t in EVAL_TASKS))
 
 
 def report(protocol: Protocol, results, retained, counts, curve, rerun: str, seconds: float) -> None:
@@ -847,7 +859,8 @@ def main(argv=None) -> None:
     curve = lr_curve + [p for path in args.ranker for p in ranker_curve(path)]
     OUT.mkdir(parents=True, exist_ok=True)
     plot_curve(curve, OUT / "ranker_learning_curve.png")
-    report(protocol, results, retained, [m.counts() for m in markets], curve, rerun, time.perf_counter() - t0)
+    counts = [r.counts(protocol.trained) for r in runs]
+    report(protocol, results, retained, counts, curve, rerun, time.perf_counter() - t0)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,125 @@
+"""bench/ranker_quality.py: the LR + text features, the held-out task's labels, the
+protocol's checks against a checkpoint's ranker.json, and the plain table."""
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from bench import ranker_quality as Q
+from serving.training_examples import Example
+from tests.factories import job, profile
+
+
+def example(task="click", label=0, slate="s1", job_id="j1", member_id="m1", about="I build pipelines.",
+            title="Senior Data Engineer", description="Build streaming systems.", query=None, t=0.0):
+    return Example(task=task, label=label, member_id=member_id, slate_id=slate, request_time=t,
+                   job=job(job_id, title=title, description=description),
+                   profile=profile(member_id, about=about), history=(), query=query)
+
+
+# ---- LR + text features ------------------------------------------------------------------
+
+
+def test_text_features_on_a_tiny_example():
+    a = example(about="looking to move into management", title="Engineering Manager",
+                description="Lead a team of engineers.", job_id="j1")
+    b = example(about="only remote work please", title="Data Engineer", description="Remote pipelines.",
+                job_id="j2", member_id="m2", slate="s2")
+    text = Q.TextFeatures(pair_buckets=2 ** 10).fit([a, b])
+    vocab = text.tfidf.vocabulary_
+    x = text.transform([a, b]).toarray()
+    n = len(vocab)
+    assert x.shape == (2, 3 * n + 2 ** 10)
+    member, job_part, product, pairs = x[:, :n], x[:, n:2 * n], x[:, 2 * n:3 * n], x[:, 3 * n:]
+    # b's profile title and job title share "engineer": it matches on both sides; a's job says "engineering"
+    assert member[1, vocab["engineer"]] > 0 and job_part[1, vocab["engineer"]] > 0 and product[1, vocab["engineer"]] > 0
+    assert product[0, vocab["engineer"]] == 0
+    np.testing.assert_allclose(product, member * job_part)
+    # "management" (member's about) never appears in a job text: no match column fires for it
+    assert "management" not in vocab or product[0, vocab["management"]] == 0
+    # one pair per (about word, job title word): 5 x 2 for a, 4 x 2 for b, at most, after hashing; l2-normed
+    assert 8 <= np.count_nonzero(pairs[0]) <= 10 and 6 <= np.count_nonzero(pairs[1]) <= 8
+    np.testing.assert_allclose(np.linalg.norm(pairs, axis=1), 1.0, rtol=1e-6)
+    assert "management|manager" in {f"{m}|{t}" for m in Q.member_intent_words(a) for t in Q.words(a.job.title)}
+
+
+def test_design_shares_rows_between_tasks_and_drops_unused_columns():
+    exs = [example(task, label=0, job_id=j) for j in ("j1", "j2") for task in ("click", "save")]
+    bm25 = Q.BM25([Q.words(Q.job_text(ex)) for ex in exs])
+    text = Q.TextFeatures(pair_buckets=2 ** 10).fit(exs)
+    design = Q.Design.build(exs, bm25, text)
+    assert design.hand.shape[0] == 2 and design.rows(exs).tolist() == [0, 0, 1, 1]
+    slim = design.keep_columns(design.used_columns())
+    assert slim.text.shape[1] < design.text.shape[1] and slim.text.nnz == design.text.nnz
+
+
+def test_held_out_task_is_engaged_per_impression():
+    # impression 1 (j1): clicked, not saved; impression 2 (j2): applied without a click
+    exs = [example("click", 1, job_id="j1"), example("save", 0, job_id="j1"), example("apply", 0, job_id="j1"),
+           example("dismiss", 0, job_id="j1"),
+           example("click", 0, job_id="j2"), example("save", 0, job_id="j2"), example("apply", 1, job_id="j2"),
+           example("dismiss", 0, job_id="j2"),
+           example("click", 0, job_id="j3"), example("save", 0, job_id="j3"), example("apply", 0, job_id="j3"),
+           example("dismiss", 1, job_id="j3")]
+    interest = Q.with_held_out_task(exs)
+    assert [(ex.job.job_id, ex.label, ex.task) for ex in interest] == [("j1", 1, "click"), ("j2", 1, "click"),
+                                                                       ("j3", 0, "click")]
+
+
+# ---- protocol checks -----------------------------------------------------------------------
+
+
+def checkpoint(tmp_path, **meta):
+    (tmp_path / "ranker.json").write_text(json.dumps(meta))
+    return str(tmp_path)
+
+
+def args(ranker, **kw):
+    base = dict(ranker=[ranker] if ranker else [], members=None, days=None, seeds=None, allow_mismatch=False,
+                max_groups=None)
+    return SimpleNamespace(**{**base, **kw})
+
+
+def test_protocol_defaults_to_the_checkpoint(tmp_path):
+    path = checkpoint(tmp_path, sim_members=400, sim_days=18, sim_seeds=[3, 4, 5], seed=3)
+    p = Q.resolve_protocol(args(path))
+    assert (p.members, p.days, p.seeds, p.warnings) == (400, 18, [3, 4, 5], [])
+    old = checkpoint(tmp_path, sim_members=400, sim_days=18, seed=7)  # today's trainer: one seed
+    assert Q.resolve_protocol(args(old)).seeds == [7]
+
+
+def test_protocol_refuses_a_contradicting_command_line(tmp_path):
+    path = checkpoint(tmp_path, sim_members=400, sim_days=18, sim_seeds=[3])
+    with pytest.raises(SystemExit, match="--members 300 contradicts"):
+        Q.resolve_protocol(args(path, members=300))
+    p = Q.resolve_protocol(args(path, members=300, days=25, allow_mismatch=True))
+    assert len(p.warnings) == 2 and any(line.startswith("WARNING") for line in p.lines())
+
+
+def test_protocol_never_lets_held_out_days_overlap_training(tmp_path):
+    path = checkpoint(tmp_path, sim_members=400, sim_days=18, sim_seeds=[3])
+    with pytest.raises(SystemExit, match="trained on its days 0-13"):
+        Q.resolve_protocol(args(path, days=14, allow_mismatch=True))
+    # a seed the ranker never saw is a new marketplace: allowed, and said
+    p = Q.resolve_protocol(args(path, seeds=[3, 9]))
+    assert any("never trained on seeds [9]" in w for w in p.warnings)
+
+
+def test_protocol_without_a_ranker_uses_three_seeds():
+    p = Q.resolve_protocol(args(None))
+    assert (p.members, p.days, p.seeds) == (500, 21, [0, 1, 2])
+
+
+# ---- output --------------------------------------------------------------------------------
+
+
+def test_verdict_needs_more_than_one_se():
+    assert Q.verdict(0.03, 0.02) == "better" and Q.verdict(-0.03, 0.02) == "worse"
+    assert Q.verdict(0.01, 0.02) == "tie" and Q.verdict(float("nan"), 0.02) == "n/a"
+
+
+def test_plain_table_keeps_every_character():
+    long_name = "a-ranker-with-a-very-long-checkpoint-name held-out phrasing"
+    text = Q.plain_table(("task", "segment", "method", "AUC"), [["click", "all", long_name, "0.712"]])
+    assert long_name in text and "0.712" in text and "…" not in text
