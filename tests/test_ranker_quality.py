@@ -123,3 +123,37 @@ def test_plain_table_keeps_every_character():
     long_name = "a-ranker-with-a-very-long-checkpoint-name held-out phrasing"
     text = Q.plain_table(("task", "segment", "method", "AUC"), [["click", "all", long_name, "0.712"]])
     assert long_name in text and "0.712" in text and "…" not in text
+
+
+# ---- the ranker's rows ---------------------------------------------------------------------
+
+
+def fake_market():
+    held = [example(task, label=int(task == "click" and j == "j1"), job_id=j) for j in ("j1", "j2")
+            for task in ("click", "save", "apply", "dismiss")]
+    return SimpleNamespace(held=Q.by_task(held))
+
+
+def test_ranker_rows_with_the_ask_keyword(monkeypatch):
+    calls = []
+
+    def score_examples(ranker, examples, prompts, phrasing=0, progress=True, ask=None):
+        calls.append((phrasing, ask, examples[0].task))
+        return np.arange(len(examples), dtype=np.float32)
+
+    monkeypatch.setattr(Q, "score_examples", score_examples)
+    monkeypatch.setattr(Q, "PromptCache", lambda ranker: None)
+    out = Q.ranker_scores(object(), "r", fake_market(), zero_shot=True)
+    assert set(out) == {"r", "r held-out phrasing", "r click question", "r held-out task"}
+    assert (0, "interest", "click") in calls and set(out["r held-out task"]) == {"interest"}
+
+
+def test_ranker_rows_without_the_ask_keyword_skip_the_held_out_task(monkeypatch):
+    def score_examples(ranker, examples, prompts, phrasing=0, progress=True):
+        return np.zeros(len(examples), dtype=np.float32)
+
+    monkeypatch.setattr(Q, "score_examples", score_examples)
+    monkeypatch.setattr(Q, "PromptCache", lambda ranker: None)
+    assert not Q.ranker_has_ask()
+    out = Q.ranker_scores(object(), "r", fake_market(), zero_shot=True)
+    assert "r held-out task" not in out and "r held-out phrasing" in out
