@@ -346,7 +346,8 @@ def resolve_protocol(args) -> Protocol:
         unseen = [s for s in seeds if s not in t.seeds]
         if unseen and t.seeds:
             warnings.append(f"{t.path} never trained on seeds {unseen}: those marketplaces are new to it")
-    protocol = Protocol(seeds, members, days, HELD_OUT_DAYS, args.max_groups, trained, warnings)
+    held_out_days = _agreed([t.held_out_days for t in trained], "held-out days") or HELD_OUT_DAYS
+    protocol = Protocol(seeds, members, days, held_out_days, args.max_groups, trained, warnings)
     check_no_overlap(protocol)
     return protocol
 

@@ -157,3 +157,9 @@ def test_ranker_rows_without_the_ask_keyword_skip_the_held_out_task(monkeypatch)
     assert not Q.ranker_has_ask()
     out = Q.ranker_scores(object(), "r", fake_market(), zero_shot=True)
     assert "r held-out task" not in out and "r held-out phrasing" in out
+
+
+def test_protocol_holds_out_what_the_trainer_held_out(tmp_path):
+    path = checkpoint(tmp_path, sim_members=400, sim_days=18, sim_seeds=[3], sim_held_out_days=3)
+    p = Q.resolve_protocol(args(path))
+    assert p.held_out_days == 3 and "held out: days 15-17" in p.lines()[1]
