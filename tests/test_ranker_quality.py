@@ -163,3 +163,18 @@ def test_protocol_holds_out_what_the_trainer_held_out(tmp_path):
     path = checkpoint(tmp_path, sim_members=400, sim_days=18, sim_seeds=[3], sim_held_out_days=3)
     p = Q.resolve_protocol(args(path))
     assert p.held_out_days == 3 and "held out: days 15-17" in p.lines()[1]
+
+
+def test_pooled_rows_compare_with_the_reference_and_split_cold_from_warm():
+    rng = np.random.default_rng(0)
+    n = 400
+    y = (rng.random(n) < 0.3).astype(int)
+    pool = Q.TaskPool("click", y, np.array([f"1/m{i % 40}" for i in range(n)]),
+                      np.array([f"1/m{i % 40}/{i % 3}" for i in range(n)]), np.arange(n) < 100,
+                      {Q.REFERENCE: y + rng.normal(size=n), "copy": None, "noise": rng.normal(size=n)})
+    pool.scores["copy"] = pool.scores[Q.REFERENCE].copy()
+    rows = {(r["segment"], r["method"]): r for seg in Q.SEGMENTS for r in Q.evaluate_segment(pool, seg)}
+    assert rows[("all", "copy")]["verdict"] == "tie" and rows[("all", "copy")]["vs_reference_se"] == 0
+    assert rows[("all", "noise")]["verdict"] == "worse"
+    assert "verdict" not in rows[("all", Q.REFERENCE)]
+    assert rows[("cold", "noise")]["n"] == 100 and rows[("warm", "noise")]["n"] == 300
