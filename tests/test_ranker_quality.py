@@ -178,3 +178,16 @@ def test_pooled_rows_compare_with_the_reference_and_split_cold_from_warm():
     assert rows[("all", "noise")]["verdict"] == "worse"
     assert "verdict" not in rows[("all", Q.REFERENCE)]
     assert rows[("cold", "noise")]["n"] == 100 and rows[("warm", "noise")]["n"] == 300
+
+
+def test_every_held_out_example_has_the_truth_at_its_request():
+    protocol = Q.Protocol(seeds=[1], members=30, days=6, held_out_days=2, max_groups=None, trained=[])
+    market = Q.Market.simulate(1, protocol)
+    held = [ex for exs in market.held.values() for ex in exs]
+    assert held and market.truth.at
+    ceilings = {ex.task: [] for ex in held}
+    for ex in held:
+        ceilings[ex.task].append(market.truth.ceiling(ex))
+    assert all(0 < v <= 1 for v in ceilings["click"]) and all(-1 <= v < 0 for v in ceilings["dismiss"])
+    # only the held-out days are recorded
+    assert min(day for _, _, day in market.truth.at) * 86400 >= market.truth.since - 86400
