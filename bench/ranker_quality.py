@@ -291,6 +291,7 @@ class Protocol:
     max_groups: int | None
     trained: list[TrainedOn]
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # facts of the data, found once simulated
 
     def lines(self) -> list[str]:
         first = self.days - self.held_out_days
@@ -311,7 +312,7 @@ class Protocol:
         for t in self.trained:
             out.append(f"ranker {t.path}: trained on seeds {t.seeds or '?'}, {t.members} members, "
                        f"{t.days} days ({t.days - t.held_out_days if t.days else '?'} training days)")
-        return out + [f"WARNING: {w}" for w in self.warnings]
+        return out + [f"note: {n}" for n in self.notes] + [f"WARNING: {w}" for w in self.warnings]
 
 
 def _agreed(values: list, what: str):
@@ -414,6 +415,13 @@ def with_held_out_task(examples: list[Example]) -> list[Example]:
             if ex.task == "click":
                 clicks.append((ex, seen[key]))
     return [replace(ex, label=engaged[(ex.slate_id, ex.job.job_id, k)]) for ex, k in clicks]
+
+
+def held_out_task_is_click(markets: list["Market"]) -> bool:
+    """True when no view was saved or applied to without a click: then `interest` has the
+    click labels, and its rows differ from click's only in the question the ranker is asked."""
+    return all([ex.label for ex in m.held.get(HELD_OUT_TASK, [])] == [ex.label for ex in m.held.get("click", [])]
+               for m in markets)
 
 
 def by_task(examples: list[Example]) -> dict[str, list[Example]]:
@@ -704,6 +712,7 @@ def plot_curve(points: list[dict], out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
+    print(f"wrote {out}")
 
 
 # ---- output ------------------------------------------------------------------------------
@@ -766,6 +775,8 @@ def report(protocol: Protocol, results, retained, counts, curve, rerun: str, sec
     (rows, breaks), ret_rows, count_rows = result_tables(results, retained, counts)
     print("\nper marketplace (held-out examples, positives):")
     print(plain_table(COUNT_HEADER, count_rows))
+    for n in protocol.notes:
+        print(f"note: {n}")
     for w in protocol.warnings:
         print(f"!!! WARNING: {w}")
     print("\nRanker quality, held-out days, pooled:")
@@ -785,7 +796,7 @@ def report(protocol: Protocol, results, retained, counts, curve, rerun: str, sec
         md += [markdown_table(RET_HEADER, ret_rows), ""]
     md += ["![learning curve](ranker_learning_curve.png)", "", f"Rerun: `{rerun}`", ""]
     (OUT / "ranker_quality.md").write_text("\n".join(md))
-    print(f"\nwrote {OUT}/ranker_quality.{{json,md}} and ranker_learning_curve.png in {seconds:.0f} s")
+    print(f"\nwrote {OUT}/ranker_quality.{{json,md}} in {seconds:.0f} s")
     print(f"rerun: {rerun}")
 
 
@@ -848,6 +859,9 @@ def main(argv=None) -> None:
     rerun = rerun_command(args, protocol)
     print("Protocol:\n" + "\n".join(f"  {line}" for line in protocol.lines()), flush=True)
     markets = [Market.simulate(seed, protocol) for seed in protocol.seeds]
+    if held_out_task_is_click(markets):
+        protocol.notes.append(f"'{HELD_OUT_TASK}' labels equal the click labels here (no save or apply "
+                              "without a click): only the question asked differs")
     with threadpool_limits(1):  # BLAS threads made the sparse LR fits ~20x slower on a busy 2-core box
         runs = [BaselineRun.fit(m) for m in markets]
         per_market = [r.scores() for r in runs]

@@ -191,3 +191,10 @@ def test_every_held_out_example_has_the_truth_at_its_request():
     assert all(0 < v <= 1 for v in ceilings["click"]) and all(-1 <= v < 0 for v in ceilings["dismiss"])
     # only the held-out days are recorded
     assert min(day for _, _, day in market.truth.at) * 86400 >= market.truth.since - 86400
+
+
+def test_held_out_task_is_click_when_nothing_engages_without_a_click():
+    clicked = [example("click", 1), example("save", 0), example("apply", 0), example("dismiss", 0)]
+    applied = [example("click", 0), example("save", 0), example("apply", 1), example("dismiss", 0)]
+    assert Q.held_out_task_is_click([SimpleNamespace(held=Q.by_task(clicked))])
+    assert not Q.held_out_task_is_click([SimpleNamespace(held=Q.by_task(applied))])
