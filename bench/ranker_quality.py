@@ -1,40 +1,79 @@
-"""Ranker quality on the simulator's held-out days, per task, against the baselines
-360Brew replaces: popularity, term match (BM25) and per-task logistic regression on
-hand-engineered features. Cold-start members (<3 past interactions besides views)
-are reported separately. The ranker is also scored with each task's held-out
-instruction phrasing (zero-shot wording).
+"""Ranker quality on the held-out days of several simulated marketplaces, pooled, per
+task, with standard errors, against the baselines 360Brew replaces: the simulator's
+hidden affinity (the ceiling), popularity, term match (BM25), logistic regression on
+hand-engineered features, and the same LR with the member's and job's free text
+(TF-IDF): the fair baseline for a model that reads text.
+
+Protocol (printed before the results):
+- Marketplaces: `simulated_split(members, days, seed)` for each of `--seeds`. With a
+  ranker, members, days and seeds default to what its `ranker.json` says it was
+  trained on (`sim_members`, `sim_days`, `sim_seeds` or `seed`); a command line that
+  contradicts them is refused (`--allow-mismatch` turns that into a loud WARNING in
+  the output), and held-out days that overlap a ranker's training days always are.
+- Held out: every example of the last `HELD_OUT_DAYS` days (no group cap unless
+  `--max-groups`). Baselines are fitted per marketplace on its own training days;
+  scores of all marketplaces are pooled for each AUC.
+- AUC standard errors: DeLong, clustered by member (Obuchowski 1997), since one
+  member's candidates are not independent; differences to the LR + text use the
+  paired covariance, so "better"/"worse" means by more than one SE of the difference,
+  and anything closer is a "tie".
+- Segments: all, cold-start (fewer than 3 past interactions besides views), warm.
+- The ranker: its training phrasing (0), the held-out phrasing (-1) and the held-out
+  task formulation ("interest": will the member click, save or apply? on view slates),
+  scored through `score_examples(..., ask="interest")` where the pipeline has `ask`.
+  Retention = (AUC - 0.5) of the held-out phrasing over the ranker's, delta-method SE.
+- Learning curve: AUC against labelled candidates of the task seen in training, for
+  the LR + text on growing prefixes of its training days, and for each ranker from
+  `learning_curve.json` in its checkpoint when the trainer wrote one.
 
     python bench/ranker_quality.py --ranker artifacts/ranker-student
-    # train first:  hirestream train ranker --model student --budget-minutes 18 --members 500 --seed 0
+    python bench/ranker_quality.py --members 150 --days 10 --seeds 1,2   # baselines only
 
-Writes bench/out/ranker_quality.{json,md}.
+Writes bench/out/ranker_quality.{json,md} and bench/out/ranker_learning_curve.png.
 """
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 import random
 import re
+import shlex
 import sys
 import time
 from collections import Counter, defaultdict
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from serving.metrics import auc, ndcg_at_k  # noqa: E402
-from serving.ranker_pipeline import PromptCache, groups_of, score_examples, simulated_split  # noqa: E402
+from serving.metrics import auc, auc_covariance, auc_se, excess_auc_ratio, ndcg_at_k  # noqa: E402
+from serving.ranker_pipeline import HELD_OUT_DAYS, PromptCache, groups_of, score_examples, simulated_split  # noqa: E402
+from serving.training_examples import ENGAGED as ENGAGED_TASKS  # noqa: E402
 from serving.training_examples import RANKING_TASKS, Example  # noqa: E402
 from models.verbalizer import TASKS  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
+HELD_OUT_TASK = "interest"  # the formulation no ranker trains on: view -> click, save or apply
+EVAL_TASKS = (*TASKS, HELD_OUT_TASK)
+CURVE_TASKS = ("click", "apply", "save", "search_relevance", "dismiss")
+CURVE_SIZES = (1_000, 3_000, 10_000, 30_000)
+SEGMENTS = ("all", "cold", "warm")
+C_GRID = (0.03, 0.1, 0.3, 1.0)  # LR inverse regularization, chosen per task on a time-split validation
+REFERENCE = "feature LR + text"
+CEILING = "hidden affinity (ceiling)"
 POSITIVE_ACTION = {"click": "click", "save": "save", "apply": "apply", "dismiss": "dismiss",
                    "search_relevance": "click", "hire": "apply"}
 ENGAGED = ("click", "save", "apply", "hired")
 _WORD = re.compile(r"[a-z0-9+#]+")
+
+
+# ---- hand features (what a feature-engineering team would hand an LR) ----------------
 
 
 def words(text: str) -> list[str]:
@@ -63,9 +102,8 @@ class BM25:
 
     def score(self, query: list[str], doc: list[str]) -> float:
         tf = Counter(doc)
-        q = set(query)
         norm = self.k1 * (1 - self.b + self.b * len(doc) / self.avgdl)
-        return sum(self.idf.get(t, 0.0) * tf[t] * (self.k1 + 1) / (tf[t] + norm) for t in q if t in tf)
+        return sum(self.idf.get(t, 0.0) * tf[t] * (self.k1 + 1) / (tf[t] + norm) for t in set(query) if t in tf)
 
 
 def _jaccard(a: set, b: set) -> float:
@@ -73,7 +111,6 @@ def _jaccard(a: set, b: set) -> float:
 
 
 def features(ex: Example, bm25: BM25) -> list[float]:
-    """What a feature-engineering team would hand a logistic regression."""
     p, j = ex.profile, ex.job
     ms, js = {s.lower() for s in p.skills}, {s.lower() for s in j.skills}
     engaged = [it.job for it in ex.history if it.job and it.action in ENGAGED]
@@ -107,127 +144,738 @@ def popularity(ex: Example) -> float:
     return jc.get(POSITIVE_ACTION[ex.task], 0) + 0.01 * jc.get("view", 0)
 
 
-def ndcg10(examples: list[Example], s: np.ndarray) -> float:
-    """Mean NDCG@10 over member-days with a positive and at least two candidates."""
-    groups: dict[tuple, list[int]] = defaultdict(list)
-    for i, ex in enumerate(examples):
-        groups[(ex.member_id, int(ex.request_time // 86400))].append(i)
-    values = [ndcg_at_k(s[idx], [examples[i].label for i in idx], 10)
-              for idx in groups.values() if len(idx) >= 2 and any(examples[i].label for i in idx)]
-    return float(np.mean(values)) if values else float("nan")
+# ---- free text for the LR + text baseline ----------------------------------------------
 
 
-def sample_groups(examples: list[Example], max_groups: int | None, seed: int) -> list[Example]:
+def member_free_text(ex: Example) -> str:
+    """What the member wrote or typed: title, skills, about, every search query."""
+    p = ex.profile
+    searches = [it.query or "" for it in ex.history if it.action == "search"]
+    return " ".join([p.title, " ".join(p.skills), p.about, *searches, ex.query or ""])
+
+
+def member_intent_words(ex: Example) -> list[str]:
+    """The words in which members state wishes (about text, queries): crossed with job titles."""
+    searches = [it.query or "" for it in ex.history if it.action == "search"]
+    return sorted(set(words(" ".join([ex.profile.about, *searches, ex.query or ""]))))
+
+
+def job_free_text(ex: Example) -> str:
+    j = ex.job
+    return " ".join([j.title, " ".join(j.skills), j.description])
+
+
+class TextFeatures:
+    """Member and job free text as TF-IDF in one shared vocabulary, their word-by-word
+    product (how strongly each word matches on both sides), and hashed (member intent
+    word, job title word) pairs, so an LR can learn "management" x "manager" too.
+
+    Member-only and job-only columns alone could not rank one member's candidates;
+    the product and the pairs are what let a linear model match.
+    """
+
+    def __init__(self, max_features: int = 30_000, pair_buckets: int = 2 ** 18):
+        from sklearn.feature_extraction.text import HashingVectorizer, TfidfVectorizer
+
+        self.tfidf = TfidfVectorizer(token_pattern=r"[a-z0-9+#]+", min_df=2, max_features=max_features,
+                                     sublinear_tf=True, dtype=np.float32)
+        self.pairs = HashingVectorizer(analyzer=lambda pairs: pairs, n_features=pair_buckets,
+                                       alternate_sign=False, dtype=np.float32)
+
+    def fit(self, examples: list[Example]) -> "TextFeatures":
+        texts = {member_free_text(ex) for ex in examples} | {job_free_text(ex) for ex in examples}
+        self.tfidf.fit(sorted(texts))
+        return self
+
+    def transform(self, examples: list[Example]):
+        import scipy.sparse as sp
+
+        members = self.tfidf.transform([member_free_text(ex) for ex in examples])
+        jobs = self.tfidf.transform([job_free_text(ex) for ex in examples])
+        pairs = self.pairs.transform([[f"{m}|{t}" for m in member_intent_words(ex) for t in words(ex.job.title)]
+                                      for ex in examples])
+        return sp.hstack([members, jobs, members.multiply(jobs), pairs], format="csr")
+
+
+def impression_key(ex: Example) -> tuple:
+    return ex.slate_id, ex.job.job_id, ex.query
+
+
+@dataclass
+class Design:
+    """Feature rows of one marketplace's examples, built once per impression (the four
+    view tasks of an impression share their features)."""
+
+    hand: np.ndarray
+    text: object  # scipy csr
+    row: dict[tuple, int]
+
+    @classmethod
+    def build(cls, examples: list[Example], bm25: BM25, text: TextFeatures) -> "Design":
+        unique = list({impression_key(ex): ex for ex in examples}.values())
+        row = {impression_key(ex): i for i, ex in enumerate(unique)}
+        hand = np.array([features(ex, bm25) for ex in unique], dtype=np.float64)
+        return cls(hand, text.transform(unique), row)
+
+    def rows(self, examples: list[Example]) -> np.ndarray:
+        return np.array([self.row[impression_key(ex)] for ex in examples], dtype=np.int64)
+
+    def used_columns(self) -> np.ndarray:
+        return np.flatnonzero(np.diff(self.text.tocsc().indptr))
+
+    def keep_columns(self, columns: np.ndarray) -> "Design":
+        """Only the text columns training ever sets: a column the LR never saw carries no
+        weight, and dropping it makes the fit fast (the hashed pairs are mostly empty)."""
+        return replace(self, text=self.text[:, columns])
+
+
+class FeatureLR:
+    """Logistic regression on standardized hand features, optionally with the text columns."""
+
+    def __init__(self, with_text: bool, c: float = 1.0):
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.preprocessing import StandardScaler
+
+        self.with_text = with_text
+        self.scaler = StandardScaler()
+        self.lr = LogisticRegression(C=c, max_iter=2000)
+
+    def _x(self, design: Design, idx: np.ndarray, fit: bool = False):
+        import scipy.sparse as sp
+
+        hand = self.scaler.fit_transform(design.hand[idx]) if fit else self.scaler.transform(design.hand[idx])
+        return sp.hstack([sp.csr_matrix(hand), design.text[idx]], format="csr") if self.with_text else hand
+
+    def fit(self, design: Design, idx: np.ndarray, y: np.ndarray) -> "FeatureLR":
+        self.lr.fit(self._x(design, idx, fit=True), y)
+        return self
+
+    def predict(self, design: Design, idx: np.ndarray) -> np.ndarray:
+        return self.lr.predict_proba(self._x(design, idx))[:, 1]
+
+
+# ---- protocol: settings read from the checkpoints, checked against the command line -----
+
+
+@dataclass
+class TrainedOn:
+    """The marketplaces a ranker checkpoint says it was trained on (its ranker.json)."""
+
+    path: str
+    members: int | None
+    days: int | None
+    seeds: list[int]
+    held_out_days: int
+
+    @classmethod
+    def read(cls, path: str) -> "TrainedOn":
+        meta_path = Path(path) / "ranker.json"
+        if not meta_path.exists():
+            raise SystemExit(f"{path}: no ranker.json, so its training marketplaces cannot be checked")
+        meta = json.loads(meta_path.read_text())
+        seeds = meta.get("sim_seeds") or ([meta["seed"]] if "seed" in meta else [])
+        return cls(path, meta.get("sim_members"), meta.get("sim_days"), [int(s) for s in seeds],
+                   int(meta.get("sim_held_out_days", meta.get("held_out_days", HELD_OUT_DAYS))))
+
+    def training_days(self, seed: int) -> int:
+        """Days of `seed`'s marketplace this ranker trained on (0 when it never saw it)."""
+        return self.days - self.held_out_days if self.days and seed in self.seeds else 0
+
+
+@dataclass
+class Protocol:
+    seeds: list[int]
+    members: int
+    days: int
+    held_out_days: int
+    max_groups: int | None
+    trained: list[TrainedOn]
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # facts of the data, found once simulated
+
+    def lines(self) -> list[str]:
+        first = self.days - self.held_out_days
+        out = [f"marketplaces: seeds {', '.join(map(str, self.seeds))}; {self.members} members, "
+               f"{2 * self.members} jobs, {self.days} days each",
+               f"train: days 0-{first - 1} of each marketplace (baselines fitted per marketplace); "
+               f"held out: days {first}-{self.days - 1}, every example"
+               + (f" (at most {self.max_groups} slates per task)" if self.max_groups else " (no cap)"),
+               "AUC +- SE: DeLong clustered by member (Obuchowski 1997); 'vs LR+text': paired difference, "
+               "better/worse only beyond 1 SE of the difference, else tie",
+               f"cold = fewer than 3 past interactions besides views; '{HELD_OUT_TASK}' = view -> click, "
+               "save or apply (the ranker's held-out task formulation)",
+               "ceiling = the simulator's hidden affinity at the request (dismiss: its opposite; hire: "
+               "qualified first)",
+               f"LRs: C from {C_GRID} per marketplace and task on the last fifth of its training days; "
+               "LR + text adds TF-IDF of member text (title, skills, about, queries) and job text (title, "
+               "skills, description), their product, and hashed (about/query word, job title word) pairs"]
+        for t in self.trained:
+            out.append(f"ranker {t.path}: trained on seeds {t.seeds or '?'}, {t.members} members, "
+                       f"{t.days} days ({t.days - t.held_out_days if t.days else '?'} training days)")
+        return out + [f"note: {n}" for n in self.notes] + [f"WARNING: {w}" for w in self.warnings]
+
+
+def _agreed(values: list, what: str):
+    known = sorted({v for v in values if v is not None})
+    if len(known) > 1:
+        raise SystemExit(f"the rankers were trained with different {what}: {known}; evaluate them separately")
+    return known[0] if known else None
+
+
+def _setting(cli, trained, what: str, fallback, allow_mismatch: bool, warnings: list[str]):
+    if cli is None:
+        return trained if trained is not None else fallback
+    if trained is not None and cli != trained:
+        msg = f"--{what} {cli} contradicts the ranker's training marketplaces ({what} {trained})"
+        if not allow_mismatch:
+            raise SystemExit(f"refusing: {msg}; drop the flag, or pass --allow-mismatch to compare anyway")
+        warnings.append(msg)
+    return cli
+
+
+def resolve_protocol(args) -> Protocol:
+    trained = [TrainedOn.read(p) for p in args.ranker]
+    warnings: list[str] = []
+    members = _setting(args.members, _agreed([t.members for t in trained], "members"), "members", 500,
+                       args.allow_mismatch, warnings)
+    days = _setting(args.days, _agreed([t.days for t in trained], "days"), "days", 21, args.allow_mismatch, warnings)
+    trained_seeds = sorted({s for t in trained for s in t.seeds})
+    seeds = args.seeds if args.seeds is not None else (trained_seeds or [0, 1, 2])
+    for t in trained:
+        if t.members is None or t.days is None or not t.seeds:
+            warnings.append(f"{t.path}: ranker.json lacks sim_members/sim_days/seed; settings not checked")
+        unseen = [s for s in seeds if s not in t.seeds]
+        if unseen and t.seeds:
+            warnings.append(f"{t.path} never trained on seeds {unseen}: those marketplaces are new to it")
+    held_out_days = _agreed([t.held_out_days for t in trained], "held-out days") or HELD_OUT_DAYS
+    protocol = Protocol(seeds, members, days, held_out_days, args.max_groups, trained, warnings)
+    check_no_overlap(protocol)
+    return protocol
+
+
+def check_no_overlap(protocol: Protocol) -> None:
+    """Refuse (whatever the flags) when a held-out day is one a ranker trained on."""
+    first_held_out = protocol.days - protocol.held_out_days
+    for t in protocol.trained:
+        for seed in protocol.seeds:
+            if t.training_days(seed) > first_held_out:
+                raise SystemExit(
+                    f"refusing: seed {seed}'s held-out days start at day {first_held_out}, but {t.path} "
+                    f"trained on its days 0-{t.training_days(seed) - 1}")
+
+
+# ---- marketplaces -----------------------------------------------------------------------
+
+
+class RequestTruth:
+    """The simulator's hidden truth as it stood when a held-out job was shown or applied
+    to (the simulator mutates members, e.g. their skills, as days go by). The simulator
+    buffers a day before emitting it, so "then" means the end of that simulated day."""
+
+    def __init__(self, since: float):
+        self.since = since
+        self.at: dict[tuple[str, str, int], tuple[float, bool]] = {}
+
+    def watch(self, truth, event) -> None:
+        p = getattr(event, "payload", None)
+        job_id = getattr(p, "job_id", None)
+        if job_id is None or not hasattr(p, "action") or event.event_time.timestamp() < self.since:
+            return
+        key = (p.member_id, job_id, int(event.event_time.timestamp() // 86400))
+        if key not in self.at:
+            self.at[key] = (truth.affinity(p.member_id, job_id), truth.qualified(p.member_id, job_id))
+
+    def _lookup(self, ex: Example) -> tuple[float, bool]:
+        day = int(ex.request_time // 86400)
+        for d in (day, day + 1):  # a slate may run past midnight
+            if (ex.member_id, ex.job.job_id, d) in self.at:
+                return self.at[(ex.member_id, ex.job.job_id, d)]
+        raise KeyError(f"no truth recorded for {ex.member_id} x {ex.job.job_id} on day {day}")
+
+    def ceiling(self, ex: Example) -> float:
+        """Hidden affinity; for dismiss its opposite (members dismiss what they do not
+        want); for hire, qualification first (what the employer decides on)."""
+        affinity, qualified = self._lookup(ex)
+        if ex.task == "dismiss":
+            return -affinity
+        return float(qualified) + 0.1 * affinity if ex.task == "hire" else affinity
+
+
+def with_held_out_task(examples: list[Example]) -> list[Example]:
+    """Adds one `interest` example per view impression: the click example (same slate,
+    job and prompt) relabelled engaged = clicked, saved or applied."""
+    seen: Counter = Counter()
+    engaged: dict[tuple, int] = defaultdict(int)
+    clicks = []
+    for ex in examples:
+        if ex.task in ENGAGED_TASKS:
+            key = (ex.slate_id, ex.job.job_id, ex.task)
+            seen[key] += 1
+            engaged[(ex.slate_id, ex.job.job_id, seen[key])] |= ex.label
+            if ex.task == "click":
+                clicks.append((ex, seen[key]))
+    return [replace(ex, label=engaged[(ex.slate_id, ex.job.job_id, k)]) for ex, k in clicks]
+
+
+def held_out_task_is_click(markets: list["Market"]) -> bool:
+    """True when no view was saved or applied to without a click: then `interest` has the
+    click labels, and its rows differ from click's only in the question the ranker is asked."""
+    return all([ex.label for ex in m.held.get(HELD_OUT_TASK, [])] == [ex.label for ex in m.held.get("click", [])]
+               for m in markets)
+
+
+def by_task(examples: list[Example]) -> dict[str, list[Example]]:
+    out = {t: [ex for ex in examples if ex.task == t] for t in TASKS}
+    out[HELD_OUT_TASK] = with_held_out_task(examples)
+    return {t: exs for t, exs in out.items() if exs}
+
+
+def cap_groups(examples: list[Example], max_groups: int | None, seed: int) -> list[Example]:
     """The same (slate, task) groups for every method; all of them when max_groups is None."""
-    by_task: dict[str, list] = defaultdict(list)
+    if not max_groups:
+        return examples
+    tasks: dict[str, list] = defaultdict(list)
     for key, group in groups_of(examples).items():
-        by_task[key[1]].append(group)
+        tasks[key[1]].append(group)
     rng = random.Random(seed)
     out = []
-    for task in sorted(by_task):
-        groups = sorted(by_task[task], key=lambda g: g[0].slate_id)
-        if max_groups and len(groups) > max_groups:
-            groups = rng.sample(groups, max_groups)
-        out.extend(ex for g in groups for ex in g)
+    for task in sorted(tasks):
+        groups = sorted(tasks[task], key=lambda g: g[0].slate_id)
+        out.extend(ex for g in (rng.sample(groups, max_groups) if len(groups) > max_groups else groups) for ex in g)
     return out
 
 
-def main() -> None:
+@dataclass
+class Market:
+    """One simulated marketplace: its train and held-out examples by task, and the truth."""
+
+    seed: int
+    description: str
+    train: dict[str, list[Example]]
+    held: dict[str, list[Example]]
+    truth: RequestTruth
+
+    @classmethod
+    def simulate(cls, seed: int, protocol: Protocol) -> "Market":
+        from streams.simulator import MarketplaceConfig
+
+        start = MarketplaceConfig(seed=seed).start
+        since = (start + timedelta(days=protocol.days - protocol.held_out_days)).timestamp()
+        truth = RequestTruth(since)
+        split = simulated_split(protocol.members, protocol.days, seed, protocol.held_out_days,
+                                progress=False, on_event=truth.watch)
+        held = cap_groups(split.held_out, protocol.max_groups, seed)
+        return cls(seed, split.description, by_task(split.train), by_task(held), truth)
+
+    def counts(self, trained: list[TrainedOn]) -> dict:
+        return {"seed": self.seed, "description": self.description,
+                "rankers_trained_on_it": [t.path for t in trained if t.training_days(self.seed)],
+                "train": {t: len(v) for t, v in self.train.items()},
+                "held_out": {t: [len(v), sum(ex.label for ex in v)] for t, v in self.held.items()},
+                "held_out_members": len({ex.member_id for v in self.held.values() for ex in v})}
+
+
+
+# ---- scores of one marketplace -----------------------------------------------------------
+
+Scores = dict[str, dict[str, np.ndarray]]  # method -> task -> one score per held-out example
+
+
+def prefix_sizes(total: int) -> list[int]:
+    """Pooled training sizes for the learning curve: the fixed steps below `total`, then all."""
+    return [s for s in CURVE_SIZES if s < total] + [total]
+
+
+@dataclass
+class BaselineRun:
+    """Baselines fitted on one marketplace's training days, scoring its held-out days."""
+
+    market: Market
+    bm25: BM25
+    train_design: Design
+    held_design: Design
+    chosen_c: dict[tuple[str, bool], float] = field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, market: Market) -> "BaselineRun":
+        train_all = [ex for v in market.train.values() for ex in v]
+        held_all = [ex for v in market.held.values() for ex in v]
+        jobs = {ex.job.job_id: ex for ex in train_all + held_all}
+        bm25 = BM25([words(job_text(ex)) for ex in jobs.values()])
+        text = TextFeatures().fit(train_all)
+        train, held = Design.build(train_all, bm25, text), Design.build(held_all, bm25, text)
+        used = train.used_columns()
+        return cls(market, bm25, train.keep_columns(used), held.keep_columns(used))
+
+    def scores(self) -> Scores:
+        out: Scores = defaultdict(dict)
+        for task, held in self.market.held.items():
+            out[CEILING][task] = np.array([self.market.truth.ceiling(ex) for ex in held])
+            out["popularity"][task] = np.array([popularity(ex) for ex in held])
+            out["BM25 term match"][task] = np.array([self.bm25.score(words(member_text(ex)), words(job_text(ex)))
+                                                     for ex in held])
+            for name, with_text in (("feature LR", False), (REFERENCE, True)):
+                s = self.lr_scores(task, with_text)
+                if s is not None:
+                    out[name][task] = s
+        return out
+
+    def lr_scores(self, task: str, with_text: bool, n_train: int | None = None) -> np.ndarray | None:
+        """LR fitted on the first `n_train` training examples of `task` (time order); None
+        when those hold a single class."""
+        train = self.market.train.get(task, [])[:n_train]
+        y = np.array([ex.label for ex in train])
+        if not 0 < y.sum() < len(y):
+            return None
+        c = self.regularization(task, with_text)
+        model = FeatureLR(with_text, c).fit(self.train_design, self.train_design.rows(train), y)
+        return model.predict(self.held_design, self.held_design.rows(self.market.held[task]))
+
+    def counts(self, trained: list[TrainedOn]) -> dict:
+        c = {f"{task} {'LR + text' if text else 'LR'}": v for (task, text), v in sorted(self.chosen_c.items())}
+        return {**self.market.counts(trained), "chosen_c": c}
+
+    def regularization(self, task: str, with_text: bool) -> float:
+        """C chosen on the last fifth of the training days (fit on the first four fifths),
+        once per task and model: a baseline tuned as a team would tune it."""
+        key = (task, with_text)
+        if key not in self.chosen_c:
+            train = self.market.train.get(task, [])
+            cut = int(0.8 * len(train))
+            fit, val = train[:cut], train[cut:]
+            y_fit, y_val = np.array([ex.label for ex in fit]), np.array([ex.label for ex in val])
+            if not (0 < y_fit.sum() < len(y_fit) and 0 < y_val.sum() < len(y_val)):
+                self.chosen_c[key] = 1.0
+            else:
+                rows_fit, rows_val = self.train_design.rows(fit), self.train_design.rows(val)
+                self.chosen_c[key] = max(C_GRID, key=lambda c: auc(FeatureLR(with_text, c).fit(
+                    self.train_design, rows_fit, y_fit).predict(self.train_design, rows_val), y_val))
+        return self.chosen_c[key]
+
+
+def ranker_has_ask() -> bool:
+    return "ask" in inspect.signature(score_examples).parameters
+
+
+def ranker_scores(ranker, name: str, market: Market, zero_shot: bool) -> Scores:
+    """The ranker's own rows, its held-out phrasing and its held-out task on one marketplace."""
+    prompts = PromptCache(ranker)
+    out: Scores = defaultdict(dict)
+    for task in (t for t in TASKS if t in market.held):
+        exs = market.held[task]
+        out[name][task] = score_examples(ranker, exs, prompts, phrasing=0, progress=False)
+        if zero_shot:
+            out[f"{name} held-out phrasing"][task] = score_examples(ranker, exs, prompts, phrasing=-1, progress=False)
+    if HELD_OUT_TASK in market.held:
+        interest = market.held[HELD_OUT_TASK]  # the click examples, relabelled: their click scores are the same
+        out[f"{name} click question"][HELD_OUT_TASK] = out[name]["click"]
+        if zero_shot and ranker_has_ask():
+            out[f"{name} held-out task"][HELD_OUT_TASK] = score_examples(
+                ranker, interest, prompts, phrasing=0, ask=HELD_OUT_TASK, progress=False)
+    return out
+
+
+# ---- pooled evaluation -------------------------------------------------------------------
+
+
+@dataclass
+class TaskPool:
+    """One task's held-out examples of every marketplace, with every method's scores."""
+
+    task: str
+    labels: np.ndarray
+    members: np.ndarray  # seed/member: the cluster for standard errors
+    member_days: np.ndarray  # seed/member/day: the ranked lists for NDCG@10
+    cold: np.ndarray
+    scores: dict[str, np.ndarray]
+
+    @classmethod
+    def pool(cls, task: str, markets: list[Market], per_market: list[Scores]) -> "TaskPool":
+        held = [(m.seed, ex) for m in markets for ex in m.held.get(task, [])]
+        methods = [k for k in per_market[0] if all(task in s.get(k, {}) for s in per_market)]
+        return cls(task, np.array([ex.label for _, ex in held]),
+                   np.array([f"{s}/{ex.member_id}" for s, ex in held]),
+                   np.array([f"{s}/{ex.member_id}/{int(ex.request_time // 86400)}" for s, ex in held]),
+                   np.array([ex.is_cold_start for _, ex in held], dtype=bool),
+                   {k: np.concatenate([s[k][task] for s in per_market]) for k in methods})
+
+    def segment(self, name: str) -> np.ndarray:
+        return {"all": np.ones(len(self.labels), bool), "cold": self.cold, "warm": ~self.cold}[name]
+
+
+def ndcg10(scores: np.ndarray, labels: np.ndarray, lists: np.ndarray) -> float:
+    """Mean NDCG@10 over member-days with a positive and at least two candidates."""
+    values = []
+    for key in np.unique(lists):
+        idx = np.flatnonzero(lists == key)
+        if len(idx) >= 2 and labels[idx].any():
+            values.append(ndcg_at_k(scores[idx], labels[idx], 10))
+    return float(np.mean(values)) if values else float("nan")
+
+
+def verdict(diff: float, se: float) -> str:
+    if not (se == se and diff == diff):
+        return "n/a"
+    return "better" if diff > se else "worse" if diff < -se else "tie"
+
+
+def evaluate_segment(pool: TaskPool, segment: str) -> list[dict]:
+    mask = pool.segment(segment)
+    y, methods = pool.labels[mask], list(pool.scores)
+    aucs, cov = auc_covariance([pool.scores[m][mask] for m in methods], y, pool.members[mask])
+    ref = methods.index(REFERENCE) if REFERENCE in methods else None
+    rows = []
+    for i, m in enumerate(methods):
+        row = dict(task=pool.task, segment=segment, method=m, n=int(mask.sum()), positives=int(y.sum()),
+                   auc=float(aucs[i]), se=float(np.sqrt(cov[i, i])))
+        if ref is not None and i != ref:
+            d = float(aucs[i] - aucs[ref])
+            d_se = float(np.sqrt(max(cov[i, i] + cov[ref, ref] - 2 * cov[i, ref], 0.0)))
+            row.update(vs_reference=d, vs_reference_se=d_se, verdict=verdict(d, d_se))
+        if pool.task in RANKING_TASKS:
+            row["ndcg10"] = ndcg10(pool.scores[m][mask], y, pool.member_days[mask])
+        rows.append(row)
+    return rows
+
+
+def retention(pool: TaskPool, ranker: str, segment: str = "all") -> dict | None:
+    """(AUC - 0.5) the held-out phrasing (or, on the held-out task, the held-out formulation
+    against the click question) keeps of the ranker's, with its delta-method SE."""
+    if pool.task == HELD_OUT_TASK:
+        base, probe = f"{ranker} click question", f"{ranker} held-out task"
+    else:
+        base, probe = ranker, f"{ranker} held-out phrasing"
+    if base not in pool.scores or probe not in pool.scores:
+        return None
+    mask = pool.segment(segment)
+    aucs, cov = auc_covariance([pool.scores[base][mask], pool.scores[probe][mask]], pool.labels[mask],
+                               pool.members[mask])
+    ratio, se = excess_auc_ratio(aucs, cov, num=1, den=0)
+    return dict(task=pool.task, ranker=ranker, probe=probe, of=base, segment=segment, retention=ratio, se=se)
+
+
+# ---- learning curve ----------------------------------------------------------------------
+
+
+def lr_text_curve(runs: list[BaselineRun]) -> list[dict]:
+    """Pooled AUC of the LR + text fitted on growing prefixes of each task's training
+    days; each marketplace gives its share of the pooled size."""
+    points = []
+    for task in CURVE_TASKS:
+        totals = [len(r.market.train.get(task, [])) for r in runs]
+        if not all(totals) or not all(task in r.market.held for r in runs):
+            continue
+        for size in prefix_sizes(sum(totals)):
+            shares = [max(1, round(size * t / sum(totals))) for t in totals]
+            parts = [r.lr_scores(task, True, n) for r, n in zip(runs, shares)]
+            if any(p is None for p in parts):
+                continue
+            held = [(r.market.seed, ex) for r in runs for ex in r.market.held[task]]
+            a, se = auc_se(np.concatenate(parts), [ex.label for _, ex in held],
+                           [f"{s}/{ex.member_id}" for s, ex in held])
+            points.append(dict(method=REFERENCE, task=task, candidates=int(sum(shares)), auc=a, se=se))
+    return points
+
+
+def ranker_curve(path: str) -> list[dict]:
+    f = Path(path) / "learning_curve.json"
+    if not f.exists():
+        print(f"{path}: no learning_curve.json; the ranker's curve is skipped")
+        return []
+    return [dict(method=Path(path).name, task=p["task"], candidates=int(p["candidates"]), auc=float(p["auc"]),
+                 se=float(p.get("se", float("nan")))) for p in json.loads(f.read_text())]
+
+
+def plot_curve(points: list[dict], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = [t for t in EVAL_TASKS if any(p["task"] == t for p in points)]
+    if not tasks:
+        print("learning curve: nothing to draw")
+        return
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for method in dict.fromkeys(p["method"] for p in points if p["task"] == task):
+            pts = sorted((p for p in points if p["task"] == task and p["method"] == method),
+                         key=lambda p: p["candidates"])
+            ax.errorbar([p["candidates"] for p in pts], [p["auc"] for p in pts],
+                        yerr=[p["se"] for p in pts], marker="o", capsize=3, label=method)
+        ax.set_xscale("log")
+        ax.set_title(task)
+        ax.set_xlabel("labelled candidates seen")
+        ax.axhline(0.5, color="grey", lw=0.5)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("held-out AUC (+- 1 SE)")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    print(f"wrote {out}")
+
+
+# ---- output ------------------------------------------------------------------------------
+
+
+def _num(v, digits: int = 3, signed: bool = False) -> str:
+    if v is None or v != v:
+        return "-"
+    return f"{v:+.{digits}f}" if signed else f"{v:.{digits}f}"
+
+
+COLUMNS = ("task", "segment", "method", "n", "pos", "AUC", "SE", "vs LR+text", "SE(diff)", "verdict", "NDCG@10")
+
+
+def table_cells(r: dict) -> list[str]:
+    return [r["task"], r["segment"], r["method"], str(r["n"]), str(r["positives"]), _num(r["auc"]), _num(r["se"]),
+            _num(r.get("vs_reference"), signed=True), _num(r.get("vs_reference_se")),
+            r.get("verdict", "(ref)" if r["method"] == REFERENCE else ""), _num(r.get("ndcg10"))]
+
+
+def plain_table(header: tuple, rows: list[list[str]], breaks: set[int] = frozenset()) -> str:
+    """Fixed-width text, never truncated: what a pipe or a CI log shows in full."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+
+    def line(cells):  # names left, numbers right
+        return "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    rule = "-" * len(line(header))
+    out = [line(header), rule]
+    for i, r in enumerate(rows):
+        if i in breaks:
+            out.append(rule)
+        out.append(line(r))
+    return "\n".join(out)
+
+
+def markdown_table(header: tuple, rows: list[list[str]]) -> str:
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+                      *("| " + " | ".join(r) + " |" for r in rows)])
+
+
+def result_tables(results: list[dict], retained: list[dict], counts: list[dict]) -> tuple[list, list, list]:
+    rows = [table_cells(r) for r in results]
+    breaks = {i for i in range(1, len(results)) if results[i]["task"] != results[i - 1]["task"]}
+    ret_rows = [[r["task"], r["segment"], r["probe"], f"of {r['of']}", _num(r["retention"]), _num(r["se"])]
+                for r in retained]
+    count_rows = [[str(c["seed"]), "yes" if c["rankers_trained_on_it"] else "no", str(c["held_out_members"]),
+                   str(sum(n for t, n in c["train"].items() if t != HELD_OUT_TASK)),
+                   *(f"{c['held_out'].get(t, [0, 0])[0]} ({c['held_out'].get(t, [0, 0])[1]})" for t in EVAL_TASKS)]
+                  for c in counts]
+    return [rows, breaks], ret_rows, count_rows
+
+
+RET_HEADER = ("task", "segment", "zero-shot probe", "relative to", "retention", "SE")
+COUNT_HEADER = ("seed", "a ranker trained on it", "held-out members", "train examples",
+                *(f"{t} n (pos)" for t in EVAL_TASKS))
+
+
+def report(protocol: Protocol, results, retained, counts, curve, rerun: str, seconds: float) -> None:
+    (rows, breaks), ret_rows, count_rows = result_tables(results, retained, counts)
+    print("\nper marketplace (held-out examples, positives):")
+    print(plain_table(COUNT_HEADER, count_rows))
+    for n in protocol.notes:
+        print(f"note: {n}")
+    for w in protocol.warnings:
+        print(f"!!! WARNING: {w}")
+    print("\nRanker quality, held-out days, pooled:")
+    print(plain_table(COLUMNS, rows, breaks))
+    if ret_rows:
+        print("\nZero-shot retention: (AUC - 0.5) kept, delta-method SE:")
+        print(plain_table(RET_HEADER, ret_rows))
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "ranker_quality.json").write_text(json.dumps(dict(
+        protocol=protocol.lines(), seeds=protocol.seeds, members=protocol.members, days=protocol.days,
+        held_out_days=protocol.held_out_days, rankers=[t.path for t in protocol.trained],
+        warnings=protocol.warnings, per_seed=counts, results=results, retention=retained,
+        learning_curve=curve, rerun=rerun), indent=2))
+    md = ["# Ranker quality", "", *(f"- {line}" for line in protocol.lines()), "",
+          markdown_table(COUNT_HEADER, count_rows), "", markdown_table(COLUMNS, rows), ""]
+    if ret_rows:
+        md += [markdown_table(RET_HEADER, ret_rows), ""]
+    md += ["![learning curve](ranker_learning_curve.png)", "", f"Rerun: `{rerun}`", ""]
+    (OUT / "ranker_quality.md").write_text("\n".join(md))
+    print(f"\nwrote {OUT}/ranker_quality.{{json,md}} in {seconds:.0f} s")
+    print(f"rerun: {rerun}")
+
+
+# ---- main --------------------------------------------------------------------------------
+
+
+def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ranker", action="append", default=[], help="checkpoint folder (repeatable)")
-    ap.add_argument("--members", type=int, default=500)
-    ap.add_argument("--days", type=int, default=21)
-    ap.add_argument("--seed", type=int, default=0, help="simulator seed (the one the ranker was trained with)")
-    ap.add_argument("--max-groups", type=int, default=None, help="evaluate at most this many slates per task")
+    ap.add_argument("--members", type=int, default=None, help="default: the rankers' sim_members, else 500")
+    ap.add_argument("--days", type=int, default=None, help="default: the rankers' sim_days, else 21")
+    ap.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=None,
+                    help="comma-separated simulator seeds; default: the rankers' training seeds, else 0,1,2")
+    ap.add_argument("--allow-mismatch", action="store_true",
+                    help="evaluate even where the command line contradicts the rankers' training settings")
+    ap.add_argument("--max-groups", type=int, default=None, help="at most this many slates per task (default: all)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-zero-shot", action="store_true")
-    args = ap.parse_args()
+    ap.add_argument("--no-curve", action="store_true", help="skip the LR + text learning curve")
+    return ap.parse_args(argv)
 
+
+def rerun_command(args, protocol: Protocol) -> str:
+    parts = ["python", "bench/ranker_quality.py", *(f"--ranker {shlex.quote(r)}" for r in args.ranker),
+             f"--members {protocol.members}", f"--days {protocol.days}",
+             f"--seeds {','.join(map(str, protocol.seeds))}"]
+    for flag, on in (("--allow-mismatch", args.allow_mismatch), ("--no-zero-shot", args.no_zero_shot),
+                     ("--no-curve", args.no_curve)):
+        parts += [flag] if on else []
+    parts += [f"--max-groups {args.max_groups}"] if args.max_groups else []
+    return " ".join(parts)
+
+
+def score_rankers(args, markets: list[Market], per_market: list[Scores]) -> list[str]:
+    """Adds each ranker's rows to every marketplace's scores; returns the rankers' names."""
     import torch
-    from rich.console import Console
-    from rich.table import Table
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     from models.ranker import Ranker
 
     torch.set_num_threads(args.threads)
-    t0 = time.perf_counter()
-    split = simulated_split(n_members=args.members, days=args.days, seed=args.seed)
-    held = sample_groups(split.held_out, args.max_groups, args.seed)
-    print(split.description)
-
-    jobs = {ex.job.job_id: ex for ex in split.train + split.held_out}
-    bm25 = BM25([words(job_text(ex)) for ex in jobs.values()])
-    scores: dict[str, dict[str, np.ndarray]] = defaultdict(dict)  # method -> task -> scores
-    by_task = {t: [ex for ex in held if ex.task == t] for t in TASKS}
-    train_by_task = {t: [ex for ex in split.train if ex.task == t] for t in TASKS}
-    for task, exs in by_task.items():
-        if not exs:
-            continue
-        scores["popularity"][task] = np.array([popularity(ex) for ex in exs])
-        scores["BM25 term match"][task] = np.array([bm25.score(words(member_text(ex)), words(job_text(ex)))
-                                                    for ex in exs])
-        tr = train_by_task[task]
-        y = np.array([ex.label for ex in tr])
-        if 0 < y.sum() < len(y):
-            lr = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0))
-            lr.fit(np.array([features(ex, bm25) for ex in tr]), y)
-            scores["feature LR"][task] = lr.predict_proba(np.array([features(ex, bm25) for ex in exs]))[:, 1]
-
+    if args.ranker and not args.no_zero_shot and not ranker_has_ask():
+        print(f"held-out task '{HELD_OUT_TASK}' skipped: serving.ranker_pipeline.score_examples has no `ask` "
+              "keyword yet (the ranker rebuild adds it)")
+    names = []
     for path in args.ranker:
-        ranker = Ranker.load(path)
-        name = Path(path).name
-        prompts = PromptCache(ranker)
-        t = time.perf_counter()
-        s = score_examples(ranker, held, prompts, phrasing=0)
-        rate = len(held) / (time.perf_counter() - t)
-        for task, exs in by_task.items():
-            idx = [i for i, ex in enumerate(held) if ex.task == task]
-            scores[name][task] = s[idx]
-        print(f"{name}: {rate:.1f} candidates/s")
-        if not args.no_zero_shot:
-            s = score_examples(ranker, held, prompts, phrasing=-1)
-            for task in by_task:
-                idx = [i for i, ex in enumerate(held) if ex.task == task]
-                scores[f"{name} (held-out phrasing)"][task] = s[idx]
+        ranker, name = Ranker.load(path), Path(path).name
+        names.append(name)
+        for market, scores in zip(markets, per_market):
+            t = time.perf_counter()
+            for method, tasks in ranker_scores(ranker, name, market, not args.no_zero_shot).items():
+                scores[method].update(tasks)
+            print(f"{name} on seed {market.seed}: scored in {time.perf_counter() - t:.0f} s")
+    return names
 
-    results = []
-    for method, per_task in scores.items():
-        for task, s in per_task.items():
-            exs = by_task[task]
-            y = np.array([ex.label for ex in exs])
-            cold = np.array([ex.is_cold_start for ex in exs])
-            results.append(dict(
-                method=method, task=task, n=len(y), positives=int(y.sum()),
-                auc=auc(s, y), auc_cold=auc(s[cold], y[cold]), n_cold=int(cold.sum()),
-                positives_cold=int(y[cold].sum()),
-                ndcg10=ndcg10(exs, s) if task in RANKING_TASKS else float("nan"),
-            ))
 
-    console = Console(width=160)
-    table = Table(title=f"Ranker quality, held-out days ({split.description})")
-    for col in ("task", "method", "n (pos)", "AUC", "NDCG@10", "cold n (pos)", "cold AUC"):
-        table.add_column(col, justify="left" if col in ("task", "method") else "right")
-    fmt = lambda v: "—" if v != v else f"{v:.3f}"  # noqa: E731  (NaN -> dash)
-    for task in TASKS:
-        for r in (r for r in results if r["task"] == task):
-            table.add_row(task, r["method"], f"{r['n']} ({r['positives']})", fmt(r["auc"]), fmt(r["ndcg10"]),
-                          f"{r['n_cold']} ({r['positives_cold']})", fmt(r["auc_cold"]))
-        table.add_section()
-    console.print(table)
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    t0 = time.perf_counter()
+    protocol = resolve_protocol(args)
+    rerun = rerun_command(args, protocol)
+    print("Protocol:\n" + "\n".join(f"  {line}" for line in protocol.lines()), flush=True)
+    markets = [Market.simulate(seed, protocol) for seed in protocol.seeds]
+    if held_out_task_is_click(markets):
+        protocol.notes.append(f"'{HELD_OUT_TASK}' labels equal the click labels here (no save or apply "
+                              "without a click): only the question asked differs")
+    with threadpool_limits(1):  # BLAS threads made the sparse LR fits ~20x slower on a busy 2-core box
+        runs = [BaselineRun.fit(m) for m in markets]
+        per_market = [r.scores() for r in runs]
+    names = score_rankers(args, markets, per_market)
+    pools = [TaskPool.pool(t, markets, per_market) for t in EVAL_TASKS if all(t in m.held for m in markets)]
+    results = [row for p in pools for seg in SEGMENTS for row in evaluate_segment(p, seg)]
+    retained = [r for p in pools for n in names for seg in SEGMENTS if (r := retention(p, n, seg))]
+    with threadpool_limits(1):
+        lr_curve = [] if args.no_curve else lr_text_curve(runs)
+    curve = lr_curve + [p for path in args.ranker for p in ranker_curve(path)]
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "ranker_quality.json").write_text(json.dumps(
-        {"split": split.description, "rankers": args.ranker, "max_groups": args.max_groups, "results": results},
-        indent=2))
-    md = ["| task | method | n (pos) | AUC | NDCG@10 | cold n (pos) | cold AUC |", "|---|---|---|---|---|---|---|"]
-    md += [f"| {r['task']} | {r['method']} | {r['n']} ({r['positives']}) | {fmt(r['auc'])} | {fmt(r['ndcg10'])} | "
-           f"{r['n_cold']} ({r['positives_cold']}) | {fmt(r['auc_cold'])} |" for r in results]
-    (OUT / "ranker_quality.md").write_text("\n".join(md) + "\n")
-    print(f"wrote {OUT / 'ranker_quality.md'} in {time.perf_counter() - t0:.0f} s; rerun: "
-          f"python bench/ranker_quality.py {' '.join('--ranker ' + r for r in args.ranker)} "
-          f"--members {args.members} --days {args.days} --seed {args.seed}")
+    plot_curve(curve, OUT / "ranker_learning_curve.png")
+    counts = [r.counts(protocol.trained) for r in runs]
+    report(protocol, results, retained, counts, curve, rerun, time.perf_counter() - t0)
 
 
 if __name__ == "__main__":

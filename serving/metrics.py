@@ -127,3 +127,110 @@ def percentiles(values: Sequence[float], qs: Sequence[float] = (50, 95, 99)) -> 
     if a.size == 0:
         return {f"p{q:g}": float("nan") for q in qs}
     return {f"p{q:g}": float(np.percentile(a, q)) for q in qs}
+
+
+# ---- AUC with its uncertainty ------------------------------------------------------------
+#
+# DeLong, DeLong & Clarke-Pearson (1988): each positive's and each negative's share of
+# the pairs it wins (its "placement") has the AUC as its mean, and the AUC's variance
+# follows from the placements' spread. Several scorers on the same examples share the
+# placements' pairing, which gives their covariance, hence the standard error of a
+# difference (paired), not just of each AUC. Candidates of one member are not
+# independent (one member's slates share a taste), so `clusters` switches to
+# Obuchowski (1997): placements are summed per cluster, and clusters are the units.
+
+
+def _midranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties sharing their average rank."""
+    order = np.argsort(x, kind="mergesort")
+    sorted_x = x[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_x)) + 1]
+    ends = np.r_[starts[1:], len(x)]
+    ranks = np.empty(len(x), dtype=np.float64)
+    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
+    return ranks
+
+
+def auc_placements(scores: Sequence[float], labels: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """DeLong's structural components: for each positive, the share of negatives it
+    outscores (ties one half); for each negative, the share of positives that outscore it.
+    Both have the AUC as their mean."""
+    s, y = _check_pair(scores, labels)
+    pos = y > 0
+    m, n = int(pos.sum()), int((~pos).sum())
+    if m == 0 or n == 0:
+        raise ValueError(f"placements need both classes, got {m} positives and {n} negatives")
+    overall = _midranks(s)
+    v10 = (overall[pos] - _midranks(s[pos])) / n
+    v01 = 1.0 - (overall[~pos] - _midranks(s[~pos])) / m
+    return v10, v01
+
+
+def auc_covariance(score_columns: Sequence[Sequence[float]], labels: Sequence[float],
+                   clusters: Sequence | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """AUCs of k scorers on the same examples and their k x k covariance.
+
+    Without `clusters`: DeLong's estimator (S10/m + S01/n). With `clusters` (one id per
+    example, e.g. the member): Obuchowski's, I/(I-1) * sum over clusters of z z^T, where
+    z = (sum of the cluster's positive placements - m_c AUC)/M + (same for negatives)/N.
+    NaNs when a class is missing (or fewer than two clusters).
+    """
+    y = _as_1d(labels, "labels")
+    cols = [_check_pair(s, y)[0] for s in score_columns]
+    k = len(cols)
+    pos = y > 0
+    if not cols or pos.all() or not pos.any():
+        return np.full(k, np.nan), np.full((k, k), np.nan)
+    parts = [auc_placements(s, y) for s in cols]
+    v10 = np.stack([p[0] for p in parts], axis=1)  # positives x k
+    v01 = np.stack([p[1] for p in parts], axis=1)  # negatives x k
+    aucs = v10.mean(axis=0)
+    if clusters is None:
+        return aucs, _delong_cov(v10, v01)
+    return aucs, _clustered_cov(v10, v01, aucs, pos, np.asarray(clusters))
+
+
+def _delong_cov(v10: np.ndarray, v01: np.ndarray) -> np.ndarray:
+    m, n = len(v10), len(v01)
+    if m < 2 or n < 2:
+        return np.full((v10.shape[1],) * 2, np.nan)
+    return np.atleast_2d(np.cov(v10, rowvar=False)) / m + np.atleast_2d(np.cov(v01, rowvar=False)) / n
+
+
+def _clustered_cov(v10, v01, aucs, pos, clusters) -> np.ndarray:
+    if len(clusters) != len(pos):
+        raise ValueError(f"clusters ({len(clusters)}) and labels ({len(pos)}) differ in length")
+    _, cid = np.unique(clusters, return_inverse=True)
+    n_clusters = int(cid.max()) + 1
+    if n_clusters < 2:
+        return np.full((len(aucs),) * 2, np.nan)
+    m, n = len(v10), len(v01)
+
+    def per_cluster(values, ids):  # sums of placements and counts, per cluster
+        sums = np.stack([np.bincount(ids, weights=c, minlength=n_clusters) for c in values.T], axis=1)
+        return sums, np.bincount(ids, minlength=n_clusters)[:, None]
+
+    s10, m_c = per_cluster(v10, cid[pos])
+    s01, n_c = per_cluster(v01, cid[~pos])
+    z = (s10 - m_c * aucs) / m + (s01 - n_c * aucs) / n
+    return n_clusters / (n_clusters - 1) * (z.T @ z)
+
+
+def auc_se(scores: Sequence[float], labels: Sequence[float], clusters: Sequence | None = None) -> tuple[float, float]:
+    """(AUC, its standard error): DeLong, or Obuchowski's clustered DeLong with `clusters`."""
+    aucs, cov = auc_covariance([scores], labels, clusters)
+    return float(aucs[0]), float(np.sqrt(cov[0, 0]))
+
+
+def excess_auc_ratio(aucs: Sequence[float], cov, num: int = 1, den: int = 0) -> tuple[float, float]:
+    """(AUC_num - 0.5) / (AUC_den - 0.5), e.g. how much of a model's lift over chance a
+    zero-shot prompt keeps, with its delta-method standard error from the paired
+    covariance (`auc_covariance`)."""
+    a = np.asarray(aucs, dtype=np.float64) - 0.5
+    c = np.asarray(cov, dtype=np.float64)
+    if a[den] == 0:
+        return float("nan"), float("nan")
+    ratio = a[num] / a[den]
+    grad = np.zeros(len(a))
+    grad[num], grad[den] = 1.0 / a[den], -ratio / a[den]
+    return float(ratio), float(np.sqrt(max(grad @ c @ grad, 0.0)))

@@ -13,7 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -37,8 +37,14 @@ class SimulatedSplit:
 
 
 def simulated_split(n_members: int = 300, days: int = 21, seed: int = 7, held_out_days: int = HELD_OUT_DAYS,
-                    n_jobs: int | None = None, progress: bool = True) -> SimulatedSplit:
-    """Run the simulator, replay its events in order, split examples by request time."""
+                    n_jobs: int | None = None, progress: bool = True,
+                    on_event: Callable[[object, object], None] | None = None) -> SimulatedSplit:
+    """Run the simulator, replay its events in order, split examples by request time.
+
+    `on_event(truth, event)`, if given, sees each event as it is replayed, with the
+    simulator's hidden `Truth` as it stands then (evaluation reads the affinity at
+    the request with it; the truth mutates as the simulation goes on).
+    """
     from tqdm.auto import tqdm
 
     from streams.simulator import Marketplace, MarketplaceConfig
@@ -49,6 +55,8 @@ def simulated_split(n_members: int = 300, days: int = 21, seed: int = 7, held_ou
     cfg = MarketplaceConfig(seed=seed, n_members=n_members, n_companies=max(5, n_jobs // 20), n_jobs=n_jobs, days=days)
     market = Marketplace(cfg)
     events = tqdm(market.events(), desc="replay simulator", unit="event", disable=not progress)
+    if on_event is not None:
+        events = _tapped(events, lambda ev: on_event(market.truth, ev))
     examples = build_examples(events)
     cutoff = (cfg.start + timedelta(days=days - held_out_days)).timestamp()
     train_ex, held = split_by_time(examples, cutoff)
@@ -56,6 +64,12 @@ def simulated_split(n_members: int = 300, days: int = 21, seed: int = 7, held_ou
                    f"first {days - held_out_days} days train ({len(train_ex)} examples), "
                    f"last {held_out_days} held out ({len(held)} examples)")
     return SimulatedSplit(train_ex, held, cutoff, description)
+
+
+def _tapped(events: Iterable, watch: Callable[[object], None]) -> Iterable:
+    for ev in events:
+        watch(ev)
+        yield ev
 
 
 # ---- prompts ---------------------------------------------------------------------------
