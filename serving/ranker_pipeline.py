@@ -306,3 +306,19 @@ def train_ranker(model_kind: str, train_examples: Sequence[Example], data_descri
     print(f"saved {out} after {report.steps} steps ({report.labels} labels, {report.epochs:.2f} epochs, "
           f"{report.seconds / 60:.1f} min, loss {report.final_loss:.4f}, stopped by {report.stopped_by or 'end'})")
     return ranker, report, out
+
+
+def log_split(log_path: Path, held_out_days: int) -> tuple[list[Example], float, str]:
+    """Training examples from a recorded event log: every request before the log's
+    last `held_out_days` days (the cutoff returned), which evaluation keeps for itself."""
+    from serving.eventlog import ReadReport, read_log
+
+    events = [rec.event for rec in read_log(log_path, ReadReport())]
+    if not events:
+        raise ValueError(f"{log_path} holds no events to train on")
+    last_day = int(max(e.event_time.timestamp() for e in events) // 86400)
+    cutoff = float((last_day - held_out_days + 1) * 86400)
+    train_ex, _ = split_by_time(build_examples(events), cutoff)
+    description = (f"{log_path.name}: {len(events):,} events; requests before the last {held_out_days} days "
+                   f"({len(train_ex):,} examples)")
+    return train_ex, cutoff, description

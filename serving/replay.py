@@ -75,6 +75,7 @@ class ReplayConfig:
     seed: int = 0  # decides the samples
     engine: EngineConfig = field(default_factory=EngineConfig)
     encoder: str | None = None  # a PLM4Job checkpoint for the dense column (default: hashed terms)
+    evaluate_from: float | None = None  # epoch s: points before it only build state (a model trained on them)
 
 
 # ---- evaluation points ------------------------------------------------------------
@@ -266,6 +267,9 @@ class Replayer:
             last_t = t
             t_start = t if t_start is None else t_start
             for point in fut.points.get(rec.seq, ()):
+                if cfg.evaluate_from is not None and t < cfg.evaluate_from:
+                    counts["points_before_evaluation"] += 1
+                    continue
                 state = engine.member(point.member_id)
                 if state is None or state.profile is None:
                     counts["points_without_profile"] += 1
@@ -464,7 +468,7 @@ HEADLINE_RETRIEVALS = {"hybrid": "hybrid,exact", "term": "term,exact"}
 
 def headline(log_or_events: str | Path | Iterable[Any], out_dir: str | Path | None = None, *, seed: int = 0,
              artifacts: str | Path | None = None, engine_sample: float = 0.1, rankers: bool = True,
-             ranker_sample: float = 0.03, progress: bool = True):
+             ranker_sample: float = 0.03, progress: bool = True, evaluate_from: float | None = None):
     """Replay a log (path) or events (the day `make run` just streamed), evaluate the
     baselines and any ranker checkpoint side by side, write the report.
 
@@ -474,7 +478,8 @@ def headline(log_or_events: str | Path | Iterable[Any], out_dir: str | Path | No
     from streams.settings import get_settings
 
     out = Path(out_dir) if out_dir is not None else get_settings().artifacts_dir / "replay"
-    config = ReplayConfig(retrievals=HEADLINE_RETRIEVALS, engine_sample=engine_sample, seed=seed)
+    config = ReplayConfig(retrievals=HEADLINE_RETRIEVALS, engine_sample=engine_sample, seed=seed,
+                          evaluate_from=evaluate_from)
     variants = default_variants(artifacts, rankers=rankers, ranker_sample=ranker_sample)
     if isinstance(log_or_events, (str, Path)):
         result = replay_file(log_or_events, variants, config, progress=progress)

@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     history_max_chars: int = 4000  # bound on the rendered history text
     seen_event_ids: int = 64  # per-member window of applied event ids (idempotency)
     torch_threads: int = 0  # CPU threads for model training/scoring; 0 = torch's default
+    run_ranker_minutes: float = 4.0  # `make run` trains a ranker this long when artifacts/ has none
+    run_held_out_days: int = 2  # `make run` evaluates every model on the log's last days only
 
 
 @lru_cache(maxsize=1)

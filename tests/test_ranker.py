@@ -135,15 +135,16 @@ def test_batches_stay_within_the_token_budget(tokenizer):
 
 @pytest.mark.slow
 def test_bf16_scores_agree_with_float32_within_tolerance():
-    """Serving in bf16 (where the CPU has it) moves p(Yes) by a bounded amount: at most
-    0.06 (NOTES measured up to ~0.06 with vLLM on the untrained teacher)."""
+    """Serving in bf16 (where the CPU has it) moves a score by a bounded amount: at most
+    0.25 in log-odds (p(Yes) 0.50 -> 0.56), and never reorders clearly separated jobs."""
     ranker = Ranker.teacher(layers=8)
     jobs = [seg(t) for t in ("Chef", "Nurse", "Welder", "Line Cook", "Pilot")]
-    fp32 = ranker.score_tasks(PREFIX, jobs, ["apply", "click"])
+    logit = lambda p: np.log(p) - np.log1p(-p)  # noqa: E731
+    fp32 = logit(ranker.score_tasks(PREFIX, jobs, ["apply", "click"]).astype(np.float64))
     ranker.model.to(torch.bfloat16)
-    bf16 = ranker.score_tasks(PREFIX, jobs, ["apply", "click"])
-    assert np.ptp(fp32) > 0.01
-    np.testing.assert_allclose(bf16, fp32, atol=0.06)
+    bf16 = logit(ranker.score_tasks(PREFIX, jobs, ["apply", "click"]).astype(np.float64))
+    assert np.ptp(fp32) > 0.1, "scores too flat for the comparison to mean anything"
+    np.testing.assert_allclose(bf16, fp32, atol=0.25)
 
 
 def test_long_segments_keep_their_answers_header(tokenizer):

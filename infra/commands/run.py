@@ -97,10 +97,36 @@ def _replay(console, bootstrap: str, log_path) -> None:
     recorded = record_topics(bootstrap, log_path)
     console.print(f"recorded the streamed topics to {log_path} ({recorded.events:,} events, "
                   f"{recorded.n_skipped} malformed messages left out: they are on the .dlq topics)")
-    # An LM on CPU scores tens of jobs a second: rankers see a 1% sample of the points.
-    table, report_path = headline(log_path, ranker_sample=0.01)
+    cutoff = _ensure_ranker(console, log_path)
+    # An LM on CPU scores tens of jobs a second: rankers see a sample of the points.
+    table, report_path = headline(log_path, ranker_sample=0.1, evaluate_from=cutoff)
     console.print(table)
     console.print(f"replay report with plots: [bold]{report_path}[/bold]")
+
+
+def _ensure_ranker(console, log_path) -> float:
+    """A 360Brew ranker for the replay table: the checkpoints in artifacts/ if there are
+    any, else one trained here on the log's earlier days within the configured budget.
+    Returns the cutoff: every model is evaluated on the requests after it."""
+    from serving.ranker_pipeline import log_split, train_ranker
+    from serving.replay import find_rankers
+    from streams.settings import get_settings
+
+    settings = get_settings()
+    train_ex, cutoff, description = log_split(log_path, settings.run_held_out_days)
+    found = find_rankers()
+    if found:
+        console.print(f"ranker: using the checkpoint(s) already in {settings.artifacts_dir}: "
+                      f"{', '.join(p.name for p in found)} (delete them to train one here)")
+    else:
+        console.print(f"ranker: none in {settings.artifacts_dir}; training ranker-run for "
+                      f"{settings.run_ranker_minutes:g} min (HIRESTREAM_RUN_RANKER_MINUTES) on {description}")
+        train_ranker("pruned", train_ex, description, budget_minutes=settings.run_ranker_minutes,
+                     out_dir=settings.artifacts_dir / "ranker-run", threads=settings.torch_threads or None,
+                     extra_meta={"trained_on": str(log_path), "evaluate_from": cutoff})
+    console.print(f"every model below is evaluated on the last {settings.run_held_out_days} days only "
+                  "(requests the ranker never trained on)")
+    return cutoff
 
 
 def _report(console, Table, Panel, worker, sim, stats, freshness, sent, members_shown) -> None:
