@@ -26,9 +26,16 @@ from pydantic import (
 
 SCHEMA_VERSION = "hirestream.v1"
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]
-ShortText = Annotated[str, StringConstraints(max_length=200)]
-LongText = Annotated[str, StringConstraints(max_length=5000)]
+# Every id and text field has a bound, so one message cannot grow state or a prompt
+# without limit. Ids also refuse control characters (NUL included): they become
+# Kafka keys, RocksDB keys and URL path segments.
+ID_MAX = 128
+SHORT_TEXT_MAX = 200
+LONG_TEXT_MAX = 5000
+Id = Annotated[str, StringConstraints(min_length=1, max_length=ID_MAX, strip_whitespace=True,
+                                      pattern=r"^[^\x00-\x1f\x7f]+$")]
+ShortText = Annotated[str, StringConstraints(max_length=SHORT_TEXT_MAX)]
+LongText = Annotated[str, StringConstraints(max_length=LONG_TEXT_MAX)]
 
 
 class Seniority(str, Enum):

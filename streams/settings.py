@@ -5,6 +5,7 @@ history length) lives here, so nobody edits code to change a setting.
 """
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 
@@ -39,6 +40,14 @@ class Settings(BaseSettings):
     batch_within: float = 0.05  # seconds a batch waits to fill: bounds the added latency
     producer_linger: float = 0.02  # seconds a changelog write may wait to share a request
     web_port: int = 6066
+
+    # Bounds on what a message may be (streams.bounds): beyond them it is dead-lettered
+    # with the reason, so one hostile producer cannot pin state or exhaust memory.
+    # Checked before parsing. The fields' bounds allow ~26,000 characters per event:
+    # 128 KiB holds them as raw UTF-8 (4 bytes a character at worst).
+    max_event_bytes: int = 128 * 1024
+    event_time_min: datetime = datetime(2000, 1, 1, tzinfo=timezone.utc)
+    event_time_max_ahead_s: float = 86_400.0  # how far past the clock an event time may be
 
     history_max_items: int = 30  # interactions kept per member, newest first
     history_max_chars: int = 4000  # bound on the rendered history text
