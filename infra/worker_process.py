@@ -21,7 +21,8 @@ from streams.settings import REPO_ROOT
 
 class WorkerProcess:
     def __init__(self, bootstrap: str, data_dir: Path, web_port: int, log_path: Path | None = None,
-                 profile_path: Path | None = None, loglevel: str = "warning", **settings: object):
+                 profile_path: Path | None = None, loglevel: str = "warning", command: str = "worker",
+                 **settings: object):
         self.bootstrap = bootstrap
         self.data_dir = Path(data_dir)
         self.web_port = web_port
@@ -29,6 +30,7 @@ class WorkerProcess:
         self.profile_path = profile_path  # cProfile stats written here when it stops
         self.loglevel = loglevel  # "info" logs faust's rebalances and table recovery
         self.settings = settings  # extra HIRESTREAM_* settings, e.g. broker_session_timeout=6
+        self.command = command  # `hirestream worker`, or `serve` (the worker plus the scoring agent)
         self.proc: subprocess.Popen | None = None
 
     # -- lifecycle
@@ -44,7 +46,7 @@ class WorkerProcess:
         log = open(self.log_path, "ab")
         profile = ["--profile", str(self.profile_path)] if self.profile_path else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "infra.cli", "worker", "--loglevel", self.loglevel, *profile],
+            [sys.executable, "-m", "infra.cli", self.command, "--loglevel", self.loglevel, *profile],
             cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
         log.close()

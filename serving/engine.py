@@ -34,6 +34,7 @@ from index import HashedTermEmbedder, JobIndex, LinkGraph
 from serving.catalog import JobCounters
 from serving.graph_data import apply_graph_event
 from streams.state import CatalogEntry, apply_job_event
+from serving.results import score_result, scored_item
 from serving.retrieval import surface_query
 from serving.scorer import Candidate, Scorer
 from streams.schemas import (
@@ -46,9 +47,9 @@ from streams.schemas import (
     MemberActed,
     MemberProfile,
     MemberUpserted,
-    ScoredItem,
     ScoreRequest,
     ScoreResult,
+    ScoreStatus,
     Surface,
 )
 from streams.state import MemberState, apply_member_event
@@ -267,13 +268,13 @@ class MatchingEngine:
                       else np.asarray([c.retrieval_score for c in cands], dtype=np.float64))
             order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")[: request.k]
         except (ValueError, RuntimeError) as err:
-            return ScoreResult(request_id=request.request_id, member_id=request.member_id, items=[],
-                               model_id=self.model_id, error=f"{type(err).__name__}: {err}")
+            return score_result(request.request_id, request.member_id, model_id=self.model_id,
+                                error=f"{type(err).__name__}: {err}", status=ScoreStatus.ERROR)
         t2 = time.perf_counter()
-        items = [ScoredItem(job_id=cands[i].job.job_id, score=float(scores[i]),
-                            reasons=reasons[i] if i < len(reasons) else []) for i in order]
-        return ScoreResult(
-            request_id=request.request_id, member_id=request.member_id, items=items,
+        items = [scored_item(cands[i].job.job_id, scores[i], reasons[i] if i < len(reasons) else [])
+                 for i in order]
+        return score_result(
+            request.request_id, request.member_id, items=items,
             model_id=scorer.name if scorer is not None else self.model_id,
             timings_ms={"retrieve": (t1 - t0) * 1e3, "rank": (t2 - t1) * 1e3, "total": (t2 - t0) * 1e3,
                         "candidates": float(len(cands))},

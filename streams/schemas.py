@@ -163,19 +163,33 @@ class ScoreRequest(Payload):
     deadline_ms: int = Field(default=1000, ge=1, le=60_000)
 
 
+MAX_REASONS = 8  # per scored item
+MAX_ITEMS = 500  # ScoreRequest.k's bound
+MAX_TIMINGS = 16
+
+
 class ScoredItem(Payload):
     job_id: Id
-    score: float
-    reasons: list[str] = Field(default_factory=list)
+    score: float = Field(allow_inf_nan=False)  # JSON has no NaN: it would not parse back
+    reasons: list[ShortText] = Field(default_factory=list, max_length=MAX_REASONS)
+
+
+class ScoreStatus(str, Enum):
+    OK = "ok"
+    EXPIRED = "expired"  # past its deadline when it arrived (or before it could be scored)
+    ERROR = "error"  # `error` says why
 
 
 class ScoreResult(Payload):
+    """Results are built by `serving.results`, which fits every field to these bounds."""
+
     request_id: Id
     member_id: Id
-    items: list[ScoredItem]
-    model_id: str
-    timings_ms: dict[str, float] = Field(default_factory=dict)
-    error: str | None = None
+    items: list[ScoredItem] = Field(max_length=MAX_ITEMS)
+    model_id: ShortText
+    timings_ms: dict[ShortText, float] = Field(default_factory=dict, max_length=MAX_TIMINGS)
+    error: LongText | None = None
+    status: ScoreStatus = ScoreStatus.OK
 
 
 # ---- envelopes ---------------------------------------------------------------------
