@@ -51,6 +51,7 @@ from streams.schemas import (
     ScoreResult,
     ScoreStatus,
     Surface,
+    utc,
 )
 from streams.state import MemberState, apply_member_event
 
@@ -191,6 +192,27 @@ class MatchingEngine:
         elif before is not None and before.open:
             self._index_ops.append(("delete", job_id))
         return True
+
+    def put_catalog_entry(self, job_id: str, entry: CatalogEntry) -> bool:
+        """Take a catalog entry as the stream worker stored it (its `job-catalog`
+        changelog, which a serving replica bootstraps from): the worker has already
+        applied `apply_job_event`'s ordering rules, so the entry replaces ours as is."""
+        with self._lock:
+            before = self.catalog.get(job_id)
+            if before == entry:
+                return False
+            self.catalog[job_id] = entry
+            if entry.open and entry.job is not None:
+                self._index_ops.append(("upsert", entry.job))
+            elif before is not None and before.open:
+                self._index_ops.append(("delete", job_id))
+            self.applied += 1
+            self.last_event_time = max(self.last_event_time, entry.event_time)
+            graph = getattr(self.embedder, "graph", None)
+            if graph is not None and entry.job is not None:
+                apply_graph_event(graph, JobUpdated(event_id=entry.event_id, event_time=utc(entry.event_time),
+                                                    payload=entry.job))
+            return True
 
     def _flush_index(self) -> None:
         """Apply the job writes queued since the last read, in order, in batches.

@@ -12,7 +12,8 @@ replay.
 A request's deadline is its event time plus `deadline_ms`. One already past it when
 it arrives (a backlog after a restart, a slow producer) is answered at once with
 status `expired` and no items: scoring it late would spend the model on an answer
-nobody waits for, and answer as if it were on time.
+nobody waits for, and answer as if it were on time. Until the replica has caught up
+with the job topics it saw at start, requests wait for it, up to their deadline.
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ engine = MatchingEngine(
     keep_members=False,  # member state lives in the worker's table
     embedder=load_encoder(_serving.encoder),
 )
-replica = IndexReplica(engine, settings.kafka_bootstrap)
+replica = IndexReplica.for_serving(engine, settings.kafka_bootstrap, settings.app_id)
 
 
 async def answer(request: ScoreRequested, clock=time.time) -> ScoreCompleted:
@@ -49,6 +50,8 @@ async def answer(request: ScoreRequested, clock=time.time) -> ScoreCompleted:
     loop = asyncio.get_running_loop()
     if clock() >= deadline:
         return _expired(request, f"past its deadline on arrival ({clock() - deadline:.3f} s late)")
+    if not replica.ready and not await loop.run_in_executor(None, replica.wait_ready, deadline - clock()):
+        return _expired(request, "the job index replica had not caught up by the deadline")
     stored = member_state.get(req.member_id)
     state = MemberState.from_dict(stored) if stored else MemberState(member_id=req.member_id)
     now = request.event_time.timestamp()
@@ -84,7 +87,8 @@ async def start_replica() -> None:
 
 @app.page("/serving/")
 async def serving_view(web, request):
-    return web.json({"replica_lag": replica.lag, "replica_read": replica.read, "replica_invalid": replica.invalid,
+    return web.json({"replica_ready": replica.ready, "replica_start_offsets": replica.start_offsets,
+                     "replica_lag": replica.lag, "replica_read": replica.read, "replica_invalid": replica.invalid,
                      "jobs_open": sum(1 for e in engine.catalog.values() if e.open), "hires": engine.links.hires,
                      "scorer": engine.model_id, "replica_error": repr(replica.error) if replica.error else None})
 
