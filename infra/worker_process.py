@@ -85,10 +85,17 @@ class WorkerProcess:
             return ""
 
     # -- the read API
-    def _get(self, path: str) -> dict | None:
-        url = f"http://127.0.0.1:{self.web_port}{path}"
+    @property
+    def token(self) -> str | None:
+        """The worker's HIRESTREAM_TOKEN, sent as a bearer token when set."""
+        return str(self.settings["token"]) if "token" in self.settings else os.environ.get("HIRESTREAM_TOKEN")
+
+    def _get(self, path: str, method: str = "GET") -> dict | None:
+        request = urllib.request.Request(f"http://127.0.0.1:{self.web_port}{path}", method=method)
+        if self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
         try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
+            with urllib.request.urlopen(request, timeout=5) as resp:
                 return json.load(resp)
         except urllib.error.HTTPError as err:
             if err.code == 404:
@@ -101,7 +108,7 @@ class WorkerProcess:
         return self._get("/stats/")
 
     def reset_stats(self) -> dict | None:
-        return self._get("/stats/reset/")
+        return self._get("/stats/reset/", method="POST")
 
     def member(self, member_id: str) -> dict | None:
         return self._get(f"/members/{member_id}/")

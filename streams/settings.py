@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from functools import lru_cache
+from ipaddress import ip_address
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +41,11 @@ class Settings(BaseSettings):
     batch_within: float = 0.05  # seconds a batch waits to fill: bounds the added latency
     producer_linger: float = 0.02  # seconds a changelog write may wait to share a request
     web_port: int = 6066
+    # The read API answers on loopback only, unless a deployment says otherwise; an
+    # address other machines can reach needs HIRESTREAM_TOKEN (see `_web_is_guarded`).
+    web_bind: str = "127.0.0.1"
+    # With a token every endpoint but /health/ wants `Authorization: Bearer <token>`.
+    token: SecretStr | None = None
 
     # Bounds on what a message may be (streams.bounds): beyond them it is dead-lettered
     # with the reason, so one hostile producer cannot pin state or exhaust memory.
@@ -53,6 +59,22 @@ class Settings(BaseSettings):
     history_max_chars: int = 4000  # bound on the rendered history text
     seen_event_ids: int = 64  # per-member window of applied event ids (idempotency)
     torch_threads: int = 0  # CPU threads for model training/scoring; 0 = torch's default
+
+    @model_validator(mode="after")
+    def _web_is_guarded(self) -> "Settings":
+        if self.token is None and not _is_loopback(self.web_bind):
+            raise ValueError(f"web_bind={self.web_bind!r} lets other machines reach the read API "
+                             "(member profiles, histories, debug traces): set HIRESTREAM_TOKEN too")
+        return self
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:  # a host name other than localhost: assume reachable
+        return False
 
 
 @lru_cache(maxsize=1)
