@@ -4,13 +4,14 @@ Every field of a `ScoreResult` has a bound (`streams.schemas`), and a result tha
 breaks one cannot even be built: pydantic raises, the scoring agent crashes and the
 member gets no answer at all. So results are built here, where each value is fitted
 to its bound first: the result's event id is derived so it always fits an `Id`
-(the request's own id may already be 128 characters), reasons and texts are cut,
-and a non-finite score (JSON cannot carry NaN) becomes a finite one.
+(the request's own id may already be 128 characters), reasons and texts are cut and
+cleaned of control characters, and a non-finite score (JSON cannot carry NaN) becomes a finite one.
 """
 from __future__ import annotations
 
 import hashlib
 import math
+import re
 from typing import Iterable, Mapping
 
 from streams.schemas import (
@@ -40,7 +41,14 @@ def result_event_id(request_event_id: str) -> str:
     return f"{request_event_id[:keep]}~{digest}{RESULT_SUFFIX}"
 
 
-def clip(text: str, limit: int) -> str:
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROLS_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def clip(text: str, limit: int, keep_lines: bool = False) -> str:
+    """`text` fitted to a ShortText (or, with `keep_lines`, a LongText): control
+    characters become spaces, and it is cut to `limit` characters."""
+    text = (_CONTROLS_BUT_LINES if keep_lines else _CONTROLS).sub(" ", text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -61,4 +69,4 @@ def score_result(request_id: str, member_id: str, *, items: list[ScoredItem] = (
     timings = {clip(k, SHORT_TEXT_MAX): finite(float(v)) for k, v in list((timings_ms or {}).items())[:MAX_TIMINGS]}
     return ScoreResult(request_id=request_id, member_id=member_id, items=list(items)[:MAX_ITEMS],
                        model_id=clip(model_id, SHORT_TEXT_MAX), timings_ms=timings,
-                       error=clip(error, LONG_TEXT_MAX) if error is not None else None, status=status)
+                       error=clip(error, LONG_TEXT_MAX, keep_lines=True) if error is not None else None, status=status)

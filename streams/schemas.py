@@ -27,15 +27,18 @@ from pydantic import (
 SCHEMA_VERSION = "hirestream.v1"
 
 # Every id and text field has a bound, so one message cannot grow state or a prompt
-# without limit. Ids also refuse control characters (NUL included): they become
-# Kafka keys, RocksDB keys and URL path segments.
+# without limit. Ids refuse control characters (NUL included): they become Kafka
+# keys, RocksDB keys and URL path segments. Texts become the ranker's prompts and
+# keep only tab and line breaks (which the verbalizer neutralizes itself).
 ID_MAX = 128
 SHORT_TEXT_MAX = 200
 LONG_TEXT_MAX = 5000
+NO_CONTROLS = r"^[^\x00-\x1f\x7f]*$"
+NO_CONTROLS_BUT_LINES = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
 Id = Annotated[str, StringConstraints(min_length=1, max_length=ID_MAX, strip_whitespace=True,
-                                      pattern=r"^[^\x00-\x1f\x7f]+$")]
-ShortText = Annotated[str, StringConstraints(max_length=SHORT_TEXT_MAX)]
-LongText = Annotated[str, StringConstraints(max_length=LONG_TEXT_MAX)]
+                                      pattern=NO_CONTROLS)]
+ShortText = Annotated[str, StringConstraints(max_length=SHORT_TEXT_MAX, pattern=NO_CONTROLS_BUT_LINES)]
+LongText = Annotated[str, StringConstraints(max_length=LONG_TEXT_MAX, pattern=NO_CONTROLS_BUT_LINES)]
 
 
 class Seniority(str, Enum):

@@ -93,3 +93,24 @@ def test_a_far_future_update_is_dead_lettered_and_the_job_still_closes(kafka_boo
         assert "before event_time_min" in letters[old.event_id]["error"]
     finally:
         worker.stop()
+
+
+def test_texts_refuse_control_characters_but_free_text_keeps_lines():
+    good = json.loads(serialize(f.member_upserted("e1")))
+    with pytest.raises(InvalidEvent, match="payload.title"):
+        parse("members", json.dumps({**good, "payload": {**good["payload"], "title": "a\x00b"}}))
+    about = "line one\nline two\ttabbed"
+    assert parse("members", json.dumps({**good, "payload": {**good["payload"], "about": about}})).payload.about == about
+
+
+def test_results_fit_their_bounds_whatever_they_are_built_from():
+    from serving.results import result_event_id, score_result, scored_item
+    from streams.schemas import ID_MAX, ScoreCompleted
+
+    long_id = "r" * ID_MAX
+    item = scored_item("j1", float("nan"), ["x" * 500, "a\x00b"] + ["r"] * 20)
+    result = score_result(long_id, "m1", items=[item] * 600, model_id="ranker:" + "/d" * 200,
+                          timings_ms={f"t{i}": float("inf") for i in range(40)}, error="e\x1b" * 4000)
+    completed = ScoreCompleted(event_id=result_event_id(long_id), event_time=f.T0, payload=result)
+    assert parse("score-results", serialize(completed)) == completed  # valid and round-trips
+    assert result_event_id(long_id) != result_event_id(long_id[:-1] + "s")  # still one per request
