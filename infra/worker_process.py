@@ -116,6 +116,9 @@ class WorkerProcess:
     def job(self, job_id: str) -> dict | None:
         return self._get(f"/jobs/{job_id}/")
 
+    def company(self, company_id: str) -> dict | None:
+        return self._get(f"/companies/{company_id}/")
+
     def debug_tasks(self) -> dict | None:
         """What the worker's tasks wait on and what its consumer holds (`/debug/tasks/`)."""
         return self._get("/debug/tasks/")

@@ -11,7 +11,7 @@ import asyncio
 
 from faust.web import Request, Response, View
 
-from streams.app import app, job_catalog, member_state, settings
+from streams.app import app, companies, job_catalog, member_state, settings
 from streams.ingest_stats import stats
 from streams.web_auth import guard
 
@@ -40,6 +40,14 @@ async def job_view(web: View, request: Request, job_id: str) -> Response:
     value = job_catalog.get(job_id)
     if value is None:
         return web.json({"error": f"unknown job {job_id!r}"}, status=404)
+    return web.json(value)
+
+
+@app.page("/companies/{company_id}/")
+async def company_view(web: View, request: Request, company_id: str) -> Response:
+    value = companies.get(company_id)
+    if value is None:
+        return web.json({"error": f"unknown company {company_id!r}"}, status=404)
     return web.json(value)
 
 

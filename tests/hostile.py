@@ -29,7 +29,10 @@ def read_dead_letters(bootstrap: str, topic: str, markers: set[str], timeout: fl
                             headers = {k: v.decode(errors="replace") for k, v in r.headers}
                             found[marker] = {**headers, "value_len": len(value)}
             return found if len(found) == len(wanted) else None
-        wait_for(probe, timeout, f"dead letters on {topic}.dlq for {sorted(set(wanted) - set(found))}")
+        try:
+            wait_for(probe, timeout, f"dead letters on {topic}.dlq")
+        except TimeoutError as err:
+            raise TimeoutError(f"{err}; never dead-lettered: {sorted(set(wanted) - set(found))}") from None
     finally:
         consumer.close()
     return found
