@@ -62,6 +62,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _web_is_guarded(self) -> "Settings":
+        if self.token is not None and not self.token.get_secret_value().strip():
+            self.token = None  # HIRESTREAM_TOKEN="" is no token, not an empty password
         if self.token is None and not _is_loopback(self.web_bind):
             raise ValueError(f"web_bind={self.web_bind!r} lets other machines reach the read API "
                              "(member profiles, histories, debug traces): set HIRESTREAM_TOKEN too")

@@ -50,6 +50,8 @@ def guarded_worker(kafka_bootstrap, tmp_path_factory):
 def test_a_reachable_bind_address_needs_a_token():
     with pytest.raises(ValidationError, match="HIRESTREAM_TOKEN"):
         Settings(web_bind="0.0.0.0", token=None)
+    with pytest.raises(ValidationError, match="HIRESTREAM_TOKEN"):
+        Settings(web_bind="10.1.2.3", token="  ")  # an empty token is no token
     assert Settings(web_bind="0.0.0.0", token="t").web_bind == "0.0.0.0"
     assert Settings().web_bind == "127.0.0.1"
 
