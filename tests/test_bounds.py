@@ -114,3 +114,15 @@ def test_results_fit_their_bounds_whatever_they_are_built_from():
     completed = ScoreCompleted(event_id=result_event_id(long_id), event_time=f.T0, payload=result)
     assert parse("score-results", serialize(completed)) == completed  # valid and round-trips
     assert result_event_id(long_id) != result_event_id(long_id[:-1] + "s")  # still one per request
+
+
+def test_the_file_loader_reports_what_the_worker_would_dead_letter(tmp_path):
+    from streams.producer import ProduceReport, validated_lines
+
+    good = serialize(f.action("e1", "apply")).decode()
+    future = _at(datetime(9999, 1, 1, tzinfo=timezone.utc)).decode()
+    path = tmp_path / "day.jsonl"
+    path.write_text(f"{good}\n{future}\n")
+    report = ProduceReport()
+    assert [e.event_id for e in validated_lines(path, None, report)] == ["e1"]
+    assert report.rejected[0][0] == 2 and "ahead of the clock" in report.rejected[0][1]
