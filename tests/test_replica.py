@@ -144,3 +144,26 @@ def test_the_replica_is_ready_only_once_caught_up_and_reads_state_before_events(
     finally:
         engine.go.set()
         replica.stop()
+
+
+def test_the_replica_skips_what_the_worker_dead_letters(kafka_bootstrap):
+    """`members` is compacted, so a wrongly keyed or far-future profile would stay in it
+    for ever: the replica applies the worker's checks and never folds one."""
+    from streams.schemas import serialize
+
+    good, wrong_key, future = unique_name("m"), unique_name("m"), unique_name("m")
+    far = f.member_upserted(unique_name("e"), member_id=future).model_copy(
+        update={"event_time": datetime(9999, 1, 1, tzinfo=timezone.utc)})
+    with EventProducer(kafka_bootstrap) as p:
+        p.send_raw("members", serialize(f.member_upserted(unique_name("e"), member_id=wrong_key)), key=b"someone-else")
+        p.send_raw("members", serialize(far), key=future.encode())
+        p.send(f.member_upserted(unique_name("e"), member_id=good))
+    engine = MatchingEngine(None, keep_members=False)
+    replica = IndexReplica(engine, kafka_bootstrap, (), poll_ms=100, bootstrap_first=("members",)).start()
+    try:
+        assert replica.wait_ready(60), f"not ready: lag {replica.lag}, error {replica.error!r}"
+        assert good in engine.profiles
+        assert wrong_key not in engine.profiles and future not in engine.profiles
+        assert replica.invalid >= 2
+    finally:
+        replica.stop()
