@@ -48,8 +48,9 @@ async def answer(request: ScoreRequested, clock=time.time) -> ScoreCompleted:
     req = request.payload
     deadline = request.event_time.timestamp() + req.deadline_ms / 1000.0
     loop = asyncio.get_running_loop()
-    if clock() >= deadline:
-        return _expired(request, f"past its deadline on arrival ({clock() - deadline:.3f} s late)")
+    late_s = clock() - deadline
+    if late_s >= 0:
+        return _expired(request, f"past its deadline on arrival ({late_s:.3f} s late)")
     if not replica.ready and not await loop.run_in_executor(None, replica.wait_ready, deadline - clock()):
         return _expired(request, "the job index replica had not caught up by the deadline")
     stored = member_state.get(req.member_id)
