@@ -242,12 +242,13 @@ def test_kafka_python_produces_to_a_map_topic_and_kcat_reads_it(kafka_bootstrap)
                       .get(timeout=30).partition for v, k in sent.items()}
     finally:
         producer.close()
-    # -e: exit at the end of every partition, so this returns once all is read.
+    # -e: exit at the end of every partition, so this returns once all is read. The
+    # topic is shared with other tests, some of which send invalid UTF-8 on purpose.
     out = subprocess.run(
         [kcat, "-b", kafka_bootstrap, "-C", "-t", MEMBERS.name, "-o", "beginning", "-e", "-q",
          "-f", "%p|%k|%s\n"],
-        capture_output=True, text=True, check=True, timeout=60,
-    ).stdout
+        capture_output=True, check=True, timeout=60,
+    ).stdout.decode(errors="replace")
     read = {}
     for line in out.splitlines():
         part, key, value = line.split("|", 2)
