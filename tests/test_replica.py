@@ -76,7 +76,10 @@ def test_a_restarted_server_remembers_jobs_and_profiles_past_retention(kafka_boo
             p.send(f.member_upserted(unique_name("e"), 0, member_id=mid, title=trade, occupation=trade,
                                      skills=["Glass", "Torch"]))
             p.send(f.hire(unique_name("e"), 2, member_id=mid, job_id=closed_job))
-        first.wait_for(lambda: (j := first.job(closed_job)) and not j["open"], 60, "the closed job")
+        # Both jobs: they may sit on different partitions, and the raw events are about
+        # to be expired, so one the worker has not handled yet would be gone for good.
+        first.wait_for(lambda: (j := first.job(open_job)) and j["open"], 90, "the open job")
+        first.wait_for(lambda: (j := first.job(closed_job)) and not j["open"], 90, "the closed job")
         first.wait_for(lambda: (m := first.member(mid)) and m["counts"].get("hired") == 1, 60, "the hire")
     finally:
         first.stop()  # graceful: faust flushes the tables' changelogs
