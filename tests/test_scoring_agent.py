@@ -71,8 +71,9 @@ def test_a_score_request_gets_a_correct_result_back(serving_worker, kafka_bootst
 
     request_id = unique_name("r")
     with EventProducer(kafka_bootstrap) as p:
+        # A generous deadline: a loaded test machine must not turn this into an 'expired'.
         p.send(ScoreRequested(event_id=unique_name("e"), event_time=datetime.now(timezone.utc),
-                              payload=ScoreRequest(request_id=request_id, member_id=mid, k=3)))
+                              payload=ScoreRequest(request_id=request_id, member_id=mid, k=3, deadline_ms=30_000)))
     result = read_result(kafka_bootstrap, request_id).payload
 
     assert result.error is None and result.member_id == mid and result.model_id == "bm25"
@@ -91,7 +92,8 @@ def test_a_request_with_a_maximal_event_id_gets_its_result(serving_worker, kafka
     event_id = unique_name("e").ljust(ID_MAX, "e")
     with EventProducer(kafka_bootstrap) as p:
         p.send(ScoreRequested(event_id=event_id, event_time=datetime.now(timezone.utc),
-                              payload=ScoreRequest(request_id=request_id, member_id=unique_name("m"), k=3)))
+                              payload=ScoreRequest(request_id=request_id, member_id=unique_name("m"), k=3,
+                                                   deadline_ms=30_000)))
     result = read_result(kafka_bootstrap, request_id)
     assert result.payload.status is ScoreStatus.OK and result.payload.error is None
     assert len(result.event_id) <= ID_MAX and result.event_id.endswith(":result")
