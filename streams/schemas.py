@@ -108,7 +108,7 @@ class Company(Payload):
     name: ShortText
     industry: ShortText = ""
     location: ShortText = ""
-    size: int = Field(default=0, ge=0)
+    size: int = Field(default=0, ge=0, le=10_000_000)  # employees; the largest employer has ~2.1M
 
 
 class Job(Payload):

@@ -126,3 +126,9 @@ def test_the_file_loader_reports_what_the_worker_would_dead_letter(tmp_path):
     report = ProduceReport()
     assert [e.event_id for e in validated_lines(path, None, report)] == ["e1"]
     assert report.rejected[0][0] == 2 and "ahead of the clock" in report.rejected[0][1]
+
+
+def test_numbers_are_bounded_too():
+    good = json.loads(serialize(f.company("e1")))
+    with pytest.raises(InvalidEvent, match="payload.size"):
+        parse("companies", json.dumps({**good, "payload": {**good["payload"], "size": 10 ** 30}}))
