@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streams.settings import Settings, get_settings
-from streams.topics import ALL_TOPICS, dlq_name, partitions_for
+from streams.topics import ALL_TOPICS, dlq_name, partitions_for, topic_configs
 
 log = logging.getLogger(__name__)
 
@@ -460,6 +460,51 @@ def topic_plan(member_partitions: int) -> dict[str, int]:
     return plan
 
 
+def config_plan() -> dict[str, dict[str, str]]:
+    """The topic-level configs each topic of the map must have (dead-letter topics keep
+    the broker's defaults)."""
+    return {spec.name: topic_configs(spec) for spec in ALL_TOPICS}
+
+
+def correct_topic_configs(bootstrap: str, plan: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    """Set the planned configs on existing topics that differ (a cluster whose topics
+    were created before the plan said so); return what was changed, per topic.
+
+    Unlike a partition count, retention and compaction can change in place without
+    moving a key: turning `members` from a week's retention into compaction only
+    stops Kafka deleting profiles."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    if not plan:
+        return {}
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="hirestream-admin")
+    try:
+        described = admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name) for name in plan], config_filter="all")
+        changes = {}
+        for name, wanted in plan.items():
+            have = _described_topic_configs(described, name)
+            diff = {k: v for k, v in wanted.items() if have.get(k) != v}
+            if diff:
+                changes[name] = diff
+        if changes:
+            admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, configs=diff)
+                                 for name, diff in changes.items()], incremental=True)
+        return changes
+    finally:
+        admin.close()
+
+
+def _described_topic_configs(described, name: str) -> dict[str, str]:
+    """`{key: value}` for one topic out of kafka-python's describe_configs answer."""
+    if isinstance(described, dict):  # kafka-python 3: {resource type: {name: {key: {value...}}}}
+        for by_name in described.values():
+            if name in by_name:
+                return {k: (v.get("value") if isinstance(v, dict) else v) for k, v in by_name[name].items()}
+    raise BrokerError(f"no configs described for topic {name!r}: {described!r:.300}")
+
+
 def partition_counts(bootstrap: str, names: list[str] | None = None) -> dict[str, int]:
     """Partitions per existing topic (all topics when `names` is None)."""
     from kafka import KafkaAdminClient
@@ -477,7 +522,8 @@ def partition_counts(bootstrap: str, names: list[str] | None = None) -> dict[str
 
 def create_topics(bootstrap: str, member_partitions: int | None = None,
                   replication_factor: int | None = None) -> list[str]:
-    """Create the map's topics that are missing; return the names created.
+    """Create the map's topics that are missing, with their configs (`streams.topics`),
+    and correct the configs of existing ones; return the names created.
 
     An existing topic with another partition count is an error, not something to
     fix quietly: adding partitions would move keys and break co-partitioning.
@@ -487,6 +533,7 @@ def create_topics(bootstrap: str, member_partitions: int | None = None,
 
     settings = get_settings()
     plan = topic_plan(member_partitions or settings.member_partitions)
+    configs = config_plan()
     rf = replication_factor or settings.replication_factor
     have = partition_counts(bootstrap, list(plan))
     missing = {name: n for name, n in plan.items() if name not in have}
@@ -494,7 +541,8 @@ def create_topics(bootstrap: str, member_partitions: int | None = None,
         admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="hirestream-admin")
         try:
             result = admin.create_topics(
-                {name: {"num_partitions": n, "replication_factor": rf} for name, n in missing.items()},
+                {name: {"num_partitions": n, "replication_factor": rf, "configs": configs.get(name, {})}
+                 for name, n in missing.items()},
                 raise_errors=False, wait_for_metadata=True,
             )
         finally:
@@ -510,6 +558,9 @@ def create_topics(bootstrap: str, member_partitions: int | None = None,
     if wrong:
         listing = ", ".join(f"{k} has {h} want {w}" for k, (h, w) in wrong.items())
         raise BrokerError(f"topics on {bootstrap} do not match the map: {listing}")
+    changed = correct_topic_configs(bootstrap, {n: c for n, c in configs.items() if n not in missing})
+    if changed:
+        log.warning("corrected topic configs on %s: %s", bootstrap, changed)
     return sorted(missing)
 
 

@@ -21,7 +21,8 @@ from streams.settings import REPO_ROOT
 
 class WorkerProcess:
     def __init__(self, bootstrap: str, data_dir: Path, web_port: int, log_path: Path | None = None,
-                 profile_path: Path | None = None, loglevel: str = "warning", **settings: object):
+                 profile_path: Path | None = None, loglevel: str = "warning", command: str = "worker",
+                 **settings: object):
         self.bootstrap = bootstrap
         self.data_dir = Path(data_dir)
         self.web_port = web_port
@@ -29,6 +30,7 @@ class WorkerProcess:
         self.profile_path = profile_path  # cProfile stats written here when it stops
         self.loglevel = loglevel  # "info" logs faust's rebalances and table recovery
         self.settings = settings  # extra HIRESTREAM_* settings, e.g. broker_session_timeout=6
+        self.command = command  # `hirestream worker`, or `serve` (the worker plus the scoring agent)
         self.proc: subprocess.Popen | None = None
 
     # -- lifecycle
@@ -44,7 +46,7 @@ class WorkerProcess:
         log = open(self.log_path, "ab")
         profile = ["--profile", str(self.profile_path)] if self.profile_path else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "infra.cli", "worker", "--loglevel", self.loglevel, *profile],
+            [sys.executable, "-m", "infra.cli", self.command, "--loglevel", self.loglevel, *profile],
             cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
         log.close()
@@ -83,10 +85,17 @@ class WorkerProcess:
             return ""
 
     # -- the read API
-    def _get(self, path: str) -> dict | None:
-        url = f"http://127.0.0.1:{self.web_port}{path}"
+    @property
+    def token(self) -> str | None:
+        """The worker's HIRESTREAM_TOKEN, sent as a bearer token when set."""
+        return str(self.settings["token"]) if "token" in self.settings else os.environ.get("HIRESTREAM_TOKEN")
+
+    def _get(self, path: str, method: str = "GET") -> dict | None:
+        request = urllib.request.Request(f"http://127.0.0.1:{self.web_port}{path}", method=method)
+        if self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
         try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
+            with urllib.request.urlopen(request, timeout=5) as resp:
                 return json.load(resp)
         except urllib.error.HTTPError as err:
             if err.code == 404:
@@ -99,13 +108,16 @@ class WorkerProcess:
         return self._get("/stats/")
 
     def reset_stats(self) -> dict | None:
-        return self._get("/stats/reset/")
+        return self._get("/stats/reset/", method="POST")
 
     def member(self, member_id: str) -> dict | None:
         return self._get(f"/members/{member_id}/")
 
     def job(self, job_id: str) -> dict | None:
         return self._get(f"/jobs/{job_id}/")
+
+    def company(self, company_id: str) -> dict | None:
+        return self._get(f"/companies/{company_id}/")
 
     def debug_tasks(self) -> dict | None:
         """What the worker's tasks wait on and what its consumer holds (`/debug/tasks/`)."""

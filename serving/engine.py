@@ -34,6 +34,7 @@ from index import HashedTermEmbedder, JobIndex, LinkGraph
 from serving.catalog import JobCounters
 from serving.graph_data import apply_graph_event
 from streams.state import CatalogEntry, apply_job_event
+from serving.results import score_result, scored_item
 from serving.retrieval import surface_query
 from serving.scorer import Candidate, Scorer
 from streams.schemas import (
@@ -46,10 +47,11 @@ from streams.schemas import (
     MemberActed,
     MemberProfile,
     MemberUpserted,
-    ScoredItem,
     ScoreRequest,
     ScoreResult,
+    ScoreStatus,
     Surface,
+    utc,
 )
 from streams.state import MemberState, apply_member_event
 
@@ -191,6 +193,27 @@ class MatchingEngine:
             self._index_ops.append(("delete", job_id))
         return True
 
+    def put_catalog_entry(self, job_id: str, entry: CatalogEntry) -> bool:
+        """Take a catalog entry as the stream worker stored it (its `job-catalog`
+        changelog, which a serving replica bootstraps from): the worker has already
+        applied `apply_job_event`'s ordering rules, so the entry replaces ours as is."""
+        with self._lock:
+            before = self.catalog.get(job_id)
+            if before == entry:
+                return False
+            self.catalog[job_id] = entry
+            if entry.open and entry.job is not None:
+                self._index_ops.append(("upsert", entry.job))
+            elif before is not None and before.open:
+                self._index_ops.append(("delete", job_id))
+            self.applied += 1
+            self.last_event_time = max(self.last_event_time, entry.event_time)
+            graph = getattr(self.embedder, "graph", None)
+            if graph is not None and entry.job is not None:
+                apply_graph_event(graph, JobUpdated(event_id=entry.event_id, event_time=utc(entry.event_time),
+                                                    payload=entry.job))
+            return True
+
     def _flush_index(self) -> None:
         """Apply the job writes queued since the last read, in order, in batches.
 
@@ -267,13 +290,13 @@ class MatchingEngine:
                       else np.asarray([c.retrieval_score for c in cands], dtype=np.float64))
             order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")[: request.k]
         except (ValueError, RuntimeError) as err:
-            return ScoreResult(request_id=request.request_id, member_id=request.member_id, items=[],
-                               model_id=self.model_id, error=f"{type(err).__name__}: {err}")
+            return score_result(request.request_id, request.member_id, model_id=self.model_id,
+                                error=f"{type(err).__name__}: {err}", status=ScoreStatus.ERROR)
         t2 = time.perf_counter()
-        items = [ScoredItem(job_id=cands[i].job.job_id, score=float(scores[i]),
-                            reasons=reasons[i] if i < len(reasons) else []) for i in order]
-        return ScoreResult(
-            request_id=request.request_id, member_id=request.member_id, items=items,
+        items = [scored_item(cands[i].job.job_id, scores[i], reasons[i] if i < len(reasons) else [])
+                 for i in order]
+        return score_result(
+            request.request_id, request.member_id, items=items,
             model_id=scorer.name if scorer is not None else self.model_id,
             timings_ms={"retrieve": (t1 - t0) * 1e3, "rank": (t2 - t1) * 1e3, "total": (t2 - t0) * 1e3,
                         "candidates": float(len(cands))},

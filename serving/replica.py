@@ -1,44 +1,81 @@
 """The serving worker's job-index replica, fed straight from Kafka.
 
 Every serving worker holds the whole job side (catalog, index, learned links, job
-counters), so it reads ALL partitions of `jobs`, `hires`, `members` (profiles: a hire
-teaches links from the hired member's attributes) and `member-actions` (job
-counters) itself: a plain kafka-python consumer with manual assignment and no
-consumer group, from the beginning. After a restart it rebuilds by reading the topics
-again; nothing to restore, nothing to rebalance.
+counters), so it reads ALL partitions of its sources itself: a plain kafka-python
+consumer with manual assignment and no consumer group, from the beginning.
 
-Events are folded into a `MatchingEngine` with `apply`, the same call replay makes.
-Across topics there is no order, so a hire read before its member's profile teaches
-no link (it is counted in `hires_without_profile`); member state proper comes from the
-worker's changelog-backed `member-state` table, not from here.
+Where it starts from. A restarted server must know every open job and every
+profile, however old, and raw topics keep a week (`log.retention.hours=168`). So a
+serving replica bootstraps from *state* that Kafka keeps for ever, then reads the
+events that only teach it something new:
+
+1. state (read first, up to the end offsets seen at start):
+   - `<app_id>-job-catalog-changelog`: the worker's `job-catalog` table, compacted
+     by faust: each job's latest entry, closed jobs included (a hire into a closed
+     job still teaches a link), after the worker's own ordering rules;
+   - `members`: compacted (`streams.topics`), so each member's latest profile stays.
+2. events (resumed once the state is read, so a hire meets its job and profile):
+   - `hires`: kept for ever (hires are rare and every one teaches links);
+   - `member-actions`: a week, which makes the job counters a one-week window.
+
+The replica reports `ready` only once every partition has reached the end offset it
+saw when it started; the scoring agent waits for that before scoring.
+
+Messages pass the worker's checks too (`streams.bounds`, key == payload key), so a
+message the worker dead-lettered is skipped here as well: a compacted topic keeps
+a wrongly keyed record under the wrong key for ever.
+
+`IndexReplica(engine, bootstrap, topics=...)` without `bootstrap_first` reads raw
+event topics only, as `bench/replay.py` does with a log it produced itself.
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 
 from serving.engine import MatchingEngine
-from streams.schemas import HireConfirmed, InvalidEvent, parse
+from streams.bounds import EventBounds, judging_clock, parse_bounded
+from streams.schemas import HireConfirmed, InvalidEvent, key_of
+from streams.state import CatalogEntry
 
 log = logging.getLogger(__name__)
-REPLICA_TOPICS = ("jobs", "hires", "members", "member-actions")
+REPLICA_TOPICS = ("jobs", "hires", "members", "member-actions")  # raw events only (replay benchmark)
+STATE_TOPICS = ("members",)  # compacted raw topics read before the events
+EVENT_TOPICS = ("hires", "member-actions")
+CATALOG_CHANGELOG_SUFFIX = "-job-catalog-changelog"
+
+
+def catalog_changelog(app_id: str) -> str:
+    """The changelog topic faust keeps for the worker's `job-catalog` table."""
+    return f"{app_id}{CATALOG_CHANGELOG_SUFFIX}"
 
 
 class IndexReplica:
     def __init__(self, engine: MatchingEngine, bootstrap: str, topics: tuple[str, ...] = REPLICA_TOPICS,
-                 poll_ms: int = 200):
+                 poll_ms: int = 200, *, bootstrap_first: tuple[str, ...] = (),
+                 bounds: EventBounds | None = None):
         self.engine = engine
         self.bootstrap = bootstrap
-        self.topics = topics
+        self.bootstrap_first = tuple(bootstrap_first)
+        self.topics = tuple(topics)
         self.poll_ms = poll_ms
+        self.bounds = bounds or EventBounds.from_settings()
         self.invalid = 0
         self.read = 0
         self.hires_without_profile = 0
         self._stop = threading.Event()
+        self._ready = threading.Event()
         self._thread: threading.Thread | None = None
         self._lag: int | None = None  # messages behind the end offsets, None until assigned
+        self.start_offsets: dict[str, int] = {}  # "topic-partition" -> end offset seen at start
         self.error: BaseException | None = None
+
+    @classmethod
+    def for_serving(cls, engine: MatchingEngine, bootstrap: str, app_id: str, **kw) -> "IndexReplica":
+        """The serving worker's replica: state first (see the module docstring), then events."""
+        return cls(engine, bootstrap, EVENT_TOPICS, bootstrap_first=(catalog_changelog(app_id), *STATE_TOPICS), **kw)
 
     def start(self) -> "IndexReplica":
         self._thread = threading.Thread(target=self._run, name="index-replica", daemon=True)
@@ -54,16 +91,26 @@ class IndexReplica:
     def lag(self) -> int | None:
         return self._lag
 
-    def _assign(self, consumer):
+    @property
+    def ready(self) -> bool:
+        """Caught up, at least once, with the end offsets seen at start."""
+        return self._ready.is_set()
+
+    def wait_ready(self, timeout: float | None) -> bool:
+        return self._ready.wait(None if timeout is None else max(0.0, timeout))
+
+    # ---- the consumer thread -----------------------------------------------------
+
+    def _assign(self, consumer, topics: tuple[str, ...]):
         from kafka import TopicPartition
 
         while not self._stop.is_set():
-            parts = [TopicPartition(t, p) for t in self.topics for p in sorted(consumer.partitions_for_topic(t) or ())]
-            if {tp.topic for tp in parts} == set(self.topics):
+            parts = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+            if {tp.topic for tp in parts} == set(topics):
                 consumer.assign(parts)
                 consumer.seek_to_beginning(*parts)
                 return parts
-            consumer.topics()  # refresh metadata: the topics may not exist yet
+            consumer.topics()  # refresh metadata: the topics (or the changelog) may not exist yet
             time.sleep(0.5)  # retry interval while topics are being created
         return []
 
@@ -74,11 +121,25 @@ class IndexReplica:
             consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
                                      max_poll_records=2000)
             try:
-                parts = self._assign(consumer)
+                parts = self._assign(consumer, self.bootstrap_first + self.topics)
+                if not parts:
+                    return
+                first = [tp for tp in parts if tp.topic in self.bootstrap_first]
+                later = [tp for tp in parts if tp.topic not in self.bootstrap_first]
+                start_end = consumer.end_offsets(parts)
+                self.start_offsets = {f"{tp.topic}-{tp.partition}": end for tp, end in start_end.items()}
+                if first:
+                    consumer.pause(*later)
                 while not self._stop.is_set():
                     for tp, msgs in consumer.poll(timeout_ms=self.poll_ms).items():
                         for m in msgs:
-                            self._fold(tp.topic, m.value or b"")
+                            self._fold(tp.topic, m)
+                    if consumer.paused() and self._caught_up(consumer, first, start_end):
+                        consumer.resume(*later)
+                    if not self._ready.is_set() and self._caught_up(consumer, parts, start_end):
+                        log.info("index replica ready: %d messages read, end offsets at start %s",
+                                 self.read, self.start_offsets)
+                        self._ready.set()
                     end = consumer.end_offsets(parts)
                     self._lag = sum(max(0, end[tp] - consumer.position(tp)) for tp in parts)
             finally:
@@ -87,13 +148,35 @@ class IndexReplica:
             self.error = err
             log.exception("index replica stopped")
 
-    def _fold(self, topic: str, raw: bytes) -> None:
+    @staticmethod
+    def _caught_up(consumer, parts, start_end) -> bool:
+        return all(consumer.position(tp) >= start_end[tp] for tp in parts)
+
+    def _fold(self, topic: str, m) -> None:
         self.read += 1
+        if topic.endswith(CATALOG_CHANGELOG_SUFFIX):
+            self._fold_catalog_entry(m.key, m.value)
+            return
         try:
-            event = parse(topic, raw)
+            event = parse_bounded(topic, m.value or b"", self.bounds, judging_clock(m.timestamp / 1000.0))
+            if m.key is None or m.key.decode(errors="replace") != key_of(event):
+                raise InvalidEvent(topic, "message key does not match the payload", m.value or b"")
         except InvalidEvent:
             self.invalid += 1  # the stream agents dead-letter it; the replica just skips it
             return
         if isinstance(event, HireConfirmed) and event.payload.member_id not in self.engine.profiles:
             self.hires_without_profile += 1
         self.engine.apply(event)
+
+    def _fold_catalog_entry(self, key: bytes | None, value: bytes | None) -> None:
+        """One record of the worker's job-catalog changelog (faust: JSON key and value)."""
+        if key is None or value is None:  # the catalog never deletes; nothing to undo
+            return
+        try:
+            job_id = json.loads(key)
+            entry = CatalogEntry.from_dict(json.loads(value))
+        except (ValueError, KeyError, TypeError) as err:
+            self.invalid += 1
+            log.warning("skipped a job-catalog changelog record %r: %r", key[:200], err)
+            return
+        self.engine.put_catalog_entry(job_id, entry)

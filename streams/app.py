@@ -45,8 +45,14 @@ app = faust.App(
     # update is its own produce request, which bounded ingest at ~100 events/s here.
     producer_linger=settings.producer_linger,
     web_host="127.0.0.1",
-    web_bind="127.0.0.1",  # the read API is for this machine only
+    web_bind=settings.web_bind,  # loopback unless told otherwise (streams.web_auth)
     web_port=settings.web_port,
+    # faust's own views are off: /table/ dumps raw table values (member profiles),
+    # /router/ the cluster's layout, / and /graph/ internals; our read API is streams.web.
+    web_tables_enabled=False,
+    web_router_enabled=False,
+    web_stats_enabled=False,
+    web_graph_enabled=False,
     autodiscover=False,
     Table=HandedOffTable,  # changelog records handed off before acks (streams.tables)
     GlobalTable=HandedOffGlobalTable,

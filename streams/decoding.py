@@ -6,15 +6,18 @@ from typing import AsyncIterator
 import faust
 
 from streams.app import hand_off_table_writes, settings
+from streams.bounds import EventBounds, judging_clock, parse_bounded
 from streams.dead_letters import send_to_dead_letters
-from streams.schemas import Event, InvalidEvent, key_of, parse
+from streams.schemas import Event, InvalidEvent, key_of
+
+_bounds = EventBounds.from_settings(settings)
 
 
 async def decode_or_dead_letter(event: faust.EventT) -> Event | None:
     """The typed event, or None after routing the message to `<topic>.dlq`."""
     msg = event.message
     try:
-        typed = parse(msg.topic, msg.value or b"")
+        typed = parse_bounded(msg.topic, msg.value or b"", _bounds, judging_clock(msg.timestamp))
     except InvalidEvent as err:
         await send_to_dead_letters(event, err.reason)
         return None

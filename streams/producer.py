@@ -15,7 +15,8 @@ from typing import Iterable, Iterator
 
 from kafka import KafkaProducer
 
-from streams.schemas import Envelope, InvalidEvent, TOPIC_OF_TYPE, key_of, parse, serialize, topic_of
+from streams.bounds import EventBounds, parse_bounded
+from streams.schemas import Envelope, InvalidEvent, TOPIC_OF_TYPE, key_of, serialize, topic_of
 
 
 @dataclass
@@ -113,13 +114,14 @@ def _topic_for_line(raw: str, topic: str | None) -> str:
 
 def validated_lines(path: Path, topic: str | None, report: ProduceReport) -> Iterator[Envelope]:
     """Parse each JSONL line; record rejects with their line number and reason."""
+    bounds = EventBounds.from_settings()
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, start=1):
             line = line.strip()
             if not line:
                 continue
-            try:
-                yield parse(_topic_for_line(line, topic), line)
+            try:  # the worker's bounds too, so a line it would dead-letter is reported here
+                yield parse_bounded(_topic_for_line(line, topic), line.encode(), bounds, time.time())
             except InvalidEvent as err:
                 report.rejected.append((n, err.reason))
 

@@ -26,9 +26,19 @@ from pydantic import (
 
 SCHEMA_VERSION = "hirestream.v1"
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]
-ShortText = Annotated[str, StringConstraints(max_length=200)]
-LongText = Annotated[str, StringConstraints(max_length=5000)]
+# Every id and text field has a bound, so one message cannot grow state or a prompt
+# without limit. Ids refuse control characters (NUL included): they become Kafka
+# keys, RocksDB keys and URL path segments. Texts become the ranker's prompts and
+# keep only tab and line breaks (which the verbalizer neutralizes itself).
+ID_MAX = 128
+SHORT_TEXT_MAX = 200
+LONG_TEXT_MAX = 5000
+NO_CONTROLS = r"^[^\x00-\x1f\x7f]*$"
+NO_CONTROLS_BUT_LINES = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+Id = Annotated[str, StringConstraints(min_length=1, max_length=ID_MAX, strip_whitespace=True,
+                                      pattern=NO_CONTROLS)]
+ShortText = Annotated[str, StringConstraints(max_length=SHORT_TEXT_MAX, pattern=NO_CONTROLS_BUT_LINES)]
+LongText = Annotated[str, StringConstraints(max_length=LONG_TEXT_MAX, pattern=NO_CONTROLS_BUT_LINES)]
 
 
 class Seniority(str, Enum):
@@ -98,7 +108,7 @@ class Company(Payload):
     name: ShortText
     industry: ShortText = ""
     location: ShortText = ""
-    size: int = Field(default=0, ge=0)
+    size: int = Field(default=0, ge=0, le=10_000_000)  # employees; the largest employer has ~2.1M
 
 
 class Job(Payload):
@@ -156,19 +166,33 @@ class ScoreRequest(Payload):
     deadline_ms: int = Field(default=1000, ge=1, le=60_000)
 
 
+MAX_REASONS = 8  # per scored item
+MAX_ITEMS = 500  # ScoreRequest.k's bound
+MAX_TIMINGS = 16
+
+
 class ScoredItem(Payload):
     job_id: Id
-    score: float
-    reasons: list[str] = Field(default_factory=list)
+    score: float = Field(allow_inf_nan=False)  # JSON has no NaN: it would not parse back
+    reasons: list[ShortText] = Field(default_factory=list, max_length=MAX_REASONS)
+
+
+class ScoreStatus(str, Enum):
+    OK = "ok"
+    EXPIRED = "expired"  # past its deadline when it arrived (or before it could be scored)
+    ERROR = "error"  # `error` says why
 
 
 class ScoreResult(Payload):
+    """Results are built by `serving.results`, which fits every field to these bounds."""
+
     request_id: Id
     member_id: Id
-    items: list[ScoredItem]
-    model_id: str
-    timings_ms: dict[str, float] = Field(default_factory=dict)
-    error: str | None = None
+    items: list[ScoredItem] = Field(max_length=MAX_ITEMS)
+    model_id: ShortText
+    timings_ms: dict[ShortText, float] = Field(default_factory=dict, max_length=MAX_TIMINGS)
+    error: LongText | None = None
+    status: ScoreStatus = ScoreStatus.OK
 
 
 # ---- envelopes ---------------------------------------------------------------------

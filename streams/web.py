@@ -1,14 +1,27 @@
 """The worker's read API (faust web views): member state, verbalized histories, jobs
 and the ingest statistics. `make run`, the tests and the benchmark read state here
-instead of opening RocksDB files a running worker holds."""
+instead of opening RocksDB files a running worker holds.
+
+Safe by default (streams.web_auth): loopback only unless HIRESTREAM_WEB_BIND says
+otherwise; with HIRESTREAM_TOKEN every view but /health/ needs the token; faust's
+table-dump and router views are off (streams.app); no GET changes state."""
 from __future__ import annotations
 
 import asyncio
 
 from faust.web import Request, Response, View
 
-from streams.app import app, job_catalog, member_state
+from streams.app import app, companies, job_catalog, member_state, settings
 from streams.ingest_stats import stats
+from streams.web_auth import guard
+
+guard(app.web.web_app, settings.token.get_secret_value() if settings.token else None)
+
+
+@app.page("/health/")
+async def health_view(web: View, request: Request) -> Response:
+    """Liveness, open without the token: says nothing about members or internals."""
+    return web.json({"status": "ok"})
 
 
 # Answered from this worker's partitions. (faust's @table_route, which forwards to
@@ -30,16 +43,27 @@ async def job_view(web: View, request: Request, job_id: str) -> Response:
     return web.json(value)
 
 
+@app.page("/companies/{company_id}/")
+async def company_view(web: View, request: Request, company_id: str) -> Response:
+    value = companies.get(company_id)
+    if value is None:
+        return web.json({"error": f"unknown company {company_id!r}"}, status=404)
+    return web.json(value)
+
+
 @app.page("/stats/")
 async def stats_view(web: View, request: Request) -> Response:
     return web.json(stats.snapshot())
 
 
 @app.page("/stats/reset/")
-async def stats_reset_view(web: View, request: Request) -> Response:
-    """Start a new measurement window (the ingest benchmark's phases)."""
-    stats.reset()
-    return web.json(stats.snapshot())
+class StatsResetView(View):
+    """Start a new measurement window (the ingest benchmark's phases). POST only: a
+    GET must never change state (a crawler, a prefetch or a curious curl would)."""
+
+    async def post(self, request: Request) -> Response:
+        stats.reset()
+        return self.json(stats.snapshot())
 
 
 @app.page("/debug/tasks/")

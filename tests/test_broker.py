@@ -145,6 +145,46 @@ def test_create_topics_again_creates_nothing_and_changes_nothing(kafka_bootstrap
     assert broker.partition_counts(kafka_bootstrap) == before
 
 
+def _topic_configs(bootstrap: str, topic: str) -> dict[str, str]:
+    from kafka import KafkaAdminClient
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)], config_filter="all")
+    finally:
+        admin.close()
+    return {k: v["value"] for k, v in described["topic"][topic].items()}
+
+
+@pytest.mark.kafka
+def test_replica_sources_keep_their_records_for_ever(kafka_bootstrap):
+    """Profiles are compacted and hires never expire (serving/replica.py bootstraps
+    from them); raw action events keep the broker's week."""
+    assert _topic_configs(kafka_bootstrap, "members")["cleanup.policy"] == "compact"
+    assert _topic_configs(kafka_bootstrap, "hires")["retention.ms"] == "-1"
+    assert _topic_configs(kafka_bootstrap, "member-actions")["cleanup.policy"] == "delete"
+
+
+@pytest.mark.kafka
+def test_create_topics_corrects_the_configs_of_an_existing_topic(kafka_bootstrap):
+    """A cluster whose `members` topic was made before it was compacted gets compaction."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, "members",
+                                            configs={"cleanup.policy": "delete"})], incremental=True)
+    finally:
+        admin.close()
+    wait_for(lambda: _topic_configs(kafka_bootstrap, "members")["cleanup.policy"] == "delete", 30,
+             "the broker to show the old config")
+    assert broker.create_topics(kafka_bootstrap) == []
+    wait_for(lambda: _topic_configs(kafka_bootstrap, "members")["cleanup.policy"] == "compact", 30,
+             "members compacted again")
+
+
 @pytest.mark.kafka
 def test_create_topics_refuses_a_map_topic_with_another_partition_count(kafka_bootstrap):
     have = get_settings().member_partitions
@@ -202,12 +242,13 @@ def test_kafka_python_produces_to_a_map_topic_and_kcat_reads_it(kafka_bootstrap)
                       .get(timeout=30).partition for v, k in sent.items()}
     finally:
         producer.close()
-    # -e: exit at the end of every partition, so this returns once all is read.
+    # -e: exit at the end of every partition, so this returns once all is read. The
+    # topic is shared with other tests, some of which send invalid UTF-8 on purpose.
     out = subprocess.run(
         [kcat, "-b", kafka_bootstrap, "-C", "-t", MEMBERS.name, "-o", "beginning", "-e", "-q",
          "-f", "%p|%k|%s\n"],
-        capture_output=True, text=True, check=True, timeout=60,
-    ).stdout
+        capture_output=True, check=True, timeout=60,
+    ).stdout.decode(errors="replace")
     read = {}
     for line in out.splitlines():
         part, key, value = line.split("|", 2)

@@ -2,10 +2,7 @@
 correct score-result out of Kafka."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
@@ -13,8 +10,7 @@ from kafka import KafkaConsumer, TopicPartition
 from infra.waiting import wait_for
 from infra.worker_process import WorkerProcess
 from streams.producer import EventProducer
-from streams.schemas import ScoreRequest, ScoreRequested, parse
-from streams.settings import REPO_ROOT
+from streams.schemas import ID_MAX, ScoreRequest, ScoreRequested, ScoreStatus, parse
 from tests import factories as f
 from tests.kafka_helpers import free_port, unique_name
 
@@ -23,25 +19,10 @@ pytestmark = pytest.mark.kafka
 FAST = dict(broker_session_timeout=6.0, broker_heartbeat_interval=2.0, commit_interval=0.5)
 
 
-class ServingWorker(WorkerProcess):
-    """The same child-process handle, running `hirestream serve` (worker + scoring agent)."""
-
-    def start(self) -> "ServingWorker":
-        env = dict(os.environ)
-        env.update({"KAFKA_BOOTSTRAP": self.bootstrap, "HIRESTREAM_DATA_DIR": str(self.data_dir),
-                    "HIRESTREAM_WEB_PORT": str(self.web_port), "HIRESTREAM_SERVING_SCORER": "bm25"})
-        env.update({f"HIRESTREAM_{k.upper()}": str(v) for k, v in self.settings.items()})
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "infra.cli", "serve", "--loglevel", "warning"],
-                                         cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        return self
-
-
 @pytest.fixture(scope="module")
 def serving_worker(kafka_bootstrap, tmp_path_factory):
-    w = ServingWorker(kafka_bootstrap, tmp_path_factory.mktemp("serve"), free_port(),
-                      app_id=unique_name("hs-serve"), **FAST).start()
+    w = WorkerProcess(kafka_bootstrap, tmp_path_factory.mktemp("serve"), free_port(), command="serve",
+                      app_id=unique_name("hs-serve"), serving_scorer="bm25", **FAST).start()
     w.wait_ready(timeout=90)
     yield w
     w.stop()
@@ -90,8 +71,9 @@ def test_a_score_request_gets_a_correct_result_back(serving_worker, kafka_bootst
 
     request_id = unique_name("r")
     with EventProducer(kafka_bootstrap) as p:
+        # A generous deadline: a loaded test machine must not turn this into an 'expired'.
         p.send(ScoreRequested(event_id=unique_name("e"), event_time=datetime.now(timezone.utc),
-                              payload=ScoreRequest(request_id=request_id, member_id=mid, k=3)))
+                              payload=ScoreRequest(request_id=request_id, member_id=mid, k=3, deadline_ms=30_000)))
     result = read_result(kafka_bootstrap, request_id).payload
 
     assert result.error is None and result.member_id == mid and result.model_id == "bm25"
@@ -100,3 +82,33 @@ def test_a_score_request_gets_a_correct_result_back(serving_worker, kafka_bootst
     assert dismissed not in ids  # the member blocked its company with the dismiss
     assert any(trade in r for r in result.items[0].reasons)  # retrieval says why
     assert set(result.timings_ms) >= {"retrieve", "rank", "total"}
+
+
+def test_a_request_with_a_maximal_event_id_gets_its_result(serving_worker, kafka_bootstrap):
+    """Finding 6: the result's event id was `<request event id>:result`, over the 128-
+    character bound for a request id near it: building the result raised, the scoring
+    agent crashed and the request got no reply."""
+    request_id = unique_name("r").ljust(ID_MAX, "r")
+    event_id = unique_name("e").ljust(ID_MAX, "e")
+    with EventProducer(kafka_bootstrap) as p:
+        p.send(ScoreRequested(event_id=event_id, event_time=datetime.now(timezone.utc),
+                              payload=ScoreRequest(request_id=request_id, member_id=unique_name("m"), k=3,
+                                                   deadline_ms=30_000)))
+    result = read_result(kafka_bootstrap, request_id)
+    assert result.payload.status is ScoreStatus.OK and result.payload.error is None
+    assert len(result.event_id) <= ID_MAX and result.event_id.endswith(":result")
+    assert result.event_id.startswith(event_id[:64])  # still says which request it answers
+
+
+def test_a_request_past_its_deadline_is_answered_expired_and_not_scored(serving_worker, kafka_bootstrap):
+    """Finding 6: a request already past its deadline was scored and answered as if on time."""
+    request_id = unique_name("r")
+    sent = datetime.now(timezone.utc) - timedelta(seconds=5)
+    with EventProducer(kafka_bootstrap) as p:
+        p.send(ScoreRequested(event_id=unique_name("e"), event_time=sent,
+                              payload=ScoreRequest(request_id=request_id, member_id=unique_name("m"), k=3,
+                                                   deadline_ms=1000)))
+    result = read_result(kafka_bootstrap, request_id).payload
+    assert result.status is ScoreStatus.EXPIRED
+    assert result.items == [] and "rank" not in result.timings_ms  # never scored
+    assert "deadline" in result.error

@@ -12,8 +12,9 @@ def command(loglevel: str) -> None:
 
     Scorer and retrieval come from HIRESTREAM_SERVING_SCORER (popularity, bm25,
     ranker:<dir>) and HIRESTREAM_SERVING_RETRIEVAL ('hybrid,exact'); the job index is a
-    replica rebuilt from the jobs/hires/members/member-actions topics at start.
-    Replica state: http://127.0.0.1:<web_port>/serving/.
+    replica bootstrapped at start from the job-catalog changelog and the compacted
+    members topic, then hires and member-actions (serving/replica.py); requests wait
+    until it has caught up. Replica state: http://127.0.0.1:<web_port>/serving/.
     """
     from faust.worker import Worker
 
