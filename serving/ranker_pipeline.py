@@ -212,7 +212,7 @@ def _hanley_mcneil_se(a: float, n_pos: int, n_neg: int) -> float:
     return float(np.sqrt((a * (1 - a) + (n_pos - 1) * (q1 - a * a) + (n_neg - 1) * (q2 - a * a)) / (n_pos * n_neg)))
 
 
-def curve_evaluator(ranker: Ranker, held_out: Sequence[Example], max_slates: int = 150, seed: int = 0):
+def curve_evaluator(ranker: Ranker, held_out: Sequence[Example], max_slates: int = 120, seed: int = 0):
     """A learning-curve probe: AUC per task on a fixed sample of held-out slates."""
     from serving.metrics import auc
 
@@ -277,9 +277,9 @@ def train_ranker(model_kind: str, train_examples: Sequence[Example], data_descri
     on_eval, eval_at = None, ()
     if curve_points and held_out:
         on_eval = curve_evaluator(ranker, held_out, seed=seed)
-        # Geometric milestones over what the budget is expected to read (a guess; the
-        # last point is taken at the end whatever it reads).
-        eval_at = [int(n_labels * 2 ** k) for k in range(-curve_points + 1, 1)]
+        # Doubling milestones from 4,000 labels (and a last point at the end, whatever
+        # the budget read): a curve on a log scale of data seen.
+        eval_at = [4000 * 2 ** k for k in range(curve_points)]
     report = train(ranker, rows, cfg, on_eval=on_eval, eval_at=eval_at)
     out = Path(out_dir or default_artifacts_dir() / f"ranker-{model_kind}")
     recipe = {"model": model_kind, "layers": PRESETS[model_kind]["layers"] or "all",
