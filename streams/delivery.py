@@ -62,9 +62,15 @@ class DeliveryWatch:
         self._pending: list[tuple[asyncio.Future, str]] = []
         self._commits_blocked: str | None = None
 
+    # Delivered records are dropped at each commit; with commits far apart (or off),
+    # this bounds the list by dropping them every so many sends instead.
+    PRUNE_EVERY = 10_000
+
     def watch(self, fut: asyncio.Future, what: str) -> None:
         self._pending.append((fut, what))
         fut.add_done_callback(lambda f: self._check(f, what))
+        if len(self._pending) % self.PRUNE_EVERY == 0:
+            self._pending = [(f, w) for f, w in self._pending if not f.done()]
 
     @staticmethod
     def _check(fut: asyncio.Future, what: str) -> None:

@@ -78,3 +78,35 @@ def test_a_real_worker_recovers_through_the_fixed_path(kafka_bootstrap, tmp_path
 def _recovery_marks(worker) -> list[str]:
     lines = worker.log_path.read_text(errors="replace").splitlines()
     return [line for line in lines if faust_fixes.RECOVERY_MARK in line]
+
+
+def test_the_changelog_queue_keeps_the_records_of_partitions_still_assigned():
+    """faust empties its changelog queue whenever flow control resumes; records already
+    fetched for a standby or global-table copy were skipped for good. Now only records
+    of partitions no longer assigned are dropped."""
+    from mode.utils.queues import FlowControlEvent
+
+    standby, revoked = TP("hs-job-catalog-changelog", 1), TP("hs-job-catalog-changelog", 2)
+    recovery = SimpleNamespace(active_tps=set(), standby_tps={standby})
+
+    def record(tp, offset):
+        return SimpleNamespace(message=SimpleNamespace(tp=tp, offset=offset))
+
+    async def scenario():
+        from faust.tables.manager import TableManager
+
+        flow = FlowControlEvent(initially_suspended=False)
+        app = SimpleNamespace(conf=SimpleNamespace(stream_buffer_maxsize=100), flow_control=flow,
+                              FlowControlQueue=lambda **kw: _faust_queue(flow, **kw))
+        tables = SimpleNamespace(_changelog_queue=None, app=app, recovery=recovery)
+        queue = TableManager.changelog_queue.fget(tables)  # the queue faust's recovery reads
+        for event in (record(standby, 7), record(revoked, 3), record(standby, 8)):
+            queue.put_nowait(event)
+        flow.resume()  # what recovery and every agent start do
+        return [(await asyncio.wait_for(queue.get(), 1.0)).message.offset for _ in range(2)]
+    assert asyncio.run(scenario()) == [7, 8]
+
+
+def _faust_queue(flow, maxsize=None, clear_on_resume=False):
+    from mode.utils.queues import ThrowableQueue  # what faust's app.FlowControlQueue builds
+    return ThrowableQueue(maxsize=maxsize, flow_control=flow, clear_on_resume=clear_on_resume)
