@@ -110,3 +110,17 @@ def test_the_changelog_queue_keeps_the_records_of_partitions_still_assigned():
 def _faust_queue(flow, maxsize=None, clear_on_resume=False):
     from mode.utils.queues import ThrowableQueue  # what faust's app.FlowControlQueue builds
     return ThrowableQueue(maxsize=maxsize, flow_control=flow, clear_on_resume=clear_on_resume)
+
+
+def test_the_producer_faust_builds_is_idempotent():
+    """Changelog order through retries: the aiokafka producer faust builds for the app
+    (not only a transactional one) has idempotence on, hence acks=all."""
+    from streams.app import app
+
+    async def build():
+        producer = app.producer._new_producer()
+        try:
+            return producer._txn_manager is not None
+        finally:
+            await producer.stop()
+    assert asyncio.run(build())
