@@ -3,8 +3,9 @@
 State lives in RocksDB (through rocksdict) with a changelog topic per table, so a
 restarted or rebalanced worker restores exactly what it had:
 
-- `member-state`   member_id -> profile, recent interactions, counters, the idempotency
-                   window and the verbalized history text (co-partitioned with the
+- `member-state`   member_id -> profile, recent interactions, counters, the last
+                   applied offset per source partition and event-id window
+                   (idempotency), and the verbalized history text (co-partitioned with the
                    member-keyed topics, so a worker owns its members' state).
 - `job-catalog`    job_id -> job and whether it is open; a GlobalTable, because every
                    worker needs every job to describe interactions.
@@ -93,15 +94,7 @@ companies = app.GlobalTable(
 )
 
 
-async def hand_off_table_writes() -> None:
-    """Awaited before faust may ack a batch (`streams.decoding.decoded_batches`): the table changes it
-    made are in the Kafka client, so the commit that covers them waits for their
-    delivery (see `streams.tables`)."""
-    for table in (member_state, job_catalog, companies):
-        await table.changelog_handed_off()
-
-
 def register_agents() -> None:
-    """Import the agent modules so their @app.agent decorators run (no autodiscover)."""
-    from streams.agents import companies, hires, jobs, member_actions, members  # noqa: F401
+    """Import the agent modules so their agents are declared (no autodiscover)."""
+    from streams.agents import companies, jobs, members  # noqa: F401
     from streams import web as _w  # noqa: F401

@@ -1,73 +1,259 @@
-"""Two fixes to faust-streaming 0.15.3's consumer, for a worker that restarts with
-changelogs to restore (a crash, a new disk, a rebalance). Applied once, by
-`streams.app`, before the app is built.
+"""Every change hirestream makes to faust-streaming's own code, for exactly one version.
 
-What went wrong (seen as lost events in `tests/test_stream_worker.py`'s crash test,
-about one run in five):
+`apply()` runs once, from `streams.app`, before the app is built. It refuses to
+start on another faust version, or if any function it replaces no longer has the
+source these fixes were written against (a digest of each is kept below): a fix
+silently applied to code it was not written for is how the old seek-before-resume
+fix ended up on a path faust does not take.
 
-1. faust pauses partitions only in its own bookkeeping (`Consumer._active_partitions`);
-   aiokafka keeps fetching every assigned partition. The fetch call runs on the
-   consumer thread and was handed that *live* set. When recovery finished and paused
-   the changelog partitions, the set became empty while a fetch was waiting, and
-   aiokafka reads an empty set as "every partition": it drained source records, which
-   faust then dropped as not active, with aiokafka's position already past them.
-   Fix: the consumer thread gets a snapshot of the set taken when the fetch starts.
+The fixes (each found against faust-streaming 0.15.3 and aiokafka 0.14.0):
 
-2. After recovery, faust resumed the source partitions *before* seeking them to their
-   committed offsets, while the fetcher (already running for the changelogs) kept
-   fetching. Source events delivered in between were handled, then the seek rewound
-   the partitions and reset faust's read offsets while those events were still in
-   flight, and faust's bookkeeping (read-offset filter, gap filling) then skipped
-   events it had not delivered and acked them. Fix: seek first, then resume, so the
-   first source event any agent sees is the first uncommitted one.
+1. Fetch a snapshot of the active partitions. faust pauses partitions only in its
+   own bookkeeping and hands the consumer thread its *live* set; when recovery
+   paused the changelog partitions while a fetch waited, the set became empty, and
+   aiokafka reads an empty set as "every partition": source records were drained,
+   dropped as not active, and aiokafka's position was already past them.
+
+2. Recovery seeks before it resumes, on the path faust takes *with* tables
+   (`Recovery.on_recovery_completed`; `_resume_streams` runs only without tables).
+   faust resumed the source partitions, then seeked them, then resumed flow control
+   (which empties the agents' queues), while the fetcher kept running: events
+   delivered in between were handled, rewound and then skipped by faust's read-offset
+   bookkeeping and acked. Here the source partitions are paused in aiokafka itself
+   (faust's own pause is bookkeeping only) while they are seeked to their committed
+   offsets; then flow control resumes; then the partitions do. The first source event
+   any agent sees is the first uncommitted one.
+
+3. Idempotent producer. With retries and several requests in flight, a plain
+   producer can reorder or duplicate a partition's records; a changelog needs the
+   order tables wrote them in. (faust turns this on only for transactions.)
+
+4. A failed produce blocks the commit. faust's `_on_published` only logs a failed
+   send and its commit flushes and commits anyway. Every delivery future is watched
+   (`streams.delivery`); the watch is checked between faust's flush and its commit,
+   and a failure stops the worker first.
+
+5. Changelog records for partitions this worker still holds are never dropped.
+   faust empties its changelog queue whenever flow control resumes (several times per
+   recovery, and whenever an agent starts), so standby and global-table copies
+   skipped records the consumer had already fetched. The queue now drops only records
+   of partitions that are no longer assigned, and never hands those on.
 """
 from __future__ import annotations
 
-from typing import Optional, Set
+import asyncio
+import hashlib
+import inspect
+import logging
+from typing import Any, Callable, Optional, Set
 
+import faust
+from aiokafka.structs import TopicPartition
+from faust.tables.base import Collection
+from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
-from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+from faust.transport.consumer import ThreadDelegateConsumer
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Producer
 from faust.types import TP
+from mode.utils.queues import ThrowableQueue
 
+from streams.delivery import deliveries
+
+FAUST_VERSION = "0.15.3"
+
+# sha256 (first 16 hex digits) of the source of each faust function replaced here.
+_ORIGINAL_SOURCE = {
+    (AIOKafkaConsumerThread, "getmany"): "26fc5fc9f3b667e1",
+    (Recovery, "on_recovery_completed"): "6ef567acf072e46d",
+    (Producer, "_settings_extra"): "a4c7bc41b6382223",
+    (Producer, "send"): "0b5bd08f52e5e2a9",
+    (ThreadDelegateConsumer, "_commit"): "a20eec84e4b2ed50",
+    (TableManager, "changelog_queue"): "9c7f4cac57ef1706",
+    # Not replaced, but re-implemented by `streams.tables` (changelog records held for
+    # the ordered hand-off): a change here must be carried over there.
+    (Collection, "send_changelog"): "3dd3884e1b5fc0e1",
+}
+
+# The worker log says this once per recovery, so a test can see the fixed path ran.
+RECOVERY_MARK = "hirestream recovery: source partitions paused in aiokafka and seeked"
+
+log = logging.getLogger(__name__)
 _applied = False
+_replaced: dict[tuple[type, str], Any] = {}  # faust's own functions, kept for the check
+
+
+def _original(owner: type, name: str) -> Any:
+    return _replaced.get((owner, name), owner.__dict__[name])
+
+
+class FaustVersionMismatch(RuntimeError):
+    pass
+
+
+def _source_digest(obj: Any) -> str:
+    if isinstance(obj, property):
+        obj = obj.fget
+    return hashlib.sha256(inspect.getsource(obj).encode()).hexdigest()[:16]
+
+
+def check_versions() -> None:
+    """Raise unless faust and the functions these fixes replace are the ones they target."""
+    if faust.__version__ != FAUST_VERSION:
+        raise FaustVersionMismatch(
+            f"streams.faust_fixes targets faust-streaming {FAUST_VERSION}, found {faust.__version__}: "
+            "re-check every fix in streams/faust_fixes.py against the new version first")
+    changed = [f"{owner.__name__}.{name}" for (owner, name), digest in _ORIGINAL_SOURCE.items()
+               if _source_digest(_original(owner, name)) != digest]
+    if changed:
+        raise FaustVersionMismatch(f"faust functions changed under streams.faust_fixes: {', '.join(changed)}")
 
 
 def apply() -> None:
     global _applied
     if _applied:
         return
+    check_versions()
     _applied = True
-    original_getmany = AIOKafkaConsumerThread.getmany
+    _wrap(AIOKafkaConsumerThread, "getmany", _fetch_a_snapshot)
+    _replace(Recovery, "on_recovery_completed", on_recovery_completed)
+    _wrap(Producer, "_settings_extra", _idempotent)
+    _wrap(Producer, "send", _watch_delivery)
+    _wrap(ThreadDelegateConsumer, "_commit", _commit_after_deliveries)
+    _replace(TableManager, "changelog_queue", property(_changelog_queue))
 
+
+def _replace(owner: type, name: str, new: Any) -> None:
+    _replaced[(owner, name)] = owner.__dict__[name]
+    setattr(owner, name, new)
+
+
+def _wrap(owner: type, name: str, make: Callable[[Callable], Callable]) -> None:
+    _replace(owner, name, make(owner.__dict__[name]))
+
+
+# -- 1. the consumer thread fetches a snapshot of the active partitions
+def _fetch_a_snapshot(original: Callable) -> Callable:
     async def getmany(self: AIOKafkaConsumerThread, active_partitions: Optional[Set[TP]], timeout: float):
         snapshot = frozenset(active_partitions) if active_partitions is not None else None
-        return await original_getmany(self, snapshot, timeout)
-
-    AIOKafkaConsumerThread.getmany = getmany  # type: ignore[method-assign]
-    Recovery._resume_streams = _resume_streams  # type: ignore[method-assign]
+        return await original(self, snapshot, timeout)
+    return getmany
 
 
-async def _resume_streams(self: Recovery, generation_id: int = 0) -> None:
-    """faust's `Recovery._resume_streams` with the seek moved before the resume."""
+# -- 2. recovery seeks the source partitions while they are paused in aiokafka
+async def on_recovery_completed(self: Recovery, generation_id: int = 0) -> None:
+    """faust's `Recovery.on_recovery_completed` with the seek done while the source
+    partitions are paused in aiokafka, before flow control and the partitions resume."""
     app = self.app
     consumer = app.consumer
+    self.log.info("Restore complete!")
     await app.on_rebalance_complete.send()
+    self._set_recovery_ended()
+    callbacks = [asyncio.ensure_future(table.on_recovery_completed(
+        self.actives_for_table[table], self.standbys_for_table[table])) for table in self.tables.values()]
+    if callbacks:
+        await asyncio.wait(callbacks)
     assignment = consumer.assignment()
     if app.consumer_generation_id != generation_id:
-        self.log.warning("Recovery rebalancing again")
+        self.log.warning(f"Recovery rebalancing again app id {app.consumer_generation_id} param {generation_id}")
         return
-    if assignment:
-        self.log.info("Seek stream partitions to committed offsets.")
+    sources = {tp for tp in assignment if not self._is_changelog_tp(tp)}
+    if sources:
+        await _pause_in_aiokafka(consumer, sources)
         await self._wait(consumer.perform_seek(), timeout=app.conf.broker_request_timeout)
-        consumer.resume_partitions({tp for tp in assignment if not self._is_changelog_tp(tp)})
-    else:
-        self.log.info("Resuming streams with empty assignment")
+        still_paused = await _paused_in_aiokafka(consumer)
+        self.log.info("%s to committed offsets (%d partitions, paused during the seek: %s)",
+                      RECOVERY_MARK, len(sources), sources <= still_paused)
     self.completed.set()
-    self.log.info("Resuming flow...")
-    app.flow_control.resume()
+    app.flow_control.resume()  # empties the agents' queues: nothing from before the seek survives
     consumer.resume_flow()
+    consumer.resume_partitions(sources)
+    if sources:
+        await _resume_in_aiokafka(consumer, sources)
     await app._fetcher.maybe_start()  # type: ignore[attr-defined]
     self.tables.on_actives_ready()
-    self.tables.on_standbys_ready()
+    if not app.assignor.assigned_standbys():
+        self.tables.on_standbys_ready()
     app.on_rebalance_end()
     self.log.info("Worker ready")
+
+
+def _aiokafka_tps(tps: Set[TP]) -> list[TopicPartition]:
+    return [TopicPartition(tp.topic, tp.partition) for tp in tps]
+
+
+# aiokafka's consumer lives on the consumer thread's loop: change it only from there.
+async def _pause_in_aiokafka(consumer: Any, tps: Set[TP]) -> None:
+    async def pause() -> None:
+        consumer._thread._ensure_consumer().pause(*_aiokafka_tps(tps))
+    await consumer._thread.call_thread(pause)
+
+
+async def _resume_in_aiokafka(consumer: Any, tps: Set[TP]) -> None:
+    async def resume() -> None:
+        consumer._thread._ensure_consumer().resume(*_aiokafka_tps(tps))
+    await consumer._thread.call_thread(resume)
+
+
+async def _paused_in_aiokafka(consumer: Any) -> set[TP]:
+    async def paused() -> set[TP]:
+        return {TP(tp.topic, tp.partition) for tp in consumer._thread._ensure_consumer().paused()}
+    return await consumer._thread.call_thread(paused)
+
+
+# -- 3. an idempotent producer
+def _idempotent(original: Callable) -> Callable:
+    def _settings_extra(self: Producer) -> dict:
+        return {**original(self), "acks": "all", "enable_idempotence": True}
+    return _settings_extra
+
+
+# -- 4. a failed produce blocks the commit
+def _watch_delivery(original: Callable) -> Callable:
+    async def send(self: Producer, topic: str, *args: Any, **kwargs: Any):
+        fut = await original(self, topic, *args, **kwargs)
+        deliveries.watch(fut, topic)
+        return fut
+    return send
+
+
+def _commit_after_deliveries(original: Callable) -> Callable:
+    async def _commit(self: ThreadDelegateConsumer, offsets: Any) -> bool:
+        # faust has just flushed the producer: every record handed to it before the
+        # commit began has an outcome now. `before_commit` ends the worker on a failure.
+        if not deliveries.before_commit():
+            return False
+        return await original(self, offsets)
+    return _commit
+
+
+# -- 5. the changelog queue keeps the records of partitions still assigned
+class _ChangelogQueue(ThrowableQueue):
+    """faust's changelog queue, emptied only of records this worker no longer reads."""
+
+    def __init__(self, *args: Any, recovery: Recovery, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._recovery = recovery
+
+    def _assigned(self, event: Any) -> bool:
+        tp = event.message.tp
+        return tp in self._recovery.active_tps or tp in self._recovery.standby_tps
+
+    def clear(self) -> None:
+        kept = [event for event in self._queue if self._assigned(event)]  # type: ignore[attr-defined]
+        self._queue.clear()  # type: ignore[attr-defined]
+        self._queue.extend(kept)  # type: ignore[attr-defined]
+        self._errors.clear()
+
+    async def get(self) -> Any:
+        while True:
+            event = await super().get()
+            if self._assigned(event):
+                return event
+
+
+def _changelog_queue(self: TableManager) -> ThrowableQueue:
+    if self._changelog_queue is None:
+        self._changelog_queue = _ChangelogQueue(
+            maxsize=self.app.conf.stream_buffer_maxsize, flow_control=self.app.flow_control,
+            clear_on_resume=True, recovery=self.recovery)
+    return self._changelog_queue

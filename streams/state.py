@@ -5,13 +5,17 @@ agents call these functions and store the result in RocksDB tables; the replay
 evaluator and the training-data builders call the very same functions, so offline
 and online state cannot drift.
 
-Idempotency: every state keeps a bounded window of the event ids it has applied, so
-a redelivered event (same `event_id`) changes nothing.
+Idempotency has two parts. A *redelivered* event (the consumer reads an offset again
+after a crash) is recognised exactly, whatever its age, by the last source offset
+applied per topic-partition, kept in the member's state. An event a producer sent
+twice (same `event_id`, a new offset) is recognised by a bounded window of the event
+ids applied. Offline callers (replay, training data) pass no source position and rely
+on the window alone.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 from models.verbalizer import Interaction, JobCard, member_context, verbalize_history
 from streams.schemas import (
@@ -29,6 +33,18 @@ from streams.schemas import (
 JobLookup = Callable[[str], Optional[Job]]
 
 
+class SourcePosition(NamedTuple):
+    """Where a stream event was read: its Kafka topic, partition and offset."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    @property
+    def topic_partition(self) -> str:
+        return f"{self.topic}:{self.partition}"
+
+
 @dataclass(frozen=True)
 class MemberState:
     """What a worker knows of one member: profile, recent interactions, counters."""
@@ -37,8 +53,10 @@ class MemberState:
     profile: MemberProfile | None = None
     history: tuple[Interaction, ...] = ()  # newest first, bounded
     counts: dict[str, int] = field(default_factory=dict)  # all-time per action
-    seen_ids: tuple[str, ...] = ()  # newest last, bounded: the idempotency window
+    seen_ids: tuple[str, ...] = ()  # newest last, bounded: producer duplicates
     last_event_time: float = 0.0
+    # "topic:partition" -> offset of the last event applied from it: redeliveries
+    applied_offsets: dict[str, int] = field(default_factory=dict)
 
     # -- (de)serialization for RocksDB tables: plain JSON-friendly dicts
     def to_dict(self) -> dict:
@@ -49,6 +67,7 @@ class MemberState:
             "counts": dict(self.counts),
             "seen_ids": list(self.seen_ids),
             "last_event_time": self.last_event_time,
+            "applied_offsets": dict(self.applied_offsets),
         }
 
     @classmethod
@@ -60,6 +79,7 @@ class MemberState:
             counts=dict(d.get("counts", {})),
             seen_ids=tuple(d.get("seen_ids", ())),
             last_event_time=float(d.get("last_event_time", 0.0)),
+            applied_offsets=dict(d.get("applied_offsets", {})),
         )
 
     @property
@@ -69,10 +89,20 @@ class MemberState:
     def has_seen(self, event_id: str) -> bool:
         return event_id in self.seen_ids
 
+    def has_applied(self, source: SourcePosition) -> bool:
+        """Whether the event at `source` (or a later one of its partition) is applied."""
+        last = self.applied_offsets.get(source.topic_partition)
+        return last is not None and source.offset <= last
 
-def _mark_seen(state: MemberState, event_id: str, event_time: float, window: int) -> MemberState:
+
+def _mark_seen(state: MemberState, event_id: str, event_time: float, window: int,
+               source: SourcePosition | None) -> MemberState:
     seen = (state.seen_ids + (event_id,))[-window:]
-    return replace(state, seen_ids=seen, last_event_time=max(state.last_event_time, event_time))
+    offsets = state.applied_offsets
+    if source is not None:
+        offsets = {**offsets, source.topic_partition: source.offset}
+    return replace(state, seen_ids=seen, last_event_time=max(state.last_event_time, event_time),
+                   applied_offsets=offsets)
 
 
 def _record(state: MemberState, it: Interaction, max_items: int) -> MemberState:
@@ -90,11 +120,14 @@ def apply_member_event(
     *,
     max_items: int = 30,
     seen_window: int = 64,
+    source: SourcePosition | None = None,
 ) -> MemberState:
-    """Fold one member-keyed event into the member's state. Redelivery is a no-op."""
+    """Fold one member-keyed event into the member's state. A redelivery (by `source`,
+    the event's position in Kafka) or a producer duplicate (by `event_id`) is a no-op:
+    the same state object comes back."""
     member_id = event.payload.member_id
     state = state or MemberState(member_id=member_id)
-    if state.has_seen(event.event_id):
+    if (source is not None and state.has_applied(source)) or state.has_seen(event.event_id):
         return state
     ts = event.event_time.timestamp()
 
@@ -135,7 +168,7 @@ def apply_member_event(
         )
     else:  # pragma: no cover - guarded by the type signature
         raise TypeError(f"not a member event: {type(event).__name__}")
-    return _mark_seen(state, event.event_id, ts, seen_window)
+    return _mark_seen(state, event.event_id, ts, seen_window, source)
 
 
 def verbalized_history(state: MemberState, now: float, max_chars: int = 4000) -> str:

@@ -1,22 +1,28 @@
-"""faust tables whose changelog records are handed to Kafka before their events are acked.
+"""faust tables whose changelog records are handed to Kafka, in order, before their
+events are acked.
 
 faust acks a batch when the agent body returns and commits acked offsets after
 `producer.flush()`. A table change goes to its changelog through faust's send-soon
 buffer, and in faust-streaming 0.15.3 the flush stops waiting on that buffer after
 0.1 s without progress (`ProducerBuffer.flush_atmost`). On a loaded machine a commit
 could then cover events whose changelog records were still queued, and a crash lost
-them: at restart, recovery puts the older changelog value back over RocksDB while
-the source resumes after the committed offset. (Kafka Streams flushes its producer
-fully before it commits; this restores that order.)
+them. (Kafka Streams flushes its producer fully before it commits; this restores
+that order.)
 
-So these tables keep their changelog records, and every agent reads its stream through
-`streams.decoding.decoded_batches`, which awaits `streams.app.hand_off_table_writes()`
-after each batch and before faust acks it: that hands the records to
-the Kafka client in order, and the commit's flush then waits for their delivery. The
-agent itself never waits on the network, so batches still overlap with delivery.
+So these tables keep their changelog records, and `streams.processing` awaits
+`changelog_handed_off()` after each batch and before faust acks it: that hands the
+records to the Kafka client, and the commit's flush then waits for their delivery
+(a failed delivery stops the worker before the commit: `streams.delivery`).
+
+The hand-off is one ordered queue per table, drained under a lock: records reach the
+producer in the order the table was written, whichever agent hands off, so an older
+value for a key can never land in the changelog after a newer one (compaction would
+keep the older). The idempotent producer (`streams.faust_fixes`) keeps that order
+through retries.
 """
 from __future__ import annotations
 
+import asyncio
 import weakref
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -33,6 +39,7 @@ class _HandedOffChangelog:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._unsent: list[FutureMessage] = []
+        self._hand_off_lock = asyncio.Lock()
 
     def send_changelog(self, partition: int | None, key: Any, value: Any,
                        key_serializer: Any = None, value_serializer: Any = None) -> FutureMessage:
@@ -49,10 +56,15 @@ class _HandedOffChangelog:
         return fut
 
     async def changelog_handed_off(self) -> None:
-        """Hand every queued changelog record to the Kafka client, in order."""
-        unsent, self._unsent = self._unsent, []
-        for fut in unsent:
-            await fut.message.channel.publish_message(fut, wait=False)
+        """Hand every queued changelog record to the Kafka client, in write order.
+
+        Under the lock, so a second caller waits until the records queued before its
+        own are handed over, and then hands its own after them."""
+        async with self._hand_off_lock:
+            while self._unsent:
+                unsent, self._unsent = self._unsent, []
+                for fut in unsent:
+                    await fut.message.channel.publish_message(fut, wait=False)
 
 
 class HandedOffTable(_HandedOffChangelog, faust.Table):

@@ -1,20 +1,23 @@
-"""The two faust fixes in `streams.faust_fixes`, each pinned to the behaviour it fixes.
+"""The faust fixes in `streams.faust_fixes`, pinned to the behaviour they fix.
 
-What they prevent end to end (events lost after a restart with changelogs to
-restore) is shown by `tests/test_stream_worker.py::test_crash_and_restart_...`;
-these tests fail at once if a fix is dropped or faust's methods change under it.
+The recovery fix is proven in a real worker (its log says the fixed path ran); what
+the fixes prevent end to end (events lost or applied twice after a restart, failed
+produces committed over) is shown by `tests/test_stream_worker.py`.
 """
 from __future__ import annotations
 
 import asyncio
 from types import SimpleNamespace
-from unittest import mock
 
-from faust.tables.recovery import Recovery
+import pytest
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import TP
 
 import streams.app  # noqa: F401  (applies the fixes, as the worker does)
+from streams import faust_fixes
+from streams.producer import EventProducer
+from tests import factories as f
+from tests.kafka_helpers import unique_name
 
 
 def test_the_consumer_thread_fetches_a_snapshot_of_the_active_partitions():
@@ -34,22 +37,90 @@ def test_the_consumer_thread_fetches_a_snapshot_of_the_active_partitions():
     assert isinstance(seen["partitions"], frozenset)
 
 
-def test_recovery_seeks_source_partitions_before_it_resumes_them():
-    calls = []
-    source, changelog = TP("member-actions", 0), TP("hs-member-state-changelog", 0)
-    consumer = mock.Mock()
-    consumer.assignment.return_value = {source, changelog}
+def test_the_fixes_refuse_another_faust_version(monkeypatch):
+    faust_fixes.check_versions()  # the installed faust is the one they target
+    monkeypatch.setattr(faust_fixes.faust, "__version__", "0.15.4")
+    with pytest.raises(faust_fixes.FaustVersionMismatch, match="0.15.3"):
+        faust_fixes.check_versions()
 
-    async def perform_seek():
-        calls.append("seek")
 
-    consumer.perform_seek = perform_seek
-    consumer.resume_partitions.side_effect = lambda tps: calls.append(("resume", frozenset(tps)))
-    app = mock.Mock(consumer=consumer, consumer_generation_id=3)
-    app.on_rebalance_complete.send = mock.AsyncMock()
-    app._fetcher.maybe_start = mock.AsyncMock()
-    recovery = mock.Mock(app=app, _is_changelog_tp=lambda tp: tp == changelog)
-    recovery._wait = lambda coro, timeout: coro
+def test_the_fixes_refuse_a_changed_faust_function(monkeypatch):
+    from faust.tables.recovery import Recovery
+    monkeypatch.setitem(faust_fixes._ORIGINAL_SOURCE, (Recovery, "on_recovery_completed"), "0" * 16)
+    with pytest.raises(faust_fixes.FaustVersionMismatch, match="on_recovery_completed"):
+        faust_fixes.check_versions()
 
-    asyncio.run(Recovery._resume_streams(recovery, generation_id=3))
-    assert calls == ["seek", ("resume", frozenset({source}))]
+
+@pytest.mark.kafka
+def test_a_real_worker_recovers_through_the_fixed_path(kafka_bootstrap, tmp_path):
+    """A worker with tables restarts with changelogs to restore: faust takes
+    `Recovery.on_recovery_completed` (not `_resume_streams`), and the worker's log says
+    the fixed one ran, with every source partition paused in aiokafka during its seek."""
+    from tests.test_stream_worker import member_with, start_worker
+
+    app_id = unique_name("hs-recovery")
+    mid = unique_name("m")
+    worker = start_worker(kafka_bootstrap, tmp_path / "w", app_id, loglevel="info")
+    try:
+        with EventProducer(kafka_bootstrap) as p:
+            p.send(f.member_upserted(unique_name("e"), member_id=mid))
+        member_with(worker, mid, lambda v: v["profile"], "the profile")
+        worker.crash()
+        worker = start_worker(kafka_bootstrap, tmp_path / "w", app_id, loglevel="info")
+        marks = worker.wait_for(lambda: len(m := _recovery_marks(worker)) >= 2 and m, 60,
+                                "the fixed recovery in the worker log, twice")
+    finally:
+        worker.stop()
+    assert len(marks) >= 2  # the first start and the restart
+    assert all("paused during the seek: True" in line for line in marks), marks
+
+
+def _recovery_marks(worker) -> list[str]:
+    lines = worker.log_path.read_text(errors="replace").splitlines()
+    return [line for line in lines if faust_fixes.RECOVERY_MARK in line]
+
+
+def test_the_changelog_queue_keeps_the_records_of_partitions_still_assigned():
+    """faust empties its changelog queue whenever flow control resumes; records already
+    fetched for a standby or global-table copy were skipped for good. Now only records
+    of partitions no longer assigned are dropped."""
+    from mode.utils.queues import FlowControlEvent
+
+    standby, revoked = TP("hs-job-catalog-changelog", 1), TP("hs-job-catalog-changelog", 2)
+    recovery = SimpleNamespace(active_tps=set(), standby_tps={standby})
+
+    def record(tp, offset):
+        return SimpleNamespace(message=SimpleNamespace(tp=tp, offset=offset))
+
+    async def scenario():
+        from faust.tables.manager import TableManager
+
+        flow = FlowControlEvent(initially_suspended=False)
+        app = SimpleNamespace(conf=SimpleNamespace(stream_buffer_maxsize=100), flow_control=flow,
+                              FlowControlQueue=lambda **kw: _faust_queue(flow, **kw))
+        tables = SimpleNamespace(_changelog_queue=None, app=app, recovery=recovery)
+        queue = TableManager.changelog_queue.fget(tables)  # the queue faust's recovery reads
+        for event in (record(standby, 7), record(revoked, 3), record(standby, 8)):
+            queue.put_nowait(event)
+        flow.resume()  # what recovery and every agent start do
+        return [(await asyncio.wait_for(queue.get(), 1.0)).message.offset for _ in range(2)]
+    assert asyncio.run(scenario()) == [7, 8]
+
+
+def _faust_queue(flow, maxsize=None, clear_on_resume=False):
+    from mode.utils.queues import ThrowableQueue  # what faust's app.FlowControlQueue builds
+    return ThrowableQueue(maxsize=maxsize, flow_control=flow, clear_on_resume=clear_on_resume)
+
+
+def test_the_producer_faust_builds_is_idempotent():
+    """Changelog order through retries: the aiokafka producer faust builds for the app
+    (not only a transactional one) has idempotence on, hence acks=all."""
+    from streams.app import app
+
+    async def build():
+        producer = app.producer._new_producer()
+        try:
+            return producer._txn_manager is not None
+        finally:
+            await producer.stop()
+    assert asyncio.run(build())

@@ -58,3 +58,27 @@ def test_verbalized_history_reads_like_360brew():
     assert "Member has applied to the following jobs: [2 days ago, Senior Data Engineer, Acme, Seattle]" in text
     assert "Member has dismissed the following jobs: [1 day ago, Data Analyst, Globex, Austin, reason: wrong location]" in text
     assert "## Member Profile" in text and "Current title: Data Engineer" in text
+
+
+def test_a_redelivery_is_recognised_by_its_offset_whatever_its_age():
+    """More events than the event-id window: the oldest is still known as applied."""
+    from streams.state import SourcePosition
+
+    events = [f.action(f"a{i}", "view", i) for i in range(100)]
+    state = None
+    for offset, ev in enumerate(events):
+        state = apply_member_event(state, ev, JOBS.get, seen_window=64,
+                                   source=SourcePosition("member-actions", 1, offset))
+    assert state.counts == {"view": 100}
+    again = apply_member_event(state, events[0], JOBS.get, seen_window=64,
+                               source=SourcePosition("member-actions", 1, 0))
+    assert again is state
+    assert MemberState.from_dict(state.to_dict()) == state  # the offsets are stored
+
+
+def test_a_producer_duplicate_at_a_new_offset_is_recognised_by_its_id():
+    from streams.state import SourcePosition
+
+    ev = f.action("a1", "apply", 1)
+    state = apply_member_event(None, ev, JOBS.get, source=SourcePosition("member-actions", 0, 5))
+    assert apply_member_event(state, ev, JOBS.get, source=SourcePosition("member-actions", 0, 6)) is state

@@ -11,11 +11,13 @@ import uuid
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 
 from infra.waiting import wait_for
 from infra.worker_process import WorkerProcess
-from streams.producer import EventProducer
+from streams.delivery import EXIT_FATAL
+from streams.producer import EventProducer, make_producer
 from streams.schemas import serialize
 from tests import factories as f
 from tests.kafka_helpers import free_port, java_partition, require_kcat, unique_name
@@ -25,8 +27,10 @@ pytestmark = pytest.mark.kafka
 FAST = dict(broker_session_timeout=6.0, broker_heartbeat_interval=2.0, commit_interval=0.5)
 
 
-def start_worker(bootstrap: str, data_dir: Path, app_id: str, loglevel: str = "warning") -> WorkerProcess:
-    worker = WorkerProcess(bootstrap, data_dir, free_port(), loglevel=loglevel, app_id=app_id, **FAST).start()
+def start_worker(bootstrap: str, data_dir: Path, app_id: str, loglevel: str = "warning",
+                 **settings: object) -> WorkerProcess:
+    worker = WorkerProcess(bootstrap, data_dir, free_port(), loglevel=loglevel, app_id=app_id,
+                           **{**FAST, **settings}).start()
     worker.wait_ready(timeout=90)
     return worker
 
@@ -135,6 +139,54 @@ def test_redelivered_event_changes_nothing(worker, kafka_bootstrap):
     assert len(state["history"]) == 2
 
 
+def test_a_dead_letter_too_big_to_resend_is_cut_to_fit_and_its_batch_is_applied(worker, kafka_bootstrap):
+    """A value the broker accepted compressed is over the producer's request size when
+    dead-lettered uncompressed. It used to fail the send, crash the agent and ack its
+    batch: the valid events around it vanished. Now the dead letter is cut to fit, says
+    how big the original was, and every valid event is applied."""
+    mid = unique_name("m")
+    oversized = b'{"schema": "hirestream.v1", "event_id": "' + b"x" * 1_500_000  # not JSON, 1.5 MB
+    with EventProducer(kafka_bootstrap, compression_type="gzip", max_request_size=4 << 20) as p:
+        for i in range(40):
+            if i == 20:
+                p.send_raw("member-actions", oversized, key=mid.encode())
+            p.send(f.action(f"{mid}-{i}", "view", i / 10, member_id=mid, job_id=f"j{i}"))
+    member_with(worker, mid, lambda v: v["counts"].get("view", 0) >= 40, "every valid event around it")
+    assert worker.member(mid)["counts"] == {"view": 40}
+
+    mine = lambda recs: [r for r in recs if r.key == mid.encode()]  # noqa: E731
+    record = mine(dead_letters(kafka_bootstrap, "member-actions", mine))[0]
+    headers = dict(record.headers)
+    assert headers["original_value_size"] == str(len(oversized)).encode()
+    assert 0 < len(record.value) < 1_000_000 and oversized.startswith(record.value)
+    assert b"Invalid JSON" in headers["error"]
+
+
+def test_a_message_without_its_key_or_off_its_partition_is_dead_lettered(worker, kafka_bootstrap):
+    """State is partitioned by key: a keyless event, or one on a partition other than its
+    key's murmur2 partition, would be folded into state its member's owner never sees."""
+    mid = unique_name("m")
+    home = java_partition(mid.encode(), 3)
+    keyless = serialize(f.action(unique_name("e"), "click", 1, member_id=mid))
+    elsewhere = serialize(f.action(unique_name("e"), "apply", 2, member_id=mid))
+    producer = make_producer(kafka_bootstrap)
+    try:
+        producer.send("member-actions", key=None, value=keyless, partition=home)
+        producer.send("member-actions", key=mid.encode(), value=elsewhere, partition=(home + 1) % 3)
+        producer.send("member-actions", key=mid.encode(), value=serialize(f.action(unique_name("e"), "save", 3,
+                                                                                   member_id=mid)))
+        producer.flush()
+    finally:
+        producer.close()
+    mine = lambda recs: {r.value: dict(r.headers) for r in recs if r.value in (keyless, elsewhere)}  # noqa: E731
+    refused = mine(dead_letters(kafka_bootstrap, "member-actions", lambda recs: len(mine(recs)) == 2))
+    assert b"no key" in refused[keyless]["error"]
+    assert f"belongs on partition {home}".encode() in refused[elsewhere]["error"]
+    assert refused[elsewhere]["source_partition"] == str((home + 1) % 3).encode()
+    state = member_with(worker, mid, lambda v: v["counts"].get("save") == 1, "the well-keyed event")
+    assert state["counts"] == {"save": 1}
+
+
 def test_the_worker_says_what_it_waits_on_and_where_it_reads(worker, kafka_bootstrap):
     mid = unique_name("m")
     with EventProducer(kafka_bootstrap) as p:
@@ -200,10 +252,155 @@ def test_a_new_disk_is_rebuilt_from_the_changelogs(kafka_bootstrap, tmp_path):
         worker.stop()
 
 
+def test_a_redelivery_older_than_the_event_id_window_changes_nothing(kafka_bootstrap, tmp_path):
+    """Every event is applied, nothing committed, then SIGKILL: on restart the worker
+    reads all of them again. 100 events per member is more than the 64-id window, so
+    the oldest are recognised only by the offsets the member's state keeps."""
+    app_id = unique_name("hs-redeliver")
+    members = [unique_name("m") for _ in range(5)]
+    per_member = 100
+    no_commits = dict(commit_interval=3600)  # the first commit would come after an hour
+    worker = start_worker(kafka_bootstrap, tmp_path / "w", app_id, **no_commits)
+    try:
+        produce_views(kafka_bootstrap, members, per_member)
+        assert_exact_view_counts(worker, members, per_member, "before the crash")
+        worker.crash()
+        worker = start_worker(kafka_bootstrap, tmp_path / "w", app_id, **no_commits)
+        # One more view each, after every redelivered one on the member's partition.
+        with EventProducer(kafka_bootstrap) as p:
+            for mid in members:
+                p.send(f.action(f"{mid}-last", "view", 20, member_id=mid, job_id="j-last"))
+        assert_exact_view_counts(worker, members, per_member + 1, "after every event was read again")
+        assert sum((worker.stats() or {}).get("duplicates", {}).values()) >= per_member * len(members)
+    finally:
+        worker.stop()
+
+
+def test_a_changelog_record_the_broker_refuses_is_never_committed_over(kafka_bootstrap, tmp_path):
+    """The broker refuses one changelog record (over its changelog topic's
+    max.message.bytes). The worker stops before any commit covers the event; once the
+    limit is raised, a restart reprocesses it, the changelog catches up (the event is a
+    duplicate of what RocksDB holds, so its stored value is written again), and a new
+    disk rebuilt from the changelog holds the same state."""
+    app_id = unique_name("hs-refused")
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    changelog = f"{app_id}-member-state-changelog"
+    # A typical member's state is ~10 KB; the profile below makes it ~40 KB.
+    admin.create_topics([NewTopic(changelog, 3, 1, topic_configs={
+        "cleanup.policy": "compact", "max.message.bytes": str(32 << 10)})])
+    mid = unique_name("m")
+    worker = start_worker(kafka_bootstrap, tmp_path / "first", app_id)
+    try:
+        with EventProducer(kafka_bootstrap) as p:
+            for i in range(5):
+                p.send(f.action(f"{mid}-{i}", "view", i / 10, member_id=mid, job_id=f"j{i}"))
+        member_with(worker, mid, lambda v: v["counts"].get("view") == 5, "the small events")
+        big = f.member_upserted(unique_name("e"), 1, member_id=mid, about="y" * 5000,
+                                skills=[f"skill {k} " + "x" * 180 for k in range(100)])
+        producer = make_producer(kafka_bootstrap)
+        sent = producer.send("members", key=mid.encode(), value=serialize(big)).get(timeout=30)
+        producer.close()
+        wait_for(lambda: not worker.alive, 60, "the worker to stop on the refused changelog record")
+        assert worker.proc.returncode == EXIT_FATAL, worker.log_tail()
+        committed = admin.list_group_offsets(app_id)[app_id].get(TopicPartition("members", sent.partition))
+        assert committed is None or committed.offset <= sent.offset  # the event will be read again
+
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, changelog,
+                                            configs={"max.message.bytes": str(4 << 20)})])
+        worker = start_worker(kafka_bootstrap, tmp_path / "first", app_id)
+        state = member_with(worker, mid, lambda v: v["profile"] and v["profile"]["about"], "the big profile")
+        assert state["counts"] == {"view": 5}
+        worker.wait_for(lambda: everything_committed(worker), 120, "every source event committed")
+    finally:
+        worker.stop()
+        admin.close()
+    worker = start_worker(kafka_bootstrap, tmp_path / "second", app_id)
+    try:
+        assert member_with(worker, mid, lambda v: True, "the member, from the changelog") == state
+    finally:
+        worker.stop()
+
+
+def test_after_a_crash_the_changelogs_hold_exactly_what_the_store_holds(kafka_bootstrap, tmp_path):
+    """SIGKILL mid-stream while the latest changelog records still wait in the producer
+    (RocksDB is ahead of the changelog); restart on the same disk until everything is
+    committed; SIGKILL again. A worker on an empty disk, rebuilt from the changelogs
+    alone, holds exactly the crashed worker's RocksDB state, key for key.
+
+    The `quiet` members get no event after the first crash, so only the redelivery of
+    their last events can bring their changelog up to RocksDB."""
+    app_id = unique_name("hs-changelog")
+    streaming = [unique_name("m") for _ in range(20)]
+    quiet = [unique_name("q") for _ in range(10)]
+    # Changelog records wait 2 s in the producer, and no commit flushes them sooner.
+    slow_changelog = dict(producer_linger=2.0, commit_interval=30)
+    worker = start_worker(kafka_bootstrap, tmp_path / "crashed", app_id, **slow_changelog)
+    try:
+        produce_member_events(kafka_bootstrap, streaming, range(0, 20))
+        produce_member_events(kafka_bootstrap, quiet, range(0, 3))
+
+        def applied():
+            views = {mid: ((worker.member(mid) or {}).get("counts") or {}).get("view", 0) for mid in streaming + quiet}
+            return all(views[m] >= 20 for m in streaming) and all(views[m] >= 3 for m in quiet)
+        worker.wait_for(applied, 120, "the events before the crash in RocksDB")
+        worker.crash()
+        worker = start_worker(kafka_bootstrap, tmp_path / "crashed", app_id)
+        produce_member_events(kafka_bootstrap, streaming, range(20, 40))
+        assert_exact_view_counts(worker, streaming, 40, "after the restart", hired=2)
+        assert_exact_view_counts(worker, quiet, 3, "after the restart")
+        worker.wait_for(lambda: everything_committed(worker), 120, "every source event committed")
+    finally:
+        worker.crash()
+    crashed = stored_members(tmp_path / "crashed")
+    assert set(streaming + quiet) <= set(crashed)
+
+    rebuilt_worker = start_worker(kafka_bootstrap, tmp_path / "rebuilt", app_id)
+    try:
+        for mid in streaming + quiet:
+            member_with(rebuilt_worker, mid, lambda v: True, f"{mid} restored")
+        assert (rebuilt_worker.stats() or {}).get("processed_total") == 0  # from the changelogs alone
+    finally:
+        rebuilt_worker.stop()
+    rebuilt = stored_members(tmp_path / "rebuilt")
+    assert rebuilt.keys() == crashed.keys()
+    assert [k for k in crashed if rebuilt[k] != crashed[k]] == []
+
+
+def produce_member_events(bootstrap: str, members: list[str], steps: range) -> None:
+    """Step i for each member, interleaved: a view, a profile upsert every 10th step and
+    a hire at steps 5 and 25, so all three member topics write each member's state."""
+    with EventProducer(bootstrap) as p:
+        for i in steps:
+            for mid in members:
+                if i % 10 == 0:
+                    p.send(f.member_upserted(f"{mid}-p{i}", i / 10, member_id=mid, title=f"Title {i}"))
+                if i % 20 == 5:
+                    p.send(f.hire(f"{mid}-h{i}", i / 10, member_id=mid, job_id=f"j{i}"))
+                p.send(f.action(f"{mid}-{i}", "view", i / 10, member_id=mid, job_id=f"j{i}"))
+
+
+def stored_members(data_dir: Path, partitions: int = 3) -> dict[str, dict]:
+    """Every member-state entry in a worker's RocksDB directory (the worker stopped)."""
+    from rocksdict import AccessType, Rdict
+
+    found = {}
+    for p in range(partitions):
+        db = Rdict(str(data_dir / f"worker/v1/tables/member-state-{p}.db"), access_type=AccessType.read_only())
+        try:
+            for key, value in db.items():
+                if isinstance(key, bytes) and key.startswith(b"__faust"):
+                    continue  # faust's own offset bookkeeping
+                found[json.loads(key)] = json.loads(value)
+        finally:
+            db.close()
+    return found
+
+
 def everything_committed(worker: WorkerProcess) -> bool:
     """The worker has committed every source partition up to its end (`/debug/tasks/`)."""
     offsets = (worker.debug_tasks() or {}).get("offsets") or {}
-    return bool(offsets) and all((o["committed"] or 0) >= o["highwater"] for o in offsets.values())
+    return bool(offsets) and all(o["highwater"] is not None and (o["committed"] or 0) >= o["highwater"]
+                                 for o in offsets.values())  # highwater None: not fetched yet
 
 
 def produce_views(bootstrap: str, members: list[str], per_member: int) -> None:
@@ -218,8 +415,10 @@ def views_handled(worker: WorkerProcess) -> int:
     return ((worker.stats() or {}).get("processed") or {}).get("member-actions", 0)
 
 
-def assert_exact_view_counts(worker: WorkerProcess, members: list[str], per_member: int, where: str) -> None:
-    """Wait until every member has `per_member` views on `worker`, then require exactly that."""
+def assert_exact_view_counts(worker: WorkerProcess, members: list[str], per_member: int, where: str,
+                             **other_counts: int) -> None:
+    """Wait until every member has `per_member` views on `worker`, then require exactly
+    that (and `other_counts` of other actions)."""
     counts: dict[str, dict | None] = {}
 
     def everyone_complete():
@@ -231,7 +430,7 @@ def assert_exact_view_counts(worker: WorkerProcess, members: list[str], per_memb
         worker.wait_for(everyone_complete, 180, f"every member's events {where}")
     except TimeoutError as err:  # say whether events were lost or the worker stalled
         raise AssertionError(f"counts {counts}\nstats {worker.stats()}\n{err}") from None
-    assert counts == {mid: {"view": per_member} for mid in members}
+    assert counts == {mid: {"view": per_member, **other_counts} for mid in members}
 
 
 def assert_members_on_their_partitions(data_dir: Path, members: list[str], partitions: int = 3) -> None:

@@ -1,1 +1,3 @@
-"""One module per topic's agent; each is a short `async for` over its stream."""
+"""One module per agent; each declares a `streams.processing.TableUpdate`: the table it
+writes, the key of an event and the per-event function. `streams.processing` does the
+rest (decoding, dead letters, key checks, the changelog hand-off, acks)."""

@@ -1,26 +1,22 @@
-"""`companies` -> the company directory."""
-import faust
+"""`companies` -> the company directory: the latest upsert per company."""
+from __future__ import annotations
 
-from streams.app import app, companies, source_topics
-from streams.decoding import decoded_batches
-from streams.ingest_stats import stats
-from streams.schemas import Event
-from streams.tables import acting_as
-
-
-@app.agent(source_topics["companies"])
-async def process_companies(stream):
-    async for batch in decoded_batches(stream):
-        for source, typed in batch:
-            with acting_as(source):
-                record(source, typed)
+from streams.app import companies, source_topics
+from streams.processing import TableUpdate, table_agent
+from streams.schemas import CompanyUpserted
+from streams.state import SourcePosition
 
 
-def record(source: faust.EventT, typed: Event) -> None:
-    company_id = typed.payload.company_id
-    entry = companies.get(company_id)
-    if entry and entry["event_id"] == typed.event_id:
-        stats.duplicate(source.message.topic)
-        return
-    companies[company_id] = {"company": typed.payload.model_dump(mode="json"), "event_id": typed.event_id}
-    stats.applied(source.message.topic, source.message.timestamp)
+def upsert(entry: dict | None, event: CompanyUpserted, source: SourcePosition) -> dict:
+    if entry is not None and entry["event_id"] == event.event_id:
+        return entry  # a redelivery
+    return {"company": event.payload.model_dump(mode="json"), "event_id": event.event_id}
+
+
+process_companies = table_agent(source_topics["companies"], TableUpdate(
+    table=companies,
+    key=lambda event: event.payload.company_id,
+    apply=upsert,
+    load=lambda stored: stored,
+    dump=lambda entry: entry,
+), name="companies")
