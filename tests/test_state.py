@@ -55,9 +55,9 @@ def test_verbalized_history_reads_like_360brew():
     s = fold([f.member_upserted("p1"), f.action("a1", "apply", 0), f.action("a2", "dismiss", 1, job_id="j2",
               reason="wrong_location")])
     text = verbalized_history(s, now=f.at(48).timestamp())
-    assert "Member has applied to the following jobs: [2 days ago, Senior Data Engineer, Acme, Seattle]" in text
-    assert "Member has dismissed the following jobs: [1 day ago, Data Analyst, Globex, Austin, reason: wrong location]" in text
-    assert "## Member Profile" in text and "Current title: Data Engineer" in text
+    assert "Applied: Senior Data Engineer, Acme, Seattle (2d ago)" in text
+    assert "Dismissed: Data Analyst, Globex, Austin (1d ago, wrong location)" in text
+    assert "## Member Profile\nData Engineer;" in text
 
 
 def test_a_redelivery_is_recognised_by_its_offset_whatever_its_age():

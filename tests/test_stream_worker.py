@@ -60,9 +60,9 @@ def test_kafka_python_events_reach_the_tables(worker, kafka_bootstrap):
     state = member_with(worker, mid, lambda v: v["counts"].get("hired") == 1 and v["profile"], "history")
     assert state["counts"] == {"apply": 1, "hired": 1}
     assert state["history"][1]["job"]["title"] == "Senior Data Engineer"  # described from the catalog
-    assert "Member has applied to the following jobs: [1 day ago, Senior Data Engineer, Acme, Seattle]" \
+    assert "Applied: Senior Data Engineer, Acme, Seattle (1d ago)" \
         in state["verbalized_history"]
-    assert "Member was hired into the following jobs: [today, Senior Data Engineer" in state["verbalized_history"]
+    assert "Hired: Senior Data Engineer, Acme, Seattle (today)" in state["verbalized_history"]
 
     with EventProducer(kafka_bootstrap) as p:
         p.send(f.job_closed(unique_name("e"), jid, hours=40))
