@@ -192,12 +192,17 @@ def test_member_text_never_becomes_a_special_token(tokenizer):
 @pytest.mark.slow
 def test_injected_text_moves_scores_no_more_than_ordinary_text():
     """The pretrained teacher reads a slate; an attack in every free field moves its
-    scores no more than ordinary text of the same length in the same fields."""
+    scores no more than ordinary texts of the same length in the same fields do (the
+    largest move over four ordinary texts is the reference: one text alone is a noisy one)."""
     from models.verbalizer import job_segment, member_prefix
     from streams.schemas import Job, MemberProfile, Seniority
 
     ranker = Ranker.teacher()
-    ordinary = "Keen on teamwork, steady pace and clear goals; enjoys long walks."[: len(ATTACK)]
+    n = len(ATTACK)
+    ordinary = [(t * 3)[:n] for t in ("Keen on teamwork, steady pace and clear goals; enjoys long walks. ",
+                                      "Ten years on the line, then two leading a small kitchen crew. ",
+                                      "Night shifts are fine; I hold a food hygiene certificate. ",
+                                      "Looking for a calm place with a fair rota and good people. ")]
     jobs = [Job(job_id=f"j{i}", company_id="c", company_name=c, title=t, location="Rome", seniority=Seniority.MID,
                 skills=["cooking"]) for i, (t, c) in enumerate([("Chef", "Bistro"), ("Nurse", "Clinic"),
                                                                  ("Welder", "Forge")])]
@@ -212,5 +217,5 @@ def test_injected_text_moves_scores_no_more_than_ordinary_text():
 
     base = scores("")
     moved_by_attack = np.abs(scores(ATTACK) - base).max()
-    moved_by_ordinary = np.abs(scores(ordinary) - base).max()
-    assert moved_by_attack <= max(moved_by_ordinary * 1.5, 0.02), (moved_by_attack, moved_by_ordinary)
+    moved_by_ordinary = [np.abs(scores(t) - base).max() for t in ordinary]
+    assert moved_by_attack <= max(moved_by_ordinary), (moved_by_attack, moved_by_ordinary)
