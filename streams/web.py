@@ -27,28 +27,26 @@ async def health_view(web: View, request: Request) -> Response:
 # Answered from this worker's partitions. (faust's @table_route, which forwards to
 # the owning worker, fails in faust-streaming 0.15.3 before the changelog topic's
 # metadata is cached: aiokafka `partitions_for_topic` returns None.)
+def _entry(web: View, table, kind: str, key: str) -> Response:
+    value = table.get(key)
+    if value is None:
+        return web.json({"error": f"unknown {kind} {key!r}"}, status=404)
+    return web.json(value)
+
+
 @app.page("/members/{member_id}/")
 async def member_view(web: View, request: Request, member_id: str) -> Response:
-    value = member_state.get(member_id)
-    if value is None:
-        return web.json({"error": f"unknown member {member_id!r}"}, status=404)
-    return web.json(value)
+    return _entry(web, member_state, "member", member_id)
 
 
 @app.page("/jobs/{job_id}/")
 async def job_view(web: View, request: Request, job_id: str) -> Response:
-    value = job_catalog.get(job_id)
-    if value is None:
-        return web.json({"error": f"unknown job {job_id!r}"}, status=404)
-    return web.json(value)
+    return _entry(web, job_catalog, "job", job_id)
 
 
 @app.page("/companies/{company_id}/")
 async def company_view(web: View, request: Request, company_id: str) -> Response:
-    value = companies.get(company_id)
-    if value is None:
-        return web.json({"error": f"unknown company {company_id!r}"}, status=404)
-    return web.json(value)
+    return _entry(web, companies, "company", company_id)
 
 
 @app.page("/stats/")
