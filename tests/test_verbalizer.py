@@ -89,7 +89,8 @@ def test_views_are_compressed_and_repeats_collapse():
 
 
 def test_a_job_segment_carries_the_postings_terms_fenced():
-    duties = "Build and run the data pipelines of a growing platform, from ingestion to the warehouse. " * 3
+    duties = ("Build and run the data pipelines of a growing platform, from ingestion through streaming "
+              "and batch processing to the warehouse, the models and the dashboards on top. ")
     job = JOB.model_copy(update={"description": duties + "Great team. Hybrid: two days in the office."})
     body = job_segment(job)
     assert "Build and run" not in body  # the duties a title implies give way to the terms
