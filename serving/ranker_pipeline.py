@@ -207,14 +207,10 @@ def recipe_config(model_kind: str, **overrides) -> TrainConfig:
     return cfg
 
 
-def _hanley_mcneil_se(a: float, n_pos: int, n_neg: int) -> float:
-    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
-    return float(np.sqrt((a * (1 - a) + (n_pos - 1) * (q1 - a * a) + (n_neg - 1) * (q2 - a * a)) / (n_pos * n_neg)))
-
-
 def curve_evaluator(ranker: Ranker, held_out: Sequence[Example], max_slates: int = 120, seed: int = 0):
-    """A learning-curve probe: AUC per task on a fixed sample of held-out slates."""
-    from serving.metrics import auc
+    """A learning-curve probe: AUC per task (member-clustered DeLong SE, as the quality
+    bench reports) on a fixed sample of held-out slates."""
+    from serving.metrics import auc_se
 
     slates = sorted(slates_of(held_out).items())
     rng = random.Random(seed)
@@ -227,8 +223,8 @@ def curve_evaluator(ranker: Ranker, held_out: Sequence[Example], max_slates: int
             idx = [i for i, ex in enumerate(sample) if ex.task == task]
             y = np.array([sample[i].label for i in idx])
             if 0 < y.sum() < len(y):
-                a = auc(s[idx], y)
-                out[task] = {"auc": a, "se": _hanley_mcneil_se(a, int(y.sum()), int(len(y) - y.sum()))}
+                a, se = auc_se(s[idx], y, clusters=[sample[i].member_id for i in idx])
+                out[task] = {"auc": a, "se": se}
         return {"tasks": out}
 
     return evaluate
