@@ -266,6 +266,7 @@ class TrainedOn:
     days: int | None
     seeds: list[int]
     held_out_days: int
+    text_share: float | None = None
 
     @classmethod
     def read(cls, path: str) -> "TrainedOn":
@@ -275,7 +276,8 @@ class TrainedOn:
         meta = json.loads(meta_path.read_text())
         seeds = meta.get("sim_seeds") or ([meta["seed"]] if "seed" in meta else [])
         return cls(path, meta.get("sim_members"), meta.get("sim_days"), [int(s) for s in seeds],
-                   int(meta.get("sim_held_out_days", meta.get("held_out_days", HELD_OUT_DAYS))))
+                   int(meta.get("sim_held_out_days", meta.get("held_out_days", HELD_OUT_DAYS))),
+                   meta.get("sim_text_share"))
 
     def training_days(self, seed: int) -> int:
         """Days of `seed`'s marketplace this ranker trained on (0 when it never saw it)."""
@@ -290,13 +292,15 @@ class Protocol:
     held_out_days: int
     max_groups: int | None
     trained: list[TrainedOn]
+    text_share: float
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # facts of the data, found once simulated
 
     def lines(self) -> list[str]:
         first = self.days - self.held_out_days
         out = [f"marketplaces: seeds {', '.join(map(str, self.seeds))}; {self.members} members, "
-               f"{2 * self.members} jobs, {self.days} days each",
+               f"{2 * self.members} jobs, {self.days} days each; a share {self.text_share:g} of members "
+               "hold a wish only their free text states",
                f"train: days 0-{first - 1} of each marketplace (baselines fitted per marketplace); "
                f"held out: days {first}-{self.days - 1}, every example"
                + (f" (at most {self.max_groups} slates per task)" if self.max_groups else " (no cap)"),
@@ -347,8 +351,12 @@ def resolve_protocol(args) -> Protocol:
         unseen = [s for s in seeds if s not in t.seeds]
         if unseen and t.seeds:
             warnings.append(f"{t.path} never trained on seeds {unseen}: those marketplaces are new to it")
+    from streams.simulator import MarketplaceConfig
+
+    text_share = _setting(args.text_share, _agreed([t.text_share for t in trained], "text-share"), "text-share",
+                          MarketplaceConfig().text_preference_share, args.allow_mismatch, warnings)
     held_out_days = _agreed([t.held_out_days for t in trained], "held-out days") or HELD_OUT_DAYS
-    protocol = Protocol(seeds, members, days, held_out_days, args.max_groups, trained, warnings)
+    protocol = Protocol(seeds, members, days, held_out_days, args.max_groups, trained, text_share, warnings)
     check_no_overlap(protocol)
     return protocol
 
@@ -463,7 +471,7 @@ class Market:
         since = (start + timedelta(days=protocol.days - protocol.held_out_days)).timestamp()
         truth = RequestTruth(since)
         split = simulated_split(protocol.members, protocol.days, seed, protocol.held_out_days,
-                                progress=False, on_event=truth.watch)
+                                progress=False, on_event=truth.watch, text_share=protocol.text_share)
         held = cap_groups(split.held_out, protocol.max_groups, seed)
         return cls(seed, split.description, by_task(split.train), by_task(held), truth)
 
@@ -558,20 +566,28 @@ def ranker_has_ask() -> bool:
 
 
 def ranker_scores(ranker, name: str, market: Market, zero_shot: bool) -> Scores:
-    """The ranker's own rows, its held-out phrasing and its held-out task on one marketplace."""
+    """The ranker's own rows, its held-out phrasing and its held-out task on one marketplace.
+
+    Every task's examples go through `score_examples` together, so a slate's prefix is
+    encoded once and every task of every job is answered in that one pass (as served)."""
     prompts = PromptCache(ranker)
+    tasks = [t for t in TASKS if t in market.held]
+    pooled = [ex for t in tasks for ex in market.held[t]]
+    ends = np.cumsum([len(market.held[t]) for t in tasks])
+
+    def per_task(scores: np.ndarray) -> dict[str, np.ndarray]:
+        return dict(zip(tasks, np.split(scores, ends[:-1])))
+
     out: Scores = defaultdict(dict)
-    for task in (t for t in TASKS if t in market.held):
-        exs = market.held[task]
-        out[name][task] = score_examples(ranker, exs, prompts, phrasing=0, progress=False)
-        if zero_shot:
-            out[f"{name} held-out phrasing"][task] = score_examples(ranker, exs, prompts, phrasing=-1, progress=False)
+    out[name] = per_task(score_examples(ranker, pooled, prompts, phrasing=0))
+    if zero_shot:
+        out[f"{name} held-out phrasing"] = per_task(score_examples(ranker, pooled, prompts, phrasing=-1))
     if HELD_OUT_TASK in market.held:
         interest = market.held[HELD_OUT_TASK]  # the click examples, relabelled: their click scores are the same
         out[f"{name} click question"][HELD_OUT_TASK] = out[name]["click"]
         if zero_shot and ranker_has_ask():
             out[f"{name} held-out task"][HELD_OUT_TASK] = score_examples(
-                ranker, interest, prompts, phrasing=0, ask=HELD_OUT_TASK, progress=False)
+                ranker, interest, prompts, phrasing=0, ask=HELD_OUT_TASK)
     return out
 
 
@@ -812,6 +828,9 @@ def parse_args(argv=None):
                     help="comma-separated simulator seeds; default: the rankers' training seeds, else 0,1,2")
     ap.add_argument("--allow-mismatch", action="store_true",
                     help="evaluate even where the command line contradicts the rankers' training settings")
+    ap.add_argument("--text-share", type=float, default=None,
+                    help="share of members with a wish only their text states (default: the rankers', else the "
+                         "simulator's); 0 gives the table without them")
     ap.add_argument("--max-groups", type=int, default=None, help="at most this many slates per task (default: all)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-zero-shot", action="store_true")
@@ -822,7 +841,7 @@ def parse_args(argv=None):
 def rerun_command(args, protocol: Protocol) -> str:
     parts = ["python", "bench/ranker_quality.py", *(f"--ranker {shlex.quote(r)}" for r in args.ranker),
              f"--members {protocol.members}", f"--days {protocol.days}",
-             f"--seeds {','.join(map(str, protocol.seeds))}"]
+             f"--seeds {','.join(map(str, protocol.seeds))}", f"--text-share {protocol.text_share:g}"]
     for flag, on in (("--allow-mismatch", args.allow_mismatch), ("--no-zero-shot", args.no_zero_shot),
                      ("--no-curve", args.no_curve)):
         parts += [flag] if on else []

@@ -38,12 +38,14 @@ class SimulatedSplit:
 
 def simulated_split(n_members: int = 300, days: int = 21, seed: int = 7, held_out_days: int = HELD_OUT_DAYS,
                     n_jobs: int | None = None, progress: bool = True,
-                    on_event: Callable[[object, object], None] | None = None) -> SimulatedSplit:
+                    on_event: Callable[[object, object], None] | None = None,
+                    text_share: float | None = None) -> SimulatedSplit:
     """Run the simulator, replay its events in order, split examples by request time.
 
     `on_event(truth, event)`, if given, sees each event as it is replayed, with the
     simulator's hidden `Truth` as it stands then (evaluation reads the affinity at
     the request with it; the truth mutates as the simulation goes on).
+    `text_share` overrides the share of members whose wish only their text states.
     """
     from tqdm.auto import tqdm
 
@@ -52,7 +54,8 @@ def simulated_split(n_members: int = 300, days: int = 21, seed: int = 7, held_ou
     if days <= held_out_days:
         raise ValueError(f"days={days} leaves nothing to train on with {held_out_days} held-out days")
     n_jobs = n_jobs or 2 * n_members
-    cfg = MarketplaceConfig(seed=seed, n_members=n_members, n_companies=max(5, n_jobs // 20), n_jobs=n_jobs, days=days)
+    cfg = MarketplaceConfig(seed=seed, n_members=n_members, n_companies=max(5, n_jobs // 20), n_jobs=n_jobs, days=days,
+                            **({} if text_share is None else {"text_preference_share": text_share}))
     market = Marketplace(cfg)
     events = tqdm(market.events(), desc="replay simulator", unit="event", disable=not progress)
     if on_event is not None:
@@ -60,7 +63,8 @@ def simulated_split(n_members: int = 300, days: int = 21, seed: int = 7, held_ou
     examples = build_examples(events)
     cutoff = (cfg.start + timedelta(days=days - held_out_days)).timestamp()
     train_ex, held = split_by_time(examples, cutoff)
-    description = (f"simulated marketplace (seed {seed}, {n_members} members, {n_jobs} jobs, {days} days); "
+    description = (f"simulated marketplace (seed {seed}, {n_members} members, {n_jobs} jobs, {days} days, "
+                   f"text-stated wishes {cfg.text_preference_share:g}); "
                    f"first {days - held_out_days} days train ({len(train_ex)} examples), "
                    f"last {held_out_days} held out ({len(held)} examples)")
     return SimulatedSplit(train_ex, held, cutoff, description)
@@ -115,16 +119,23 @@ def _member_day(ex: Example) -> tuple:
 
 
 def training_rows(examples: Sequence[Example], prompts: PromptCache, seed: int = 0,
-                  max_jobs: int = 24, tasks: Sequence[str] = TASKS) -> list[TrainRow]:
+                  max_jobs: int = 24, tasks: Sequence[str] = TASKS,
+                  max_groups: int | None = None) -> list[TrainRow]:
     """Multi-task rows: one per member-day (and surface), every job shown that day
-    asked every task its slate has; phrasings mixed among the training ones."""
+    asked every task its slate has; phrasings mixed among the training ones.
+
+    `max_groups` keeps a random sample of that many member-days: building a prompt costs
+    more than grouping, so a short budget should not pay for rows it will never read."""
     rng = random.Random(seed)
     groups: dict[tuple, list[Example]] = defaultdict(list)
     for ex in sorted(examples, key=lambda e: (e.request_time, e.slate_id)):
         if ex.task in tasks:
             groups[_member_day(ex)].append(ex)
+    keys = sorted(groups, key=str)
+    if max_groups is not None and len(keys) > max_groups:
+        keys = sorted(random.Random(seed + 1).sample(keys, max_groups), key=str)
     rows = []
-    for key in sorted(groups, key=str):
+    for key in keys:
         group = groups[key]
         row_tasks = sorted({ex.task for ex in group}, key=TASKS.index)
         labels: dict[str, dict[str, int]] = {}
@@ -186,6 +197,13 @@ PRESETS = {
     "student": dict(layers=None, frozen_blocks=0, lr=1e-3, head_lr=3e-3),
 }
 BUDGET = PromptBudget()
+# Member-day rows one CPU minute can train on, generously (2 cores read ~60 a minute):
+# a time budget never reads more, so more would only cost preparation time.
+ROWS_PER_CPU_MINUTE = 150
+
+
+def rows_readable_in(budget_minutes: float) -> int:
+    return max(200, int(budget_minutes * ROWS_PER_CPU_MINUTE))
 
 
 def new_ranker(model_kind: str, seed: int = 0) -> Ranker:
@@ -235,22 +253,25 @@ def train_ranker_on_simulator(model_kind: str = "pruned", budget_minutes: float 
                               n_members: int = 300, days: int = 21, threads: int | None = None,
                               lr: float | None = None, epochs: int | None = None, lora_rank: int | None = None,
                               frozen_blocks: int | None = None, split: SimulatedSplit | None = None,
-                              curve_points: int = 0) -> tuple[Ranker, TrainReport, Path]:
+                              curve_points: int = 0, text_share: float | None = None
+                              ) -> tuple[Ranker, TrainReport, Path]:
     """Train a ranker of `model_kind` on the simulator's training days and save it."""
     import torch
 
     from streams.settings import get_settings
+    from streams.simulator import MarketplaceConfig
 
     threads = threads or get_settings().torch_threads or None
     if threads:
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    split = split or simulated_split(n_members=n_members, days=days, seed=seed)
+    split = split or simulated_split(n_members=n_members, days=days, seed=seed, text_share=text_share)
+    share = MarketplaceConfig().text_preference_share if text_share is None else text_share
     return train_ranker(model_kind, split.train, split.description, budget_minutes=budget_minutes, steps=steps,
                         seed=seed, out_dir=out_dir, threads=threads, lr=lr, epochs=epochs, lora_rank=lora_rank,
                         frozen_blocks=frozen_blocks, held_out=split.held_out if curve_points else (),
                         curve_points=curve_points, extra_meta={"sim_members": n_members, "sim_days": days,
-                                                               "sim_seeds": [seed]},
+                                                               "sim_seeds": [seed], "sim_text_share": share},
                         prepared_s=time.perf_counter() - t0)
 
 
@@ -264,7 +285,8 @@ def train_ranker(model_kind: str, train_examples: Sequence[Example], data_descri
     with its model card (and learning curve, when held-out examples are given)."""
     t0 = time.perf_counter()
     ranker = new_ranker(model_kind, seed=seed).to(default_device())
-    rows = training_rows(train_examples, PromptCache(ranker), seed=seed)
+    rows = training_rows(train_examples, PromptCache(ranker), seed=seed,
+                         max_groups=rows_readable_in(budget_minutes) if budget_minutes and not steps else None)
     cfg = recipe_config(model_kind, steps=steps, budget_minutes=budget_minutes, seed=seed, threads=threads,
                         lr=lr, epochs=epochs, lora_rank=lora_rank, frozen_blocks=frozen_blocks)
     n_labels = sum(len(r.labels) * len(r.tasks) for r in rows)

@@ -77,7 +77,7 @@ def checkpoint(tmp_path, **meta):
 
 def args(ranker, **kw):
     base = dict(ranker=[ranker] if ranker else [], members=None, days=None, seeds=None, allow_mismatch=False,
-                max_groups=None)
+                max_groups=None, text_share=None)
     return SimpleNamespace(**{**base, **kw})
 
 
@@ -95,6 +95,14 @@ def test_protocol_refuses_a_contradicting_command_line(tmp_path):
         Q.resolve_protocol(args(path, members=300))
     p = Q.resolve_protocol(args(path, members=300, days=25, allow_mismatch=True))
     assert len(p.warnings) == 2 and any(line.startswith("WARNING") for line in p.lines())
+
+
+def test_protocol_checks_the_share_of_text_stated_wishes(tmp_path):
+    path = checkpoint(tmp_path, sim_members=400, sim_days=18, sim_seeds=[3], sim_text_share=0.35)
+    assert Q.resolve_protocol(args(path)).text_share == 0.35
+    with pytest.raises(SystemExit, match="--text-share 0.0 contradicts"):
+        Q.resolve_protocol(args(path, text_share=0.0))
+    assert Q.resolve_protocol(args(None, text_share=0.0)).text_share == 0.0  # baselines without wishes
 
 
 def test_protocol_never_lets_held_out_days_overlap_training(tmp_path):
@@ -181,7 +189,8 @@ def test_pooled_rows_compare_with_the_reference_and_split_cold_from_warm():
 
 
 def test_every_held_out_example_has_the_truth_at_its_request():
-    protocol = Q.Protocol(seeds=[1], members=30, days=6, held_out_days=2, max_groups=None, trained=[])
+    protocol = Q.Protocol(seeds=[1], members=30, days=6, held_out_days=2, max_groups=None, trained=[],
+                          text_share=0.35)
     market = Q.Market.simulate(1, protocol)
     held = [ex for exs in market.held.values() for ex in exs]
     assert held and market.truth.at

@@ -34,15 +34,17 @@ def command() -> None:
                                                             "the upper blocks' full weights.")
 @click.option("--curve-points", type=int, default=4, show_default=True,
               help="Learning-curve probes on held-out slates (written to learning_curve.json; 0: none).")
+@click.option("--text-share", type=float, default=None,
+              help="Share of simulated members with a wish only their free text states (default: the simulator's).")
 def ranker(model_kind, budget_minutes, steps, epochs, seed, out_dir, members, days, threads, lr, frozen_blocks,
-           lora_rank, curve_points) -> None:
+           lora_rank, curve_points, text_share) -> None:
     """Fine-tune the multi-task Yes/No ranker on replayed simulator events."""
     from serving.ranker_pipeline import train_ranker_on_simulator
 
     train_ranker_on_simulator(
         model_kind=model_kind, budget_minutes=budget_minutes, steps=steps, seed=seed, out_dir=out_dir,
         n_members=members, days=days, threads=threads, lr=lr, epochs=epochs, lora_rank=lora_rank,
-        frozen_blocks=frozen_blocks, curve_points=curve_points,
+        frozen_blocks=frozen_blocks, curve_points=curve_points, text_share=text_share,
     )
 
 
