@@ -409,7 +409,11 @@ class Replayer:
 
 def _scores_by_task(scorer: Scorer, state: MemberState, cands: Sequence[Candidate], tasks: Sequence[str],
                     now: float, query: str | None) -> dict[str, np.ndarray]:
-    """Scores per task; a scorer that ignores the task (`task_aware = False`) runs once."""
+    """Scores per task; a scorer that ignores the task (`task_aware = False`) runs once, and
+    one that answers several tasks in one pass (`score_tasks`, the LM ranker) is asked once."""
+    if hasattr(scorer, "score_tasks"):
+        return {t: np.asarray(s, dtype=np.float64)
+                for t, s in scorer.score_tasks(state, cands, tasks, now, query).items()}
     if not getattr(scorer, "task_aware", True):
         s = np.asarray(scorer.score(state, cands, tasks[0], now, query), dtype=np.float64)
         return {task: s for task in tasks}

@@ -168,13 +168,17 @@ class RankerScorer:
         return self.ranker.member_prefix(state.profile, state.history, now, query=query)
 
     def score(self, member_state, candidates, task, now, query=None) -> np.ndarray:
+        return self.score_tasks(member_state, candidates, [task], now, query)[task]
+
+    def score_tasks(self, member_state, candidates, tasks, now, query=None) -> dict[str, np.ndarray]:
+        """Every task of every candidate from one pass over the member's prefix."""
         if not candidates:
-            return np.zeros(0, dtype=np.float64)
+            return {t: np.zeros(0, dtype=np.float64) for t in tasks}
         if member_state.profile is None:
             raise ValueError(f"member {member_state.member_id!r} has no profile: the ranker needs one")
         prefix = self.prefix(member_state, now, query)
-        jobs = [c.job for c in candidates]
-        return np.asarray(self.ranker.score(prefix, jobs, task, method=self.method), dtype=np.float64)
+        p = self.ranker.score_tasks(prefix, [c.job for c in candidates], list(tasks), method=self.method)
+        return {t: np.asarray(p[:, i], dtype=np.float64) for i, t in enumerate(tasks)}
 
 
 class VLLMScorer:

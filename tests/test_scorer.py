@@ -58,3 +58,8 @@ def test_ranker_scorer_shares_one_prefix_and_matches_one_by_one():
     slow = RankerScorer(ranker, method="single").score(member(), CANDS, "apply", 0.0)
     assert fast.shape == (3,) and np.all((fast > 0) & (fast < 1))
     np.testing.assert_allclose(fast, slow, atol=1e-5)
+    # the replay asks every task in one pass: the same scores as one task at a time
+    together = RankerScorer(ranker).score_tasks(member(), CANDS, ["click", "apply", "dismiss"], 0.0)
+    for task in ("click", "apply", "dismiss"):
+        np.testing.assert_allclose(together[task], RankerScorer(ranker).score(member(), CANDS, task, 0.0), atol=1e-5)
+    assert not np.allclose(together["click"], together["dismiss"])
