@@ -565,11 +565,29 @@ def ranker_has_ask() -> bool:
     return "ask" in inspect.signature(score_examples).parameters
 
 
-def ranker_scores(ranker, name: str, market: Market, zero_shot: bool) -> Scores:
+def zero_shot_sample(examples: list[Example], n_slates: int | None, seed: int) -> np.ndarray:
+    """Which examples the zero-shot probes score: those of `n_slates` slates drawn at
+    random (all when None). Unscored examples get NaN and are compared on the sample."""
+    slates = sorted({ex.slate_id for ex in examples})
+    if n_slates is None or n_slates >= len(slates):
+        return np.ones(len(examples), dtype=bool)
+    chosen = set(random.Random(seed).sample(slates, n_slates))
+    return np.array([ex.slate_id in chosen for ex in examples], dtype=bool)
+
+
+def score_sample(ranker, examples: list[Example], keep: np.ndarray, prompts, **kw) -> np.ndarray:
+    out = np.full(len(examples), np.nan)
+    idx = np.flatnonzero(keep)
+    out[idx] = score_examples(ranker, [examples[i] for i in idx], prompts, **kw)
+    return out
+
+
+def ranker_scores(ranker, name: str, market: Market, zero_shot: bool, zero_shot_slates: int | None = None) -> Scores:
     """The ranker's own rows, its held-out phrasing and its held-out task on one marketplace.
 
     Every task's examples go through `score_examples` together, so a slate's prefix is
-    encoded once and every task of every job is answered in that one pass (as served)."""
+    encoded once and every task of every job is answered in that one pass (as served).
+    The zero-shot probes score a sample of `zero_shot_slates` slates (all when None)."""
     prompts = PromptCache(ranker)
     tasks = [t for t in TASKS if t in market.held]
     pooled = [ex for t in tasks for ex in market.held[t]]
@@ -581,13 +599,15 @@ def ranker_scores(ranker, name: str, market: Market, zero_shot: bool) -> Scores:
     out: Scores = defaultdict(dict)
     out[name] = per_task(score_examples(ranker, pooled, prompts, phrasing=0))
     if zero_shot:
-        out[f"{name} held-out phrasing"] = per_task(score_examples(ranker, pooled, prompts, phrasing=-1))
+        keep = zero_shot_sample(pooled, zero_shot_slates, market.seed)
+        out[f"{name} held-out phrasing"] = per_task(score_sample(ranker, pooled, keep, prompts, phrasing=-1))
     if HELD_OUT_TASK in market.held:
         interest = market.held[HELD_OUT_TASK]  # the click examples, relabelled: their click scores are the same
         out[f"{name} click question"][HELD_OUT_TASK] = out[name]["click"]
         if zero_shot and ranker_has_ask():
-            out[f"{name} held-out task"][HELD_OUT_TASK] = score_examples(
-                ranker, interest, prompts, phrasing=0, ask=HELD_OUT_TASK)
+            keep = zero_shot_sample(interest, zero_shot_slates, market.seed)
+            out[f"{name} held-out task"][HELD_OUT_TASK] = score_sample(
+                ranker, interest, keep, prompts, phrasing=0, ask=HELD_OUT_TASK)
     return out
 
 
@@ -636,8 +656,21 @@ def verdict(diff: float, se: float) -> str:
 
 
 def evaluate_segment(pool: TaskPool, segment: str) -> list[dict]:
+    """One row per method; a method scored on a sample (NaN elsewhere: the zero-shot
+    probes) is evaluated, and compared with the reference, on its sample only."""
     mask = pool.segment(segment)
-    y, methods = pool.labels[mask], list(pool.scores)
+    full = [m for m in pool.scores if not np.isnan(pool.scores[m][mask]).any()]
+    rows = _segment_rows(pool, segment, mask, full)
+    for m in (m for m in pool.scores if m not in full):
+        sample = mask & ~np.isnan(pool.scores[m])
+        if 0 < pool.labels[sample].sum() < sample.sum():
+            with_ref = [m] + ([REFERENCE] if REFERENCE in full else [])
+            rows += [r for r in _segment_rows(pool, segment, sample, with_ref) if r["method"] == m]
+    return rows
+
+
+def _segment_rows(pool: TaskPool, segment: str, mask: np.ndarray, methods: list[str]) -> list[dict]:
+    y = pool.labels[mask]
     aucs, cov = auc_covariance([pool.scores[m][mask] for m in methods], y, pool.members[mask])
     ref = methods.index(REFERENCE) if REFERENCE in methods else None
     rows = []
@@ -663,7 +696,9 @@ def retention(pool: TaskPool, ranker: str, segment: str = "all") -> dict | None:
         base, probe = ranker, f"{ranker} held-out phrasing"
     if base not in pool.scores or probe not in pool.scores:
         return None
-    mask = pool.segment(segment)
+    mask = pool.segment(segment) & ~np.isnan(pool.scores[probe])  # the probe's sample
+    if not 0 < pool.labels[mask].sum() < mask.sum():
+        return None
     aucs, cov = auc_covariance([pool.scores[base][mask], pool.scores[probe][mask]], pool.labels[mask],
                                pool.members[mask])
     ratio, se = excess_auc_ratio(aucs, cov, num=1, den=0)
@@ -834,6 +869,9 @@ def parse_args(argv=None):
     ap.add_argument("--max-groups", type=int, default=None, help="at most this many slates per task (default: all)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-zero-shot", action="store_true")
+    ap.add_argument("--zero-shot-slates", type=int, default=None,
+                    help="score the held-out phrasing and task on this many random slates per marketplace "
+                         "(default: all); they are compared with the reference on that sample")
     ap.add_argument("--no-curve", action="store_true", help="skip the LR + text learning curve")
     return ap.parse_args(argv)
 
@@ -846,6 +884,7 @@ def rerun_command(args, protocol: Protocol) -> str:
                      ("--no-curve", args.no_curve)):
         parts += [flag] if on else []
     parts += [f"--max-groups {args.max_groups}"] if args.max_groups else []
+    parts += [f"--zero-shot-slates {args.zero_shot_slates}"] if args.zero_shot_slates else []
     return " ".join(parts)
 
 
@@ -865,7 +904,8 @@ def score_rankers(args, markets: list[Market], per_market: list[Scores]) -> list
         names.append(name)
         for market, scores in zip(markets, per_market):
             t = time.perf_counter()
-            for method, tasks in ranker_scores(ranker, name, market, not args.no_zero_shot).items():
+            for method, tasks in ranker_scores(ranker, name, market, not args.no_zero_shot,
+                                               args.zero_shot_slates).items():
                 scores[method].update(tasks)
             print(f"{name} on seed {market.seed}: scored in {time.perf_counter() - t:.0f} s")
     return names
@@ -875,6 +915,9 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     t0 = time.perf_counter()
     protocol = resolve_protocol(args)
+    if args.zero_shot_slates:
+        protocol.notes.append(f"held-out phrasing and task: scored on {args.zero_shot_slates} random held-out "
+                              "slates per marketplace, compared with LR + text and retention on that sample")
     rerun = rerun_command(args, protocol)
     print("Protocol:\n" + "\n".join(f"  {line}" for line in protocol.lines()), flush=True)
     markets = [Market.simulate(seed, protocol) for seed in protocol.seeds]

@@ -139,7 +139,7 @@ def test_plain_table_keeps_every_character():
 def fake_market():
     held = [example(task, label=int(task == "click" and j == "j1"), job_id=j) for j in ("j1", "j2")
             for task in ("click", "save", "apply", "dismiss")]
-    return SimpleNamespace(held=Q.by_task(held))
+    return SimpleNamespace(held=Q.by_task(held), seed=0)
 
 
 def test_ranker_rows_with_the_ask_keyword(monkeypatch):
@@ -186,6 +186,30 @@ def test_pooled_rows_compare_with_the_reference_and_split_cold_from_warm():
     assert rows[("all", "noise")]["verdict"] == "worse"
     assert "verdict" not in rows[("all", Q.REFERENCE)]
     assert rows[("cold", "noise")]["n"] == 100 and rows[("warm", "noise")]["n"] == 300
+
+
+def test_a_probe_scored_on_a_sample_is_compared_on_that_sample():
+    rng = np.random.default_rng(1)
+    n = 400
+    y = (rng.random(n) < 0.3).astype(int)
+    ref = y + rng.normal(size=n)
+    probe = np.where(np.arange(n) % 2 == 0, ref, np.nan)  # the reference itself, on half the examples
+    pool = Q.TaskPool("click", y, np.array([f"1/m{i % 40}" for i in range(n)]),
+                      np.array([f"1/m{i % 40}/{i % 3}" for i in range(n)]), np.arange(n) < 100,
+                      {Q.REFERENCE: ref, "r": ref.copy(), "r held-out phrasing": probe})
+    rows = {r["method"]: r for r in Q.evaluate_segment(pool, "all")}
+    assert rows[Q.REFERENCE]["n"] == 400 and rows["r held-out phrasing"]["n"] == 200
+    assert rows["r held-out phrasing"]["vs_reference"] == 0 and rows["r held-out phrasing"]["verdict"] == "tie"
+    kept = Q.retention(pool, "r")
+    assert kept["retention"] == pytest.approx(1.0)  # same scores on the sample: all of the lift kept
+
+
+def test_zero_shot_sample_keeps_whole_slates():
+    exs = [example("click", job_id=f"j{j}", slate=f"s{s}") for s in range(10) for j in range(3)]
+    keep = Q.zero_shot_sample(exs, 4, seed=0)
+    chosen = {ex.slate_id for ex, k in zip(exs, keep) if k}
+    assert len(chosen) == 4 and keep.sum() == 12
+    assert Q.zero_shot_sample(exs, None, seed=0).all()
 
 
 def test_every_held_out_example_has_the_truth_at_its_request():

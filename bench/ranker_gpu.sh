@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Issue 12's GPU check, in one run on a machine with a CUDA device: train the whole
+# SmolLM2-135M teacher (all 30 blocks, bf16 autocast) on 100k+ labelled candidates of
+# simulated marketplaces, then evaluate it with the same held-out protocol as the CPU
+# rankers (bench/ranker_quality.py). Logs go to $OUT (default bench/out/gpu).
+#
+#     bash bench/ranker_gpu.sh            # 3000 members x 21 days, 6 min of training
+#     MEMBERS=40 DAYS=6 MINUTES=0.2 bash bench/ranker_gpu.sh   # a smoke run on a CPU
+set -uo pipefail
+OUT=${OUT:-bench/out/gpu}
+PY=${PYTHON:-.venv/bin/python}
+MEMBERS=${MEMBERS:-3000}
+DAYS=${DAYS:-21}
+MINUTES=${MINUTES:-6}
+CKPT=${CKPT:-artifacts/ranker-teacher-gpu}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 COLUMNS=180
+
+{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>/dev/null || echo "no nvidia-smi"
+  $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"; } 2>&1 | tee "$OUT/ranker_env.txt"
+
+$PY -m infra.cli train ranker --model teacher --members "$MEMBERS" --days "$DAYS" --budget-minutes "$MINUTES" \
+  --curve-points 4 --out "$CKPT" 2>&1 | tee "$OUT/ranker_teacher_train.log"
+$PY bench/ranker_quality.py --ranker "$CKPT" --threads "$(nproc)" 2>&1 | tee "$OUT/ranker_teacher_quality.log"
+echo "ranker gpu check done in ${SECONDS}s"
