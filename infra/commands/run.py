@@ -10,6 +10,7 @@ headline table. Last, it stops what it started.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import shutil
 import time
@@ -51,6 +52,7 @@ def command(events: int, seed: int, members_shown: int, keep_running: bool) -> N
 
     console = Console(width=max(Console().width, 140))  # tables stay readable when piped
     settings = get_settings()
+    phases = Phases()
     run_dir = settings.data_dir / "run"
     external = broker.external_bootstrap()
     if not external and run_dir.exists():
@@ -58,30 +60,35 @@ def command(events: int, seed: int, members_shown: int, keep_running: bool) -> N
     run_dir.mkdir(parents=True, exist_ok=True)
 
     cfg = broker.BrokerConfig.from_settings(settings, data_dir=run_dir / "kafka")
-    bootstrap = external or broker.ensure_running(cfg)
-    broker.create_topics(bootstrap)
+    with phases("broker and topics"):
+        bootstrap = external or broker.ensure_running(cfg)
+        broker.create_topics(bootstrap)
     console.print(f"[bold]broker[/bold] {bootstrap} ({'existing cluster' if external else 'started here'})")
 
     worker = WorkerProcess(bootstrap, run_dir / "worker", settings.web_port,
                            app_id=f"hirestream-run-{int(time.time())}" if external else settings.app_id,
                            broker_session_timeout=6.0, broker_heartbeat_interval=2.0)
     try:
-        worker.start().wait_ready(90)
-        sim = Marketplace(MarketplaceConfig.for_events(events, seed))
-        day = list(itertools.islice(sim.events(), events))
+        with phases("worker start"):
+            worker.start().wait_ready(90)
+        with phases("simulate"):
+            sim = Marketplace(MarketplaceConfig.for_events(events, seed))
+            day = list(itertools.islice(sim.events(), events))
         # Flat out first (throughput), then the last events at a steady rate once the
         # worker has caught up (freshness): flat out, freshness would only time the backlog.
         backlog, paced = day[:-FRESHNESS_EVENTS], day[-FRESHNESS_EVENTS:]
-        sent = produce_events(backlog, bootstrap, progress="stream", total=len(backlog))
-        with EventProducer(bootstrap) as producer:
-            for topic, key, value in _bad_messages():
-                producer.send_raw(topic, value, key=key)
-        throughput = worker.wait_processed(len(backlog) + len(_bad_messages()), 600)
-        worker.reset_stats()
-        produce_events(paced, bootstrap, rate=FRESHNESS_RATE, progress=f"stream at {FRESHNESS_RATE}/s")
-        freshness = worker.wait_processed(len(paced), 600)
+        with phases("stream through Kafka"):
+            sent = produce_events(backlog, bootstrap, progress="stream", total=len(backlog))
+            with EventProducer(bootstrap) as producer:
+                for topic, key, value in _bad_messages():
+                    producer.send_raw(topic, value, key=key)
+            throughput = worker.wait_processed(len(backlog) + len(_bad_messages()), 600)
+            worker.reset_stats()
+            produce_events(paced, bootstrap, rate=FRESHNESS_RATE, progress=f"stream at {FRESHNESS_RATE}/s")
+            freshness = worker.wait_processed(len(paced), 600)
         _report(console, Table, Panel, worker, sim, throughput, freshness, sent, members_shown)
-        _replay(console, bootstrap, run_dir / "day.jsonl")
+        _replay(console, bootstrap, run_dir / "day.jsonl", phases)
+        console.print(phases.table())
     finally:
         if not keep_running:
             worker.stop()
@@ -89,17 +96,47 @@ def command(events: int, seed: int, members_shown: int, keep_running: bool) -> N
                 broker.stop(cfg)
 
 
-def _replay(console, bootstrap: str, log_path) -> None:
+class Phases:
+    """Wall time per phase of the run, printed at the end: where the minutes went."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self.started = time.perf_counter()
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t
+
+    def table(self):
+        from rich.table import Table
+
+        t = Table(title="where the run's time went")
+        t.add_column("phase")
+        t.add_column("wall s", justify="right")
+        for name, s in self.seconds.items():
+            t.add_row(name, f"{s:,.0f}")
+        t.add_row("total (set-up excluded)", f"{time.perf_counter() - self.started:,.0f}")
+        return t
+
+
+def _replay(console, bootstrap: str, log_path, phases: Phases) -> None:
     """Record what was streamed (from Kafka, in event time) and replay it offline."""
     from serving.eventlog import record_topics
     from serving.replay import headline
 
-    recorded = record_topics(bootstrap, log_path)
+    with phases("record the topics"):
+        recorded = record_topics(bootstrap, log_path)
     console.print(f"recorded the streamed topics to {log_path} ({recorded.events:,} events, "
                   f"{recorded.n_skipped} malformed messages left out: they are on the .dlq topics)")
-    cutoff = _ensure_ranker(console, log_path)
+    with phases("ranker (train or load)"):
+        cutoff = _ensure_ranker(console, log_path)
     # An LM on CPU scores tens of jobs a second: rankers see a sample of the points.
-    table, report_path = headline(log_path, ranker_sample=0.1, evaluate_from=cutoff)
+    with phases("replay and report"):
+        table, report_path = headline(log_path, ranker_sample=0.1, evaluate_from=cutoff)
     console.print(table)
     console.print(f"replay report with plots: [bold]{report_path}[/bold]")
 

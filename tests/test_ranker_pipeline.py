@@ -1,0 +1,61 @@
+"""serving.ranker_pipeline.training_rows: one row per member-day, every task of every
+job shown that day, a prefix no newer than the day's first slate, and a row cap."""
+from serving.ranker_pipeline import TRAIN_PHRASINGS, PromptCache, training_rows
+from serving.training_examples import Example
+from tests.factories import job, profile
+
+DAY = 86_400.0
+
+
+class FakeRanker:
+    """Records which slate's state each member context was built from."""
+
+    def __init__(self):
+        self.built = []
+
+    def member_context(self, prof, history, now, query=None):
+        self.built.append(now)
+        return f"context of {prof.member_id} at {now:.0f}"
+
+
+def example(task, label, member="m1", job_id="j1", t=0.0, surface="feed"):
+    return Example(task=task, label=label, member_id=member, job=job(job_id),
+                   slate_id=f"{member}/{surface}/{t:.0f}", request_time=t, profile=profile(member), history=())
+
+
+def day_of(member, day, jobs=("j1", "j2"), tasks=("click", "apply")):
+    """Two slates on one day: the second an hour after the first."""
+    out = []
+    for k, t in enumerate((day * DAY + 3600, day * DAY + 7200)):
+        for j in jobs:
+            for task in tasks:
+                out.append(example(task, int(j == "j1" and task == "click" and k == 1), member, f"{j}{k}", t))
+    return out
+
+
+def test_one_row_per_member_day_with_every_task_of_every_job():
+    ranker = FakeRanker()
+    rows = training_rows(day_of("m1", 1) + day_of("m1", 2) + day_of("m2", 1), PromptCache(ranker))
+    assert len(rows) == 3
+    for row in rows:
+        assert row.tasks == ["click", "apply"] and len(row.segments) == 4
+        assert all(len(y) == 2 for y in row.labels)
+        assert row.phrasing in TRAIN_PHRASINGS
+    # one positive per day: j1 of the second slate, on click only
+    assert sorted(sum(map(sum, r.labels)) for r in rows) == [1, 1, 1]
+    # each prefix is the state at the day's first slate, never a later one's
+    assert sorted(ranker.built) == sorted([1 * DAY + 3600, 2 * DAY + 3600, 1 * DAY + 3600])
+
+
+def test_a_job_asked_fewer_tasks_than_its_row_is_left_out():
+    exs = day_of("m1", 1, jobs=("j1",)) + [example("click", 0, "m1", "j9", 1 * DAY + 3600)]
+    rows = training_rows(exs, PromptCache(FakeRanker()))
+    assert len(rows) == 1 and len(rows[0].segments) == 2  # j9 has no apply label
+
+
+def test_max_groups_builds_only_that_many_prompts():
+    ranker = FakeRanker()
+    exs = [ex for d in range(1, 11) for ex in day_of("m1", d)]
+    rows = training_rows(exs, PromptCache(ranker), max_groups=3)
+    assert len(rows) == 3 and len(ranker.built) == 3
+    assert len(training_rows(exs, PromptCache(FakeRanker()))) == 10
