@@ -198,7 +198,7 @@ PRESETS = {
 }
 BUDGET = PromptBudget()
 # Member-day rows one CPU minute can train on, generously (2 cores read ~60 a minute):
-# a time budget never reads more, so more would only cost preparation time.
+# a time budget on a CPU never reads more, so more would only cost preparation time.
 ROWS_PER_CPU_MINUTE = 150
 
 
@@ -285,8 +285,9 @@ def train_ranker(model_kind: str, train_examples: Sequence[Example], data_descri
     with its model card (and learning curve, when held-out examples are given)."""
     t0 = time.perf_counter()
     ranker = new_ranker(model_kind, seed=seed).to(default_device())
+    on_cpu_budget = budget_minutes and not steps and ranker.device.type == "cpu"  # a GPU reads far more
     rows = training_rows(train_examples, PromptCache(ranker), seed=seed,
-                         max_groups=rows_readable_in(budget_minutes) if budget_minutes and not steps else None)
+                         max_groups=rows_readable_in(budget_minutes) if on_cpu_budget else None)
     cfg = recipe_config(model_kind, steps=steps, budget_minutes=budget_minutes, seed=seed, threads=threads,
                         lr=lr, epochs=epochs, lora_rank=lora_rank, frozen_blocks=frozen_blocks)
     n_labels = sum(len(r.labels) * len(r.tasks) for r in rows)
