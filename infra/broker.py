@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 KAFKA_POM = Path(__file__).resolve().parent / "kafka" / "pom.xml"
 EXTERNAL_BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP"
+# Set while a test session runs its own broker: KAFKA_BOOTSTRAP then names ours, not a user's.
+PRIVATE_SESSION_ENV = "HIRESTREAM_SESSION_BROKER"
 PID_FILE = "broker.pid"
 
 
@@ -579,18 +581,42 @@ def private_broker(data_dir: Path, timeout: float = 120.0) -> Iterator[str]:
         create_topics(external)
         yield external
         return
+    with _broker_on_free_ports(data_dir, timeout) as bootstrap:
+        os.environ[EXTERNAL_BOOTSTRAP_ENV] = bootstrap
+        os.environ[PRIVATE_SESSION_ENV] = bootstrap
+        get_settings.cache_clear()
+        try:
+            yield bootstrap
+        finally:
+            os.environ.pop(EXTERNAL_BOOTSTRAP_ENV, None)
+            os.environ.pop(PRIVATE_SESSION_ENV, None)
+            get_settings.cache_clear()
+
+
+@contextmanager
+def isolated_broker(data_dir: Path, timeout: float = 120.0) -> Iterator[str]:
+    """A broker of their own for tests whose leftovers would burden every later test
+    (e.g. hundreds of 128 KiB hostile messages a fresh worker must re-read). The
+    session's KAFKA_BOOTSTRAP stays as it is; on a cluster the user named, that
+    cluster is shared (nothing here may start brokers beside it)."""
+    external = external_bootstrap()
+    if external and os.environ.get(PRIVATE_SESSION_ENV) != external:
+        yield external
+        return
+    with _broker_on_free_ports(data_dir, timeout) as bootstrap:
+        yield bootstrap
+
+
+@contextmanager
+def _broker_on_free_ports(data_dir: Path, timeout: float) -> Iterator[str]:
     port, controller_port = free_ports(2)
     cfg = BrokerConfig(
         data_dir=data_dir, port=port, controller_port=controller_port,
         default_partitions=get_settings().member_partitions, die_with_parent=True,
     )
     start(cfg, fetch_jars(), timeout=timeout)
-    os.environ[EXTERNAL_BOOTSTRAP_ENV] = cfg.bootstrap
-    get_settings.cache_clear()
     try:
         create_topics(cfg.bootstrap)
         yield cfg.bootstrap
     finally:
-        os.environ.pop(EXTERNAL_BOOTSTRAP_ENV, None)
-        get_settings.cache_clear()
         stop(cfg)

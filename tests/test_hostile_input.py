@@ -198,6 +198,16 @@ class ScoreResults:
 
 
 @pytest.fixture(scope="module")
+def kafka_bootstrap(tmp_path_factory):
+    """A broker of this module's own: the hundreds of 128 KiB messages it leaves behind
+    would otherwise be re-read by every later test's fresh worker."""
+    from infra.broker import isolated_broker
+
+    with isolated_broker(tmp_path_factory.mktemp("hostile-kafka")) as bootstrap:
+        yield bootstrap
+
+
+@pytest.fixture(scope="module")
 def worker(kafka_bootstrap, tmp_path_factory):
     w = WorkerProcess(kafka_bootstrap, tmp_path_factory.mktemp("hostile"), free_port(), command="serve",
                       app_id=unique_name("hs-hostile"), serving_scorer="bm25",

@@ -239,7 +239,7 @@ def test_a_new_disk_is_rebuilt_from_the_changelogs(kafka_bootstrap, tmp_path):
         # A new group starts at the earliest offset, so the worker also works through
         # what earlier tests produced; stop it only once everything is committed, so
         # that any event the second worker handles would be a reprocessed one.
-        worker.wait_for(lambda: everything_committed(worker), 300, "every source event committed")
+        worker.wait_for(lambda: everything_committed(worker), 120, "every source event committed")
     finally:
         worker.stop()
     worker = start_worker(kafka_bootstrap, tmp_path / "second", app_id)
@@ -310,7 +310,7 @@ def test_a_changelog_record_the_broker_refuses_is_never_committed_over(kafka_boo
         worker = start_worker(kafka_bootstrap, tmp_path / "first", app_id)
         state = member_with(worker, mid, lambda v: v["profile"] and v["profile"]["about"], "the big profile")
         assert state["counts"] == {"view": 5}
-        worker.wait_for(lambda: everything_committed(worker), 300, "every source event committed")
+        worker.wait_for(lambda: everything_committed(worker), 120, "every source event committed")
     finally:
         worker.stop()
         admin.close()
@@ -348,7 +348,7 @@ def test_after_a_crash_the_changelogs_hold_exactly_what_the_store_holds(kafka_bo
         produce_member_events(kafka_bootstrap, streaming, range(20, 40))
         assert_exact_view_counts(worker, streaming, 40, "after the restart", hired=2)
         assert_exact_view_counts(worker, quiet, 3, "after the restart")
-        worker.wait_for(lambda: everything_committed(worker), 300, "every source event committed")
+        worker.wait_for(lambda: everything_committed(worker), 120, "every source event committed")
     finally:
         worker.crash()
     crashed = stored_members(tmp_path / "crashed")
@@ -396,8 +396,6 @@ def stored_members(data_dir: Path, partitions: int = 3) -> dict[str, dict]:
     return found
 
 
-# Waits on this get 300 s: a fresh worker first re-reads every test's messages on the shared
-# session broker (the hostile-input tests leave 128 KiB dead letters behind).
 def everything_committed(worker: WorkerProcess) -> bool:
     """The worker has committed every source partition up to its end (`/debug/tasks/`)."""
     offsets = (worker.debug_tasks() or {}).get("offsets") or {}
