@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streams.settings import Settings, get_settings
-from streams.topics import ALL_TOPICS, dlq_name, partitions_for, topic_configs
+from streams.topics import ALL_TOPICS, dlq_name
 
 log = logging.getLogger(__name__)
 
@@ -454,7 +454,7 @@ def topic_plan(member_partitions: int) -> dict[str, int]:
     """Every topic of the map, and its dead-letter topic, with its partition count."""
     plan: dict[str, int] = {}
     for spec in ALL_TOPICS:
-        n = partitions_for(spec, member_partitions)
+        n = spec.partition_count(member_partitions)
         plan[spec.name] = n
         plan[dlq_name(spec.name)] = n
     return plan
@@ -463,7 +463,7 @@ def topic_plan(member_partitions: int) -> dict[str, int]:
 def config_plan() -> dict[str, dict[str, str]]:
     """The topic-level configs each topic of the map must have (dead-letter topics keep
     the broker's defaults)."""
-    return {spec.name: topic_configs(spec) for spec in ALL_TOPICS}
+    return {spec.name: spec.topic_configs() for spec in ALL_TOPICS}
 
 
 def correct_topic_configs(bootstrap: str, plan: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:

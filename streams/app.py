@@ -20,7 +20,8 @@ import faust
 from streams import faust_fixes
 from streams.settings import get_settings
 from streams.tables import HandedOffGlobalTable, HandedOffTable
-from streams.topics import ALL_TOPICS, dlq_name
+from streams.topics import (ALL_TOPICS, COMPANIES_TABLE, JOB_CATALOG_TABLE, MEMBER_STATE_TABLE,
+                            dlq_name)
 
 settings = get_settings()
 faust_fixes.apply()  # before the app exists: see streams/faust_fixes.py
@@ -68,28 +69,29 @@ source_topics = {
         value_type=bytes,
         key_serializer="raw",
         value_serializer="raw",
-        partitions=settings.member_partitions,
+        partitions=spec.partition_count(settings.member_partitions),
     )
     for spec in ALL_TOPICS
 }
 dead_letter_topics = {
-    name: app.topic(
-        dlq_name(name), key_serializer="raw", value_serializer="raw",
-        partitions=settings.member_partitions,
+    spec.name: app.topic(
+        dlq_name(spec.name), key_serializer="raw", value_serializer="raw",
+        partitions=spec.partition_count(settings.member_partitions),
     )
-    for name in source_topics
+    for spec in ALL_TOPICS
 }
 
+# Table partition p holds the keys of source partition p (streams.tables.acting_as).
 member_state = app.Table(
-    "member-state", default=None, partitions=settings.member_partitions,
+    MEMBER_STATE_TABLE, default=None, partitions=settings.member_partitions,
     key_type=str,
 )
 job_catalog = app.GlobalTable(
-    "job-catalog", default=None, partitions=settings.member_partitions,
+    JOB_CATALOG_TABLE, default=None, partitions=settings.member_partitions,
     key_type=str,
 )
 companies = app.GlobalTable(
-    "companies", default=None, partitions=settings.member_partitions,
+    COMPANIES_TABLE, default=None, partitions=settings.member_partitions,
     key_type=str,
 )
 
