@@ -557,7 +557,12 @@ def create_topics(bootstrap: str, member_partitions: int | None = None,
     wrong = {name: (have.get(name), n) for name, n in plan.items() if have.get(name) != n}
     if wrong:
         listing = ", ".join(f"{k} has {h} want {w}" for k, (h, w) in wrong.items())
-        raise BrokerError(f"topics on {bootstrap} do not match the map: {listing}")
+        raise BrokerError(
+            f"topics on {bootstrap} do not match the map: {listing}. Adding partitions would move "
+            "members' keys to other partitions than their state (streams/topics.py): run with "
+            "HIRESTREAM_MEMBER_PARTITIONS set to the count the topics have, or migrate "
+            "(docs/ARCHITECTURE.md, 'Changing the partition count'); a local dev broker can "
+            "instead be stopped and its data dir removed (`hirestream broker stop`, then rm -r it)")
     changed = correct_topic_configs(bootstrap, {n: c for n, c in configs.items() if n not in missing})
     if changed:
         log.warning("corrected topic configs on %s: %s", bootstrap, changed)
@@ -579,18 +584,29 @@ def private_broker(data_dir: Path, timeout: float = 120.0) -> Iterator[str]:
         create_topics(external)
         yield external
         return
+    with local_broker(data_dir, get_settings().member_partitions, timeout) as bootstrap:
+        os.environ[EXTERNAL_BOOTSTRAP_ENV] = bootstrap
+        get_settings.cache_clear()
+        try:
+            yield bootstrap
+        finally:
+            os.environ.pop(EXTERNAL_BOOTSTRAP_ENV, None)
+            get_settings.cache_clear()
+
+
+@contextmanager
+def local_broker(data_dir: Path, member_partitions: int, timeout: float = 120.0) -> Iterator[str]:
+    """A broker of its own on free loopback ports, its topics made with
+    `member_partitions`; yields its bootstrap address and changes no environment
+    (for a test that needs another partition count than the session's broker)."""
     port, controller_port = free_ports(2)
     cfg = BrokerConfig(
         data_dir=data_dir, port=port, controller_port=controller_port,
-        default_partitions=get_settings().member_partitions, die_with_parent=True,
+        default_partitions=member_partitions, die_with_parent=True,
     )
     start(cfg, fetch_jars(), timeout=timeout)
-    os.environ[EXTERNAL_BOOTSTRAP_ENV] = cfg.bootstrap
-    get_settings.cache_clear()
     try:
-        create_topics(cfg.bootstrap)
+        create_topics(cfg.bootstrap, member_partitions=member_partitions)
         yield cfg.bootstrap
     finally:
-        os.environ.pop(EXTERNAL_BOOTSTRAP_ENV, None)
-        get_settings.cache_clear()
         stop(cfg)

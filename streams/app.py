@@ -46,7 +46,8 @@ app = faust.App(
     # Batch changelog and DLQ writes: with faust's default linger of 0 every table
     # update is its own produce request, which bounded ingest at ~100 events/s here.
     producer_linger=settings.producer_linger,
-    web_host="127.0.0.1",
+    table_standby_replicas=settings.standby_replicas,
+    web_host=settings.web_host,  # the canonical URL other workers forward reads to
     web_bind=settings.web_bind,  # loopback unless told otherwise (streams.web_auth)
     web_port=settings.web_port,
     # faust's own views are off: /table/ dumps raw table values (member profiles),
@@ -82,17 +83,27 @@ dead_letter_topics = {
 }
 
 # Table partition p holds the keys of source partition p (streams.tables.acting_as).
+#
+# Copies of partitions another worker writes apply each changelog record as it
+# arrives (a buffer of 1): faust buffers them up to 1,000 records per table and
+# applies the buffer only when it is full or at a rebalance, so with several workers
+# a standby copy (`member-state`, read when a member's owner is unreachable) and the
+# other workers' share of a global table (a job posted on another worker's partition,
+# which this worker's member histories describe) lagged by up to 1,000 records. faust
+# files the live records of a global table's other partitions as "active" recovery,
+# hence `recovery_buffer_size` there; `member-state` restores its own partitions in
+# bulk, before the worker serves them, and keeps faust's buffer for that.
 member_state = app.Table(
     MEMBER_STATE_TABLE, default=None, partitions=settings.member_partitions,
-    key_type=str,
+    key_type=str, standby_buffer_size=1,
 )
 job_catalog = app.GlobalTable(
     JOB_CATALOG_TABLE, default=None, partitions=settings.member_partitions,
-    key_type=str,
+    key_type=str, recovery_buffer_size=1,
 )
 companies = app.GlobalTable(
     COMPANIES_TABLE, default=None, partitions=settings.member_partitions,
-    key_type=str,
+    key_type=str, recovery_buffer_size=1,
 )
 
 
