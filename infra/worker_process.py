@@ -158,9 +158,10 @@ class WorkerProcess:
         """The member's state, from whichever worker owns it (streams.member_reads)."""
         return self._get(f"/members/{member_id}/")
 
-    def member_answer(self, member_id: str, token: str | None = None) -> "Answer":
-        """The member read with its status and the headers that say who answered."""
-        return self.answer(f"/members/{member_id}/", token=token)
+    def member_answer(self, member_id: str, token: str | None = None, local: bool = False) -> "Answer":
+        """The member read with its status and the headers that say who answered
+        (`local`: this worker's own copy, active or standby, never forwarded)."""
+        return self.answer(f"/members/{member_id}/" + ("?local=1" if local else ""), token=token)
 
     def job(self, job_id: str) -> dict | None:
         return self._get(f"/jobs/{job_id}/")

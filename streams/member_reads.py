@@ -20,7 +20,9 @@ Every answer says which: `X-Hirestream-Served-By` (the canonical URL of the work
 that read its table), `X-Hirestream-Copy` (`active` or `standby`) and
 `X-Hirestream-Partition`; a forwarded answer also carries `X-Hirestream-Forwarded-By`.
 A request that was forwarded once is never forwarded again, so two workers that see
-a rebalance differently cannot bounce it between them.
+a rebalance differently cannot bounce it between them. `?local=1` asks for this
+worker's own copy the same way (never forwarded): how far a standby copy is behind
+can be seen by comparing it with the owner's answer.
 
 Why not faust's `@app.table_route` / `@app.topic_route` (faust-streaming 0.15.3,
 `faust/app/router.py`): `table_route` hashes the table's *serialized* key, the JSON
@@ -104,7 +106,8 @@ def placement(member_id: str) -> Placement:
 async def read_member(web: View, request: Request, member_id: str) -> Response:
     where = placement(member_id)
     me = self_url()
-    for step in plan(where, me, forwarded=FORWARDED_BY in request.headers):
+    forwarded = FORWARDED_BY in request.headers or request.query.get("local") == "1"
+    for step in plan(where, me, forwarded=forwarded):
         if step is Step.FORWARD:
             answer = await _forward(web, request, where.owner)
             if answer is not None:

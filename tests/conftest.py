@@ -19,6 +19,8 @@ if not os.environ.get("KAFKA_BOOTSTRAP"):
 
 from tests import kafka_helpers  # noqa: E402,F401  (notes KAFKA_BOOTSTRAP before the session broker sets it)
 
+pytest.register_assert_rewrite("tests.stream_helpers")  # its asserts say what differed, as in a test module
+
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
