@@ -36,8 +36,9 @@ from infra.worker_process import WorkerProcess  # noqa: E402
 from streams.producer import produce_events  # noqa: E402
 from streams.schemas import parse  # noqa: E402
 from streams.simulator import Marketplace, MarketplaceConfig  # noqa: E402
+from streams.topics import Reader, read_by  # noqa: E402
 
-INGEST_TOPICS = ["members", "companies", "jobs", "member-actions", "hires"]
+INGEST_TOPICS = list(read_by(Reader.MEMBER_AGENT, Reader.JOB_AGENT, Reader.COMPANY_AGENT))  # the worker's sources
 OUT = Path(__file__).resolve().parent / "out"
 
 

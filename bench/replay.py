@@ -33,6 +33,7 @@ from serving.engine import MatchingEngine  # noqa: E402
 from serving.eventlog import ReadReport, produce_log, read_log, write_log  # noqa: E402
 from serving.replay import ReplayConfig, Variant, replay_file  # noqa: E402
 from serving.replica import REPLICA_TOPICS, IndexReplica  # noqa: E402
+from streams.topics import COMPANIES  # noqa: E402
 from serving.scorer import PopularityScorer  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -78,7 +79,7 @@ def through_kafka(path: Path, n_expected: int) -> tuple[float, float, float]:
         stats = produce_log(read_log(path, ReadReport()), bootstrap, speed=None, total=n_expected,
                             linger_ms=50, batch_size=1 << 20)
         engine = MatchingEngine(None)
-        replica = IndexReplica(engine, bootstrap, topics=("companies", *REPLICA_TOPICS), poll_ms=100)
+        replica = IndexReplica(engine, bootstrap, topics=(COMPANIES.name, *REPLICA_TOPICS), poll_ms=100)
         t0 = time.perf_counter()
         replica.start()
         bar = tqdm(total=stats.sent, desc="fold from Kafka", unit="ev", mininterval=2)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streams.settings import Settings, get_settings
-from streams.topics import ALL_TOPICS, dlq_name, partitions_for, topic_configs
+from streams.topics import ALL_TOPICS, dlq_name
 
 log = logging.getLogger(__name__)
 
@@ -456,7 +456,7 @@ def topic_plan(member_partitions: int) -> dict[str, int]:
     """Every topic of the map, and its dead-letter topic, with its partition count."""
     plan: dict[str, int] = {}
     for spec in ALL_TOPICS:
-        n = partitions_for(spec, member_partitions)
+        n = spec.partition_count(member_partitions)
         plan[spec.name] = n
         plan[dlq_name(spec.name)] = n
     return plan
@@ -465,7 +465,7 @@ def topic_plan(member_partitions: int) -> dict[str, int]:
 def config_plan() -> dict[str, dict[str, str]]:
     """The topic-level configs each topic of the map must have (dead-letter topics keep
     the broker's defaults)."""
-    return {spec.name: topic_configs(spec) for spec in ALL_TOPICS}
+    return {spec.name: spec.topic_configs() for spec in ALL_TOPICS}
 
 
 def correct_topic_configs(bootstrap: str, plan: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
@@ -559,7 +559,12 @@ def create_topics(bootstrap: str, member_partitions: int | None = None,
     wrong = {name: (have.get(name), n) for name, n in plan.items() if have.get(name) != n}
     if wrong:
         listing = ", ".join(f"{k} has {h} want {w}" for k, (h, w) in wrong.items())
-        raise BrokerError(f"topics on {bootstrap} do not match the map: {listing}")
+        raise BrokerError(
+            f"topics on {bootstrap} do not match the map: {listing}. Adding partitions would move "
+            "members' keys to other partitions than their state (streams/topics.py): run with "
+            "HIRESTREAM_MEMBER_PARTITIONS set to the count the topics have, or migrate "
+            "(docs/ARCHITECTURE.md, 'Changing the partition count'); a local dev broker can "
+            "instead be stopped and its data dir removed (`hirestream broker stop`, then rm -r it)")
     changed = correct_topic_configs(bootstrap, {n: c for n, c in configs.items() if n not in missing})
     if changed:
         log.warning("corrected topic configs on %s: %s", bootstrap, changed)
@@ -581,7 +586,7 @@ def private_broker(data_dir: Path, timeout: float = 120.0) -> Iterator[str]:
         create_topics(external)
         yield external
         return
-    with _broker_on_free_ports(data_dir, timeout) as bootstrap:
+    with local_broker(data_dir, get_settings().member_partitions, timeout) as bootstrap:
         os.environ[EXTERNAL_BOOTSTRAP_ENV] = bootstrap
         os.environ[PRIVATE_SESSION_ENV] = bootstrap
         get_settings.cache_clear()
@@ -603,20 +608,23 @@ def isolated_broker(data_dir: Path, timeout: float = 120.0) -> Iterator[str]:
     if external and os.environ.get(PRIVATE_SESSION_ENV) != external:
         yield external
         return
-    with _broker_on_free_ports(data_dir, timeout) as bootstrap:
+    with local_broker(data_dir, get_settings().member_partitions, timeout) as bootstrap:
         yield bootstrap
 
 
 @contextmanager
-def _broker_on_free_ports(data_dir: Path, timeout: float) -> Iterator[str]:
+def local_broker(data_dir: Path, member_partitions: int, timeout: float = 120.0) -> Iterator[str]:
+    """A broker of its own on free loopback ports, its topics made with
+    `member_partitions`; yields its bootstrap address and changes no environment
+    (for a test that needs another partition count than the session's broker)."""
     port, controller_port = free_ports(2)
     cfg = BrokerConfig(
         data_dir=data_dir, port=port, controller_port=controller_port,
-        default_partitions=get_settings().member_partitions, die_with_parent=True,
+        default_partitions=member_partitions, die_with_parent=True,
     )
     start(cfg, fetch_jars(), timeout=timeout)
     try:
-        create_topics(cfg.bootstrap)
+        create_topics(cfg.bootstrap, member_partitions=member_partitions)
         yield cfg.bootstrap
     finally:
         stop(cfg)

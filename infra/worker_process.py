@@ -12,11 +12,33 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from infra.waiting import wait_for
 from streams.settings import REPO_ROOT
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One answer of the read API."""
+
+    status: int
+    body: object
+    headers: dict[str, str]
+
+    @property
+    def served_by(self) -> str | None:  # the worker that read its table (streams.member_reads)
+        return self.headers.get("X-Hirestream-Served-By")
+
+    @property
+    def copy(self) -> str | None:  # "active" or "standby"
+        return self.headers.get("X-Hirestream-Copy")
+
+    @property
+    def forwarded_by(self) -> str | None:
+        return self.headers.get("X-Hirestream-Forwarded-By")
 
 
 class WorkerProcess:
@@ -90,19 +112,41 @@ class WorkerProcess:
         """The worker's HIRESTREAM_TOKEN, sent as a bearer token when set."""
         return str(self.settings["token"]) if "token" in self.settings else os.environ.get("HIRESTREAM_TOKEN")
 
-    def _get(self, path: str, method: str = "GET") -> dict | None:
-        request = urllib.request.Request(f"http://127.0.0.1:{self.web_port}{path}", method=method)
-        if self.token:
-            request.add_header("Authorization", f"Bearer {self.token}")
+    @property
+    def url(self) -> str:
+        """The worker's canonical URL: what its answers name in `X-Hirestream-Served-By`."""
+        return f"http://127.0.0.1:{self.web_port}"
+
+    def answer(self, path: str, method: str = "GET", token: str | None = None) -> "Answer":
+        """One request to the read API, with its status and headers (`token`: this one
+        instead of the worker's own). Raises URLError when nothing answers."""
+        request = urllib.request.Request(f"{self.url}{path}", method=method)
+        token = token if token is not None else self.token
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
         try:
-            with urllib.request.urlopen(request, timeout=5) as resp:
-                return json.load(resp)
+            with urllib.request.urlopen(request, timeout=10) as resp:
+                return Answer(resp.status, json.loads(resp.read() or b"null"), dict(resp.headers))
         except urllib.error.HTTPError as err:
-            if err.code == 404:
-                return None
-            raise
+            body = err.read()
+            try:
+                parsed = json.loads(body)
+            except ValueError:
+                parsed = None
+            return Answer(err.code, parsed, dict(err.headers))
+
+    def _get(self, path: str, method: str = "GET") -> dict | None:
+        """The body of a 2xx answer; None when the worker does not answer, does not know
+        the key (404) or cannot answer yet (503: a partition being restored or moved)."""
+        try:
+            got = self.answer(path, method)
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return None
+        if got.status in (404, 503):
+            return None
+        if got.status >= 400:
+            raise RuntimeError(f"{method} {path} on {self.url}: {got.status} {got.body}")
+        return got.body
 
     def stats(self) -> dict | None:
         return self._get("/stats/")
@@ -111,7 +155,13 @@ class WorkerProcess:
         return self._get("/stats/reset/", method="POST")
 
     def member(self, member_id: str) -> dict | None:
+        """The member's state, from whichever worker owns it (streams.member_reads)."""
         return self._get(f"/members/{member_id}/")
+
+    def member_answer(self, member_id: str, token: str | None = None, local: bool = False) -> "Answer":
+        """The member read with its status and the headers that say who answered
+        (`local`: this worker's own copy, active or standby, never forwarded)."""
+        return self.answer(f"/members/{member_id}/" + ("?local=1" if local else ""), token=token)
 
     def job(self, job_id: str) -> dict | None:
         return self._get(f"/jobs/{job_id}/")

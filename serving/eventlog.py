@@ -25,20 +25,13 @@ from typing import Any, Iterable, Iterator
 from pydantic import ValidationError
 
 from streams import schemas
-from streams.schemas import Envelope, TOPIC_OF_TYPE, key_of, serialize, topic_of
+from streams.schemas import CLASS_OF_TYPE, Envelope, TOPIC_OF_TYPE, key_of, serialize, topic_of
+from streams.topics import ALL_TOPICS, Reader, read_by
 
-# Envelope class per event type: a parsed JSON object validates straight into it,
-# without serializing it back to bytes first.
-_CLASS_OF_TYPE: dict[str, type[Envelope]] = {
-    cls.model_fields["type"].default: cls
-    for cls in (schemas.MemberUpserted, schemas.CompanyUpserted, schemas.JobPosted, schemas.JobUpdated,
-                schemas.JobClosedEvent, schemas.MemberActed, schemas.HireConfirmed, schemas.ScoreRequested,
-                schemas.ScoreCompleted)
-}
-# Among events with the same event time, entities come before what refers to them.
-TOPIC_RANK = {name: i for i, name in enumerate(
-    ("companies", "jobs", "members", "member-actions", "hires", "score-requests", "score-results"))}
-RECORDED_TOPICS = ("companies", "jobs", "members", "member-actions", "hires", "score-requests")
+# Among events with the same event time, entities come before what refers to them:
+# the registry lists topics in that order.
+TOPIC_RANK = {spec.name: i for i, spec in enumerate(ALL_TOPICS)}
+RECORDED_TOPICS = read_by(Reader.RECORDER)
 
 
 @dataclass(frozen=True)
@@ -104,7 +97,7 @@ def parse_line(line: bytes | str, seq: int) -> LogRecord:
     if not isinstance(envelope, dict):
         raise ValueError("'event' is not a JSON object")
     kind = envelope.get("type")
-    cls = _CLASS_OF_TYPE.get(kind)
+    cls = CLASS_OF_TYPE.get(kind)  # a parsed object validates straight into it, no re-serializing
     if cls is None:
         raise ValueError(f"unknown event type {kind!r}")
     try:

@@ -39,17 +39,22 @@ from serving.engine import MatchingEngine
 from streams.bounds import EventBounds, judging_clock, parse_bounded
 from streams.schemas import HireConfirmed, InvalidEvent, key_of
 from streams.state import CatalogEntry
+from streams.topics import BY_NAME, JOB_CATALOG_TABLE, Reader, changelog_name, read_by
 
 log = logging.getLogger(__name__)
-REPLICA_TOPICS = ("jobs", "hires", "members", "member-actions")  # raw events only (replay benchmark)
-STATE_TOPICS = ("members",)  # compacted raw topics read before the events
-EVENT_TOPICS = ("hires", "member-actions")
-CATALOG_CHANGELOG_SUFFIX = "-job-catalog-changelog"
+# From the topic registry (streams.topics): the replica's compacted topics are state,
+# read to their end before its other topics, the events.
+STATE_TOPICS = tuple(t for t in read_by(Reader.REPLICA) if BY_NAME[t].compacted)
+EVENT_TOPICS = tuple(t for t in read_by(Reader.REPLICA) if not BY_NAME[t].compacted)
+# Raw events only (the replay benchmark): the job catalog's own source topic in place
+# of its changelog, then the replica's topics.
+REPLICA_TOPICS = read_by(Reader.JOB_AGENT, Reader.REPLICA)
+CATALOG_CHANGELOG_SUFFIX = changelog_name("", JOB_CATALOG_TABLE)
 
 
 def catalog_changelog(app_id: str) -> str:
     """The changelog topic faust keeps for the worker's `job-catalog` table."""
-    return f"{app_id}{CATALOG_CHANGELOG_SUFFIX}"
+    return changelog_name(app_id, JOB_CATALOG_TABLE)
 
 
 class IndexReplica:

@@ -30,6 +30,7 @@ from streams.app import app, member_state, settings, source_topics
 from streams.decoding import decode_or_dead_letter
 from streams.schemas import ScoreCompleted, ScoreRequested, ScoreStatus, serialize
 from streams.state import MemberState
+from streams.topics import SCORE_REQUESTS, SCORE_RESULTS
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +72,14 @@ def _completed(request: ScoreRequested, result) -> ScoreCompleted:
                           payload=result)
 
 
-@app.agent(source_topics["score-requests"])
+@app.agent(source_topics[SCORE_REQUESTS.name])
 async def process_score_requests(stream):
     async for event in stream.events():
         typed = await decode_or_dead_letter(event)
         if typed is None:
             continue
         completed = await answer(typed)
-        await source_topics["score-results"].send(key=typed.payload.member_id.encode(), value=serialize(completed))
+        await source_topics[SCORE_RESULTS.name].send(key=typed.payload.member_id.encode(), value=serialize(completed))
 
 
 @app.task

@@ -20,7 +20,8 @@ import faust
 from streams import faust_fixes
 from streams.settings import get_settings
 from streams.tables import HandedOffGlobalTable, HandedOffTable
-from streams.topics import ALL_TOPICS, dlq_name
+from streams.topics import (ALL_TOPICS, COMPANIES_TABLE, JOB_CATALOG_TABLE, MEMBER_STATE_TABLE,
+                            dlq_name)
 
 settings = get_settings()
 faust_fixes.apply()  # before the app exists: see streams/faust_fixes.py
@@ -45,7 +46,8 @@ app = faust.App(
     # Batch changelog and DLQ writes: with faust's default linger of 0 every table
     # update is its own produce request, which bounded ingest at ~100 events/s here.
     producer_linger=settings.producer_linger,
-    web_host="127.0.0.1",
+    table_standby_replicas=settings.standby_replicas,
+    web_host=settings.web_host,  # the canonical URL other workers forward reads to
     web_bind=settings.web_bind,  # loopback unless told otherwise (streams.web_auth)
     web_port=settings.web_port,
     # faust's own views are off: /table/ dumps raw table values (member profiles),
@@ -68,29 +70,40 @@ source_topics = {
         value_type=bytes,
         key_serializer="raw",
         value_serializer="raw",
-        partitions=settings.member_partitions,
+        partitions=spec.partition_count(settings.member_partitions),
     )
     for spec in ALL_TOPICS
 }
 dead_letter_topics = {
-    name: app.topic(
-        dlq_name(name), key_serializer="raw", value_serializer="raw",
-        partitions=settings.member_partitions,
+    spec.name: app.topic(
+        dlq_name(spec.name), key_serializer="raw", value_serializer="raw",
+        partitions=spec.partition_count(settings.member_partitions),
     )
-    for name in source_topics
+    for spec in ALL_TOPICS
 }
 
+# Table partition p holds the keys of source partition p (streams.tables.acting_as).
+#
+# Copies of partitions another worker writes apply each changelog record as it
+# arrives (a buffer of 1): faust buffers them up to 1,000 records per table and
+# applies the buffer only when it is full or at a rebalance, so with several workers
+# a standby copy (`member-state`, read when a member's owner is unreachable) and the
+# other workers' share of a global table (a job posted on another worker's partition,
+# which this worker's member histories describe) lagged by up to 1,000 records. faust
+# files the live records of a global table's other partitions as "active" recovery,
+# hence `recovery_buffer_size` there; `member-state` restores its own partitions in
+# bulk, before the worker serves them, and keeps faust's buffer for that.
 member_state = app.Table(
-    "member-state", default=None, partitions=settings.member_partitions,
-    key_type=str,
+    MEMBER_STATE_TABLE, default=None, partitions=settings.member_partitions,
+    key_type=str, standby_buffer_size=1,
 )
 job_catalog = app.GlobalTable(
-    "job-catalog", default=None, partitions=settings.member_partitions,
-    key_type=str,
+    JOB_CATALOG_TABLE, default=None, partitions=settings.member_partitions,
+    key_type=str, recovery_buffer_size=1,
 )
 companies = app.GlobalTable(
-    "companies", default=None, partitions=settings.member_partitions,
-    key_type=str,
+    COMPANIES_TABLE, default=None, partitions=settings.member_partitions,
+    key_type=str, recovery_buffer_size=1,
 )
 
 

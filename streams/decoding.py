@@ -28,7 +28,7 @@ def key_partition(key: bytes, partitions: int) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
-def _partition_count(topic: str) -> int:
+def partition_count(topic: str) -> int:
     # From the consumer's metadata (the topic as it is), the configured count until
     # the metadata is in.
     return app.consumer.topic_partitions(topic) or settings.member_partitions
@@ -46,7 +46,7 @@ def decode(event: faust.EventT) -> Event | str:
         return f"message has no key; expected {expected!r}"
     if msg.key != expected.encode():
         return f"message key {msg.key.decode(errors='replace')!r} != payload key {expected!r}"
-    partitions = _partition_count(msg.topic)
+    partitions = partition_count(msg.topic)
     home = key_partition(msg.key, partitions)
     if msg.partition != home:
         return (f"key {expected!r} belongs on partition {home} of {partitions} (murmur2), "

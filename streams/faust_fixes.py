@@ -38,6 +38,17 @@ The fixes (each found against faust-streaming 0.15.3 and aiokafka 0.14.0):
    recovery, and whenever an agent starts), so standby and global-table copies
    skipped records the consumer had already fetched. The queue now drops only records
    of partitions that are no longer assigned, and never hands those on.
+
+6. A group's assignment survives a changelog topic its metadata does not show yet.
+   A new app id's workers create their changelog topics as they start; when the
+   leader assigns before its metadata shows a global table's changelog (just
+   created; likelier with more partitions and with several workers starting at
+   once), faust's `_global_table_standby_assignments` raised KeyError, aiokafka
+   dropped the join, and every worker of the group waited for ever with nothing
+   assigned. Such a table is now left out of that one assignment, and the leader
+   refreshes its metadata until it shows the topic: aiokafka then rejoins the group
+   (its metadata snapshot changed), and the next assignment has the table. (Left to
+   itself aiokafka refreshes metadata every `consumer_metadata_max_age_ms`, 5 min.)
 """
 from __future__ import annotations
 
@@ -49,6 +60,7 @@ from typing import Any, Callable, Optional, Set
 
 import faust
 from aiokafka.structs import TopicPartition
+from faust.assignor.partition_assignor import PartitionAssignor
 from faust.tables.base import Collection
 from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
@@ -69,6 +81,7 @@ _ORIGINAL_SOURCE = {
     (Producer, "send"): "0b5bd08f52e5e2a9",
     (ThreadDelegateConsumer, "_commit"): "a20eec84e4b2ed50",
     (TableManager, "changelog_queue"): "9c7f4cac57ef1706",
+    (PartitionAssignor, "_global_table_standby_assignments"): "b956f05703d92ce5",
     # Not replaced, but re-implemented by `streams.tables` (changelog records held for
     # the ordered hand-off): a change here must be carried over there.
     (Collection, "send_changelog"): "3dd3884e1b5fc0e1",
@@ -120,6 +133,7 @@ def apply() -> None:
     _wrap(Producer, "send", _watch_delivery)
     _wrap(ThreadDelegateConsumer, "_commit", _commit_after_deliveries)
     _replace(TableManager, "changelog_queue", property(_changelog_queue))
+    _replace(PartitionAssignor, "_global_table_standby_assignments", _global_table_standby_assignments)
 
 
 def _replace(owner: type, name: str, new: Any) -> None:
@@ -257,3 +271,56 @@ def _changelog_queue(self: TableManager) -> ThrowableQueue:
             maxsize=self.app.conf.stream_buffer_maxsize, flow_control=self.app.flow_control,
             clear_on_resume=True, recovery=self.recovery)
     return self._changelog_queue
+
+
+# -- 6. the assignment leaves out a global table whose changelog is not in the metadata yet
+def _global_table_standby_assignments(self: PartitionAssignor, assignments: Any,
+                                      partitions_by_topic: Any) -> Any:
+    """faust's, except for a global table whose changelog topic the cluster metadata
+    does not show yet: left out of this assignment instead of a KeyError."""
+    for table in self._table_manager.data.values():
+        if not table.is_global:
+            continue
+        changelog_topic_name = table._changelog_topic_name()
+        num_partitions = partitions_by_topic.get(changelog_topic_name)
+        if num_partitions is None:
+            log.warning("assignment without global table %s: its changelog %s is not in the metadata yet "
+                        "(the group rejoins once it is)", table.name, changelog_topic_name)
+            _refresh_metadata_until_shown(self.app, changelog_topic_name)
+            continue
+        all_partitions = set(range(0, num_partitions))
+        for assignment in assignments.values():
+            active_partitions = set(assignment.actives.get(changelog_topic_name, []))
+            if table.synchronize_all_active_partitions or table.use_partitioner:
+                standby_partitions = all_partitions
+            else:
+                standby_partitions = all_partitions - active_partitions
+            assignment.standbys[changelog_topic_name] = list(standby_partitions)
+            assignment.actives[changelog_topic_name] = list(all_partitions)
+    return assignments
+
+
+def _refresh_metadata_until_shown(app: Any, topic: str, tries: int = 120, every_s: float = 0.5) -> None:
+    """From inside the assignment (aiokafka's coordinator, on the consumer thread's
+    loop): refresh the consumer's metadata until it shows `topic`, in the background."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # not inside a consumer (a unit test calling the assignor)
+        return
+    client = app.consumer._thread._ensure_consumer()._client
+
+    async def refresh() -> None:
+        for _ in range(tries):
+            await client.force_metadata_update()
+            if client.cluster.partitions_for_topic(topic):
+                log.info("metadata shows %s now: the group rejoins", topic)
+                return
+            await asyncio.sleep(every_s)  # a retry interval while the broker's metadata catches up
+        log.warning("metadata still without %s after %d refreshes", topic, tries)
+
+    _refreshes.add(task := loop.create_task(refresh()))
+    task.add_done_callback(_refreshes.discard)
+
+
+_refreshes: set = set()  # running refresh tasks (asyncio keeps only weak references)
+

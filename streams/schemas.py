@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import (
     AwareDatetime,
@@ -23,6 +23,8 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+
+from streams.topics import ALL_TOPICS, BY_NAME, TOPIC_OF_TYPE, TopicSpec
 
 SCHEMA_VERSION = "hirestream.v1"
 
@@ -254,35 +256,28 @@ class ScoreCompleted(Envelope):
     payload: ScoreResult
 
 
-JobEvent = Annotated[Union[JobPosted, JobUpdated, JobClosedEvent], Field(discriminator="type")]
 Event = Union[
     MemberUpserted, CompanyUpserted, JobPosted, JobUpdated, JobClosedEvent,
     MemberActed, HireConfirmed, ScoreRequested, ScoreCompleted,
 ]
 
-# What each topic may carry. One TypeAdapter per topic, built once (validation is
-# on the ingest hot path).
-_TOPIC_TYPES: dict[str, Any] = {
-    "members": MemberUpserted,
-    "companies": CompanyUpserted,
-    "jobs": JobEvent,
-    "member-actions": MemberActed,
-    "hires": HireConfirmed,
-    "score-requests": ScoreRequested,
-    "score-results": ScoreCompleted,
-}
-_ADAPTERS = {topic: TypeAdapter(tp) for topic, tp in _TOPIC_TYPES.items()}
-TOPIC_OF_TYPE: dict[str, str] = {
-    "member.upserted": "members",
-    "company.upserted": "companies",
-    "job.posted": "jobs",
-    "job.updated": "jobs",
-    "job.closed": "jobs",
-    "member.action": "member-actions",
-    "hire.confirmed": "hires",
-    "score.requested": "score-requests",
-    "score.completed": "score-results",
-}
+# Every envelope class by its `type`, and what each topic may carry: the event types
+# the topic registry (streams.topics) lists for it. One TypeAdapter per topic, built
+# once (validation is on the ingest hot path).
+CLASS_OF_TYPE: dict[str, type[Envelope]] = {cls.model_fields["type"].default: cls for cls in get_args(Event)}
+if set(CLASS_OF_TYPE) != set(TOPIC_OF_TYPE):
+    raise ImportError(f"event types without a topic: {sorted(set(CLASS_OF_TYPE) - set(TOPIC_OF_TYPE))}; "
+                      f"topics' types without a schema: {sorted(set(TOPIC_OF_TYPE) - set(CLASS_OF_TYPE))}")
+
+
+def _carried(spec: TopicSpec) -> Any:
+    classes = [CLASS_OF_TYPE[kind] for kind in spec.event_types]
+    if len(classes) == 1:
+        return classes[0]
+    return Annotated[Union[tuple(classes)], Field(discriminator="type")]
+
+
+_ADAPTERS = {spec.name: TypeAdapter(_carried(spec)) for spec in ALL_TOPICS}
 
 
 class InvalidEvent(ValueError):
@@ -325,8 +320,6 @@ def topic_of(event: Envelope) -> str:
 
 def key_of(event: Envelope) -> str:
     """The message key: member_id on member-keyed topics, else the entity's id."""
-    from streams.topics import BY_NAME
-
     spec = BY_NAME[topic_of(event)]
     return getattr(event.payload, spec.key_field)  # type: ignore[attr-defined]
 

@@ -24,8 +24,15 @@ class Settings(BaseSettings):
         "127.0.0.1:19092",
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP", "HIRESTREAM_KAFKA_BOOTSTRAP"),
     )
-    member_partitions: int = 3  # member-keyed topics are co-partitioned
+    # Partitions of every topic of the map (member-keyed topics are co-partitioned):
+    # the most workers that can share the member work. Over-partitioned from the
+    # start, because changing it later is a migration: see streams/topics.py.
+    member_partitions: int = 12
     replication_factor: int = 1
+    # Workers of one app id form one consumer group; each keeps this many standby
+    # copies of the other workers' table partitions, restored from the changelogs,
+    # so a failover resumes from a warm copy and a read can be answered from one.
+    standby_replicas: int = 1
 
     app_id: str = "hirestream"
     data_dir: Path = REPO_ROOT / ".hirestream"
@@ -41,6 +48,10 @@ class Settings(BaseSettings):
     batch_within: float = 0.05  # seconds a batch waits to fill: bounds the added latency
     producer_linger: float = 0.02  # seconds a changelog write may wait to share a request
     web_port: int = 6066
+    # How other workers reach this one's read API (faust's canonical URL,
+    # http://<web_host>:<web_port>): a member read is forwarded to its owner there.
+    web_host: str = "127.0.0.1"
+    forward_timeout: float = 5.0  # seconds a forwarded member read may take
     # The read API answers on loopback only, unless a deployment says otherwise; an
     # address other machines can reach needs HIRESTREAM_TOKEN (see `_web_is_guarded`).
     web_bind: str = "127.0.0.1"

@@ -2,6 +2,11 @@
 and the ingest statistics. `make run`, the tests and the benchmark read state here
 instead of opening RocksDB files a running worker holds.
 
+A member read is answered by the worker that owns the member's partition, whichever
+worker it arrives at: forwarded there, or served from a standby copy, and the
+response headers say which (streams.member_reads). Jobs and companies are global
+tables: every worker holds all of them and answers itself.
+
 Safe by default (streams.web_auth): loopback only unless HIRESTREAM_WEB_BIND says
 otherwise; with HIRESTREAM_TOKEN every view but /health/ needs the token; faust's
 table-dump and router views are off (streams.app); no GET changes state."""
@@ -13,6 +18,7 @@ from faust.web import Request, Response, View
 
 from streams.app import app, companies, job_catalog, member_state, settings
 from streams.ingest_stats import stats
+from streams.member_reads import read_member
 from streams.web_auth import guard
 
 guard(app.web.web_app, settings.token.get_secret_value() if settings.token else None)
@@ -24,9 +30,6 @@ async def health_view(web: View, request: Request) -> Response:
     return web.json({"status": "ok"})
 
 
-# Answered from this worker's partitions. (faust's @table_route, which forwards to
-# the owning worker, fails in faust-streaming 0.15.3 before the changelog topic's
-# metadata is cached: aiokafka `partitions_for_topic` returns None.)
 def _entry(web: View, table, kind: str, key: str) -> Response:
     value = table.get(key)
     if value is None:
@@ -36,7 +39,7 @@ def _entry(web: View, table, kind: str, key: str) -> Response:
 
 @app.page("/members/{member_id}/")
 async def member_view(web: View, request: Request, member_id: str) -> Response:
-    return _entry(web, member_state, "member", member_id)
+    return await read_member(web, request, member_id)
 
 
 @app.page("/jobs/{job_id}/")
@@ -75,6 +78,9 @@ async def tasks_view(web: View, request: Request) -> Response:
         "assigned": _names(assigned),
         "active": _names(consumer._active_partitions),
         "paused": _names(consumer._paused_partitions),
+        # The member-state partitions this worker holds, as the group's assignment says.
+        "member_state_active": _table_partitions(app.assignor.assigned_actives()),
+        "member_state_standby": _table_partitions(app.assignor.assigned_standbys()),
         "aiokafka_paused": _names(consumer._thread._ensure_consumer().paused()),
         "flow_active": app.flow_control.is_active(),
         "offsets": _source_offsets(assigned),
@@ -87,6 +93,11 @@ async def tasks_view(web: View, request: Request) -> Response:
 
 def _names(tps) -> list[str]:
     return sorted(f"{tp.topic}-{tp.partition}" for tp in tps or ())
+
+
+def _table_partitions(tps) -> list[int]:
+    changelog = member_state.changelog_topic.get_topic_name()
+    return sorted(tp.partition for tp in tps if tp.topic == changelog)
 
 
 def _source_offsets(assigned) -> dict[str, dict]:

@@ -1,9 +1,25 @@
 """Session-wide fixtures. Keep this file short: helpers live in their own modules."""
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
+
+# The session's shared broker makes the map's topics with 3 partitions, not the
+# default 12: each of the suite's many worker starts and restores then opens a
+# quarter of the RocksDB partitions, and `make test` stays within its time on two
+# cores. tests/test_scale_out.py runs its workers against a broker of its own with the
+# default count. An existing cluster (KAFKA_BOOTSTRAP) keeps the settings' count, or
+# HIRESTREAM_MEMBER_PARTITIONS when set: it must match that cluster's topics.
+# Set here, before any test module reads `streams.settings`; the workers tests start
+# inherit it.
+if not os.environ.get("KAFKA_BOOTSTRAP"):
+    os.environ.setdefault("HIRESTREAM_MEMBER_PARTITIONS", "3")
+
+from tests import kafka_helpers  # noqa: E402,F401  (notes KAFKA_BOOTSTRAP before the session broker sets it)
+
+pytest.register_assert_rewrite("tests.stream_helpers")  # its asserts say what differed, as in a test module
 
 
 @pytest.fixture(scope="session")

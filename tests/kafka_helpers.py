@@ -4,14 +4,19 @@ Waiting on a condition is `infra.waiting.wait_for`, as everywhere else.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import uuid
 
-from infra import broker
+# The cluster the person running the tests named, read when the tests are collected:
+# the session fixture later exports its own broker's address in KAFKA_BOOTSTRAP too.
+USER_CLUSTER = os.environ.get("KAFKA_BOOTSTRAP") or None
 
 
 def free_port() -> int:
     """A loopback port free right now (for a worker's web port, say)."""
+    from infra import broker  # here: conftest imports this module, and index-only runs need no Kafka stack
+
     return broker.free_ports(1)[0]
 
 

@@ -56,7 +56,8 @@ def test_a_real_worker_recovers_through_the_fixed_path(kafka_bootstrap, tmp_path
     """A worker with tables restarts with changelogs to restore: faust takes
     `Recovery.on_recovery_completed` (not `_resume_streams`), and the worker's log says
     the fixed one ran, with every source partition paused in aiokafka during its seek."""
-    from tests.test_stream_worker import member_with, start_worker
+    from tests.stream_helpers import member_with
+    from tests.test_stream_worker import start_worker
 
     app_id = unique_name("hs-recovery")
     mid = unique_name("m")
@@ -124,3 +125,27 @@ def test_the_producer_faust_builds_is_idempotent():
         finally:
             await producer.stop()
     assert asyncio.run(build())
+
+
+def test_an_assignment_leaves_out_a_global_changelog_the_metadata_does_not_show_yet():
+    """A new app id's workers create their changelogs as they start. faust's assignor
+    raised KeyError when the leader's metadata did not show a global table's changelog
+    yet, and the group waited for ever with nothing assigned (seen with two workers
+    starting at once on 12 partitions). Now that table sits out this assignment;
+    aiokafka rejoins when its metadata shows the topic."""
+    from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata
+    from faust.assignor.client_assignment import ClientAssignment, ClientMetadata
+
+    from streams.app import app, companies, job_catalog, member_state
+
+    changelogs = [t.changelog_topic.get_topic_name() for t in (member_state, job_catalog, companies)]
+    subscription = ["members", "member-actions", "hires", "jobs", "companies", *changelogs]
+    shown = {topic: 4 for topic in subscription if topic != changelogs[1]}  # job-catalog's is not yet
+    cluster = SimpleNamespace(partitions_for_topic=lambda t: set(range(shown[t])) if t in shown else None)
+    me = ClientMetadata(assignment=ClientAssignment(actives={}, standbys={}), url="http://127.0.0.1:1",
+                        changelog_distribution={}).dumps()
+    assignment = app.assignor._perform_assignment(cluster, {"w1": ConsumerProtocolMemberMetadata(0, subscription, me)})
+    assigned = {topic: partitions for topic, partitions in assignment["w1"].assignment}
+    assert assigned[changelogs[2]] == [0, 1, 2, 3]  # the other global table: every partition
+    assert assigned[changelogs[0]] == [0, 1, 2, 3] and changelogs[1] not in assigned
+

@@ -16,7 +16,8 @@ from streams.producer import make_producer
 from streams.schemas import serialize
 from tests import factories as f
 from tests.kafka_helpers import unique_name
-from tests.test_stream_worker import dead_letters, everything_committed, member_with, start_worker
+from tests.stream_helpers import member_with
+from tests.test_stream_worker import dead_letters, everything_committed, start_worker
 
 pytestmark = pytest.mark.kafka
 

@@ -19,12 +19,15 @@ from infra.worker_process import WorkerProcess
 from streams.delivery import EXIT_FATAL
 from streams.producer import EventProducer, make_producer
 from streams.schemas import serialize
+from streams.settings import get_settings
 from tests import factories as f
 from tests.kafka_helpers import free_port, java_partition, require_kcat, unique_name
+from tests.stream_helpers import assert_exact_view_counts, member_with, produce_views, views_handled
 
 pytestmark = pytest.mark.kafka
 
 FAST = dict(broker_session_timeout=6.0, broker_heartbeat_interval=2.0, commit_interval=0.5)
+PARTITIONS = get_settings().member_partitions  # of every topic on the session's broker (tests/conftest.py)
 
 
 def start_worker(bootstrap: str, data_dir: Path, app_id: str, loglevel: str = "warning",
@@ -40,13 +43,6 @@ def worker(kafka_bootstrap, tmp_path_factory):
     w = start_worker(kafka_bootstrap, tmp_path_factory.mktemp("worker"), unique_name("hs-test"))
     yield w
     w.stop()
-
-
-def member_with(worker: WorkerProcess, member_id: str, predicate, what: str, timeout: float = 60):
-    def probe():
-        value = worker.member(member_id)
-        return value if value is not None and predicate(value) else None
-    return worker.wait_for(probe, timeout, what)
 
 
 def test_kafka_python_events_reach_the_tables(worker, kafka_bootstrap):
@@ -166,13 +162,13 @@ def test_a_message_without_its_key_or_off_its_partition_is_dead_lettered(worker,
     """State is partitioned by key: a keyless event, or one on a partition other than its
     key's murmur2 partition, would be folded into state its member's owner never sees."""
     mid = unique_name("m")
-    home = java_partition(mid.encode(), 3)
+    home = java_partition(mid.encode(), PARTITIONS)
     keyless = serialize(f.action(unique_name("e"), "click", 1, member_id=mid))
     elsewhere = serialize(f.action(unique_name("e"), "apply", 2, member_id=mid))
     producer = make_producer(kafka_bootstrap)
     try:
         producer.send("member-actions", key=None, value=keyless, partition=home)
-        producer.send("member-actions", key=mid.encode(), value=elsewhere, partition=(home + 1) % 3)
+        producer.send("member-actions", key=mid.encode(), value=elsewhere, partition=(home + 1) % PARTITIONS)
         producer.send("member-actions", key=mid.encode(), value=serialize(f.action(unique_name("e"), "save", 3,
                                                                                    member_id=mid)))
         producer.flush()
@@ -182,7 +178,7 @@ def test_a_message_without_its_key_or_off_its_partition_is_dead_lettered(worker,
     refused = mine(dead_letters(kafka_bootstrap, "member-actions", lambda recs: len(mine(recs)) == 2))
     assert b"no key" in refused[keyless]["error"]
     assert f"belongs on partition {home}".encode() in refused[elsewhere]["error"]
-    assert refused[elsewhere]["source_partition"] == str((home + 1) % 3).encode()
+    assert refused[elsewhere]["source_partition"] == str((home + 1) % PARTITIONS).encode()
     state = member_with(worker, mid, lambda v: v["counts"].get("save") == 1, "the well-keyed event")
     assert state["counts"] == {"save": 1}
 
@@ -193,7 +189,7 @@ def test_the_worker_says_what_it_waits_on_and_where_it_reads(worker, kafka_boots
         p.send(f.member_upserted(unique_name("e"), member_id=mid))
     member_with(worker, mid, lambda v: v["profile"], "the profile")
     state = worker.debug_tasks()
-    partition = f"members-{java_partition(mid.encode(), 3)}"
+    partition = f"members-{java_partition(mid.encode(), PARTITIONS)}"
     assert partition in state["assigned"] and partition in state["active"]
     read = state["offsets"][partition]
     assert read["read"] is not None and read["position"] > read["read"]  # the event was read
@@ -286,7 +282,7 @@ def test_a_changelog_record_the_broker_refuses_is_never_committed_over(kafka_boo
     admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     changelog = f"{app_id}-member-state-changelog"
     # The five views' state is ~2 KB; the profile below makes it ~26 KB.
-    admin.create_topics([NewTopic(changelog, 3, 1, topic_configs={
+    admin.create_topics([NewTopic(changelog, PARTITIONS, 1, topic_configs={
         "cleanup.policy": "compact", "max.message.bytes": str(16 << 10)})])
     mid = unique_name("m")
     worker = start_worker(kafka_bootstrap, tmp_path / "first", app_id)
@@ -379,7 +375,7 @@ def produce_member_events(bootstrap: str, members: list[str], steps: range) -> N
                 p.send(f.action(f"{mid}-{i}", "view", i / 10, member_id=mid, job_id=f"j{i}"))
 
 
-def stored_members(data_dir: Path, partitions: int = 3) -> dict[str, dict]:
+def stored_members(data_dir: Path, partitions: int = PARTITIONS) -> dict[str, dict]:
     """Every member-state entry in a worker's RocksDB directory (the worker stopped)."""
     from rocksdict import AccessType, Rdict
 
@@ -403,37 +399,7 @@ def everything_committed(worker: WorkerProcess) -> bool:
                                  for o in offsets.values())  # highwater None: not fetched yet
 
 
-def produce_views(bootstrap: str, members: list[str], per_member: int) -> None:
-    """`per_member` views for each member, interleaved, event ids `<member>-<i>`."""
-    with EventProducer(bootstrap) as p:
-        for i in range(per_member):
-            for mid in members:
-                p.send(f.action(f"{mid}-{i}", "view", i / 10, member_id=mid, job_id=f"j{i}"))
-
-
-def views_handled(worker: WorkerProcess) -> int:
-    return ((worker.stats() or {}).get("processed") or {}).get("member-actions", 0)
-
-
-def assert_exact_view_counts(worker: WorkerProcess, members: list[str], per_member: int, where: str,
-                             **other_counts: int) -> None:
-    """Wait until every member has `per_member` views on `worker`, then require exactly
-    that (and `other_counts` of other actions)."""
-    counts: dict[str, dict | None] = {}
-
-    def everyone_complete():
-        for mid in members:
-            state = worker.member(mid)
-            counts[mid] = state and state["counts"]
-        return all(c and c.get("view", 0) >= per_member for c in counts.values())
-    try:
-        worker.wait_for(everyone_complete, 180, f"every member's events {where}")
-    except TimeoutError as err:  # say whether events were lost or the worker stalled
-        raise AssertionError(f"counts {counts}\nstats {worker.stats()}\n{err}") from None
-    assert counts == {mid: {"view": per_member, **other_counts} for mid in members}
-
-
-def assert_members_on_their_partitions(data_dir: Path, members: list[str], partitions: int = 3) -> None:
+def assert_members_on_their_partitions(data_dir: Path, members: list[str], partitions: int = PARTITIONS) -> None:
     """Each member's state sits in the RocksDB partition its Kafka key maps to, so the
     worker that owns a member's partition owns its state (batched writes included)."""
     from rocksdict import AccessType, Rdict

@@ -17,6 +17,7 @@ import time
 
 import click
 
+from streams.topics import JOBS, MEMBER_ACTIONS
 
 FRESHNESS_EVENTS = 2_000  # the day's last events, streamed at a steady rate
 FRESHNESS_RATE = 200  # events/s
@@ -25,11 +26,11 @@ FRESHNESS_RATE = 200  # events/s
 def _bad_messages() -> list[tuple[str, bytes, bytes]]:
     """What real producers get wrong: broken JSON, a missing field, a wrong key."""
     return [
-        ("member-actions", b"m-bad", b'{"schema": "hirestream.v1", "event_id": "bad-1", "type": '),
-        ("member-actions", b"m-bad",
+        (MEMBER_ACTIONS.name, b"m-bad", b'{"schema": "hirestream.v1", "event_id": "bad-1", "type": '),
+        (MEMBER_ACTIONS.name, b"m-bad",
          b'{"schema":"hirestream.v1","event_id":"bad-2","event_time":"2026-01-05T10:00:00Z",'
          b'"type":"member.action","payload":{"member_id":"m-bad","action":"dismiss","job_id":"j1"}}'),
-        ("jobs", b"j-bad", b'{"schema":"hirestream.v2","event_id":"bad-3"}'),
+        (JOBS.name, b"j-bad", b'{"schema":"hirestream.v2","event_id":"bad-3"}'),
     ]
 
 

@@ -5,6 +5,7 @@ from streams.app import companies, source_topics
 from streams.processing import TableUpdate, table_agent
 from streams.schemas import CompanyUpserted
 from streams.state import SourcePosition
+from streams.topics import COMPANIES
 
 
 def upsert(entry: dict | None, event: CompanyUpserted, source: SourcePosition) -> dict:
@@ -13,7 +14,7 @@ def upsert(entry: dict | None, event: CompanyUpserted, source: SourcePosition) -
     return {"company": event.payload.model_dump(mode="json"), "event_id": event.event_id}
 
 
-process_companies = table_agent(source_topics["companies"], TableUpdate(
+process_companies = table_agent(source_topics[COMPANIES.name], TableUpdate(
     table=companies,
     key=lambda event: event.payload.company_id,
     apply=upsert,

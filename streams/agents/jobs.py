@@ -5,8 +5,9 @@ from __future__ import annotations
 from streams.app import job_catalog, source_topics
 from streams.processing import TableUpdate, table_agent
 from streams.state import CatalogEntry, apply_job_event
+from streams.topics import JOBS
 
-process_jobs = table_agent(source_topics["jobs"], TableUpdate(
+process_jobs = table_agent(source_topics[JOBS.name], TableUpdate(
     table=job_catalog,
     key=lambda event: event.payload.job_id,
     apply=lambda entry, event, source: apply_job_event(entry, event),

@@ -10,8 +10,9 @@ from streams.app import app, job_catalog, member_state, settings
 from streams.processing import TableUpdate, read_store, table_agent
 from streams.schemas import Job
 from streams.state import CatalogEntry, MemberState, SourcePosition, apply_member_event, verbalized_history
+from streams.topics import Reader, read_by
 
-MEMBER_TOPICS = ("members", "member-actions", "hires")
+MEMBER_TOPICS = read_by(Reader.MEMBER_AGENT)
 
 
 def lookup_job(job_id: str) -> Job | None:
