@@ -42,7 +42,9 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect",
 HTTP_STATUS = {ScoreStatus.OK: 200, ScoreStatus.PARTIAL: 200, ScoreStatus.SHED: 503, ScoreStatus.EXPIRED: 504,
                ScoreStatus.ERROR: 500}
 
-# Bounds of a /v1/score body: a request can never hold more than this in memory.
+# Bounds of a body: a request can never hold more than this in memory. A POST must say
+# its length (h11 holds it to that), so an oversized one is refused before it is read.
+MAX_BODY_BYTES = 8 * 1024 * 1024
 MAX_QUERY_CHARS = 20_000
 MAX_QUERY_TOKENS = 4096
 MAX_ITEM_TOKENS = 1024
@@ -105,6 +107,7 @@ def create_app(service: ScoringService, *, token: str | None = None,
                   description="Rank jobs for a member (the 360Brew-style ranker over the live job index), "
                               "score items against a prompt prefix, readiness and metrics.")
     bearer = [Depends(HTTPBearer(auto_error=False, description="HIRESTREAM_TOKEN, when the server has one"))]
+    api.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
 
     if token:
         @api.middleware("http")
@@ -120,7 +123,9 @@ def create_app(service: ScoringService, *, token: str | None = None,
     async def rank(body: RankBody) -> JSONResponse:
         """Ranked jobs for a member, with scores, reasons, the model id and timings."""
         arrived = time.time()
-        if holds_member is not None and not holds_member(body.member_id):
+        # (until the worker is ready its partitions are not assigned yet: then the
+        # request waits for readiness in the scoring path instead)
+        if holds_member is not None and all(service.readiness().values()) and not holds_member(body.member_id):
             return JSONResponse({"error": f"member {body.member_id!r} is held by another worker: ask that "
                                           "worker, or send a score request through Kafka"},
                                 status_code=503, headers={"Retry-After": "1"})
@@ -174,3 +179,25 @@ def create_app(service: ScoringService, *, token: str | None = None,
 
     return api
 
+
+
+class BodyLimit:
+    """Refuses a body over `max_bytes` (413), or one that does not say its length (411),
+    before the application reads it: the API's memory stays bounded by connections x
+    `max_bytes` whatever a client sends."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
+            headers = dict(scope["headers"])
+            length = headers.get(b"content-length")
+            if length is None or not length.isdigit():
+                return await JSONResponse({"error": "a body must come with its Content-Length"},
+                                          status_code=411)(scope, receive, send)
+            if int(length) > self.max_bytes:
+                return await JSONResponse({"error": f"body of {int(length)} bytes; at most {self.max_bytes}"},
+                                          status_code=413)(scope, receive, send)
+        await self.app(scope, receive, send)

@@ -264,9 +264,10 @@ def test_v1_score_has_sglangs_shape_and_reads_the_label_probabilities():
             ok = await http.post("/v1/score", json=body, headers=auth)
             bad = await http.post("/v1/score", json={**body, "label_token_ids": [10**9]}, headers=auth)
             too_many = await http.post("/v1/score", json={**body, "items": ["x"] * 501}, headers=auth)
-            return denied, ok, bad, too_many
+            too_big = await http.post("/v1/score", content=b"x" * (9 * 1024 * 1024), headers=auth)
+            return denied, ok, bad, too_many, too_big
 
-    denied, ok, bad, too_many = asyncio.run(main())
+    denied, ok, bad, too_many, too_big = asyncio.run(main())
     assert denied.status_code == 401
     assert ok.status_code == 200 and ok.json()["object"] == "scoring" and ok.json()["model"] == "tiny"
     want = ranker.label_probabilities(body["query"], body["items"], body["label_token_ids"], apply_softmax=True)
@@ -274,3 +275,4 @@ def test_v1_score_has_sglangs_shape_and_reads_the_label_probabilities():
     np.testing.assert_allclose(np.asarray(ok.json()["scores"]).sum(axis=1), 1.0, atol=1e-5)
     assert bad.status_code == 422 and "label_token_ids" in bad.json()["error"]
     assert too_many.status_code == 422
+    assert too_big.status_code == 413  # refused before it is read
