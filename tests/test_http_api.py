@@ -32,15 +32,22 @@ def start_serving(kafka_bootstrap, tmp, token=None, **serving):
     w = WorkerProcess(kafka_bootstrap, tmp, free_port(), command="serve", app_id=unique_name("hs-http"),
                       **settings).start()
     client = Client(kafka=kafka_bootstrap, http=f"http://127.0.0.1:{http_port}", token=token)
+    last = {"readyz": "not answering yet"}
+
     def ready():
         try:
-            return client.get("/readyz")[0] == 200
+            status, body = client.get("/readyz")
         except (urllib.error.URLError, ConnectionError):  # not listening yet
             return False
+        last["readyz"] = body
+        return status == 200
 
     try:
         w.wait_ready(timeout=90)
-        w.wait_for(ready, 90, "/readyz to say ready", interval=0.25)
+        try:
+            w.wait_for(ready, 180, "/readyz to say ready", interval=0.25)
+        except TimeoutError as err:
+            raise TimeoutError(f"/readyz said {last['readyz']}; {err}") from None
     except BaseException:
         client.close()
         w.stop()
