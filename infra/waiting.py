@@ -27,3 +27,18 @@ def wait_for(predicate: Callable[[], T], timeout: float = 30.0, what: str = "con
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:.1f} s waiting for {what}") from last_error
         time.sleep(interval)  # a polling interval inside a deadline, not a synchronization
+
+
+async def wait_for_async(predicate: Callable[[], T], timeout: float = 30.0, what: str = "condition",
+                         interval: float = 0.005) -> T:
+    """`wait_for` inside an event loop: polls without blocking the loop's other tasks."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.1f} s waiting for {what}")
+        await asyncio.sleep(interval)  # a polling interval inside a deadline, not a synchronization

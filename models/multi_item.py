@@ -17,6 +17,13 @@ Two paths share that idea:
   * `score_multi_item`: the packed sequence with a 4D mask (also what training uses);
   * `score_with_prefix_cache`: the prefix runs once, its KV cache is expanded to K
     rows, and the K job blocks run as one padded batch (fastest on CPU per NOTES).
+    `score_rows_with_prefix_cache` does that for several members at once (the
+    serving batcher's call): their prefixes in one padded pass, then all their jobs
+    in shared batches, each job over its own member's cache rows.
+
+Two references without any sharing: `score_one_by_one` (each one-task prompt alone)
+and `score_padded_prompts` (those prompts as padded batches). `label_probabilities`
+reads arbitrary label tokens after `prefix + item` (SGLang's scoring API).
 
 Masks are passed as additive float tensors (0 = attend, dtype-min = blocked): sdpa
 takes them, and eager attention silently mis-scores with a boolean mask.
@@ -39,11 +46,17 @@ def yes_no_logits(model, hidden: torch.Tensor, yes_id: int, no_id: int,
     the full 49k-way lm_head is most of a small model's cost and none of its answer.
     `head` replaces those rows while training them (see `models.ranker_training`).
     """
+    return label_logits(model, hidden, [yes_id, no_id], head)
+
+
+def label_logits(model, hidden: torch.Tensor, token_ids: Sequence[int],
+                 head: torch.Tensor | None = None) -> torch.Tensor:
+    """(..., d) -> (..., L): the LM head's logits of `token_ids` only."""
     lm_head = model.get_output_embeddings()
-    rows = lm_head.weight[[yes_id, no_id]] if head is None else head
+    rows = lm_head.weight[list(token_ids)] if head is None else head
     out = hidden @ rows.T.to(hidden.dtype)
     if getattr(lm_head, "bias", None) is not None:
-        out = out + lm_head.bias[[yes_id, no_id]]
+        out = out + lm_head.bias[list(token_ids)]
     return out
 
 
@@ -181,48 +194,179 @@ def score_one_by_one(model, prefix_ids: Ids, bodies: Sequence[Ids], markers: Seq
     return torch.stack(out).view(len(bodies), len(markers), 2)
 
 
-def score_with_prefix_cache(model, prefix_ids: Ids, bodies: Sequence[Ids], markers: Sequence[Ids],
-                            yes_id: int, no_id: int, batch: int = 64) -> torch.Tensor:
-    """Run the prefix once, then all job blocks as one padded batch over its KV cache."""
-    from transformers import DynamicCache
+def score_padded_prompts(model, prefix_ids: Ids, bodies: Sequence[Ids], markers: Sequence[Ids],
+                         yes_id: int, no_id: int, batch: int = 16) -> torch.Tensor:
+    """Every one-task prompt `prefix + body + marker` as its own row of a right-padded
+    batch: batching without any sharing, the reference the sharing paths are measured
+    against (`bench/scoring.py`)."""
+    prompts = [list(prefix_ids) + list(body) + list(marker) for body in bodies for marker in markers]
+    hidden = last_hidden_of_prompts(model, prompts, batch)
+    return yes_no_logits(model, hidden, yes_id, no_id).view(len(bodies), len(markers), 2)
 
-    device, dtype = model.device, model.dtype
-    P = len(prefix_ids)
-    if P == 0:
-        return score_one_by_one(model, prefix_ids, bodies, markers, yes_id, no_id)
-    cache = model.model(input_ids=torch.tensor([list(prefix_ids)], device=device), use_cache=True).past_key_values
-    layers = [(layer.keys, layer.values) for layer in cache.layers]
+
+def last_hidden_of_prompts(model, prompts: Sequence[Ids], batch: int = 16) -> torch.Tensor:
+    """(N, d) final hidden state at each prompt's last token; prompts run as right-padded
+    batches (a causal row never sees the padding after it)."""
+    device = model.device
+    out = []
+    for start in range(0, len(prompts), batch):
+        chunk = prompts[start:start + batch]
+        L = max(len(p) for p in chunk)
+        ids = torch.zeros((len(chunk), L), dtype=torch.long)
+        attention = torch.zeros((len(chunk), L), dtype=torch.long)
+        for r, p in enumerate(chunk):
+            ids[r, :len(p)] = torch.as_tensor(p, dtype=torch.long)
+            attention[r, :len(p)] = 1
+        hidden = model.model(input_ids=ids.to(device), attention_mask=attention.to(device),
+                             use_cache=False).last_hidden_state
+        last = torch.tensor([len(p) - 1 for p in chunk], device=device)
+        out.append(hidden[torch.arange(len(chunk), device=device), last])
+    return torch.cat(out)
+
+
+# ---- segments over cached prefixes --------------------------------------------------------------
+
+
+@dataclass
+class Segment:
+    """One block of tokens after one of several prefixes: which prefix it follows, its
+    ids, who may see whom inside it, positions counted from the prefix's end, and the
+    offsets whose hidden states are wanted."""
+
+    prefix: int
+    ids: list[int]
+    allowed: torch.Tensor  # (S, S) bool
+    positions: torch.Tensor  # (S,) long
+    answers: list[int]
+
+
+def job_segments(prefix: int, bodies: Sequence[Ids], markers: Sequence[Ids]) -> list[Segment]:
+    """A job block per body (body, then every task marker), as `candidate_block` lays it out."""
     marker_ids = [t for m in markers for t in m]
     marker_lens = [len(m) for m in markers]
-
     out = []
-    for start in range(0, len(bodies), batch):
-        chunk = bodies[start:start + batch]
+    for body in bodies:
+        allowed, positions, answers = candidate_block(len(body), marker_lens)
+        out.append(Segment(prefix, list(body) + marker_ids, allowed, positions, answers))
+    return out
+
+
+def causal_segment(prefix: int, ids: Ids) -> Segment:
+    """Plain text after a prefix, read at its last token (what `prefix + text` predicts next)."""
+    n = len(ids)
+    return Segment(prefix, list(ids), torch.tril(torch.ones(n, n, dtype=torch.bool)), torch.arange(n), [n - 1])
+
+
+def prefix_caches(model, prefixes: Sequence[Ids]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Each decoder layer's (keys, values) for the prefixes, (B, heads, P_max, d): one
+    prefix runs alone (no padding, bit for bit the one-prompt prefix); several run as
+    one right-padded batch, padding attending only to itself (a fully blocked row
+    would be NaN), and their segments must never look past their own prefix's length."""
+    device, dtype = model.device, model.dtype
+    if len(prefixes) == 1:
+        ids = torch.tensor([list(prefixes[0])], device=device)
+        cache = model.model(input_ids=ids, use_cache=True).past_key_values
+        return [(layer.keys, layer.values) for layer in cache.layers]
+    B, P = len(prefixes), max(len(p) for p in prefixes)
+    ids = torch.zeros((B, P), dtype=torch.long)
+    allowed = torch.eye(P, dtype=torch.bool).repeat(B, 1, 1)
+    for b, prefix in enumerate(prefixes):
+        n = len(prefix)
+        ids[b, :n] = torch.as_tensor(list(prefix), dtype=torch.long)
+        allowed[b, :n, :n] = torch.tril(torch.ones(n, n, dtype=torch.bool))
+    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
+    cache = model.model(input_ids=ids.to(device), attention_mask=mask[:, None].to(device),
+                        position_ids=torch.arange(P).expand(B, P).to(device), use_cache=True).past_key_values
+    return [(layer.keys, layer.values) for layer in cache.layers]
+
+
+def segments_over_prefixes(model, prefixes: Sequence[Ids], segments: Sequence[Segment],
+                           batch: int = 64) -> torch.Tensor:
+    """(N, d) final hidden states at every segment's answers, in order: each prefix is
+    encoded once, and the segments run as padded batches over its KV cache."""
+    from transformers import DynamicCache
+
+    if any(len(p) == 0 for p in prefixes):
+        raise ValueError("every prefix needs at least one token (score an empty prefix one prompt at a time)")
+    device, dtype = model.device, model.dtype
+    lengths = [len(p) for p in prefixes]
+    layers = prefix_caches(model, prefixes)
+    P = layers[0][0].shape[2]  # the longest prefix: every cached row is this long
+    out = []
+    for start in range(0, len(segments), batch):
+        chunk = segments[start:start + batch]
         K = len(chunk)
-        S = max(len(b) for b in chunk) + len(marker_ids)
+        S = max(len(seg.ids) for seg in chunk)
         ids = torch.zeros((K, S), dtype=torch.long)
-        positions = torch.full((K, S), P, dtype=torch.long)
+        positions = torch.zeros((K, S), dtype=torch.long)
         allowed = torch.zeros((K, S, P + S), dtype=torch.bool)
-        allowed[:, :, :P] = True
         answers = []
-        for k, body in enumerate(chunk):
-            block, pos, offsets = candidate_block(len(body), marker_lens)
-            n = len(block)
-            ids[k, :n] = torch.as_tensor(list(body) + marker_ids, dtype=torch.long)
-            positions[k, :n] = P + pos
-            allowed[k, :n, P:P + n] = block
+        for k, seg in enumerate(chunk):
+            n, own = len(seg.ids), lengths[seg.prefix]
+            ids[k, :n] = torch.as_tensor(seg.ids, dtype=torch.long)
+            positions[k, :n] = own + seg.positions
+            positions[k, n:] = own
+            allowed[k, :, :own] = True  # its own prefix, never another's padding
+            allowed[k, :n, P:P + n] = seg.allowed
             allowed[k, n:, P + n:] = torch.eye(S - n, dtype=torch.bool)  # padding: itself only
-            answers.extend((k, o) for o in offsets)
+            answers.extend((k, o) for o in seg.answers)
         mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
+        rows = [seg.prefix for seg in chunk]
+        if len(set(rows)) == 1:  # one member's jobs: a view of its cache row, no copy
+            kv = [(k[rows[0]:rows[0] + 1].expand(K, -1, -1, -1), v[rows[0]:rows[0] + 1].expand(K, -1, -1, -1))
+                  for k, v in layers]
+        else:
+            index = torch.tensor(rows, device=device)
+            kv = [(k.index_select(0, index), v.index_select(0, index)) for k, v in layers]
         # A fresh cache per batch: `update` appends the blocks' keys in place, so the
         # prefix's cache cannot be shared as is.
-        seg_cache = DynamicCache(ddp_cache_data=[(k.expand(K, -1, -1, -1), v.expand(K, -1, -1, -1))
-                                                 for k, v in layers])
+        seg_cache = DynamicCache(ddp_cache_data=kv)
         hidden = model.model(
             input_ids=ids.to(device), attention_mask=mask[:, None].to(device),
             position_ids=positions.to(device), past_key_values=seg_cache, use_cache=True,
         ).last_hidden_state
-        rows = torch.tensor([k for k, _ in answers], device=device)
-        cols = torch.tensor([o for _, o in answers], device=device)
-        out.append(yes_no_logits(model, hidden[rows, cols], yes_id, no_id))
-    return torch.cat(out).view(len(bodies), len(markers), 2)
+        r = torch.tensor([k for k, _ in answers], device=device)
+        c = torch.tensor([o for _, o in answers], device=device)
+        out.append(hidden[r, c])
+    return torch.cat(out)
+
+
+def score_with_prefix_cache(model, prefix_ids: Ids, bodies: Sequence[Ids], markers: Sequence[Ids],
+                            yes_id: int, no_id: int, batch: int = 64) -> torch.Tensor:
+    """Run the prefix once, then all job blocks as one padded batch over its KV cache."""
+    if len(prefix_ids) == 0:
+        return score_one_by_one(model, prefix_ids, bodies, markers, yes_id, no_id)
+    return score_rows_with_prefix_cache(model, [(prefix_ids, bodies)], markers, yes_id, no_id, batch)[0]
+
+
+def score_rows_with_prefix_cache(model, rows: Sequence[tuple[Ids, Sequence[Ids]]], markers: Sequence[Ids],
+                                 yes_id: int, no_id: int, batch: int = 64) -> list[torch.Tensor]:
+    """Several members at once (dynamic batching across requests): every row's prefix
+    once, in one padded pass, then every row's job blocks together in padded batches,
+    each over its own member's cache. A (K_i, T, 2) tensor per row."""
+    segments = [seg for r, (_, bodies) in enumerate(rows) for seg in job_segments(r, bodies, markers)]
+    if not segments:
+        return [torch.zeros((0, len(markers), 2)) for _ in rows]
+    hidden = segments_over_prefixes(model, [p for p, _ in rows], segments, batch)
+    logits = yes_no_logits(model, hidden, yes_id, no_id)
+    sizes = [len(bodies) * len(markers) for _, bodies in rows]
+    return [part.view(len(bodies), len(markers), 2) for part, (_, bodies) in zip(logits.split(sizes), rows)]
+
+
+def label_probabilities(model, query_ids: Ids, items: Sequence[Ids], label_ids: Sequence[int],
+                        apply_softmax: bool, item_first: bool = False, batch: int = 64) -> torch.Tensor:
+    """(N, L) probability of each label token as the next token after `query + item`
+    (SGLang's scoring API): over the whole vocabulary, or, with `apply_softmax`, over
+    the label tokens only. The query is encoded once and every item is a segment over
+    its cache; with `item_first` (`item + query`) nothing is shared and each prompt
+    runs alone in a padded batch."""
+    if len(query_ids) and not item_first:
+        hidden = segments_over_prefixes(model, [query_ids], [causal_segment(0, item) for item in items], batch)
+    else:
+        prompts = [list(item) + list(query_ids) if item_first else list(item) for item in items]
+        hidden = last_hidden_of_prompts(model, prompts, batch=16)
+    rows = list(label_ids)
+    if apply_softmax:
+        return torch.softmax(label_logits(model, hidden, rows).float(), dim=-1)
+    full = model.get_output_embeddings()(hidden).float()
+    return torch.softmax(full, dim=-1)[:, rows]

@@ -371,6 +371,8 @@ class Ranker:
         return [self._ids(answer_marker(t, phrasing)).input_ids for t in tasks]
 
     # -- scoring
+    METHODS = ("prefix_cache", "multi_item", "padded", "single")
+
     @torch.inference_mode()
     def score_tasks(self, prefix: str, jobs: Sequence, tasks: Sequence[str], phrasing: int = 0,
                     method: str = "prefix_cache") -> np.ndarray:
@@ -381,18 +383,71 @@ class Ranker:
         if not len(jobs):
             return np.zeros((0, len(tasks)), dtype=np.float32)
         prefix_ids = self.encode_prefix(prefix)
-        bodies = [self.encode_segment(j if isinstance(j, str) else job_segment(j)) for j in jobs]
+        bodies = self.encode_jobs(jobs)
         markers = self.encode_markers(tasks, phrasing)
         fn = {"prefix_cache": multi_item.score_with_prefix_cache, "multi_item": multi_item.score_multi_item,
-              "single": multi_item.score_one_by_one}.get(method)
+              "padded": multi_item.score_padded_prompts, "single": multi_item.score_one_by_one}.get(method)
         if fn is None:
-            raise ValueError(f"unknown scoring method {method!r}: prefix_cache, multi_item or single")
+            raise ValueError(f"unknown scoring method {method!r}: one of {', '.join(self.METHODS)}")
         return p_yes(fn(self.model, prefix_ids, bodies, markers, self.yes_id, self.no_id)).cpu().numpy()
 
     def score(self, prefix: str, jobs: Sequence, task: str = "apply", phrasing: int = 0,
               method: str = "prefix_cache") -> np.ndarray:
         """p(Yes) of one task for each job after one shared prefix."""
         return self.score_tasks(prefix, jobs, [task], phrasing, method)[:, 0]
+
+    @torch.inference_mode()
+    def score_many(self, requests: Sequence[tuple[str, Sequence]], tasks: Sequence[str],
+                   phrasing: int = 0) -> list[np.ndarray]:
+        """Several members' (prefix, jobs) in one pass over their prefix caches (the
+        serving batcher's call): a (K_i, T) p(Yes) array per request, equal to
+        `score_tasks` of each alone."""
+        from models import multi_item
+
+        rows = [(self.encode_prefix(prefix), self.encode_jobs(jobs)) for prefix, jobs in requests]
+        markers = self.encode_markers(tasks, phrasing)
+        live = [i for i, (p, bodies) in enumerate(rows) if p and bodies]
+        out = [np.zeros((len(bodies), len(tasks)), dtype=np.float32) for _, bodies in rows]
+        if live:
+            logits = multi_item.score_rows_with_prefix_cache(self.model, [rows[i] for i in live], markers,
+                                                             self.yes_id, self.no_id)
+            for i, pair in zip(live, logits):
+                out[i] = p_yes(pair).cpu().numpy()
+        for i, (p, bodies) in enumerate(rows):
+            if not p and bodies:  # nothing to share: each prompt alone
+                out[i] = self.score_tasks("", requests[i][1], tasks, phrasing, method="single")
+        return out
+
+    def encode_jobs(self, jobs: Sequence) -> list[list[int]]:
+        return [self.encode_segment(j if isinstance(j, str) else job_segment(j)) for j in jobs]
+
+    @torch.inference_mode()
+    def label_probabilities(self, query: str | Sequence[int], items: Sequence[str | Sequence[int]],
+                            label_token_ids: Sequence[int], apply_softmax: bool = False,
+                            item_first: bool = False) -> np.ndarray:
+        """(N, L) p(label token next | query + item) per item, SGLang's scoring API.
+        Texts are tokenized on their own (member text never becomes a special token) and
+        their ids concatenated; with `item_first` the item comes before the query and
+        nothing is shared, so each prompt runs alone in a padded batch."""
+        from models import multi_item
+
+        vocab = self.model.get_output_embeddings().weight.shape[0]
+        bad = [t for t in label_token_ids if not 0 <= t < vocab]
+        if bad or not label_token_ids:
+            raise ValueError(f"label_token_ids must be 1+ ids in [0, {vocab}); got {list(label_token_ids)[:8]}")
+        q = self._as_ids(query)
+        xs = [self._as_ids(item) for item in items]
+        if any(not x for x in xs):
+            raise ValueError("every item needs at least one token")
+        if any(not 0 <= t < vocab for x in [q, *xs] for t in x):
+            raise ValueError(f"token ids must be in [0, {vocab})")
+        if not xs:
+            return np.zeros((0, len(label_token_ids)), dtype=np.float32)
+        probs = multi_item.label_probabilities(self.model, q, xs, label_token_ids, apply_softmax, item_first)
+        return probs.cpu().numpy()
+
+    def _as_ids(self, text_or_ids: str | Sequence[int]) -> list[int]:
+        return self._ids(text_or_ids).input_ids if isinstance(text_or_ids, str) else [int(t) for t in text_or_ids]
 
 
 def default_device() -> torch.device:

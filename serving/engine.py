@@ -34,8 +34,9 @@ from index import HashedTermEmbedder, JobIndex, LinkGraph
 from serving.catalog import JobCounters
 from serving.graph_data import apply_graph_event
 from streams.state import CatalogEntry, apply_job_event
-from serving.results import score_result, scored_item
+from serving.results import score_result
 from serving.retrieval import surface_query
+from serving.scoring import ranked_items
 from serving.scorer import Candidate, Scorer
 from streams.schemas import (
     CompanyUpserted,
@@ -278,7 +279,10 @@ class MatchingEngine:
 
     def score(self, request: ScoreRequest, now: float, member_state: MemberState | None = None,
               scorer: Scorer | None = None, retrieval: str | None = None, explain: bool = True) -> ScoreResult:
-        """Retrieve, rank, cut to k: a ScoreResult with reasons and timings (ms)."""
+        """Retrieve, rank, cut to k: a ScoreResult with reasons and timings (ms), in the
+        caller's thread and without deadlines or a queue (tests, scripts). Live requests
+        go through `serving.scoring.ScoringService`, which adds those around the same
+        retrieval and the same cut."""
         t0 = time.perf_counter()
         scorer = scorer or self.scorer
         state = member_state or self.member(request.member_id) or MemberState(member_id=request.member_id)
@@ -288,15 +292,12 @@ class MatchingEngine:
             t1 = time.perf_counter()
             scores = (scorer.score(state, cands, request.task, now, request.query) if scorer is not None
                       else np.asarray([c.retrieval_score for c in cands], dtype=np.float64))
-            order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")[: request.k]
         except (ValueError, RuntimeError) as err:
             return score_result(request.request_id, request.member_id, model_id=self.model_id,
                                 error=f"{type(err).__name__}: {err}", status=ScoreStatus.ERROR)
         t2 = time.perf_counter()
-        items = [scored_item(cands[i].job.job_id, scores[i], reasons[i] if i < len(reasons) else [])
-                 for i in order]
         return score_result(
-            request.request_id, request.member_id, items=items,
+            request.request_id, request.member_id, items=ranked_items(cands, reasons, scores, request.k),
             model_id=scorer.name if scorer is not None else self.model_id,
             timings_ms={"retrieve": (t1 - t0) * 1e3, "rank": (t2 - t1) * 1e3, "total": (t2 - t0) * 1e3,
                         "candidates": float(len(cands))},

@@ -41,6 +41,7 @@ from serving import metrics as M
 from serving.engine import EngineConfig, MatchingEngine, load_encoder
 from serving.eventlog import LogRecord, ReadReport, as_records, read_log
 from serving.scorer import Candidate, Scorer
+from serving.scoring import top_k_order
 from streams.schemas import ActionType, HireConfirmed, MemberActed, ScoreRequested
 from streams.state import MemberState
 
@@ -372,8 +373,7 @@ class Replayer:
         dismissed_before = {it.job.job_id for it in state.history if it.action == "dismiss" and it.job}
         for task in tasks:
             scores = scores_by_task[task]
-            order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")[: cfg.k]
-            top = [cands[i] for i in order]
+            top = [cands[i] for i in top_k_order(scores, cfg.k)]
             top_ids = [c.job.job_id for c in top]
             relevant = fut.jobs_with(point.member_id, task, point.t, cfg.outcome_window_s)
             recall = M.recall_at_k(retrieved, relevant)

@@ -2,6 +2,7 @@
 
     scorer = make_scorer("popularity")            # or "bm25", "ranker:artifacts/ranker-student", "vllm:<dir>"
     scores = scorer.score(member_state, candidates, task="apply", now=t, query=None)   # np.ndarray (K,)
+    many = score_batch(scorer, [RankJob(state, candidates, "apply", t), ...])          # several members at once
 
 A candidate is a job plus what the engine knew of it at scoring time (its retrieval
 score and its past action counts), so a baseline never reaches into live state and
@@ -39,6 +40,28 @@ class Scorer(Protocol):
               now: float, query: str | None = None) -> np.ndarray:
         """One float per candidate, higher = more likely to do `task`."""
         ...
+
+
+@dataclass(frozen=True)
+class RankJob:
+    """One member's ranking inside a batch of several (the serving batcher's unit)."""
+
+    member_state: MemberState
+    candidates: Sequence[Candidate]
+    task: str
+    now: float
+    query: str | None = None
+
+
+def score_batch(scorer: Scorer, jobs: Sequence[RankJob]) -> list[np.ndarray]:
+    """Scores for several members at once: one call where the backend can share work
+    across them (`score_batch`: the LM ranker's one pass over their prefixes), a loop
+    over `score` otherwise."""
+    batched = getattr(scorer, "score_batch", None)
+    if batched is not None:
+        return batched(jobs)
+    return [np.asarray(scorer.score(j.member_state, j.candidates, j.task, j.now, j.query), dtype=np.float64)
+            for j in jobs]
 
 
 # ---- baselines -------------------------------------------------------------------
@@ -179,6 +202,26 @@ class RankerScorer:
         prefix = self.prefix(member_state, now, query)
         p = self.ranker.score_tasks(prefix, [c.job for c in candidates], list(tasks), method=self.method)
         return {t: np.asarray(p[:, i], dtype=np.float64) for i, t in enumerate(tasks)}
+
+
+    def score_batch(self, jobs: Sequence[RankJob]) -> list[np.ndarray]:
+        """Several members in one pass per task (`Ranker.score_many`): each prefix once,
+        all their candidates as segments in shared batches."""
+        out: list[np.ndarray | None] = [None] * len(jobs)
+        by_task: dict[str, list[int]] = {}
+        for i, job in enumerate(jobs):
+            if not job.candidates:
+                out[i] = np.zeros(0, dtype=np.float64)
+            elif job.member_state.profile is None:
+                raise ValueError(f"member {job.member_state.member_id!r} has no profile: the ranker needs one")
+            else:
+                by_task.setdefault(job.task, []).append(i)
+        for task, idx in by_task.items():
+            requests = [(self.prefix(jobs[i].member_state, jobs[i].now, jobs[i].query),
+                         [c.job for c in jobs[i].candidates]) for i in idx]
+            for i, p in zip(idx, self.ranker.score_many(requests, [task])):
+                out[i] = np.asarray(p[:, 0], dtype=np.float64)
+        return out  # type: ignore[return-value]
 
 
 class VLLMScorer:

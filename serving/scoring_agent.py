@@ -1,34 +1,45 @@
-"""`score-requests` -> `score-results`: the scoring agent of a serving worker.
+"""`score-requests` -> `score-results`, and the HTTP API: the serving side of a worker.
 
     register_serving()   # after streams.app.register_agents(), before the worker starts
 
-A request is answered by the worker that owns the member's partition (score requests
-are co-partitioned with the member-keyed topics), from the member's state in the
-`member-state` table and the job side held by this worker's `IndexReplica`. The
-scoring itself is `MatchingEngine.score`, the call replay makes, run in a thread so a
-slow model never blocks the event loop. `now` is the request's event time, as in
-replay.
+A Kafka request is answered by the worker that owns the member's partition (score
+requests are co-partitioned with the member-keyed topics), from the member's state in
+the `member-state` table and the job side held by this worker's `IndexReplica`. Both
+Kafka and HTTP requests go through one `ScoringService` (serving/scoring.py): the
+same stages, deadlines, batching across members, overload policy and metrics. The
+agent runs `kafka_concurrency` requests at once so that requests arriving together
+can share a model call; results are acked in order by faust whatever order they
+finish in. `sent_at` is the request's event time, as in replay.
 
-A request's deadline is its event time plus `deadline_ms`. One already past it when
-it arrives (a backlog after a restart, a slow producer) is answered at once with
-status `expired` and no items: scoring it late would spend the model on an answer
-nobody waits for, and answer as if it were on time. Until the replica has caught up
-with the job topics it saw at start, requests wait for it, up to their deadline.
+A Kafka request already past its deadline (`event_time + deadline_ms`) when it arrives
+(a backlog after a restart, a slow producer) is answered at once with status
+`expired` and no items: scoring it late would spend the model on an answer nobody
+waits for, and answer as if it were on time. Until the replica has caught up with the
+job topics it saw at start, requests wait for it, up to their deadline.
+
+The HTTP API (`serving.http_api`, FastAPI under uvicorn) runs on the worker's own event
+loop as a faust service on `HIRESTREAM_SERVING_HTTP_PORT`, loopback unless
+`HIRESTREAM_SERVING_HTTP_BIND` says otherwise (then only with `HIRESTREAM_TOKEN`). It
+answers a member only when this worker holds the member's partition (one worker
+holds them all); a request for a member held elsewhere gets 503 and should go to
+that worker or through Kafka.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
+
+from faust.contrib.asgi import AsgiService
 
 from serving.engine import EngineConfig, MatchingEngine, load_encoder
+from serving.http_api import check_bind, create_app
 from serving.replica import IndexReplica
-from serving.results import result_event_id, score_result
+from serving.results import result_event_id
 from serving.scorer import make_scorer
+from serving.scoring import ScoringPolicy, ScoringService
 from serving.settings import get_serving_settings
 from streams.app import app, member_state, settings, source_topics
-from streams.decoding import decode_or_dead_letter
-from streams.schemas import ScoreCompleted, ScoreRequested, ScoreStatus, serialize
+from streams.decoding import decode_or_dead_letter, key_partition
+from streams.schemas import ScoreCompleted, ScoreRequested, serialize
 from streams.state import MemberState
 from streams.topics import SCORE_REQUESTS, SCORE_RESULTS
 
@@ -45,41 +56,85 @@ engine = MatchingEngine(
 replica = IndexReplica.for_serving(engine, settings.kafka_bootstrap, settings.app_id)
 
 
-async def answer(request: ScoreRequested, clock=time.time) -> ScoreCompleted:
-    req = request.payload
-    deadline = request.event_time.timestamp() + req.deadline_ms / 1000.0
-    loop = asyncio.get_running_loop()
-    late_s = clock() - deadline
-    if late_s >= 0:
-        return _expired(request, f"past its deadline on arrival ({late_s:.3f} s late)")
-    if not replica.ready and not await loop.run_in_executor(None, replica.wait_ready, deadline - clock()):
-        return _expired(request, "the job index replica had not caught up by the deadline")
-    stored = member_state.get(req.member_id)
-    state = MemberState.from_dict(stored) if stored else MemberState(member_id=req.member_id)
-    now = request.event_time.timestamp()
-    result = await loop.run_in_executor(None, engine.score, req, now, state)
-    return _completed(request, result)
+def _member_state(member_id: str) -> MemberState | None:
+    stored = member_state.get(member_id)
+    return MemberState.from_dict(stored) if stored else None
 
 
-def _expired(request: ScoreRequested, why: str) -> ScoreCompleted:
-    req = request.payload
-    return _completed(request, score_result(req.request_id, req.member_id, model_id=engine.model_id,
-                                            error=why, status=ScoreStatus.EXPIRED))
+def _tables_recovered() -> bool:
+    return app.tables.recovery.completed.is_set()
 
 
-def _completed(request: ScoreRequested, result) -> ScoreCompleted:
+service = ScoringService(engine, member_state=_member_state, replica=replica,
+                         policy=ScoringPolicy.from_settings(_serving),
+                         ready_checks={"worker_tables_recovered": _tables_recovered})
+
+
+def _score_requests_lag() -> int | None:
+    """Messages on this worker's score-requests partitions not yet read."""
+    consumer = getattr(app, "_consumer", None)
+    if consumer is None:
+        return None
+    lag = 0
+    for tp in consumer.assignment():
+        if tp.topic != SCORE_REQUESTS.name:
+            continue
+        end, read = consumer.highwater(tp), consumer._read_offset.get(tp)
+        if end is not None:
+            lag += max(0, end - (read + 1 if read is not None else 0))
+    return lag
+
+
+service.metrics.watch_lag("score_requests", _score_requests_lag)
+
+
+async def answer(request: ScoreRequested) -> ScoreCompleted:
+    result = await service.score(request.payload, request.event_time.timestamp(), via="kafka")
     return ScoreCompleted(event_id=result_event_id(request.event_id), event_time=request.event_time,
                           payload=result)
 
 
-@app.agent(source_topics[SCORE_REQUESTS.name])
-async def process_score_requests(stream):
+async def _process_score_requests(stream):
     async for event in stream.events():
         typed = await decode_or_dead_letter(event)
         if typed is None:
             continue
         completed = await answer(typed)
         await source_topics[SCORE_RESULTS.name].send(key=typed.payload.member_id.encode(), value=serialize(completed))
+
+
+if _serving.kafka_requests:
+    process_score_requests = app.agent(source_topics[SCORE_REQUESTS.name], name="process_score_requests",
+                                       concurrency=_serving.kafka_concurrency)(_process_score_requests)
+
+
+# ---- the HTTP API --------------------------------------------------------------------------
+
+
+def _holds_member(member_id: str) -> bool:
+    """Whether this worker holds the member's `member-state` partition (active)."""
+    partitions = app.conf.topic_partitions
+    changelog = member_state.changelog_topic.get_topic_name()
+    partition = key_partition(member_id.encode(), partitions)
+    return any(tp.topic == changelog and tp.partition == partition for tp in app.assignor.assigned_actives())
+
+
+_token = settings.token.get_secret_value() if settings.token else None
+api = create_app(service, token=_token, holds_member=_holds_member)
+
+if _serving.http_port:
+    check_bind(_serving.http_bind, _token)
+
+    @app.service
+    class ScoringHttpService(AsgiService):
+        """The HTTP API on the worker's loop: started with the worker, stopped with it."""
+
+        asgi_app = api
+        host = _serving.http_bind
+        port = _serving.http_port
+        opentelemetry = False
+        uvicorn_options = {"lifespan": "off", "log_level": "warning", "access_log": False,
+                           "limit_concurrency": _serving.http_max_connections, "timeout_keep_alive": 5}
 
 
 @app.task
@@ -92,9 +147,11 @@ async def serving_view(web, request):
     return web.json({"replica_ready": replica.ready, "replica_start_offsets": replica.start_offsets,
                      "replica_lag": replica.lag, "replica_read": replica.read, "replica_invalid": replica.invalid,
                      "jobs_open": sum(1 for e in engine.catalog.values() if e.open), "hires": engine.links.hires,
-                     "scorer": engine.model_id, "replica_error": repr(replica.error) if replica.error else None})
+                     "scorer": engine.model_id, "replica_error": repr(replica.error) if replica.error else None,
+                     "scoring_queue_depth": service.depth,
+                     "http": f"http://{_serving.http_bind}:{_serving.http_port}" if _serving.http_port else None})
 
 
 def register_serving() -> None:
-    """Importing this module declares the agent, the replica task and the /serving/ page;
-    this function exists so call sites read as what they mean."""
+    """Importing this module declares the agent, the replica task, the HTTP service and
+    the /serving/ page; this function exists so call sites read as what they mean."""

@@ -180,9 +180,15 @@ class ScoredItem(Payload):
 
 
 class ScoreStatus(str, Enum):
+    """What a result is; for every status but `ok`, `error` says why."""
+
     OK = "ok"
+    # Ranked, but not all of it: the deadline came first (the index's own order of
+    # the candidates), or the service was loaded and ranked fewer candidates.
+    PARTIAL = "partial"
     EXPIRED = "expired"  # past its deadline when it arrived (or before it could be scored)
-    ERROR = "error"  # `error` says why
+    SHED = "shed"  # refused unscored: the scoring queue was full (serving.scoring's policy)
+    ERROR = "error"
 
 
 class ScoreResult(Payload):

@@ -77,13 +77,13 @@ class Settings(BaseSettings):
     def _web_is_guarded(self) -> "Settings":
         if self.token is not None and not self.token.get_secret_value().strip():
             self.token = None  # HIRESTREAM_TOKEN="" is no token, not an empty password
-        if self.token is None and not _is_loopback(self.web_bind):
+        if self.token is None and not is_loopback(self.web_bind):
             raise ValueError(f"web_bind={self.web_bind!r} lets other machines reach the read API "
                              "(member profiles, histories, debug traces): set HIRESTREAM_TOKEN too")
         return self
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:

@@ -15,20 +15,23 @@ import hmac
 from aiohttp import web
 
 OPEN_PATHS = frozenset({"/health/"})  # what a load balancer or orchestrator probes
+UNAUTHORIZED = {"error": "this endpoint needs 'Authorization: Bearer <HIRESTREAM_TOKEN>'"}
+UNAUTHORIZED_HEADERS = {"WWW-Authenticate": "Bearer"}
+
+
+def bearer_matches(authorization: str | None, token: str) -> bool:
+    """Whether an `Authorization` header carries `Bearer <token>`, compared in constant
+    time (no guessing by timing). The scoring HTTP API (serving.http_api) uses it too."""
+    return hmac.compare_digest((authorization or "").encode(), f"Bearer {token}".encode())
 
 
 def token_middleware(token: str):
-    expected = f"Bearer {token}".encode()
-
     @web.middleware
     async def require_token(request: web.Request, handler):
         if request.path in OPEN_PATHS:
             return await handler(request)
-        given = request.headers.get("Authorization", "").encode()
-        if not hmac.compare_digest(given, expected):  # constant time: no guessing by timing
-            return web.json_response(
-                {"error": "this endpoint needs 'Authorization: Bearer <HIRESTREAM_TOKEN>'"},
-                status=401, headers={"WWW-Authenticate": "Bearer"})
+        if not bearer_matches(request.headers.get("Authorization"), token):
+            return web.json_response(UNAUTHORIZED, status=401, headers=UNAUTHORIZED_HEADERS)
         return await handler(request)
 
     return require_token

@@ -40,7 +40,7 @@ TASKS = ["click", "save", "apply", "dismiss"]
 
 
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
-@pytest.mark.parametrize("method", ["multi_item", "prefix_cache"])
+@pytest.mark.parametrize("method", ["multi_item", "prefix_cache", "padded"])
 def test_multi_task_multi_item_scores_equal_one_task_prompts(tiny_ranker, attn, method):
     """Every task of every job in one pass scores what each one-task prompt
     `prefix + job + question` scores alone."""
@@ -101,6 +101,44 @@ def test_padded_batch_of_rows_matches_rows_alone(tiny_ranker):
         a = multi_item.answer_logits(m, multi_item.pack_rows([row_a]), y, n)
         b = multi_item.answer_logits(m, multi_item.pack_rows([row_b]), y, n)
     torch.testing.assert_close(batched, torch.cat([a, b]), atol=1e-4, rtol=1e-4)
+
+
+def test_several_members_in_one_pass_score_what_each_scores_alone(tiny_ranker):
+    """The serving batcher's call: members with prefixes of different lengths share one
+    padded prefix pass and mixed job batches, and each gets its own scores."""
+    short = PREFIX.split("## Past job interactions")[0]
+    longer = PREFIX + "Viewed: Data Analyst x3; Analytics Engineer\n\n"
+    requests = [(PREFIX, SEGMENTS), (short, SEGMENTS[1:3]), (longer, SEGMENTS[::-1])]
+    together = tiny_ranker.score_many(requests, TASKS)
+    for (prefix, jobs), got in zip(requests, together):
+        alone = tiny_ranker.score_tasks(prefix, jobs, TASKS, method="single")
+        np.testing.assert_allclose(got, alone, atol=1e-4)
+    # a short prefix must not see the padding after it: the same jobs after the two
+    # prefixes score differently, so a leak would have to match by chance
+    assert not np.allclose(together[0][1:3], together[1], atol=1e-3)
+    empty = tiny_ranker.score_many([(PREFIX, [])], TASKS)
+    assert empty[0].shape == (0, len(TASKS))
+
+
+@pytest.mark.parametrize("apply_softmax", [False, True])
+@pytest.mark.parametrize("item_first", [False, True])
+def test_label_probabilities_are_the_next_token_distribution_of_query_plus_item(
+        tiny_ranker, apply_softmax, item_first):
+    """SGLang's scoring API: p(label | query + item) per item, read from the whole
+    vocabulary (or, with apply_softmax, renormalized over the labels)."""
+    tok = tiny_ranker.tokenizer
+    ids = lambda s: tok(s, add_special_tokens=False, split_special_tokens=True).input_ids  # noqa: E731
+    labels = [tiny_ranker.yes_id, tiny_ranker.no_id, ids(" Maybe")[0]]
+    got = tiny_ranker.label_probabilities(PREFIX, SEGMENTS, labels, apply_softmax, item_first)
+    for i, seg in enumerate(SEGMENTS):
+        prompt = ids(seg) + ids(PREFIX) if item_first else ids(PREFIX) + ids(seg)
+        with torch.no_grad():
+            logits = tiny_ranker.model(torch.tensor([prompt])).logits[0, -1].float()
+        want = logits[labels].softmax(-1) if apply_softmax else logits.softmax(-1)[labels]
+        np.testing.assert_allclose(got[i], want.numpy(), atol=1e-5)
+    assert np.ptp(got[:, 0]) > 0, "items must score differently for the test to mean anything"
+    with pytest.raises(ValueError, match="label_token_ids"):
+        tiny_ranker.label_probabilities(PREFIX, SEGMENTS, [10**9])
 
 
 @pytest.mark.slow

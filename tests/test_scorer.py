@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from serving.scorer import BM25Scorer, Candidate, PopularityScorer, RankerScorer, VLLMScorer, make_scorer
+from serving.scorer import (
+    BM25Scorer, Candidate, PopularityScorer, RankerScorer, RankJob, VLLMScorer, make_scorer, score_batch,
+)
 from streams.state import apply_member_event
 from tests import factories as f
 
@@ -63,3 +65,13 @@ def test_ranker_scorer_shares_one_prefix_and_matches_one_by_one():
     for task in ("click", "apply", "dismiss"):
         np.testing.assert_allclose(together[task], RankerScorer(ranker).score(member(), CANDS, task, 0.0), atol=1e-5)
     assert not np.allclose(together["click"], together["dismiss"])
+    # several members in one call (the serving batcher's): each as it scores alone
+    other = apply_member_event(None, f.member_upserted("u2", member_id="m2", title="Pastry Chef",
+                                                       occupation="pastry chef", skills=["Baking"]), lambda _: None)
+    jobs = [RankJob(member(), CANDS, "apply", 0.0), RankJob(other, CANDS[::-1], "click", 0.0),
+            RankJob(other, [], "apply", 0.0)]
+    many = score_batch(RankerScorer(ranker), jobs)
+    for job, got in zip(jobs, many):
+        np.testing.assert_allclose(got, RankerScorer(ranker, method="single").score(
+            job.member_state, job.candidates, job.task, 0.0), atol=1e-5)
+    assert many[2].shape == (0,)

@@ -1,5 +1,6 @@
-"""The scoring agent's deadline rules, in process: a request is never scored once its
-deadline has passed, whether it arrived late or the replica was still catching up."""
+"""The scoring service's deadline rules, in process: a request is never scored once its
+deadline has passed, whether it arrived late, the replica was still catching up, or
+the model had not got to it yet (then it gets the index's order, flagged partial)."""
 from __future__ import annotations
 
 import asyncio
@@ -8,50 +9,88 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from streams.schemas import ScoreRequest, ScoreRequested, ScoreStatus
+from infra.waiting import wait_for_async
+from serving.scoring import ScoringPolicy, ScoringService
+from streams.schemas import ScoreRequest, ScoreStatus
+from tests.scoring_helpers import GatedScorer, RecordingScorer, engine, item_ids, retrieval_order
 
 
 class NeverReady:
-    """A replica stuck mid-bootstrap, recording how long the agent was willing to wait."""
+    """A replica stuck mid-bootstrap, recording how long the service was willing to wait."""
 
     ready = False
+    lag = 7
 
     def __init__(self):
         self.waits: list[float] = []
 
     def wait_ready(self, timeout):
         self.waits.append(timeout)
-        time.sleep(timeout)
+        time.sleep(timeout)  # the replica's own blocking wait, as IndexReplica.wait_ready blocks
         return False
 
 
+class NeverScores(RecordingScorer):
+    def score_batch(self, jobs):
+        pytest.fail("scored after the deadline")
+
+
+def request(member_id: str = "m1", deadline_ms: int = 1000, k: int = 3) -> ScoreRequest:
+    return ScoreRequest(request_id=f"r-{member_id}", member_id=member_id, deadline_ms=deadline_ms, k=k)
+
+
 @pytest.fixture
-def agent(monkeypatch):
-    from serving import scoring_agent
+def gated():
+    scorer = GatedScorer()
+    yield scorer
+    scorer.gate.set()  # never leave the model thread blocked
 
+
+def test_a_request_that_arrives_late_is_expired_without_waiting():
     replica = NeverReady()
-    monkeypatch.setattr(scoring_agent, "replica", replica)
-    monkeypatch.setattr(scoring_agent.engine, "score", lambda *a: pytest.fail("scored after the deadline"))
-    return scoring_agent, replica
-
-
-def request(sent: datetime, deadline_ms: int) -> ScoreRequested:
-    return ScoreRequested(event_id="e1", event_time=sent,
-                          payload=ScoreRequest(request_id="r1", member_id="m1", deadline_ms=deadline_ms))
-
-
-def test_a_request_that_arrives_late_is_expired_without_waiting(agent):
-    scoring_agent, replica = agent
-    late = request(datetime.now(timezone.utc) - timedelta(seconds=3), 1000)
-    result = asyncio.run(scoring_agent.answer(late)).payload
+    service = ScoringService(engine(NeverScores()), replica=replica)
+    sent = (datetime.now(timezone.utc) - timedelta(seconds=3)).timestamp()
+    result = asyncio.run(service.score(request(deadline_ms=1000), sent))
     assert result.status is ScoreStatus.EXPIRED and "on arrival" in result.error
+    assert result.items == [] and "rank" not in result.timings_ms
     assert replica.waits == []
 
 
-def test_a_request_waits_for_the_replica_only_until_its_deadline(agent):
-    scoring_agent, replica = agent
+def test_a_request_waits_for_the_replica_only_until_its_deadline():
+    replica = NeverReady()
+    service = ScoringService(engine(NeverScores()), replica=replica)
     started = time.monotonic()
-    result = asyncio.run(scoring_agent.answer(request(datetime.now(timezone.utc), 300))).payload
+    result = asyncio.run(service.score(request(deadline_ms=300), time.time()))
     assert result.status is ScoreStatus.EXPIRED and "had not caught up" in result.error
     assert len(replica.waits) == 1 and 0 < replica.waits[0] <= 0.3
     assert time.monotonic() - started < 2.0
+    assert service.readiness()["index_replica_caught_up"] is False
+
+
+def test_the_deadline_during_ranking_answers_the_index_order_flagged_partial(gated):
+    e = engine(gated)
+    service = ScoringService(e, policy=ScoringPolicy(batch_window_ms=0))
+    result = asyncio.run(service.score(request(deadline_ms=300), time.time()))
+    assert gated.entered.is_set()  # the model call had started and was still running
+    assert result.status is ScoreStatus.PARTIAL and "deadline reached before ranking" in result.error
+    assert item_ids(result) == retrieval_order(e, "m1", 3)  # what was ready: the index's order
+    assert "rank" not in result.timings_ms and result.timings_ms["total"] < 2000
+    ok = ScoringService(engine(RecordingScorer())).engine.score(request(), 0.0)
+    assert item_ids(result) != item_ids(ok), "BM25's order must differ from the index's for this to mean anything"
+
+
+def test_a_request_answered_at_its_deadline_is_left_out_of_the_next_model_call(gated):
+    service = ScoringService(engine(gated), policy=ScoringPolicy(batch_window_ms=0, max_batch=8))
+
+    async def main():
+        first = asyncio.ensure_future(service.score(request("m1", deadline_ms=30_000), time.time()))
+        await wait_for_async(gated.entered.is_set, 10, "the first model call")
+        late = await service.score(request("m2", deadline_ms=200), time.time())  # queued behind it
+        gated.gate.set()
+        # one more request after both: the batcher takes jobs in order, so once it is
+        # answered, m2's queued job has been either skipped or scored
+        return await first, late, await service.score(request("m3"), time.time())
+
+    first, late, after = asyncio.run(main())
+    assert first.status is ScoreStatus.OK and late.status is ScoreStatus.PARTIAL and after.status is ScoreStatus.OK
+    assert [m for call in gated.calls for m in call] == ["m1", "m3"]  # m2 was answered already: never scored

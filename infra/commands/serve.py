@@ -8,13 +8,17 @@ import click
 @click.option("--loglevel", default="warning", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def command(loglevel: str) -> None:
-    """Run the stream worker's agents and tables and answer score requests.
+    """Run the stream worker's agents and tables and answer score requests, from Kafka
+    (score-requests -> score-results) and over HTTP (POST /v1/rank, /v1/score,
+    /readyz, /metrics, docs at /docs) on HIRESTREAM_SERVING_HTTP_PORT (6067; 0: off).
 
     Scorer and retrieval come from HIRESTREAM_SERVING_SCORER (popularity, bm25,
     ranker:<dir>) and HIRESTREAM_SERVING_RETRIEVAL ('hybrid,exact'); the job index is a
     replica bootstrapped at start from the job-catalog changelog and the compacted
     members topic, then hires and member-actions (serving/replica.py); requests wait
-    until it has caught up. Replica state: http://127.0.0.1:<web_port>/serving/.
+    until it has caught up. Batching and overload: HIRESTREAM_SERVING_BATCH_WINDOW_MS,
+    _MAX_BATCH, _QUEUE_MAX, _DEGRADE_AT, _DEGRADED_K (serving/scoring.py states the
+    policy). Replica state: http://127.0.0.1:<web_port>/serving/.
     """
     from faust.worker import Worker
 
