@@ -176,6 +176,21 @@ def wait_until_healthy(cluster: ClusterConfig, timeout: float, in_sync: bool = T
     return time.monotonic() - started
 
 
+def create_topics(cluster: ClusterConfig, timeout: float = 60.0) -> None:
+    """The map's topics with replication factor 3 (`broker.create_topics`). A created
+    topic reaches each node's metadata a moment later, so the count check at the end of
+    `broker.create_topics` can ask a node that has not seen it yet: then wait until the
+    metadata lists every topic, and check again."""
+    plan = broker.topic_plan(get_settings().member_partitions)
+    try:
+        broker.create_topics(cluster.bootstrap, replication_factor=REPLICATION_FACTOR)
+    except BrokerError as err:
+        log.info("topics not yet in the metadata everywhere (%s); waiting", err)
+        wait_for(lambda: broker.partition_counts(cluster.bootstrap, list(plan)) == plan, timeout,
+                 "every topic of the map in the cluster's metadata", interval=0.25)
+        broker.create_topics(cluster.bootstrap, replication_factor=REPLICATION_FACTOR)
+
+
 @contextmanager
 def private_cluster(data_dir: Path, timeout: float = 180.0, **options) -> Iterator[ClusterConfig]:
     """A three-node cluster for one benchmark or test, with the map's topics (replication
@@ -186,7 +201,7 @@ def private_cluster(data_dir: Path, timeout: float = 180.0, **options) -> Iterat
     cluster = ClusterConfig.on_free_ports(data_dir, **options)
     start_cluster(cluster, timeout=timeout)
     try:
-        broker.create_topics(cluster.bootstrap, replication_factor=REPLICATION_FACTOR)
+        create_topics(cluster)
         yield cluster
     finally:
         stop_cluster(cluster)
