@@ -38,9 +38,10 @@ offset). A member event (`member-actions`, `hires`) is
 A profile upsert (`members`) is applied when its member's profile equals it and the
 member's state records its offset; applying it twice leaves the same state, so it
 cannot be seen twice. A malformed message must be in its DLQ (lost otherwise; applied
-twice if it reached any state). The workers keep every interaction in the history
-(`history_max_items` above any member's count) so that each event id can be counted;
-idempotency is unchanged (source offsets and the default 64-id window).
+twice if it reached any state). So that each event id can be counted, the stream
+sends a member at most as many interactions as its history keeps (`history_max_items`,
+30) and one profile upsert; the workers run with their default settings but for a
+6 s session timeout and a 0.5 s commit interval (as the tests), and replication 3.
 
     .venv/bin/python bench/chaos.py                    # 50 faults
     .venv/bin/python bench/chaos.py --iterations 5     # one of each kind
@@ -95,21 +96,21 @@ class ChaosConfig:
     rate: float = 80.0  # events/s the producer holds after the entities' first upserts
     malformed_every: int = 200  # one malformed message per this many events
     members: int = 0  # simulated members; 0: enough for the run at `rate`
-    days: int = 14  # simulated days (histories of ~35 events per member on average)
-    history_items: int = 500  # workers keep this many interactions per member (all of them)
+    days: int = 7  # simulated days (~17 events per member on average)
     events_between: int = 150  # events streamed between one recovery and the next fault
     session_timeout: float = 6.0  # the workers' consumer-group session timeout
     fault_timeout: float = 300.0  # most seconds one recovery may take before the run fails
+    faults: tuple[str, ...] = FAULTS  # the kinds to mix
     data_dir: Path | None = None  # brokers' and workers' files; None: a temporary directory
 
     @property
     def simulated_members(self) -> int:
         if self.members:
             return self.members
-        # ~40 s of stream per fault, ~2.4 events per member and simulated day, and room
-        # to spare: the stream must outlast the faults.
+        # ~40 s of stream per fault, ~2.4 events per member and simulated day (fewer
+        # past the cap on interactions), and room to spare: the stream must outlast the faults.
         events = self.rate * 40 * max(self.iterations, 3)
-        return max(200, int(1.5 * events / (self.days * 2.4)))
+        return max(200, int(1.5 * events / min(self.days * 2.4, 0.6 * member_cap())))
 
     def rerun_command(self) -> str:
         args = ["--iterations", str(self.iterations)]
@@ -117,15 +118,25 @@ class ChaosConfig:
                            ("members", "--members"), ("days", "--days")):
             if getattr(self, name) != getattr(ChaosConfig, name):
                 args += [flag, str(getattr(self, name))]
+        if self.faults != FAULTS:
+            args += ["--faults", ",".join(self.faults)]
         return shlex.join([".venv/bin/python", "bench/chaos.py", *args])
 
 
-def fault_plan(iterations: int, seed: int) -> list[str]:
-    """Every kind once per round of five, in a seeded order within each round."""
+def member_cap() -> int:
+    """Interactions streamed per member at most: as many as a member's state keeps in its
+    history (`history_max_items`, the workers' default), so every one can be counted."""
+    from streams.settings import get_settings
+
+    return get_settings().history_max_items
+
+
+def fault_plan(iterations: int, seed: int, kinds: tuple[str, ...] = FAULTS) -> list[str]:
+    """Every kind once per round, in a seeded order within each round."""
     rng = random.Random(f"chaos/{seed}")
     plan: list[str] = []
     while len(plan) < iterations:
-        round_ = list(FAULTS)
+        round_ = list(kinds)
         rng.shuffle(round_)
         plan += round_
     return plan[:iterations]
@@ -373,7 +384,7 @@ class Workers:
         settings = dict(
             app_id=app_id, replication_factor=kafka_cluster.REPLICATION_FACTOR,
             broker_session_timeout=config.session_timeout, broker_heartbeat_interval=config.session_timeout / 3,
-            commit_interval=0.5, history_max_items=config.history_items,
+            commit_interval=0.5,
         )
         ports = broker.free_ports(2)
         self.all = [WorkerProcess(bootstrap, data_dir / name, port, loglevel="info", **settings)
@@ -483,7 +494,7 @@ class Chaos:
                                 n_jobs=config.simulated_members, n_companies=max(5, config.simulated_members // 20),
                                 days=config.days)
         self.stream = EventStream(cluster.bootstrap, sim, config.rate, config.malformed_every,
-                                  member_cap=config.history_items - 10, ledger=self.ledger)
+                                  member_cap=member_cap(), ledger=self.ledger)
         self.workers = Workers(cluster.bootstrap, data_dir, self.app_id, config)
         self.progress = GroupProgress(cluster.bootstrap, self.app_id, self.partitions)
         self.recoveries: list[Recovery] = []
@@ -501,7 +512,7 @@ class Chaos:
         if not self.stream.preloaded.wait(600) or self.stream.error:
             raise RuntimeError(f"the entities' first upserts were not delivered: {self.stream.error!r}")
         self.timings["preload_s"] = time.monotonic() - t
-        for i, fault in enumerate(fault_plan(self.config.iterations, self.config.seed), start=1):
+        for i, fault in enumerate(fault_plan(self.config.iterations, self.config.seed, self.config.faults), start=1):
             self._steady(i)
             if self.stream.exhausted.is_set():
                 self.anomalies.append(f"the simulation ran out before fault {i}: raise --members")
@@ -520,13 +531,29 @@ class Chaos:
 
     # -- conditions
     def _wait_recovered(self, t0: float, target: dict, what: str) -> float:
+        slow = [30.0]  # past this many seconds, say where it waits (and again every 30 s)
+
+        def recovered() -> bool:
+            if self.progress.caught_up(target):
+                return True
+            if time.monotonic() - t0 > slow[0]:
+                slow[0] += 30
+                self._say_where_it_waits(target, f"{what}: {time.monotonic() - t0:.0f} s")
+            return False
         try:
-            wait_for(lambda: self.progress.caught_up(target), self.config.fault_timeout, what, interval=0.2)
+            wait_for(recovered, self.config.fault_timeout, what, interval=0.2)
         except TimeoutError as err:
             states = "\n".join(f"{w.data_dir.name} alive={w.alive}\n{w.log_tail(3000)}\n{w.debug_state()}"
                                for w in self.workers.all)
             raise TimeoutError(f"{err}; behind: {self.progress.behind(target)}\n{states}") from None
         return time.monotonic() - t0
+
+    def _say_where_it_waits(self, target: dict, what: str) -> None:
+        """Log the partitions still behind, and keep each worker's /debug/tasks/ with the logs."""
+        self.log(f"{time.strftime('%H:%M:%S')} still waiting for {what}; behind: {self.progress.behind(target)}")
+        for w in self.workers.all:
+            path = w.data_dir / f"debug-tasks-{time.strftime('%H%M%S')}.txt"
+            path.write_text(w.debug_state() if w.alive else f"not running (exit {w.proc.returncode})")
 
     def _steady(self, iteration: int, new_events: int | None = None) -> None:
         """Before a fault: `events_between` more events streamed, both workers up and
@@ -930,7 +957,8 @@ def run(config: ChaosConfig, log=print, logs_dir: Path | None = OUT / "chaos-log
 def _keep_logs(data_dir: Path, logs: Path) -> None:
     shutil.rmtree(logs, ignore_errors=True)
     logs.mkdir(parents=True, exist_ok=True)
-    for path in list(data_dir.glob("worker-*/worker.log")) + list(data_dir.glob("kafka/node-*/server.log")):
+    for path in [*data_dir.glob("worker-*/worker.log"), *data_dir.glob("worker-*/debug-tasks-*.txt"),
+                 *data_dir.glob("kafka/node-*/server.log")]:
         shutil.copy(path, logs / f"{path.parent.name}-{path.name}")
 
 
@@ -943,9 +971,14 @@ def main() -> None:
     ap.add_argument("--malformed-every", type=int, default=defaults.malformed_every)
     ap.add_argument("--members", type=int, default=defaults.members, help="simulated members (0: sized to the run)")
     ap.add_argument("--days", type=int, default=defaults.days, help="simulated days")
+    ap.add_argument("--faults", default=",".join(FAULTS), help=f"kinds to mix, of {', '.join(FAULTS)}")
     args = ap.parse_args()
+    faults = tuple(f.strip() for f in args.faults.split(",") if f.strip())
+    if not faults or set(faults) - set(FAULTS):
+        ap.error(f"--faults takes kinds of {', '.join(FAULTS)}")
     config = ChaosConfig(iterations=args.iterations, seed=args.seed, rate=args.rate,
-                         malformed_every=args.malformed_every, members=args.members, days=args.days)
+                         malformed_every=args.malformed_every, members=args.members, days=args.days,
+                         faults=faults)
     result = run(config)
     print_report(result)
     OUT.mkdir(exist_ok=True)

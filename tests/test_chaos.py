@@ -8,13 +8,60 @@ says; about three minutes on two cores.
 """
 from __future__ import annotations
 
+import json
+from collections import Counter
+
 import pytest
 
 from bench import chaos
+from bench.chaos import Sent
 
-pytestmark = pytest.mark.kafka
+
+def test_the_accounting_sees_every_loss_and_every_double_application():
+    """The benchmark's verdicts on hand-made outcomes: a checker that cannot see a loss
+    or a duplicate would report zeros whatever happened."""
+    profile = {"member_id": "m1", "title": "Data Engineer"}
+    sent = [
+        Sent("action", "member-actions", "m1", "e1", partition=0, offset=10),  # applied once
+        Sent("action", "member-actions", "m1", "e2", partition=0, offset=11),  # applied twice
+        Sent("action", "member-actions", "m1", "e3", partition=0, offset=12),  # lost
+        Sent("action", "member-actions", "m1", "e4", partition=0, offset=13),  # dead-lettered
+        Sent("action", "member-actions", "m1", "e5", partition=0, offset=14),  # in m2's state
+        Sent("hire", "hires", "m1", "e6", partition=0, offset=3),  # applied and dead-lettered
+        Sent("action", "member-actions", "m1", "e7"),  # the producer never delivered it
+        Sent("upsert", "members", "m1", "u1", json.dumps(profile), partition=0, offset=5),  # applied
+        Sent("upsert", "members", "m2", "u2", json.dumps(profile), partition=1, offset=6),  # lost
+        Sent("malformed", "member-actions", "m1", "bad-1", partition=0, offset=20),  # in its DLQ
+        Sent("malformed", "member-actions", "m1", "bad-2", partition=0, offset=21),  # in its DLQ twice
+        Sent("malformed", "member-actions", "m1", "bad-3", partition=0, offset=22),  # lost
+        Sent("malformed", "member-actions", "m1", "bad-4", partition=0, offset=23),  # applied
+    ]
+    history = lambda *ids: [{"event_id": i} for i in ids]  # noqa: E731
+    members = {
+        "m1": {"profile": profile, "applied_offsets": {"members:0": 5},
+               "history": history("e1", "e2", "e2", "e6", "bad-4")},
+        "m2": {"profile": {**profile, "title": "other"}, "applied_offsets": {"members:1": 6},
+               "history": history("e5")},
+    }
+    dead = Counter({("member-actions", 0, 13): 1, ("hires", 0, 3): 1, ("member-actions", 0, 20): 1,
+                    ("member-actions", 0, 21): 2})
+    counts = chaos.classify(sent, members, dead)
+    outcomes = lambda kind: {k: v for k, v in counts[kind].items() if v and k != "produced"}  # noqa: E731
+    assert outcomes("action") == {"applied once": 1, "applied twice": 2, "lost": 1, "in DLQ": 1,
+                                  "not delivered by the producer": 1}
+    assert outcomes("hire") == {"applied twice": 1}
+    assert outcomes("upsert") == {"applied once": 1, "lost": 1}
+    assert outcomes("malformed") == {"in DLQ": 2, "dead-lettered twice": 1, "lost": 1, "applied twice": 1}
 
 
+def test_the_fault_plan_mixes_every_kind_in_each_round():
+    plan = chaos.fault_plan(50, seed=7)
+    assert len(plan) == 50
+    assert all(sorted(plan[i:i + 5]) == sorted(chaos.FAULTS) for i in range(0, 50, 5))
+    assert plan == chaos.fault_plan(50, seed=7) != chaos.fault_plan(50, seed=8)
+
+
+@pytest.mark.kafka
 def test_one_fault_of_each_kind_loses_nothing_and_applies_nothing_twice(tmp_path):
     config = chaos.ChaosConfig(iterations=len(chaos.FAULTS), rate=40, days=7, events_between=50,
                                data_dir=tmp_path)
