@@ -1,5 +1,9 @@
 """A real single-node Apache Kafka broker (KRaft, no ZooKeeper), run from Maven Central jars.
 
+(`infra/cluster.py` runs three of these nodes as one replicated cluster, from the
+same pieces: a node's id, its quorum's voters and its replication settings are
+parameters of `BrokerConfig`, defaulting to the one node below.)
+
 No Kafka tarball is reachable here and PyPI has no Kafka broker, so the jars come from
 Maven Central through `infra/kafka/pom.xml` (once, into the git-ignored cache) and the
 broker runs as `java -cp '<libs>/*' kafka.Kafka server.properties`. The same functions
@@ -62,10 +66,21 @@ class BrokerConfig:
     # Test and bench brokers end with the process that started them, even when it is
     # killed; `hirestream broker start` leaves its broker running on purpose.
     die_with_parent: bool = False
+    # A node of a cluster (infra/cluster.py): its id and the KRaft quorum's voters
+    # ("1@host:port,2@host:port,..."); None: this node alone. The replication settings
+    # apply to the internal topics and to topics created without a replication factor.
+    node_id: int = 1
+    quorum_voters: str | None = None
+    replication_factor: int = 1
+    min_insync_replicas: int = 1
 
     @property
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def controller_quorum_voters(self) -> str:
+        return self.quorum_voters or f"{self.node_id}@{self.host}:{self.controller_port}"
 
     @property
     def properties_path(self) -> Path:
@@ -183,25 +198,26 @@ def fetch_jars(cache_dir: Path | None = None) -> Path:
 # --- configuration files -------------------------------------------------------------
 
 def server_properties(cfg: BrokerConfig) -> str:
-    """The broker's configuration: one node that is both broker and KRaft controller."""
+    """The broker's configuration: a node that is both broker and KRaft controller (one
+    node alone by default)."""
     props = {
         "process.roles": "broker,controller",
-        "node.id": 1,
-        "controller.quorum.voters": f"1@{cfg.host}:{cfg.controller_port}",
+        "node.id": cfg.node_id,
+        "controller.quorum.voters": cfg.controller_quorum_voters,
         "listeners": f"PLAINTEXT://{cfg.bootstrap},CONTROLLER://{cfg.host}:{cfg.controller_port}",
         "advertised.listeners": f"PLAINTEXT://{cfg.bootstrap}",
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
         "log.dirs": cfg.store_dir,
-        # One node: every internal topic has a single replica.
-        "offsets.topic.replication.factor": 1,
+        # One node: every internal topic has a single replica (a cluster: its own).
+        "offsets.topic.replication.factor": cfg.replication_factor,
         "offsets.topic.num.partitions": cfg.internal_partitions,
-        "transaction.state.log.replication.factor": 1,
-        "transaction.state.log.min.isr": 1,
+        "transaction.state.log.replication.factor": cfg.replication_factor,
+        "transaction.state.log.min.isr": cfg.min_insync_replicas,
         "transaction.state.log.num.partitions": cfg.internal_partitions,
-        "default.replication.factor": 1,
-        "min.insync.replicas": 1,
+        "default.replication.factor": cfg.replication_factor,
+        "min.insync.replicas": cfg.min_insync_replicas,
         # A consumer group's first join should not wait 3 s for more members.
         "group.initial.rebalance.delay.ms": 0,
         # faust creates its changelog and repartition topics itself.
@@ -252,8 +268,9 @@ def java_command(cfg: BrokerConfig, libs: Path, main: str, *args: str) -> list[s
     ]
 
 
-def prepare(cfg: BrokerConfig, libs: Path) -> None:
-    """Write the configuration files and format the KRaft store once."""
+def prepare(cfg: BrokerConfig, libs: Path, cluster_id: str | None = None) -> None:
+    """Write the configuration files and format the KRaft store once (every node of a
+    cluster with the same `cluster_id`; a new one by default)."""
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
     cfg.properties_path.write_text(server_properties(cfg))
     cfg.log4j_path.write_text(log4j_properties(cfg))
@@ -261,7 +278,7 @@ def prepare(cfg: BrokerConfig, libs: Path) -> None:
         return
     cmd = java_command(
         cfg, libs, "kafka.tools.StorageTool",
-        "format", "-t", new_cluster_id(), "-c", str(cfg.properties_path), "--ignore-formatted",
+        "format", "-t", cluster_id or new_cluster_id(), "-c", str(cfg.properties_path), "--ignore-formatted",
     )
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
@@ -390,6 +407,23 @@ def start(cfg: BrokerConfig, libs: Path | None = None, timeout: float = 60.0) ->
     if pid is not None:
         wait_until_ready(cfg.bootstrap, timeout, pid, cfg)
         return pid
+    pid = launch(cfg, libs)
+    try:
+        waited = wait_until_ready(cfg.bootstrap, timeout, pid, cfg)
+    except BrokerError:
+        stop(cfg)
+        raise
+    log.info("Kafka %s broker (pid %d) answered on %s after %.1f s",
+             kafka_version(), pid, cfg.bootstrap, waited)
+    return pid
+
+
+def launch(cfg: BrokerConfig, libs: Path | None = None, cluster_id: str | None = None) -> int:
+    """Start the broker process and return its pid without waiting for it to answer
+    (a cluster's nodes answer only once a quorum of them runs: infra/cluster.py).
+
+    With `die_with_parent`, call this from a thread that lives as long as the broker
+    should: Linux sends the parent-death signal when the *thread* that forked exits."""
     for port in (cfg.port, cfg.controller_port):
         if port_open(cfg.host, port):
             raise BrokerError(
@@ -399,7 +433,7 @@ def start(cfg: BrokerConfig, libs: Path | None = None, timeout: float = 60.0) ->
             )
     require_tools("java")
     libs = libs or fetch_jars()
-    prepare(cfg, libs)
+    prepare(cfg, libs, cluster_id)
     cmd = java_command(cfg, libs, "kafka.Kafka", str(cfg.properties_path))
     with open(cfg.console_log, "ab") as console:
         proc = subprocess.Popen(
@@ -409,28 +443,23 @@ def start(cfg: BrokerConfig, libs: Path | None = None, timeout: float = 60.0) ->
         )
     _children[proc.pid] = proc
     cfg.pid_path.write_text(f"{proc.pid}\n")
-    try:
-        waited = wait_until_ready(cfg.bootstrap, timeout, proc.pid, cfg)
-    except BrokerError:
-        stop(cfg)
-        raise
-    log.info("Kafka %s broker (pid %d) answered on %s after %.1f s",
-             kafka_version(), proc.pid, cfg.bootstrap, waited)
     return proc.pid
 
 
-def stop(cfg: BrokerConfig, timeout: float = 30.0) -> bool:
-    """SIGTERM (Kafka shuts down cleanly on it), wait, then SIGKILL. True if one was running."""
+def stop(cfg: BrokerConfig, timeout: float = 30.0, sig: signal.Signals = signal.SIGTERM) -> bool:
+    """SIGTERM (Kafka shuts down cleanly on it), wait, then SIGKILL. True if one was running.
+
+    `sig=SIGKILL` kills it at once, as a machine failure would (infra/cluster.py's faults)."""
     pid = running_pid(cfg)
     if pid is None:
         cfg.pid_path.unlink(missing_ok=True)
         return False
-    os.kill(pid, signal.SIGTERM)
+    os.kill(pid, sig)
     deadline = time.monotonic() + timeout
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     if _alive(pid):
-        log.warning("broker pid %d ignored SIGTERM for %.0f s; killing it", pid, timeout)
+        log.warning("broker pid %d ignored %s for %.0f s; killing it", pid, sig.name, timeout)
         os.kill(pid, signal.SIGKILL)
         while _alive(pid):
             time.sleep(0.05)

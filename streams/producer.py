@@ -34,11 +34,17 @@ class ProduceReport:
 def make_producer(bootstrap: str, **overrides) -> KafkaProducer:
     config = dict(
         bootstrap_servers=bootstrap,
-        acks="all",  # an event the producer reports as sent is on the broker's log
+        # An event the producer reports as sent is on every in-sync replica
+        # (`min.insync.replicas` of them on a cluster, infra/cluster.py).
+        acks="all",
+        # Retries (kafka-python's default: until `delivery_timeout_ms`, 2 min) never
+        # write a record twice or out of order: the broker drops a retried batch it
+        # already has. Said explicitly, so a conflicting override raises instead of
+        # quietly turning idempotence off (kafka-python's behaviour for a default).
+        enable_idempotence=True,
         linger_ms=5,
         batch_size=256 * 1024,
         compression_type=None,
-        retries=5,
         max_in_flight_requests_per_connection=1,  # keep per-partition order on retry
     )
     config.update(overrides)

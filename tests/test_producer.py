@@ -4,7 +4,9 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from infra.waiting import wait_for
-from streams.producer import ProduceReport, produce_file, validated_lines
+from kafka.errors import KafkaConfigurationError
+
+from streams.producer import ProduceReport, make_producer, produce_file, validated_lines
 from streams.schemas import serialize
 from tests import factories as f
 from tests.kafka_helpers import unique_name
@@ -30,6 +32,20 @@ def test_file_lines_are_validated_and_rejects_keep_their_line_and_reason(tmp_pat
     assert [n for n, _ in report.rejected] == [2, 3]
     assert "not a JSON object" in report.rejected[0][1]
     assert "member.teleported" in report.rejected[1][1]
+
+
+def test_producers_wait_for_every_in_sync_replica_and_never_write_a_retry_twice():
+    """acks=all and idempotence, stated: kafka-python turns a *default* idempotence off
+    quietly when an override conflicts with it; a stated one refuses the override."""
+    producer = make_producer("127.0.0.1:1", api_version=(3, 9))  # api_version given: no connection
+    try:
+        assert producer.config["enable_idempotence"] is True
+        assert producer.config["acks"] == -1  # "all"
+        assert producer.config["retries"] > 0
+    finally:
+        producer.close(timeout=0)
+    with pytest.raises(KafkaConfigurationError, match="acks=1"):
+        make_producer("127.0.0.1:1", api_version=(3, 9), acks=1)
 
 
 def test_a_topic_given_rejects_events_of_other_topics(tmp_path):
