@@ -18,8 +18,8 @@ Two paths share that idea:
   * `score_with_prefix_cache`: the prefix runs once, its KV cache is expanded to K
     rows, and the K job blocks run as one padded batch (fastest on CPU per NOTES).
     `score_rows_with_prefix_cache` does that for several members at once (the
-    serving batcher's call): their prefixes in one padded pass, then all their jobs
-    in shared batches, each job over its own member's cache rows.
+    serving batcher's call): their prefixes in one padded pass, then each member's
+    jobs over its own cache rows.
 
 Two references without any sharing: `score_one_by_one` (each one-task prompt alone)
 and `score_padded_prompts` (those prompts as padded batches). `label_probabilities`
@@ -283,44 +283,38 @@ def prefix_caches(model, prefixes: Sequence[Ids]) -> list[tuple[torch.Tensor, to
 def segments_over_prefixes(model, prefixes: Sequence[Ids], segments: Sequence[Segment],
                            batch: int = 64) -> torch.Tensor:
     """(N, d) final hidden states at every segment's answers, in order: each prefix is
-    encoded once, and the segments run as padded batches over its KV cache."""
+    encoded once (several in one padded pass), and each prefix's segments run as padded
+    batches over its own KV cache rows, cut to its own length. A batch never mixes
+    prefixes: one member's cache is then a view expanded to the batch, not a copy per
+    segment, and no segment attends over another prefix's padding."""
     from transformers import DynamicCache
 
     if any(len(p) == 0 for p in prefixes):
         raise ValueError("every prefix needs at least one token (score an empty prefix one prompt at a time)")
     device, dtype = model.device, model.dtype
-    lengths = [len(p) for p in prefixes]
     layers = prefix_caches(model, prefixes)
-    P = layers[0][0].shape[2]  # the longest prefix: every cached row is this long
     out = []
-    for start in range(0, len(segments), batch):
-        chunk = segments[start:start + batch]
+    for chunk in _runs_of_one_prefix(segments, batch):
+        row, P = chunk[0].prefix, len(prefixes[chunk[0].prefix])
         K = len(chunk)
         S = max(len(seg.ids) for seg in chunk)
         ids = torch.zeros((K, S), dtype=torch.long)
-        positions = torch.zeros((K, S), dtype=torch.long)
+        positions = torch.full((K, S), P, dtype=torch.long)
         allowed = torch.zeros((K, S, P + S), dtype=torch.bool)
+        allowed[:, :, :P] = True
         answers = []
         for k, seg in enumerate(chunk):
-            n, own = len(seg.ids), lengths[seg.prefix]
+            n = len(seg.ids)
             ids[k, :n] = torch.as_tensor(seg.ids, dtype=torch.long)
-            positions[k, :n] = own + seg.positions
-            positions[k, n:] = own
-            allowed[k, :, :own] = True  # its own prefix, never another's padding
+            positions[k, :n] = P + seg.positions
             allowed[k, :n, P:P + n] = seg.allowed
             allowed[k, n:, P + n:] = torch.eye(S - n, dtype=torch.bool)  # padding: itself only
             answers.extend((k, o) for o in seg.answers)
         mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
-        rows = [seg.prefix for seg in chunk]
-        if len(set(rows)) == 1:  # one member's jobs: a view of its cache row, no copy
-            kv = [(k[rows[0]:rows[0] + 1].expand(K, -1, -1, -1), v[rows[0]:rows[0] + 1].expand(K, -1, -1, -1))
-                  for k, v in layers]
-        else:
-            index = torch.tensor(rows, device=device)
-            kv = [(k.index_select(0, index), v.index_select(0, index)) for k, v in layers]
         # A fresh cache per batch: `update` appends the blocks' keys in place, so the
         # prefix's cache cannot be shared as is.
-        seg_cache = DynamicCache(ddp_cache_data=kv)
+        seg_cache = DynamicCache(ddp_cache_data=[(k[row:row + 1, :, :P].expand(K, -1, -1, -1),
+                                                  v[row:row + 1, :, :P].expand(K, -1, -1, -1)) for k, v in layers])
         hidden = model.model(
             input_ids=ids.to(device), attention_mask=mask[:, None].to(device),
             position_ids=positions.to(device), past_key_values=seg_cache, use_cache=True,
@@ -329,6 +323,18 @@ def segments_over_prefixes(model, prefixes: Sequence[Ids], segments: Sequence[Se
         c = torch.tensor([o for _, o in answers], device=device)
         out.append(hidden[r, c])
     return torch.cat(out)
+
+
+def _runs_of_one_prefix(segments: Sequence[Segment], batch: int):
+    """The segments in order, cut into batches of at most `batch` that follow one prefix."""
+    chunk: list[Segment] = []
+    for seg in segments:
+        if chunk and (len(chunk) == batch or seg.prefix != chunk[0].prefix):
+            yield chunk
+            chunk = []
+        chunk.append(seg)
+    if chunk:
+        yield chunk
 
 
 def score_with_prefix_cache(model, prefix_ids: Ids, bodies: Sequence[Ids], markers: Sequence[Ids],
@@ -342,8 +348,8 @@ def score_with_prefix_cache(model, prefix_ids: Ids, bodies: Sequence[Ids], marke
 def score_rows_with_prefix_cache(model, rows: Sequence[tuple[Ids, Sequence[Ids]]], markers: Sequence[Ids],
                                  yes_id: int, no_id: int, batch: int = 64) -> list[torch.Tensor]:
     """Several members at once (dynamic batching across requests): every row's prefix
-    once, in one padded pass, then every row's job blocks together in padded batches,
-    each over its own member's cache. A (K_i, T, 2) tensor per row."""
+    once, all in one padded pass, then each row's job blocks in padded batches over its
+    own member's cache. A (K_i, T, 2) tensor per row."""
     segments = [seg for r, (_, bodies) in enumerate(rows) for seg in job_segments(r, bodies, markers)]
     if not segments:
         return [torch.zeros((0, len(markers), 2)) for _ in rows]
