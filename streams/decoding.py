@@ -31,7 +31,11 @@ def key_partition(key: bytes, partitions: int) -> int:
 def partition_count(topic: str) -> int:
     # From the consumer's metadata (the topic as it is), the configured count until
     # the metadata is in.
-    return app.consumer.topic_partitions(topic) or settings.member_partitions
+    try:
+        counted = app.consumer.topic_partitions(topic)
+    except AttributeError:  # faust's aiokafka consumer has no group coordinator yet (a read at start-up)
+        counted = None
+    return counted or settings.member_partitions
 
 
 def decode(event: faust.EventT) -> Event | str:
