@@ -10,7 +10,8 @@ another. A `GET /members/<id>/` arriving at any worker is:
 2. else forwarded to the worker that holds it active, which faust's own assignment
    names (every worker's assignment carries the group's changelog distribution and
    each worker's canonical URL: `app.router.table_metadata`). The caller's
-   `Authorization` header goes along, so the owner checks the token itself;
+   `Authorization` header goes along, so the owner checks the token itself (and
+   whoever may join the consumer group is trusted with it: Kafka's ACLs guard that);
 3. else, when the owner cannot be reached or answers 5xx, or no worker holds the
    partition active (mid-rebalance), answered from this worker's standby copy, which
    may be behind the owner's;
