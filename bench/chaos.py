@@ -447,7 +447,7 @@ class Recovery:
     iteration: int
     fault: str
     target: str  # which worker or broker
-    seconds: float  # fault -> everything produced before it processed and committed
+    seconds: float  # fault -> everything before it, and one event after it per member-actions partition, committed
     note: str = ""
     at: str = ""  # wall-clock time of the fault, to find it in the worker and broker logs
 
@@ -890,13 +890,16 @@ def print_report(result: ChaosResult, console=None) -> None:
                   "reprocessed after a crash; its headers name the source offset, so a reader can drop copies).")
     console.print(f"[bold]lost: {result.lost}   applied twice: {result.twice}[/bold]")
 
-    rec = Table(title="Time to recover: fault -> every event produced before it processed and committed (s)")
+    rec = Table(title="Time to recover (s)")
     for col in ("fault", "n", "p50", "p99", "max"):
         rec.add_column(col, justify="left" if col == "fault" else "right")
     for kind, s in recovery_summary(result.recoveries).items():
         rec.add_row(kind, str(s["n"]), f"{s['p50']:.1f}", f"{s['p99']:.1f}", f"{s['max']:.1f}",
                     style="bold" if kind == "all faults" else None)
     console.print(rec)
+    console.print("from the fault until everything produced before it, and one event produced after it on each "
+                  "member-actions partition, is processed and committed (so a broker's death counts until the "
+                  "stream's own producer reaches the new leaders)")
     gt = Table(title="Global tables (latest event wins), from their changelogs")
     gt.add_column("table")
     for col in next(iter(result.global_tables.values())):
