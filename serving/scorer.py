@@ -186,6 +186,8 @@ class RankerScorer:
         return cls(Ranker.load(path, device=device), name=name or f"ranker:{Path(path).name}")
 
     def prefix(self, state: MemberState, now: float, query: str | None) -> str:
+        if state.profile is None:
+            raise ValueError(f"member {state.member_id!r} has no profile: the ranker needs one")
         # The checkpoint's own prompt budget (tokens, newest history kept): the prompts
         # it saw in training.
         return self.ranker.member_prefix(state.profile, state.history, now, query=query)
@@ -197,28 +199,24 @@ class RankerScorer:
         """Every task of every candidate from one pass over the member's prefix."""
         if not candidates:
             return {t: np.zeros(0, dtype=np.float64) for t in tasks}
-        if member_state.profile is None:
-            raise ValueError(f"member {member_state.member_id!r} has no profile: the ranker needs one")
-        prefix = self.prefix(member_state, now, query)
-        p = self.ranker.score_tasks(prefix, [c.job for c in candidates], list(tasks), method=self.method)
+        p = self.ranker.score_tasks(self.prefix(member_state, now, query), [c.job for c in candidates],
+                                    list(tasks), method=self.method)
         return {t: np.asarray(p[:, i], dtype=np.float64) for i, t in enumerate(tasks)}
-
 
     def score_batch(self, jobs: Sequence[RankJob]) -> list[np.ndarray]:
         """Several members in one pass per task (`Ranker.score_many`): each prefix once,
         all their candidates as segments in shared batches."""
         out: list[np.ndarray | None] = [None] * len(jobs)
         by_task: dict[str, list[int]] = {}
+        prefixes: dict[int, str] = {}
         for i, job in enumerate(jobs):
             if not job.candidates:
                 out[i] = np.zeros(0, dtype=np.float64)
-            elif job.member_state.profile is None:
-                raise ValueError(f"member {job.member_state.member_id!r} has no profile: the ranker needs one")
             else:
+                prefixes[i] = self.prefix(job.member_state, job.now, job.query)  # refuses a member without a profile
                 by_task.setdefault(job.task, []).append(i)
         for task, idx in by_task.items():
-            requests = [(self.prefix(jobs[i].member_state, jobs[i].now, jobs[i].query),
-                         [c.job for c in jobs[i].candidates]) for i in idx]
+            requests = [(prefixes[i], [c.job for c in jobs[i].candidates]) for i in idx]
             for i, p in zip(idx, self.ranker.score_many(requests, [task])):
                 out[i] = np.asarray(p[:, 0], dtype=np.float64)
         return out  # type: ignore[return-value]
