@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from infra import broker
+from models.cpu import cpu_name
 
 
 def timed(fn) -> float:
@@ -46,6 +47,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
+    print(f"CPU: {cpu_name()}")
     libs = broker.fetch_jars()
     jvm = statistics.median(
         timed(lambda: subprocess.run(["java", "-version"], capture_output=True, check=True))

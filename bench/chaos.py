@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import shlex
 import shutil
@@ -68,6 +67,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from models.cpu import cpu_name  # noqa: E402
 from infra import broker, cluster as kafka_cluster  # noqa: E402
 from infra.waiting import wait_for  # noqa: E402
 from infra.worker_process import WorkerProcess  # noqa: E402
@@ -703,7 +703,7 @@ class Chaos:
                "min_insync_replicas": kafka_cluster.MIN_INSYNC_REPLICAS, "workers": len(self.workers.all)},
             counts=counts, recoveries=self.recoveries, global_tables=tables, state_checks=state_checks,
             worker_exits=self.workers.exits, anomalies=self.anomalies, skipped=dict(self.stream.skipped),
-            timings=self.timings, cpu=cpu_model(), rerun=self.config.rerun_command(),
+            timings=self.timings, cpu=cpu_name(), rerun=self.config.rerun_command(),
         )
 
     def close(self) -> None:
@@ -849,17 +849,6 @@ def recovery_summary(recoveries: list[Recovery]) -> dict[str, dict[str, float]]:
     groups["all faults"] = [r.seconds for r in recoveries]
     return {k: {"n": len(v), "p50": statistics.median(v), "p99": percentile(v, 99), "max": max(v)}
             for k, v in groups.items() if v}
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
-    except OSError:
-        pass
-    import platform
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
 
 
 def print_report(result: ChaosResult, console=None) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
+from models.cpu import cpu_name
 
 REPO = Path(__file__).resolve().parents[1]
 MODULES = ["tests/test_stream_worker.py", "tests/test_scoring_agent.py", "tests/test_producer.py"]
@@ -38,6 +39,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args()
+    print(f"CPU: {cpu_name()}")
     failures, seconds = [], []
     with tempfile.TemporaryDirectory(prefix="crash-loop-") as tmp:
         for i in tqdm(range(args.runs), desc="runs"):

@@ -57,6 +57,7 @@ from serving.ranker_pipeline import HELD_OUT_DAYS, PromptCache, groups_of, score
 from serving.training_examples import ENGAGED as ENGAGED_TASKS  # noqa: E402
 from serving.training_examples import RANKING_TASKS, Example  # noqa: E402
 from models.verbalizer import TASKS  # noqa: E402
+from models.cpu import cpu_name  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
 HELD_OUT_TASK = "interest"  # the formulation no ranker trains on: view -> click, save or apply
@@ -913,6 +914,7 @@ def score_rankers(args, markets: list[Market], per_market: list[Scores]) -> list
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    print(f"CPU: {cpu_name()}")
     t0 = time.perf_counter()
     protocol = resolve_protocol(args)
     if args.zero_shot_slates:

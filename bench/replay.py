@@ -35,6 +35,7 @@ from serving.replay import ReplayConfig, Variant, replay_file  # noqa: E402
 from serving.replica import REPLICA_TOPICS, IndexReplica  # noqa: E402
 from streams.topics import COMPANIES  # noqa: E402
 from serving.scorer import PopularityScorer  # noqa: E402
+from models.cpu import cpu_name  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
 
@@ -106,6 +107,7 @@ def main() -> None:
     ap.add_argument("--skip-kafka", action="store_true")
     ap.add_argument("--skip-eval", action="store_true")
     args = ap.parse_args()
+    print(f"CPU: {cpu_name()}")
     console = Console()
 
     path = recorded_log(args.events, args.seed)

@@ -35,6 +35,7 @@ from index.job_index import _compile  # noqa: E402
 from index.query import PackedTerms  # noqa: E402
 from index.records import JobRecord  # noqa: E402
 from index.terms import job_attributes, member_attributes  # noqa: E402
+from models.cpu import cpu_name  # noqa: E402
 
 TARGETS = {"exact_vs_faiss": 1.2, "hybrid_vs_dense": 1.5, "approx_recall": 0.95, "approx_speedup": 5.0,
            "visibility_ms": 100.0}
@@ -310,6 +311,7 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="20k and 100k jobs, 200 queries")
     p.add_argument("--out", default="bench/out/retrieval.json")
     args = p.parse_args()
+    print(f"CPU: {cpu_name()}")
     if args.quick:
         args.sizes, args.queries, args.single, args.hires = "20000,100000", 200, 50, 5000
     command = ".venv/bin/python " + " ".join(sys.argv)

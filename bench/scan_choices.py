@@ -32,6 +32,7 @@ from bench.retrieval import make_queries, recall, timed, train_links  # noqa: E4
 from bench.synthetic_catalog import make_catalog  # noqa: E402
 from index import JobIndex  # noqa: E402
 from index.ann import proposal_scores  # noqa: E402
+from models.cpu import cpu_name  # noqa: E402
 
 console = Console()
 
@@ -116,6 +117,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--out", default="bench/out/scan_choices.json")
     args = p.parse_args()
+    print(f"CPU: {cpu_name()}")
     command = ".venv/bin/python " + " ".join(sys.argv)
     cat = make_catalog(args.jobs, args.dim, seed=0)
     full, dense = make_queries(cat, args.queries, train_links(cat, 20000, 0), 1)

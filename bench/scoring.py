@@ -54,7 +54,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.ranker_train_speed import cpu_name  # noqa: E402
+from models.cpu import cpu_name  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
 SLOW = ("single", "padded")

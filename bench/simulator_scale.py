@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from streams.simulator import Marketplace, MarketplaceConfig, write_jsonl
+from models.cpu import cpu_name
 
 
 def peak_rss_mb() -> float:
@@ -31,6 +32,7 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=1_000_000, help="events to actually stream")
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
+    print(f"CPU: {cpu_name()}")
 
     config = MarketplaceConfig.for_events(args.target, seed=args.seed)
     t0 = time.process_time()

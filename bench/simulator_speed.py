@@ -20,6 +20,7 @@ from rich.table import Table
 
 from streams.schemas import serialize
 from streams.simulator import Marketplace, MarketplaceConfig, write_jsonl
+from models.cpu import cpu_name
 
 TARGET_EVENTS_PER_S = 20_000
 
@@ -35,6 +36,7 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
+    print(f"CPU: {cpu_name()}")
 
     config = MarketplaceConfig.for_events(args.events, seed=args.seed)
     build_s, sim = cpu_timed(lambda: Marketplace(config))

@@ -31,6 +31,7 @@ from rich.table import Table
 
 from streams.schemas import ActionType, DismissReason, Seniority
 from streams.simulator import Marketplace, MarketplaceConfig, Truth
+from models.cpu import cpu_name
 
 EDGES = (0.0, 0.05, 0.15, 0.3, 0.5, 1.01)
 WISH_KINDS = ("arrangement", "lead", "field")
@@ -78,6 +79,7 @@ def main() -> None:
     ap.add_argument("--text-share", type=float, default=MarketplaceConfig.text_preference_share,
                     help="MarketplaceConfig.text_preference_share: members with a text-stated wish")
     args = ap.parse_args()
+    print(f"CPU: {cpu_name()}")
     config = MarketplaceConfig(
         seed=args.seed, n_members=args.members, n_companies=max(5, args.members // 10),
         n_jobs=2 * args.members, days=args.days, text_preference_share=args.text_share)

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from models.cpu import native_bf16_cpu
 from models.multi_item import PackedRows, answer_hidden, embed, pack_rows, run_blocks, yes_no_logits
 from models.ranker import Ranker
 
@@ -100,22 +101,11 @@ def set_seed(seed: int) -> None:
 # ---- the machine ------------------------------------------------------------------------
 
 
-def cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 def native_bf16() -> bool:
     """bf16 matmuls are only faster than float32 where the hardware does them."""
     if torch.cuda.is_available():
         return torch.cuda.is_bf16_supported()
-    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+    return native_bf16_cpu()
 
 
 def choose_precision(requested: str) -> torch.dtype:

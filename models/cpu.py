@@ -1,0 +1,39 @@
+"""What this CPU can do, read once from /proc/cpuinfo (torch-free, so benchmarks and
+set-up can ask too). Machines of one kind differ: Intel with AMX bf16, AMD without."""
+from __future__ import annotations
+
+import os
+import platform
+from functools import lru_cache
+
+BF16_FLAGS = {"avx512_bf16", "amx_bf16"}
+
+
+@lru_cache(maxsize=1)
+def _cpuinfo() -> dict[str, str]:
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, sep, value = line.partition(":")
+                if sep and key.strip() not in fields:
+                    fields[key.strip()] = value.strip()
+    except OSError:
+        pass
+    return fields
+
+
+def cpu_flags() -> set[str]:
+    return set(_cpuinfo().get("flags", "").split())
+
+
+def native_bf16_cpu() -> bool:
+    """bf16 matmuls are only faster than float32 where the hardware does them."""
+    return bool(BF16_FLAGS & cpu_flags())
+
+
+def cpu_name() -> str:
+    """Model, core count, and whether bf16 is native: printed beside every benchmark's figures."""
+    model = _cpuinfo().get("model name") or platform.processor() or platform.machine() or "unknown CPU"
+    bf16 = "native bf16 (AVX512-BF16/AMX)" if native_bf16_cpu() else "no native bf16"
+    return f"{model}, {os.cpu_count()} cores, {bf16}"
