@@ -11,7 +11,11 @@ Phase 2 (freshness): another N events are produced at a steady rate while the wo
 runs; freshness is the worker's wall time after the table write minus the producer's
 timestamp on the message.
 
-    .venv/bin/python bench/ingest.py --events 100000
+Phase 3 (`--workers 2`, scale-out): a new consumer group of that many workers drains
+both phases' events (2N) from the start; events/s is the group's, from its first to its
+last table write on any worker, against the one worker's phase-1 figure.
+
+    .venv/bin/python bench/ingest.py --events 100000 --workers 2
 """
 from __future__ import annotations
 
@@ -31,7 +35,9 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from models.cpu import cpu_name  # noqa: E402
 from infra.broker import free_ports, private_broker  # noqa: E402
+from infra.waiting import wait_for  # noqa: E402
 from infra.worker_process import WorkerProcess  # noqa: E402
 from streams.producer import produce_events  # noqa: E402
 from streams.schemas import parse  # noqa: E402
@@ -101,6 +107,35 @@ def print_profile(console: Console, path: Path, top: int = 12) -> None:
     console.print(hot)
 
 
+def group_drain(bootstrap: str, data_dir: Path, n_workers: int, n: int) -> dict:
+    """A new group of `n_workers` workers drains `n` events from the start: events
+    applied per second from the group's first table write to its last."""
+    workers = [WorkerProcess(bootstrap, data_dir / f"w{i}", port, app_id=f"hs-ingest-group-{n_workers}",
+                             broker_session_timeout=10.0, broker_heartbeat_interval=3.0).start()
+               for i, port in enumerate(free_ports(n_workers))]
+    try:
+        for w in workers:
+            w.wait_ready(120)
+        bar = tqdm(total=n, desc=f"{n_workers} workers drain", unit="ev")
+
+        def handled():
+            snaps = [w.stats() or {} for w in workers]
+            bar.n = sum(s.get("processed_total", 0) + sum(s.get("dead_letters", {}).values()) for s in snaps)
+            bar.refresh()
+            return snaps if bar.n >= n else None
+        snaps = wait_for(handled, 1800, f"{n} events applied by the group", interval=0.25)
+        bar.close()
+    finally:
+        for w in workers:
+            w.stop()
+    firsts = [s["first_at"] for s in snaps if s.get("first_at")]
+    lasts = [s["last_at"] for s in snaps if s.get("last_at")]
+    applied = sum(s["processed_total"] for s in snaps)
+    return {"workers": n_workers, "applied": applied, "per_worker": [s["processed_total"] for s in snaps],
+            "duplicates": sum(sum(s["duplicates"].values()) for s in snaps),
+            "events_per_s": applied / (max(lasts) - min(firsts))}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=100_000, help="events per phase")
@@ -109,8 +144,11 @@ def main() -> None:
                     help="run the worker under cProfile and print where its time goes (slows it)")
     ap.add_argument("--rate", type=float, default=None,
                     help="phase-2 production rate (events/s); default: half the phase-1 throughput")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="also drain everything with a new group of this many workers (phase 3)")
     args = ap.parse_args()
     console = Console()
+    console.print(f"CPU: {cpu_name()}")
 
     events = simulated(2 * args.events, args.seed)
     backlog, paced = events[: args.events], events[args.events:]
@@ -133,6 +171,7 @@ def main() -> None:
             phase2 = worker.wait_processed(len(paced), timeout=1800)
         finally:
             worker.stop()
+        group = group_drain(bootstrap, Path(tmp) / "group", args.workers, len(events)) if args.workers > 1 else None
 
     table = Table(title=f"Ingest through one faust worker ({args.events:,} simulated events per phase)")
     for col in ("measure", "hirestream worker", "reference", "ratio"):
@@ -146,6 +185,11 @@ def main() -> None:
     table.add_row("events/s (paced phase)", f"{phase2['events_per_s']:,.0f}", f"{rate:,.0f} offered", "")
     table.add_row("duplicates ignored / dead letters", f"{sum(phase1['duplicates'].values())} / "
                   f"{sum(phase1['dead_letters'].values())}", "", "")
+    if group:
+        table.add_row(f"events/s, {group['workers']} workers together (2 phases' events)",
+                      f"{group['events_per_s']:,.0f}", f"{phase1['events_per_s']:,.0f} (one worker, phase 1)",
+                      f"{group['events_per_s'] / phase1['events_per_s']:.2f}")
+        table.add_row("  events applied per worker", " / ".join(f"{n:,}" for n in group["per_worker"]), "", "")
     console.print(table)
     if profile_path:
         print_profile(console, profile_path)
@@ -154,7 +198,7 @@ def main() -> None:
     OUT.mkdir(exist_ok=True)
     (OUT / "ingest.json").write_text(json.dumps(
         {"events": args.events, "phase1": phase1, "phase2": phase2, "reference_events_per_s": reference,
-         "paced_rate": rate, "command": cmd}, indent=2))
+         "paced_rate": rate, "group": group, "cpu": cpu_name(), "command": cmd}, indent=2))
 
 
 if __name__ == "__main__":
