@@ -13,8 +13,8 @@ do: histories, job counters, the index, learned links and feedback rules hold
 exactly the events that precede the point (no leakage).
 
 Evaluation points are the moments the log says something happened to a member:
-  served   a slate: a member's consecutive views on one surface (no gap over
-           `slate_gap_s`), scored at its first view. The shown jobs are re-ranked by
+  served   a slate (`serving.slates`, the labelling training uses too): a member's
+           views on one surface with no gap over `slate_gap_s`, scored at its first view. The shown jobs are re-ranked by
            each scorer (AUC, NDCG@10, MRR per task); in a sampled share of slates the
            whole engine also runs (retrieve -> rank -> top k): recall of retrieval,
            apply and hire rate in the top k, coverage, diversity, dismissed-reshown.
@@ -42,6 +42,7 @@ from serving.engine import EngineConfig, MatchingEngine, load_encoder
 from serving.eventlog import LogRecord, ReadReport, as_records, read_log
 from serving.scorer import Candidate, Scorer
 from serving.scoring import top_k_order
+from serving.slates import OUTCOME_WINDOW_S, SLATE_GAP_S, TASK_ACTIONS, Outcomes, Slate, SlateTracker
 from streams.schemas import ActionType, HireConfirmed, MemberActed, ScoreRequested
 from streams.state import MemberState
 
@@ -69,8 +70,8 @@ class ReplayConfig:
     retrieve_k: int = 100  # candidates retrieved per request
     retrievals: Mapping[str, str] = field(default_factory=lambda: {"hybrid": "hybrid,exact"})
     engine_sample: float = 1.0  # share of slates that also run retrieve -> rank -> top k
-    slate_gap_s: float = 30 * 60
-    outcome_window_s: float = 3 * DAY  # a click/apply/dismiss counts this long after the request
+    slate_gap_s: float = SLATE_GAP_S
+    outcome_window_s: float = OUTCOME_WINDOW_S  # an action counts this long after the job was shown
     hire_window_s: float = 30 * DAY
     cold_start_max: int = 3  # fewer past interactions (views aside) than this = cold start
     seed: int = 0  # decides the samples
@@ -80,17 +81,6 @@ class ReplayConfig:
 
 
 # ---- evaluation points ------------------------------------------------------------
-
-
-@dataclass
-class Slate:
-    request_id: str
-    member_id: str
-    surface: str
-    start: float
-    last: float
-    query: str | None
-    shown: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -115,54 +105,39 @@ class Requested:
 class Future:
     """What pass one learned: outcomes per (member, job), and the points by log position."""
 
-    actions: dict[tuple[str, str], list[tuple[str, float]]] = field(default_factory=lambda: defaultdict(list))
+    outcomes: Outcomes
     hires: dict[tuple[str, str], float] = field(default_factory=dict)
     points: dict[int, list[Any]] = field(default_factory=lambda: defaultdict(list))
-    by_member: dict[str, list[tuple[str, str, float]]] = field(default_factory=lambda: defaultdict(list))
 
-    def did(self, member_id: str, job_id: str, action: str, start: float, window: float) -> bool:
-        return any(a == action and start <= t <= start + window for a, t in self.actions.get((member_id, job_id), ()))
-
-    def jobs_with(self, member_id: str, action: str, start: float, window: float) -> set[str]:
-        """Jobs the member did `action` to (or was hired into, action='hired') in the window."""
-        return {j for a, j, t in self.by_member.get(member_id, ()) if a == action and start <= t <= start + window}
+    def relevant(self, member_id: str, task: str, start: float, window_s: float) -> set[str]:
+        """Jobs that make `task` positive for the member in the window after `start`."""
+        return set().union(*(self.outcomes.jobs_with(member_id, a, start, window_s) for a in TASK_ACTIONS[task]))
 
 
-def read_future(records: Iterable[LogRecord], slate_gap_s: float) -> Future:
-    """Pass one: labels and evaluation points, keyed by the log position they precede."""
-    fut = Future()
-    open_slates: dict[tuple[str, str], tuple[Slate, int]] = {}
-    last_query: dict[str, str] = {}
+def read_future(records: Iterable[LogRecord], slate_gap_s: float, outcome_window_s: float) -> Future:
+    """Pass one: labels and evaluation points, keyed by the log position they precede.
+    Slates and outcomes are `serving.slates`', as the training examples' are."""
+    fut = Future(Outcomes(outcome_window_s))
+    slates = SlateTracker(slate_gap_s)
     for rec in records:
         ev, t = rec.event, rec.t
         if isinstance(ev, MemberActed):
             a = ev.payload
             if a.action is ActionType.SEARCH:
-                last_query[a.member_id] = a.query or ""
+                slates.searched(a.member_id, a.query)
             elif a.action is ActionType.VIEW:
-                key = (a.member_id, a.surface.value)
-                found = open_slates.get(key)
-                if found is None or t - found[0].last > slate_gap_s:
-                    query = last_query.get(a.member_id) if a.surface.value == "search" else None
-                    slate = Slate(f"{a.member_id}/{a.surface.value}/{ev.event_id}", a.member_id,
-                                  a.surface.value, t, t, query)
-                    open_slates[key] = (slate, rec.seq)
+                slate, opened = slates.view(a.member_id, a.surface.value, a.job_id, t, ev.event_id)
+                if opened:
                     fut.points[rec.seq].append(slate)
-                    found = open_slates[key]
-                slate = found[0]
-                slate.last = t
-                if a.job_id not in slate.shown:
-                    slate.shown.append(a.job_id)
             else:
-                fut.actions[(a.member_id, a.job_id)].append((a.action.value, t))
-                fut.by_member[a.member_id].append((a.action.value, a.job_id, t))
+                fut.outcomes.add(a.member_id, a.job_id, a.action.value, t)
                 if a.action is ActionType.APPLY:
                     fut.points[rec.seq].append(Application(f"{a.member_id}/apply/{ev.event_id}", a.member_id,
                                                            a.job_id, a.surface.value, t))
         elif isinstance(ev, HireConfirmed):
             h = ev.payload
             fut.hires.setdefault((h.member_id, h.job_id), t)
-            fut.by_member[h.member_id].append(("hired", h.job_id, t))
+            fut.outcomes.add(h.member_id, h.job_id, "hired", t)
         elif isinstance(ev, ScoreRequested):
             r = ev.payload
             fut.points[rec.seq].append(Requested(r.request_id, r.member_id, r.surface.value, r.query, t))
@@ -248,7 +223,7 @@ class Replayer:
         if second_pass is None:
             records = list(as_records(records))
             second_pass = records
-        fut = read_future(records, cfg.slate_gap_s)
+        fut = read_future(records, cfg.slate_gap_s, cfg.outcome_window_s)
         engine = MatchingEngine(None, cfg.engine, retrievals=cfg.retrievals, embedder=load_encoder(cfg.encoder))
         groups: dict[tuple[str, str, str, str], Group] = defaultdict(Group)
         daily: dict[tuple[str, str, int], list[float]] = defaultdict(list)
@@ -333,7 +308,7 @@ class Replayer:
             self._shared[key] = scores_by_task
         for task in cfg.tasks:
             scores = scores_by_task[task]
-            labels = [int(fut.did(slate.member_id, c.job.job_id, task, slate.start, cfg.outcome_window_s))
+            labels = [fut.outcomes.label(task, slate.member_id, c.job.job_id, slate.shown_at[c.job.job_id])
                       for c in cands]
             nd = M.ndcg_at_k(scores, labels, 10) if any(labels) else float("nan")
             rr = M.reciprocal_rank(scores, labels) if any(labels) else float("nan")
@@ -368,14 +343,14 @@ class Replayer:
         lat[f"{v.name}/rank"].append((t2 - t1) * 1e3)
         lat[f"{v.name}/total"].append(retrieve_ms + (t2 - t1) * 1e3)
         retrieved = [c.job.job_id for c in cands]
-        applied = fut.jobs_with(point.member_id, "apply", point.t, cfg.outcome_window_s)
-        hired = fut.jobs_with(point.member_id, "hired", point.t, cfg.hire_window_s)
+        applied = fut.outcomes.jobs_with(point.member_id, "apply", point.t)
+        hired = fut.outcomes.jobs_with(point.member_id, "hired", point.t, cfg.hire_window_s)
         dismissed_before = {it.job.job_id for it in state.history if it.action == "dismiss" and it.job}
         for task in tasks:
             scores = scores_by_task[task]
             top = [cands[i] for i in top_k_order(scores, cfg.k)]
             top_ids = [c.job.job_id for c in top]
-            relevant = fut.jobs_with(point.member_id, task, point.t, cfg.outcome_window_s)
+            relevant = fut.relevant(point.member_id, task, point.t, cfg.outcome_window_s)
             recall = M.recall_at_k(retrieved, relevant)
             for cell in self._cells(v, point.surface, task, seg):
                 g = groups[cell]

@@ -4,19 +4,13 @@ Every example's prompt is the member's state *before* the request it belongs to,
 built by the same pure `streams.state.apply_member_event` the stream workers run,
 so an example can never see its own outcome or anything later.
 
-Impressions and slates. A `view` is an impression: the job was shown. Views of one
-member on one surface with no gap over `SLATE_GAP_S` form a slate, i.e. one ranking
-request; the slate's prompt prefix is the member state before its first view (what a
-ranker serving that request would have known). One slate is one multi-item row.
-
-Labels, per task (the outcome must come from the same member on the same job, after
-the impression and within `OUTCOME_WINDOW_S`):
-  click    view -> click?                       negatives: views without a click
-  save     view -> save?                        negatives: views without a save
-  apply    view -> apply?                       negatives: views without an apply
-  dismiss  view -> dismiss?                     negatives: views without a dismiss
-  search_relevance  view on the search surface, after a search, -> click, save or
-           apply (engaged)?  the prompt carries the member's latest query
+Impressions, slates and labels are `serving.slates`' (the one labelling, shared with
+replay): a slate is one ranking request, and its prompt prefix is the member state
+before its first view (what a ranker serving that request would have known). One
+slate is one multi-item row. Tasks per impression: click, save, apply, dismiss (did
+the member do it after the job was shown, within the outcome window?) and, on the
+search surface after a search, search_relevance (any engagement; the prompt carries
+the latest query). Each job counts once per slate, at its first view.
   hire     apply -> hire confirmed for that member and job? (qualified-for); the
            slate is the member's applications of one day, prefix = state before the first
 
@@ -42,13 +36,18 @@ from streams.schemas import (
     MemberUpserted,
     Surface,
 )
+from serving.slates import (  # noqa: F401  (RANKING_TASKS and ENGAGED: re-exported for the benches)
+    ENGAGED,
+    OUTCOME_WINDOW_S,
+    RANKING_TASKS,
+    SLATE_GAP_S,
+    VIEW_TASKS,
+    Outcomes,
+    Slate,
+    SlateTracker,
+)
 from streams.state import MemberState, apply_member_event
 
-SLATE_GAP_S = 30 * 60
-OUTCOME_WINDOW_S = 3 * 86400
-VIEW_TASKS = ("click", "save", "apply", "dismiss")
-ENGAGED = ("click", "save", "apply")
-RANKING_TASKS = ("click", "save", "apply", "search_relevance")  # slates a member sees as a list
 
 
 @dataclass(frozen=True)
@@ -79,14 +78,9 @@ class Example:
 
 @dataclass
 class _Slate:
-    slate_id: str
-    member_id: str
-    surface: str
-    start: float
-    last: float
-    state: MemberState
-    query: str | None
-    impressions: list[tuple[str, float, dict]] = field(default_factory=list)  # job_id, time, job counts
+    slate: Slate
+    state: MemberState  # before the slate's first view
+    job_counts: dict[str, dict] = field(default_factory=dict)  # per job, as of its first view
 
 
 @dataclass
@@ -106,18 +100,16 @@ class ExampleBuilder:
     """
 
     def __init__(self, slate_gap_s: float = SLATE_GAP_S, outcome_window_s: float = OUTCOME_WINDOW_S):
-        self.slate_gap_s = slate_gap_s
-        self.outcome_window_s = outcome_window_s
         self.jobs: dict[str, Job] = {}  # closed jobs stay: histories still name them
         self.states: dict[str, MemberState] = {}
         self.job_counts: dict[str, dict[str, int]] = defaultdict(dict)
-        self._open: dict[tuple[str, str], _Slate] = {}
+        self._tracker = SlateTracker(slate_gap_s)
+        self._outcomes = Outcomes(outcome_window_s)
         self._slates: list[_Slate] = []
+        self._by_id: dict[str, _Slate] = {}
         self._applications: list[_Application] = []
         self._app_slate: dict[tuple[str, int], tuple[str, MemberState, float]] = {}
-        self._actions: dict[tuple[str, str], list[tuple[str, float]]] = defaultdict(list)
         self._hires: set[tuple[str, str]] = set()
-        self._last_query: dict[str, str] = {}
         self._last_time = float("-inf")
 
     # -- folding
@@ -148,12 +140,12 @@ class ExampleBuilder:
         a = event.payload
         before = self.states.get(a.member_id)
         if a.action is ActionType.SEARCH:
-            self._last_query[a.member_id] = a.query or ""
+            self._tracker.searched(a.member_id, a.query)
         elif a.job_id is not None:
             if a.action is ActionType.VIEW and before is not None and before.profile is not None:
                 self._impression(a.member_id, a.surface.value, a.job_id, t, before, event.event_id)
             elif a.action is not ActionType.VIEW:
-                self._actions[(a.member_id, a.job_id)].append((a.action.value, t))
+                self._outcomes.add(a.member_id, a.job_id, a.action.value, t)
                 if a.action is ActionType.APPLY and before is not None and before.profile is not None:
                     self._application(a.member_id, a.job_id, t, before)
             counts = self.job_counts[a.job_id]
@@ -161,16 +153,12 @@ class ExampleBuilder:
         self._fold(event)
 
     def _impression(self, member_id, surface, job_id, t, state, event_id) -> None:
-        key = (member_id, surface)
-        slate = self._open.get(key)
-        if slate is None or t - slate.last > self.slate_gap_s:
-            query = self._last_query.get(member_id) if surface == Surface.SEARCH.value else None
-            slate = _Slate(f"{member_id}/{surface}/{event_id}", member_id, surface, t, t, state, query)
-            self._open[key] = slate
-            self._slates.append(slate)
-        slate.last = t
-        if job_id in self.jobs:
-            slate.impressions.append((job_id, t, dict(self.job_counts[job_id])))
+        slate, opened = self._tracker.view(member_id, surface, job_id, t, event_id)
+        if opened:
+            self._by_id[slate.slate_id] = _Slate(slate, state)
+            self._slates.append(self._by_id[slate.slate_id])
+        if job_id in self.jobs:  # a job never posted in this log has nothing to verbalize
+            self._by_id[slate.slate_id].job_counts.setdefault(job_id, dict(self.job_counts[job_id]))
 
     def _application(self, member_id, job_id, t, state) -> None:
         day = int(t // 86400)
@@ -180,21 +168,18 @@ class ExampleBuilder:
             self._applications.append(_Application(slate_id, job_id, start, slate_state, dict(self.job_counts[job_id])))
 
     # -- labelling
-    def _acted(self, member_id: str, job_id: str, actions: tuple[str, ...], after: float) -> bool:
-        return any(a in actions and after <= t <= after + self.outcome_window_s
-                   for a, t in self._actions.get((member_id, job_id), ()))
-
     def examples(self) -> Iterator[Example]:
-        for s in self._slates:
+        for row in self._slates:
+            s, state = row.slate, row.state
             base = dict(member_id=s.member_id, slate_id=s.slate_id, request_time=s.start,
-                        profile=s.state.profile, history=s.state.history, member_counts=dict(s.state.counts))
-            for job_id, t, jcounts in s.impressions:
-                job = self.jobs[job_id]
+                        profile=state.profile, history=state.history, member_counts=dict(state.counts))
+            for job_id in (j for j in s.shown if j in row.job_counts):
+                job, jcounts, shown_at = self.jobs[job_id], row.job_counts[job_id], s.shown_at[job_id]
                 for task in VIEW_TASKS:
-                    label = int(self._acted(s.member_id, job_id, (task,), t))
+                    label = self._outcomes.label(task, s.member_id, job_id, shown_at)
                     yield Example(task=task, label=label, job=job, job_counts=jcounts, **base)
                 if s.surface == Surface.SEARCH.value and s.query:
-                    label = int(self._acted(s.member_id, job_id, ENGAGED, t))
+                    label = self._outcomes.label("search_relevance", s.member_id, job_id, shown_at)
                     yield Example(task="search_relevance", label=label, job=job, job_counts=jcounts,
                                   query=s.query, **base)
         for a in self._applications:

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 from streams.schemas import (
     ActionType, Company, CompanyUpserted, DismissReason, Hire, HireConfirmed, Job,
     JobClosed, JobClosedEvent, JobPosted, MemberAction, MemberActed, MemberProfile,
-    MemberUpserted, Seniority,
+    MemberUpserted, Seniority, Surface,
 )
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
@@ -47,12 +47,14 @@ def job_closed(event_id: str, job_id: str, hours: float = 0) -> JobClosedEvent:
 
 
 def action(event_id: str, action: str, hours: float = 0, member_id: str = "m1",
-           job_id: str | None = "j1", reason: str | None = None, query: str | None = None) -> MemberActed:
+           job_id: str | None = "j1", reason: str | None = None, query: str | None = None,
+           surface: str | None = None) -> MemberActed:
     return MemberActed(
         event_id=event_id, event_time=at(hours),
         payload=MemberAction(
             member_id=member_id, action=ActionType(action), job_id=job_id,
             reason=DismissReason(reason) if reason else None, query=query,
+            **({"surface": Surface(surface)} if surface else {}),
         ),
     )
 
