@@ -133,6 +133,8 @@ def group_drain(bootstrap: str, data_dir: Path, n_workers: int, n: int) -> dict:
     applied = sum(s["processed_total"] for s in snaps)
     return {"workers": n_workers, "applied": applied, "per_worker": [s["processed_total"] for s in snaps],
             "duplicates": sum(sum(s["duplicates"].values()) for s in snaps),
+            "dead_letters": {t: sum(s["dead_letters"].get(t, 0) for s in snaps)
+                             for t in {t for s in snaps for t in s["dead_letters"]}},
             "events_per_s": applied / (max(lasts) - min(firsts))}
 
 
@@ -190,6 +192,8 @@ def main() -> None:
                       f"{group['events_per_s']:,.0f}", f"{phase1['events_per_s']:,.0f} (one worker, phase 1)",
                       f"{group['events_per_s'] / phase1['events_per_s']:.2f}")
         table.add_row("  events applied per worker", " / ".join(f"{n:,}" for n in group["per_worker"]), "", "")
+        table.add_row("  duplicates ignored / dead letters", f"{group['duplicates']} / "
+                      f"{sum(group['dead_letters'].values())}", "", "")
     console.print(table)
     if profile_path:
         print_profile(console, profile_path)
