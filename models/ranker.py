@@ -240,7 +240,95 @@ def p_yes(logits2: torch.Tensor) -> torch.Tensor:
 # ---- the ranker: model + tokenizer + budgets ----------------------------------------------
 
 
-class Ranker:
+class RankerPrompts:
+    """A checkpoint's prompts as token ids: its tokenizer, its budgets and the ids of
+    " Yes"/" No", without its weights. `Ranker` scores these ids in process; a model
+    server (`serving.scorer.VLLMScorer`) is sent the very same ids, so both read the
+    same prompt however a server would tokenize text.
+
+        prompts = RankerPrompts.load_prompts("artifacts/ranker-pruned")
+        ids = prompts.prompt_ids(prefix, jobs, ["apply"])   # [[prefix + body_k + marker_t], ...]
+    """
+
+    def __init__(self, tokenizer, budget: PromptBudget | None = None, meta: dict | None = None):
+        self.tokenizer = tokenizer
+        self.budget = budget or PromptBudget()
+        self.meta = dict(meta or {})
+        self.yes_id, self.no_id = answer_token_ids(tokenizer)
+
+    @staticmethod
+    def read_meta(path: Path | str) -> dict:
+        path = Path(path)
+        if not (path / "config.json").exists():
+            raise FileNotFoundError(f"no ranker checkpoint at {path} (config.json missing)")
+        return json.loads((path / RANKER_META).read_text()) if (path / RANKER_META).exists() else {}
+
+    @classmethod
+    def load_prompts(cls, path: Path | str) -> "RankerPrompts":
+        """The prompt side of a checkpoint folder (tokenizer, budgets), no weights."""
+        meta = cls.read_meta(path)
+        return RankerPrompts(load_tokenizer(path), PromptBudget(**meta.get("budget", {})), meta)
+
+    # -- prompts (the one way serving, training and replay build them for this model)
+    def member_context(self, profile, history, now: float, query: str | None = None) -> str:
+        """Profile + query + newest history within budget after any instruction phrasing."""
+        from models.prompting import fit_context_for_any_phrasing
+
+        return fit_context_for_any_phrasing(self.tokenizer, profile, history, now, self.budget.max_prefix_tokens,
+                                            query=query, skip_actions=self.budget.skip_actions)
+
+    def member_prefix(self, profile, history, now: float, *, phrasing: int = 0,
+                      query: str | None = None, context: str | None = None) -> str:
+        """The prompt prefix; pass `context` to reuse one across phrasings."""
+        from models.prompting import with_instruction
+
+        if context is None:
+            context = self.member_context(profile, history, now, query)
+        return with_instruction(context, phrasing)
+
+    # -- encoding: member- and employer-written text can never become a special token
+    def _ids(self, text: str, **kwargs):
+        # split_special_tokens: "<|im_start|>" in an About text is characters, not id 1.
+        return self.tokenizer(text, add_special_tokens=False, split_special_tokens=True, **kwargs)
+
+    def encode_prefix(self, prefix: str) -> list[int]:
+        """Prefix token ids as they are inside the whole prompt, cut to the budget if
+        `models.prompting` did not already fit it.
+
+        Alone, the prefix's closing "\n\n" is one token; followed by "## Question" the
+        tokenizer splits it in two. Encoding the prefix in that context makes
+        prefix ids + segment ids == the ids of the whole prompt, so multi-item scores are
+        the scores of the whole prompt read as plain text.
+        """
+        enc = self._ids(prefix + SEGMENT_START, return_offsets_mapping=True)
+        ids = [i for i, (_, end) in zip(enc.input_ids, enc.offset_mapping) if end <= len(prefix)]
+        return ids[: self.budget.max_prefix_tokens]
+
+    def encode_segment(self, segment: str) -> list[int]:
+        """A job body's ids within budget, always ending with the answers header: the
+        markers follow it, so its tail must survive a pathological job."""
+        ids = self._ids(segment).input_ids
+        cap = self.budget.max_segment_tokens
+        if len(ids) <= cap:
+            return ids
+        tail = self._ids("\n" + segment.rsplit("\n", 1)[-1]).input_ids
+        return ids[: cap - len(tail)] + tail
+
+    def encode_markers(self, tasks: Sequence[str], phrasing: int = 0) -> list[list[int]]:
+        return [self._ids(answer_marker(t, phrasing)).input_ids for t in tasks]
+
+    def encode_jobs(self, jobs: Sequence) -> list[list[int]]:
+        return [self.encode_segment(j if isinstance(j, str) else job_segment(j)) for j in jobs]
+
+    def prompt_ids(self, prefix: str, jobs: Sequence, tasks: Sequence[str], phrasing: int = 0) -> list[list[int]]:
+        """Every one-task prompt `prefix + body_k + marker_t` as ids, job-major then
+        task: what `multi_item.score_one_by_one` reads, and what a server is sent."""
+        prefix_ids = self.encode_prefix(prefix)
+        markers = self.encode_markers(tasks, phrasing)
+        return [prefix_ids + body + marker for body in self.encode_jobs(jobs) for marker in markers]
+
+
+class Ranker(RankerPrompts):
     """Scores (member prefix, job segments, task) -> p(Yes) per job.
 
         ranker = Ranker.load("artifacts/ranker-student")
@@ -251,11 +339,8 @@ class Ranker:
     """
 
     def __init__(self, model, tokenizer, budget: PromptBudget | None = None, meta: dict | None = None):
+        super().__init__(tokenizer, budget, meta)
         self.model = model.eval()
-        self.tokenizer = tokenizer
-        self.budget = budget or PromptBudget()
-        self.meta = dict(meta or {})
-        self.yes_id, self.no_id = answer_token_ids(tokenizer)
 
     @property
     def device(self) -> torch.device:
@@ -266,10 +351,7 @@ class Ranker:
     def load(cls, path: Path | str, device: str | torch.device | None = None) -> "Ranker":
         from transformers import AutoModelForCausalLM
 
-        path = Path(path)
-        if not (path / "config.json").exists():
-            raise FileNotFoundError(f"no ranker checkpoint at {path} (config.json missing)")
-        meta = json.loads((path / RANKER_META).read_text()) if (path / RANKER_META).exists() else {}
+        meta = cls.read_meta(path)
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32, attn_implementation="sdpa")
         budget = PromptBudget(**meta.get("budget", {}))
         ranker = cls(model, load_tokenizer(path), budget, meta)
@@ -322,54 +404,6 @@ class Ranker:
         with torch.no_grad():
             head.weight[[self.yes_id, self.no_id]] = rows.detach().to(head.weight.dtype)
 
-    # -- prompts (the one way serving, training and replay build them for this model)
-    def member_context(self, profile, history, now: float, query: str | None = None) -> str:
-        """Profile + query + newest history within budget after any instruction phrasing."""
-        from models.prompting import fit_context_for_any_phrasing
-
-        return fit_context_for_any_phrasing(self.tokenizer, profile, history, now, self.budget.max_prefix_tokens,
-                                            query=query, skip_actions=self.budget.skip_actions)
-
-    def member_prefix(self, profile, history, now: float, *, phrasing: int = 0,
-                      query: str | None = None, context: str | None = None) -> str:
-        """The prompt prefix; pass `context` to reuse one across phrasings."""
-        from models.prompting import with_instruction
-
-        if context is None:
-            context = self.member_context(profile, history, now, query)
-        return with_instruction(context, phrasing)
-
-    # -- encoding: member- and employer-written text can never become a special token
-    def _ids(self, text: str, **kwargs):
-        # split_special_tokens: "<|im_start|>" in an About text is characters, not id 1.
-        return self.tokenizer(text, add_special_tokens=False, split_special_tokens=True, **kwargs)
-
-    def encode_prefix(self, prefix: str) -> list[int]:
-        """Prefix token ids as they are inside the whole prompt, cut to the budget if
-        `models.prompting` did not already fit it.
-
-        Alone, the prefix's closing "\n\n" is one token; followed by "## Question" the
-        tokenizer splits it in two. Encoding the prefix in that context makes
-        prefix ids + segment ids == the ids of the whole prompt, so multi-item scores are
-        the scores of the whole prompt read as plain text.
-        """
-        enc = self._ids(prefix + SEGMENT_START, return_offsets_mapping=True)
-        ids = [i for i, (_, end) in zip(enc.input_ids, enc.offset_mapping) if end <= len(prefix)]
-        return ids[: self.budget.max_prefix_tokens]
-
-    def encode_segment(self, segment: str) -> list[int]:
-        """A job body's ids within budget, always ending with the answers header: the
-        markers follow it, so its tail must survive a pathological job."""
-        ids = self._ids(segment).input_ids
-        cap = self.budget.max_segment_tokens
-        if len(ids) <= cap:
-            return ids
-        tail = self._ids("\n" + segment.rsplit("\n", 1)[-1]).input_ids
-        return ids[: cap - len(tail)] + tail
-
-    def encode_markers(self, tasks: Sequence[str], phrasing: int = 0) -> list[list[int]]:
-        return [self._ids(answer_marker(t, phrasing)).input_ids for t in tasks]
-
     # -- scoring
     METHODS = ("prefix_cache", "multi_item", "padded", "single")
 
@@ -417,9 +451,6 @@ class Ranker:
             if not p and bodies:  # nothing to share: each prompt alone
                 out[i] = self.score_tasks("", requests[i][1], tasks, phrasing, method="single")
         return out
-
-    def encode_jobs(self, jobs: Sequence) -> list[list[int]]:
-        return [self.encode_segment(j if isinstance(j, str) else job_segment(j)) for j in jobs]
 
     @torch.inference_mode()
     def label_probabilities(self, query: str | Sequence[int], items: Sequence[str | Sequence[int]],

