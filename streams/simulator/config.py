@@ -23,6 +23,8 @@ class MarketplaceConfig:
     n_jobs: int = 2000  # open jobs at the start; new postings replace closed ones
     days: int = 14
     n_occupations: int = 0  # occupations in play; 0 = scale with n_jobs
+    # Occupations drawn only from these SOC major groups ("29", "41", ...); empty: all.
+    occupation_majors: tuple[str, ...] = ()
     start: datetime = SIM_START
 
     # behaviour
@@ -52,6 +54,9 @@ class MarketplaceConfig:
     career_move_share: float = 0.25
     n_communities: int = 12
     community_strength: float = 1.0
+    # Marks the held-out marketplace (held_out.py): tuning code refuses a config with it.
+    # It changes no byte of the run.
+    held_out: bool = False
 
     def __post_init__(self) -> None:
         for name in ("n_members", "n_companies", "n_jobs", "days"):

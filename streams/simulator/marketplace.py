@@ -178,7 +178,9 @@ class Marketplace:
         by_family: dict[str, list[int]] = {}
         for i, occ in enumerate(catalogue):
             by_family.setdefault(occ.family, []).append(i)
-        families = sorted(f for f, occs in by_family.items() if len(occs) >= 2)
+        majors = self.config.occupation_majors
+        families = sorted(f for f, occs in by_family.items()
+                          if len(occs) >= 2 and (not majors or catalogue[occs[0]].major in majors))
         rng.shuffle(families)
         want = min(self.config.occupations_in_play, len(catalogue))
         chosen: list[int] = []
