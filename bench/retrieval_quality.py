@@ -69,7 +69,7 @@ from serving.graph_data import apply_graph_event, split_events  # noqa: E402
 from streams.simulator import Marketplace, MarketplaceConfig  # noqa: E402
 from streams.simulator.held_out import HELD_OUT_MARKETPLACE, refuse_tuning  # noqa: E402
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 200)
 METHODS = ("term only", "dense only", "links only", "hybrid (default weights)", "hybrid", "hybrid without links",
            "hybrid + feedback rules", "hybrid + rules, dismissed jobs shown", "hybrid + previous seniority rule",
            "hybrid + previous seniority rule, dismissed jobs shown")
@@ -78,6 +78,7 @@ SINGLE = METHODS[:3]
 # Targets: applies, hires, and the hires along a career path (streams/simulator/careers.py:
 # the member's occupation leads to the job's), which are also counted among the hires.
 KINDS = ("apply", "hire", "move hire")
+PLURAL = {"apply": "applies", "hire": "hires", "move hire": "career-move hires"}
 PAIRED = SINGLE + ("hybrid without links",)  # each against the tuned hybrid, target by target
 GRID = [{"dense": d, "term": 1.0, "link": l} for d in (0.0, 0.1, 0.3, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
         for l in (0.0, 0.03, 0.1, 0.3, 1.0)]
@@ -445,7 +446,7 @@ def report_columns(tuning: dict, held: dict | None) -> dict:
     t.add_column("retrieval")
     for name, r in sets:
         for kind in KINDS:
-            t.add_column(f"{name}: {kind}s (n={r['targets'].get(kind, 0)})", justify="right")
+            t.add_column(f"{name}: {PLURAL[kind]} (n={r['targets'].get(kind, 0)})", justify="right")
     for m in COLUMN_METHODS:
         t.add_row(m, *(f"{p:.3f} ± {se:.3f}" for _, r in sets for kind in KINDS
                        for p, se, _ in [recall_se(r, m, kind)]))
