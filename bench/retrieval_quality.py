@@ -35,6 +35,17 @@ keeps the first model) and the open jobs are re-embedded, so the evaluated days 
 never seen by it. Its graph grows with the replay (entities as they arrive, each day's
 applies and hires after that day is scored). `--dense hashed` is the index's first
 embedder (hashed job terms).
+
+Targets come in three kinds: applies, hires, and career-move hires (hires along a path
+from the member's occupation to an adjacent one, streams/simulator/careers.py; also
+counted among the hires), each with its own columns. What the learned links add is
+measured by two arms tuned like the hybrid but only among link weights > 0 ("hybrid
+with links") or = 0 ("hybrid without links"), compared target by target with a
+two-sided sign test. The held-out marketplace (streams/simulator/held_out.py) is run
+at its declared size with every weight frozen from the tuning seeds' pooled
+validation hits, and printed beside them (recall@100 +- binomial SE);
+`--career-move-share 0 --community-strength 0` gives the marketplace before the graph
+signals.
 """
 from __future__ import annotations
 
@@ -70,7 +81,8 @@ from streams.simulator import Marketplace, MarketplaceConfig  # noqa: E402
 from streams.simulator.held_out import HELD_OUT_MARKETPLACE, refuse_tuning  # noqa: E402
 
 console = Console(width=None if sys.stdout.isatty() else 200)
-METHODS = ("term only", "dense only", "links only", "hybrid (default weights)", "hybrid", "hybrid without links",
+METHODS = ("term only", "dense only", "links only", "hybrid (default weights)", "hybrid", "hybrid with links",
+           "hybrid without links",
            "hybrid + feedback rules", "hybrid + rules, dismissed jobs shown", "hybrid + previous seniority rule",
            "hybrid + previous seniority rule, dismissed jobs shown")
 TUNED = METHODS[4:]
@@ -80,6 +92,9 @@ SINGLE = METHODS[:3]
 KINDS = ("apply", "hire", "move hire")
 PLURAL = {"apply": "applies", "hire": "hires", "move hire": "career-move hires"}
 PAIRED = SINGLE + ("hybrid without links",)  # each against the tuned hybrid, target by target
+# The hybrid tuned among link weights > 0 and among link weight 0: the test of what the
+# learned links add, whether or not the overall tuning gives them weight.
+LINK_ARMS = {"hybrid with links": True, "hybrid without links": False}
 GRID = [{"dense": d, "term": 1.0, "link": l} for d in (0.0, 0.1, 0.3, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
         for l in (0.0, 0.03, 0.1, 0.3, 1.0)]
 
@@ -172,7 +187,7 @@ class Scores:
     qualified: dict = field(default_factory=lambda: defaultdict(float))  # method -> sum of qualified shares
     qualified_n: int = 0  # member-days in that sum
     weights: dict = field(default_factory=lambda: dict(GRID[0]))
-    weights_without_links: dict = field(default_factory=lambda: dict(GRID[0]))  # tuned among link weight 0
+    arm_weights: dict = field(default_factory=dict)  # LINK_ARMS method -> its weights
 
 
 def _targets_by_member(day_targets, index, scores: Scores | None):
@@ -208,10 +223,10 @@ def tune_day(day_targets, members, index, links, scores: Scores) -> None:
                 scores.tuning[(key, kind)] += job_id in got
 
 
-def choose_weights(tuning: dict, links: bool = True) -> dict:
+def choose_weights(tuning: dict, links: bool | None = None) -> dict:
     """The grid setting that beats every single method on both kinds of validation
     target with the most hits; else the one whose worse kind comes closest. `links`
-    False: among the settings with link weight 0 (the hybrid without links)."""
+    True / False: only among the settings with link weight > 0 / = 0."""
     kinds = ("apply", "hire")
     best_single = {kind: max(tuning.get((m, kind), 0) for m in SINGLE) for kind in kinds}
 
@@ -220,7 +235,7 @@ def choose_weights(tuning: dict, links: bool = True) -> dict:
         total = sum(tuning.get((g, kind), 0) for kind in kinds)
         return (margin > 0, total if margin > 0 else margin, total, -g)
 
-    grid = [g for g in range(len(GRID)) if links or GRID[g]["link"] == 0]
+    grid = [g for g in range(len(GRID)) if links is None or (GRID[g]["link"] > 0) == links]
     return dict(GRID[max(grid, key=rank)])
 
 
@@ -235,8 +250,7 @@ def evaluate_day(day_targets, members, index, links, rules, ks, scores: Scores, 
     sample = member_ids[:QUALIFIED_SAMPLE]
     scores.qualified_n += len(sample)
     for method in METHODS:
-        tuned = (scores.weights_without_links if method == "hybrid without links"
-                 else scores.weights if method in TUNED else None)
+        tuned = scores.arm_weights.get(method, scores.weights if method in TUNED else None)
         res = index.search([queries_for(method, members[m], index, links, rules) for m in member_ids], k=max(ks),
                            weights=tuned)
         for i, member_id in enumerate(sample):  # links are meant to find jobs members can do
@@ -282,7 +296,7 @@ def run(args, cfg: MarketplaceConfig | None = None, frozen_weights: dict | None 
     scores, ks = Scores(), tuple(int(k) for k in args.ks.split(","))
     if not tune:
         scores.weights = dict(frozen_weights["hybrid"])
-        scores.weights_without_links = dict(frozen_weights["hybrid without links"])
+        scores.arm_weights = {arm: dict(frozen_weights[arm]) for arm in LINK_ARMS}
     day, targets, closes, hires, dismisses, new_links = -1, [], [], [], [], []
     n_train_hires = 0
 
@@ -292,7 +306,7 @@ def run(args, cfg: MarketplaceConfig | None = None, frozen_weights: dict | None 
             tune_day(targets, members, index, links, scores)
         if tune and day == args.train_days - 1 and scores.tuning:
             scores.weights = choose_weights(scores.tuning)
-            scores.weights_without_links = choose_weights(scores.tuning, links=False)
+            scores.arm_weights = {arm: choose_weights(scores.tuning, links=on) for arm, on in LINK_ARMS.items()}
         if tune and day == args.train_days - 1 and graph_embedder and args.refit:
             # weights chosen: the encoder is retrained on every training day, as a
             # deployment would be, and the open jobs are re-indexed with it
@@ -361,10 +375,14 @@ def run(args, cfg: MarketplaceConfig | None = None, frozen_weights: dict | None 
     return {"config": {k: getattr(cfg, k) for k in ("seed", "n_members", "n_companies", "n_jobs", "days",
                                                     "career_move_share", "community_strength", "held_out")},
             "tuning": [[g, kind, h] for (g, kind), h in scores.tuning.items()],
-            "found_move_hires_at_100": {m: sorted(map(list, scores.found[(m, "move hire", 100)]))
-                                        for m in ("hybrid", "hybrid without links")},
+            # paired: targets the hybrid with links finds and the one without misses, and the reverse
+            "links_paired": {f"{kind}|{k}": [len(scores.found[("hybrid with links", kind, k)]
+                                                 - scores.found[("hybrid without links", kind, k)]),
+                                             len(scores.found[("hybrid without links", kind, k)]
+                                                 - scores.found[("hybrid with links", kind, k)])]
+                             for kind in KINDS for k in ks},
             "dense": args.dense, "refit": args.refit, "train_days": args.train_days, "val_days": args.val_days, "ks": ks,
-            "tuned_weights": scores.weights, "tuned_weights_without_links": scores.weights_without_links,
+            "tuned_weights": scores.weights, "link_arm_weights": scores.arm_weights,
             "validation_hits_at_100": {f"{GRID[g] if isinstance(g, int) else g}|{kind}": h
                                        for (g, kind), h in scores.tuning.items()}, "train_hires": n_train_hires, "links_total_hires": links.hires,
             "targets": dict(scores.targets), "targets_not_open": scores.missing,
@@ -392,11 +410,14 @@ def pool(runs: list[dict]) -> dict:
     return {**first, "seeds": [r["config"]["seed"] for r in runs], "targets": targets, "hits": hits,
             "recall": {key: h / max(1, targets[key.split("|")[1]]) for key, h in hits.items()},
             "paired": {key: [sum(r["paired"][key][i] for r in runs) for i in (0, 1)] for key in first["paired"]},
+            "links_paired": {key: [sum(r["links_paired"][key][i] for r in runs) for i in (0, 1)]
+                             for key in first["links_paired"]},
             "qualified_share_top100": {m: sum(r["qualified_share_top100"][m] * r["qualified_member_days"] for r in runs)
                                        / max(1, n_q) for m in METHODS},
             "qualified_member_days": n_q, "train_hires": sum(r["train_hires"] for r in runs),
             "targets_not_open": sum(r["targets_not_open"] for r in runs),
-            "tuned_weights": [r["tuned_weights"] for r in runs], "per_seed": runs,
+            "tuned_weights": [r["tuned_weights"] for r in runs], "link_arm_weights": [r["link_arm_weights"] for r in runs],
+            "per_seed": runs,
             "seconds": sum(r["seconds"] for r in runs)}
 
 
@@ -435,7 +456,8 @@ def recall_se(r: dict, method: str, kind: str, k: int = 100) -> tuple[float, flo
     return p, (p * (1 - p) / n) ** 0.5 if n else float("nan"), n
 
 
-COLUMN_METHODS = ("term only", "dense only", "links only", "hybrid (default weights)", "hybrid without links", "hybrid")
+COLUMN_METHODS = ("term only", "dense only", "links only", "hybrid (default weights)", "hybrid without links",
+                  "hybrid with links", "hybrid")
 
 
 def report_columns(tuning: dict, held: dict | None) -> dict:
@@ -451,8 +473,8 @@ def report_columns(tuning: dict, held: dict | None) -> dict:
         t.add_row(m, *(f"{p:.3f} ± {se:.3f}" for _, r in sets for kind in KINDS
                        for p, se, _ in [recall_se(r, m, kind)]))
     console.print(t)
-    t = Table(title="hybrid with learned links vs the hybrid without, paired @100: targets only the one with "
-                    "links finds / only the one without finds, two-sided sign test")
+    t = Table(title="hybrid with learned links (tuned among link weights > 0) vs without (link weight 0), paired "
+                    "@100: targets only the one with links finds / only the one without finds, two-sided sign test")
     t.add_column("marketplace")
     for kind in KINDS:
         t.add_column(kind, justify="right")
@@ -460,7 +482,7 @@ def report_columns(tuning: dict, held: dict | None) -> dict:
     for name, r in sets:
         cells = []
         for kind in KINDS:
-            wins, losses = r["paired"][f"hybrid without links|{kind}|100"]
+            wins, losses = r["links_paired"][f"{kind}|100"]
             tests[f"{name}|{kind}"] = {"only_with_links": wins, "only_without": losses, "p": sign_test(wins, losses)}
             cells.append(f"+{wins} / -{losses}, p = {sign_test(wins, losses):.3g}")
         t.add_row(name, *cells)
@@ -502,11 +524,11 @@ def report(r: dict, command: str, title: str = "") -> None:
     console.print(f"dense column: {r['dense']}" + (", retrained on every training day once the weights were chosen"
                                                    if r["dense"] == "plm4job" and r.get("refit") else ""))
     if r["config"].get("held_out"):
-        console.print(f"fusion weights frozen from the tuning marketplaces: {r['tuned_weights']} "
-                      f"(without links: {r['tuned_weights_without_links']})")
+        console.print(f"fusion weights frozen from the tuning marketplaces: {r['tuned_weights']}; "
+                      f"link arms: {r['link_arm_weights']}")
     else:
         console.print(f"fusion weights tuned on training days {r['train_days'] - r['val_days']}..{r['train_days'] - 1}"
-                      f"{' of each seed' if seeds else ''}: {r['tuned_weights']}")
+                      f"{' of each seed' if seeds else ''}: {r['tuned_weights']}; link arms: {r['link_arm_weights']}")
     console.print(f"targets whose job had closed before its day ended (not retrievable): {r['targets_not_open']}")
     console.print(f"rerun: [bold]{command}[/]")
 
@@ -518,7 +540,7 @@ def run_held_out(args, runs: list[dict]) -> dict:
     for r in runs:
         for g, kind, hits in r["tuning"]:
             tuning[(g, kind)] += hits
-    frozen = {"hybrid": choose_weights(tuning), "hybrid without links": choose_weights(tuning, links=False)}
+    frozen = {"hybrid": choose_weights(tuning), **{arm: choose_weights(tuning, links=on) for arm, on in LINK_ARMS.items()}}
     cfg = HELD_OUT_MARKETPLACE.config
     held_args = argparse.Namespace(**{**vars(args), "seed": cfg.seed, "days": cfg.days,
                                       "train_days": HELD_OUT_MARKETPLACE.train_days})

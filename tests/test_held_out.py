@@ -51,6 +51,7 @@ def test_the_retrieval_bench_tunes_nothing_on_the_held_out_marketplace(monkeypat
     monkeypatch.setattr(RQ, "tune_day", tripwire)
     monkeypatch.setattr(RQ, "choose_weights", tripwire)
     frozen = {"hybrid": {"dense": 1.0, "term": 1.0, "link": 0.3},
+              "hybrid with links": {"dense": 1.0, "term": 1.0, "link": 0.3},
               "hybrid without links": {"dense": 1.0, "term": 1.0, "link": 0.0}}
     out = RQ.run(bench_args(), TINY_HELD_OUT, frozen_weights=frozen)
     assert out["config"]["held_out"] and out["tuning"] == []
