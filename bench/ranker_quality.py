@@ -10,6 +10,10 @@ Protocol (printed before the results):
   trained on (`sim_members`, `sim_days`, `sim_seeds` or `seed`); a command line that
   contradicts them is refused (`--allow-mismatch` turns that into a loud WARNING in
   the output), and held-out days that overlap a ranker's training days always are.
+  The same goes for the marketplace's signals: the share of text-stated wishes
+  (`sim_text_share`) and the graph signals (`sim_career_move_share`,
+  `sim_community_strength`); a checkpoint whose ranker.json predates the graph signals
+  was trained without them (0), so it is refused on a marketplace with them.
 - Held out: every example of the last `HELD_OUT_DAYS` days (no group cap unless
   `--max-groups`). Baselines are fitted per marketplace on its own training days;
   scores of all marketplaces are pooled for each AUC.
@@ -268,6 +272,10 @@ class TrainedOn:
     seeds: list[int]
     held_out_days: int
     text_share: float | None = None
+    # Graph signals (streams/simulator/careers.py, communities.py). A ranker.json
+    # without them was written before they existed: trained on a marketplace without.
+    career_move_share: float = 0.0
+    community_strength: float = 0.0
 
     @classmethod
     def read(cls, path: str) -> "TrainedOn":
@@ -278,7 +286,8 @@ class TrainedOn:
         seeds = meta.get("sim_seeds") or ([meta["seed"]] if "seed" in meta else [])
         return cls(path, meta.get("sim_members"), meta.get("sim_days"), [int(s) for s in seeds],
                    int(meta.get("sim_held_out_days", meta.get("held_out_days", HELD_OUT_DAYS))),
-                   meta.get("sim_text_share"))
+                   meta.get("sim_text_share"), float(meta.get("sim_career_move_share", 0.0)),
+                   float(meta.get("sim_community_strength", 0.0)))
 
     def training_days(self, seed: int) -> int:
         """Days of `seed`'s marketplace this ranker trained on (0 when it never saw it)."""
@@ -296,12 +305,21 @@ class Protocol:
     text_share: float
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # facts of the data, found once simulated
+    career_move_share: float | None = None  # None: the simulator's default
+    community_strength: float | None = None
+
+    @property
+    def signals(self) -> dict:
+        """The graph signals' settings, as `simulated_split` takes them."""
+        return {"career_move_share": self.career_move_share, "community_strength": self.community_strength}
 
     def lines(self) -> list[str]:
         first = self.days - self.held_out_days
         out = [f"marketplaces: seeds {', '.join(map(str, self.seeds))}; {self.members} members, "
                f"{2 * self.members} jobs, {self.days} days each; a share {self.text_share:g} of members "
-               "hold a wish only their free text states",
+               "hold a wish only their free text states; graph signals: career moves "
+               f"{_or_default(self.career_move_share, 'career_move_share'):g}, community strength "
+               f"{_or_default(self.community_strength, 'community_strength'):g}",
                f"train: days 0-{first - 1} of each marketplace (baselines fitted per marketplace); "
                f"held out: days {first}-{self.days - 1}, every example"
                + (f" (at most {self.max_groups} slates per task)" if self.max_groups else " (no cap)"),
@@ -318,6 +336,12 @@ class Protocol:
             out.append(f"ranker {t.path}: trained on seeds {t.seeds or '?'}, {t.members} members, "
                        f"{t.days} days ({t.days - t.held_out_days if t.days else '?'} training days)")
         return out + [f"note: {n}" for n in self.notes] + [f"WARNING: {w}" for w in self.warnings]
+
+
+def _or_default(value, name: str):
+    from streams.simulator import MarketplaceConfig
+
+    return getattr(MarketplaceConfig(), name) if value is None else value
 
 
 def _agreed(values: list, what: str):
@@ -356,8 +380,14 @@ def resolve_protocol(args) -> Protocol:
 
     text_share = _setting(args.text_share, _agreed([t.text_share for t in trained], "text-share"), "text-share",
                           MarketplaceConfig().text_preference_share, args.allow_mismatch, warnings)
+    signals = {}
+    for name in ("career_move_share", "community_strength"):
+        flag = name.replace("_", "-")
+        signals[name] = _setting(getattr(args, name, None), _agreed([getattr(t, name) for t in trained], flag), flag,
+                                 getattr(MarketplaceConfig(), name), args.allow_mismatch, warnings)
     held_out_days = _agreed([t.held_out_days for t in trained], "held-out days") or HELD_OUT_DAYS
-    protocol = Protocol(seeds, members, days, held_out_days, args.max_groups, trained, text_share, warnings)
+    protocol = Protocol(seeds, members, days, held_out_days, args.max_groups, trained, text_share, warnings,
+                        **signals)
     check_no_overlap(protocol)
     return protocol
 
@@ -472,7 +502,8 @@ class Market:
         since = (start + timedelta(days=protocol.days - protocol.held_out_days)).timestamp()
         truth = RequestTruth(since)
         split = simulated_split(protocol.members, protocol.days, seed, protocol.held_out_days,
-                                progress=False, on_event=truth.watch, text_share=protocol.text_share)
+                                progress=False, on_event=truth.watch, text_share=protocol.text_share,
+                                **protocol.signals)
         held = cap_groups(split.held_out, protocol.max_groups, seed)
         return cls(seed, split.description, by_task(split.train), by_task(held), truth)
 
@@ -867,6 +898,11 @@ def parse_args(argv=None):
     ap.add_argument("--text-share", type=float, default=None,
                     help="share of members with a wish only their text states (default: the rankers', else the "
                          "simulator's); 0 gives the table without them")
+    ap.add_argument("--career-move-share", type=float, default=None,
+                    help="share of applies and hires along career paths (default: the rankers', else the "
+                         "simulator's); a ranker trained without them is refused on a marketplace with them")
+    ap.add_argument("--community-strength", type=float, default=None,
+                    help="strength of latent communities' tastes (default: the rankers', else the simulator's)")
     ap.add_argument("--max-groups", type=int, default=None, help="at most this many slates per task (default: all)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-zero-shot", action="store_true")
@@ -880,7 +916,9 @@ def parse_args(argv=None):
 def rerun_command(args, protocol: Protocol) -> str:
     parts = ["python", "bench/ranker_quality.py", *(f"--ranker {shlex.quote(r)}" for r in args.ranker),
              f"--members {protocol.members}", f"--days {protocol.days}",
-             f"--seeds {','.join(map(str, protocol.seeds))}", f"--text-share {protocol.text_share:g}"]
+             f"--seeds {','.join(map(str, protocol.seeds))}", f"--text-share {protocol.text_share:g}",
+             f"--career-move-share {_or_default(protocol.career_move_share, 'career_move_share'):g}",
+             f"--community-strength {_or_default(protocol.community_strength, 'community_strength'):g}"]
     for flag, on in (("--allow-mismatch", args.allow_mismatch), ("--no-zero-shot", args.no_zero_shot),
                      ("--no-curve", args.no_curve)):
         parts += [flag] if on else []

@@ -35,6 +35,17 @@ keeps the first model) and the open jobs are re-embedded, so the evaluated days 
 never seen by it. Its graph grows with the replay (entities as they arrive, each day's
 applies and hires after that day is scored). `--dense hashed` is the index's first
 embedder (hashed job terms).
+
+Targets come in three kinds: applies, hires, and career-move hires (hires along a path
+from the member's occupation to an adjacent one, streams/simulator/careers.py; also
+counted among the hires), each with its own columns. What the learned links add is
+measured by two arms tuned like the hybrid but only among link weights > 0 ("hybrid
+with links") or = 0 ("hybrid without links"), compared target by target with a
+two-sided sign test. The held-out marketplace (streams/simulator/held_out.py) is run
+at its declared size with every weight frozen from the tuning seeds' pooled
+validation hits, and printed beside them (recall@100 +- binomial SE);
+`--career-move-share 0 --community-strength 0` gives the marketplace before the graph
+signals.
 """
 from __future__ import annotations
 
@@ -67,13 +78,23 @@ from models.encoder_training import PromptSpec, TrainConfig, train_link_predicti
 from serving.encoder_run import ModelShape, build_tokenizer_and_builder, new_variant  # noqa: E402
 from serving.graph_data import apply_graph_event, split_events  # noqa: E402
 from streams.simulator import Marketplace, MarketplaceConfig  # noqa: E402
+from streams.simulator.held_out import HELD_OUT_MARKETPLACE, refuse_tuning  # noqa: E402
 
-console = Console()
-METHODS = ("term only", "dense only", "links only", "hybrid (default weights)", "hybrid", "hybrid + feedback rules",
-           "hybrid + rules, dismissed jobs shown", "hybrid + previous seniority rule",
+console = Console(width=None if sys.stdout.isatty() else 200)
+METHODS = ("term only", "dense only", "links only", "hybrid (default weights)", "hybrid", "hybrid with links",
+           "hybrid without links",
+           "hybrid + feedback rules", "hybrid + rules, dismissed jobs shown", "hybrid + previous seniority rule",
            "hybrid + previous seniority rule, dismissed jobs shown")
 TUNED = METHODS[4:]
 SINGLE = METHODS[:3]
+# Targets: applies, hires, and the hires along a career path (streams/simulator/careers.py:
+# the member's occupation leads to the job's), which are also counted among the hires.
+KINDS = ("apply", "hire", "move hire")
+PLURAL = {"apply": "applies", "hire": "hires", "move hire": "career-move hires"}
+PAIRED = SINGLE + ("hybrid without links",)  # each against the tuned hybrid, target by target
+# The hybrid tuned among link weights > 0 and among link weight 0: the test of what the
+# learned links add, whether or not the overall tuning gives them weight.
+LINK_ARMS = {"hybrid with links": True, "hybrid without links": False}
 GRID = [{"dense": d, "term": 1.0, "link": l} for d in (0.0, 0.1, 0.3, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
         for l in (0.0, 0.03, 0.1, 0.3, 1.0)]
 
@@ -87,6 +108,8 @@ def queries_for(method: str, member, index: JobIndex, links: LinkGraph, rules: F
     if method == "links only":
         terms, sources = links.expand(member_attributes(m), top=64)
         return Query(links=terms, link_sources=sources)
+    if method == "hybrid without links":
+        return member_query(m, index.embedder)
     if method.startswith("hybrid") and "rule" not in method:
         return member_query(m, index.embedder, links)
     if "previous seniority rule" in method:
@@ -164,6 +187,7 @@ class Scores:
     qualified: dict = field(default_factory=lambda: defaultdict(float))  # method -> sum of qualified shares
     qualified_n: int = 0  # member-days in that sum
     weights: dict = field(default_factory=lambda: dict(GRID[0]))
+    arm_weights: dict = field(default_factory=dict)  # LINK_ARMS method -> its weights
 
 
 def _targets_by_member(day_targets, index, scores: Scores | None):
@@ -199,9 +223,10 @@ def tune_day(day_targets, members, index, links, scores: Scores) -> None:
                 scores.tuning[(key, kind)] += job_id in got
 
 
-def choose_weights(tuning: dict) -> dict:
+def choose_weights(tuning: dict, links: bool | None = None) -> dict:
     """The grid setting that beats every single method on both kinds of validation
-    target with the most hits; else the one whose worse kind comes closest."""
+    target with the most hits; else the one whose worse kind comes closest. `links`
+    True / False: only among the settings with link weight > 0 / = 0."""
     kinds = ("apply", "hire")
     best_single = {kind: max(tuning.get((m, kind), 0) for m in SINGLE) for kind in kinds}
 
@@ -210,7 +235,8 @@ def choose_weights(tuning: dict) -> dict:
         total = sum(tuning.get((g, kind), 0) for kind in kinds)
         return (margin > 0, total if margin > 0 else margin, total, -g)
 
-    return dict(GRID[max(range(len(GRID)), key=rank)])
+    grid = [g for g in range(len(GRID)) if links is None or (GRID[g]["link"] > 0) == links]
+    return dict(GRID[max(grid, key=rank)])
 
 
 QUALIFIED_SAMPLE = 40  # members per day whose top 100 is checked against the hidden truth
@@ -224,7 +250,7 @@ def evaluate_day(day_targets, members, index, links, rules, ks, scores: Scores, 
     sample = member_ids[:QUALIFIED_SAMPLE]
     scores.qualified_n += len(sample)
     for method in METHODS:
-        tuned = scores.weights if method in TUNED else None
+        tuned = scores.arm_weights.get(method, scores.weights if method in TUNED else None)
         res = index.search([queries_for(method, members[m], index, links, rules) for m in member_ids], k=max(ks),
                            weights=tuned)
         for i, member_id in enumerate(sample):  # links are meant to find jobs members can do
@@ -240,27 +266,48 @@ def evaluate_day(day_targets, members, index, links, rules, ks, scores: Scores, 
                         scores.found[(method, kind, k)].add((member_id, job_id))
 
 
-def run(args) -> dict:
-    cfg = MarketplaceConfig(seed=args.seed, n_members=args.members, n_companies=args.companies,
-                            n_jobs=args.jobs, days=args.days)
+def tuning_config(args) -> MarketplaceConfig:
+    """One tuning marketplace (`args.seed`), with the command line's sizes and signals."""
+    return MarketplaceConfig(seed=args.seed, n_members=args.members, n_companies=args.companies,
+                             n_jobs=args.jobs, days=args.days, career_move_share=args.career_move_share,
+                             community_strength=args.community_strength)
+
+
+def run(args, cfg: MarketplaceConfig | None = None, frozen_weights: dict | None = None) -> dict:
+    """Replay one marketplace and score it. Without `frozen_weights` the fusion weights
+    are tuned on its validation days (refused for the held-out marketplace); with them,
+    nothing is tuned and the encoder trains once, on every training day."""
+    cfg = cfg or tuning_config(args)
+    tune = frozen_weights is None
+    if tune:
+        refuse_tuning(cfg, "fusion weights")
     sim = Marketplace(cfg)
-    graph_embedder = plm4job_embedder(cfg, args) if args.dense == "plm4job" else None
+    if args.dense != "plm4job":
+        graph_embedder = None
+    elif tune:
+        graph_embedder = plm4job_embedder(cfg, args)
+    else:
+        graph_embedder = EgoGraphEmbedder(*train_plm4job(cfg, args, args.train_days), HeteroGraph())
     embedder = DayCachedMembers(graph_embedder) if graph_embedder else None
     index = JobIndex.create("hybrid,exact", dim=embedder.dim if embedder else args.dim, delta_limit=5000,
                             embedder=embedder)
     links, rules = LinkGraph(min_support=args.min_support), FeedbackRules()
     members, jobs = {}, {}
     scores, ks = Scores(), tuple(int(k) for k in args.ks.split(","))
+    if not tune:
+        scores.weights = dict(frozen_weights["hybrid"])
+        scores.arm_weights = {arm: dict(frozen_weights[arm]) for arm in LINK_ARMS}
     day, targets, closes, hires, dismisses, new_links = -1, [], [], [], [], []
     n_train_hires = 0
 
     def end_of_day() -> None:
         nonlocal n_train_hires
-        if args.train_days - args.val_days <= day < args.train_days:
+        if tune and args.train_days - args.val_days <= day < args.train_days:
             tune_day(targets, members, index, links, scores)
-        if day == args.train_days - 1 and scores.tuning:
+        if tune and day == args.train_days - 1 and scores.tuning:
             scores.weights = choose_weights(scores.tuning)
-        if day == args.train_days - 1 and graph_embedder and args.refit:
+            scores.arm_weights = {arm: choose_weights(scores.tuning, links=on) for arm, on in LINK_ARMS.items()}
+        if tune and day == args.train_days - 1 and graph_embedder and args.refit:
             # weights chosen: the encoder is retrained on every training day, as a
             # deployment would be, and the open jobs are re-indexed with it
             graph_embedder.model, graph_embedder.builder = train_plm4job(cfg, args, args.train_days)
@@ -315,6 +362,8 @@ def run(args) -> dict:
         elif ev.type == "hire.confirmed":
             hires.append((p.member_id, p.job_id))
             targets.append((p.member_id, p.job_id, "hire"))
+            if sim.truth.career_move(p.member_id, p.job_id):
+                targets.append((p.member_id, p.job_id, "move hire"))
         elif ev.type == "member.action":
             action = p.action.value
             if action == "apply":
@@ -323,20 +372,28 @@ def run(args) -> dict:
                 dismisses.append((p.member_id, p.reason.value, p.job_id))
     flush()
     end_of_day()
-    return {"config": {k: getattr(cfg, k) for k in ("seed", "n_members", "n_companies", "n_jobs", "days")},
+    return {"config": {k: getattr(cfg, k) for k in ("seed", "n_members", "n_companies", "n_jobs", "days",
+                                                    "career_move_share", "community_strength", "held_out")},
+            "tuning": [[g, kind, h] for (g, kind), h in scores.tuning.items()],
+            # paired: targets the hybrid with links finds and the one without misses, and the reverse
+            "links_paired": {f"{kind}|{k}": [len(scores.found[("hybrid with links", kind, k)]
+                                                 - scores.found[("hybrid without links", kind, k)]),
+                                             len(scores.found[("hybrid without links", kind, k)]
+                                                 - scores.found[("hybrid with links", kind, k)])]
+                             for kind in KINDS for k in ks},
             "dense": args.dense, "refit": args.refit, "train_days": args.train_days, "val_days": args.val_days, "ks": ks,
-            "tuned_weights": scores.weights,
+            "tuned_weights": scores.weights, "link_arm_weights": scores.arm_weights,
             "validation_hits_at_100": {f"{GRID[g] if isinstance(g, int) else g}|{kind}": h
                                        for (g, kind), h in scores.tuning.items()}, "train_hires": n_train_hires, "links_total_hires": links.hires,
             "targets": dict(scores.targets), "targets_not_open": scores.missing,
-            "hits": {f"{m}|{kind}|{k}": scores.hits[(m, kind, k)] for m in METHODS for kind in ("apply", "hire") for k in ks},
+            "hits": {f"{m}|{kind}|{k}": scores.hits[(m, kind, k)] for m in METHODS for kind in KINDS for k in ks},
             "recall": {f"{m}|{kind}|{k}": scores.hits[(m, kind, k)] / max(1, scores.targets[kind])
-                       for m in METHODS for kind in ("apply", "hire") for k in ks},
+                       for m in METHODS for kind in KINDS for k in ks},
             "qualified_share_top100": {m: scores.qualified[m] / max(1, scores.qualified_n) for m in METHODS},
             # paired: targets the tuned hybrid finds and a single method misses, and the reverse
             "paired": {f"{m}|{kind}|{k}": [len(scores.found[("hybrid", kind, k)] - scores.found[(m, kind, k)]),
                                            len(scores.found[(m, kind, k)] - scores.found[("hybrid", kind, k)])]
-                       for m in SINGLE for kind in ("apply", "hire") for k in ks},
+                       for m in PAIRED for kind in KINDS for k in ks},
             "qualified_member_days": scores.qualified_n,
             "seconds": time.perf_counter() - t0}
 
@@ -347,28 +404,31 @@ def pool(runs: list[dict]) -> dict:
     if len(runs) == 1:
         return runs[0]
     first = runs[0]
-    targets = {kind: sum(r["targets"].get(kind, 0) for r in runs) for kind in ("apply", "hire")}
+    targets = {kind: sum(r["targets"].get(kind, 0) for r in runs) for kind in KINDS}
     hits = {key: sum(r["hits"][key] for r in runs) for key in first["hits"]}
     n_q = sum(r["qualified_member_days"] for r in runs)
     return {**first, "seeds": [r["config"]["seed"] for r in runs], "targets": targets, "hits": hits,
             "recall": {key: h / max(1, targets[key.split("|")[1]]) for key, h in hits.items()},
             "paired": {key: [sum(r["paired"][key][i] for r in runs) for i in (0, 1)] for key in first["paired"]},
+            "links_paired": {key: [sum(r["links_paired"][key][i] for r in runs) for i in (0, 1)]
+                             for key in first["links_paired"]},
             "qualified_share_top100": {m: sum(r["qualified_share_top100"][m] * r["qualified_member_days"] for r in runs)
                                        / max(1, n_q) for m in METHODS},
             "qualified_member_days": n_q, "train_hires": sum(r["train_hires"] for r in runs),
             "targets_not_open": sum(r["targets_not_open"] for r in runs),
-            "tuned_weights": [r["tuned_weights"] for r in runs], "per_seed": runs,
+            "tuned_weights": [r["tuned_weights"] for r in runs], "link_arm_weights": [r["link_arm_weights"] for r in runs],
+            "per_seed": runs,
             "seconds": sum(r["seconds"] for r in runs)}
 
 
 def report_seeds(runs: list[dict]) -> None:
     t = Table(title="each seed alone: hits@100 (hybrid vs the best single method), tuned weights")
     for c in ("seed", "applies", "hires", "apply hits: hybrid / best single", "hire hits: hybrid / best single",
-              "weights (dense, term, link)"):
+              "career-move hire hits: hybrid / best single", "weights (dense, term, link)"):
         t.add_column(c, justify="right")
     for r in runs:
         cells = []
-        for kind in ("apply", "hire"):
+        for kind in KINDS:
             best = max(SINGLE, key=lambda m: r["hits"][f"{m}|{kind}|100"])
             cells.append(f"{r['hits'][f'hybrid|{kind}|100']} / {r['hits'][f'{best}|{kind}|100']} ({best})")
         w = r["tuned_weights"]
@@ -377,21 +437,74 @@ def report_seeds(runs: list[dict]) -> None:
     console.print(t)
 
 
-def report(r: dict, command: str) -> None:
+def sign_test(wins: int, losses: int) -> float:
+    """Two-sided exact sign test (binomial, p = 1/2) on the discordant pairs."""
+    from math import comb
+
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    tail = sum(comb(n, i) for i in range(min(wins, losses) + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
+def recall_se(r: dict, method: str, kind: str, k: int = 100) -> tuple[float, float, int]:
+    """(recall, binomial standard error, targets). Targets of one member are not quite
+    independent, so the SE is a little optimistic; paired sign tests carry the verdicts."""
+    n = r["targets"].get(kind, 0)
+    p = r["hits"][f"{method}|{kind}|{k}"] / n if n else float("nan")
+    return p, (p * (1 - p) / n) ** 0.5 if n else float("nan"), n
+
+
+COLUMN_METHODS = ("term only", "dense only", "links only", "hybrid (default weights)", "hybrid without links",
+                  "hybrid with links", "hybrid")
+
+
+def report_columns(tuning: dict, held: dict | None) -> dict:
+    """recall@100 +- SE of the tuning marketplaces (pooled) beside the held-out one, and
+    the paired sign test of the hybrid with learned links against the hybrid without."""
+    sets = [("tuning", tuning)] + ([("held-out", held)] if held else [])
+    t = Table(title="recall@100 ± SE: tuning marketplaces (pooled) | held-out marketplace (weights frozen from tuning)")
+    t.add_column("retrieval")
+    for name, r in sets:
+        for kind in KINDS:
+            t.add_column(f"{name}: {PLURAL[kind]} (n={r['targets'].get(kind, 0)})", justify="right")
+    for m in COLUMN_METHODS:
+        t.add_row(m, *(f"{p:.3f} ± {se:.3f}" for _, r in sets for kind in KINDS
+                       for p, se, _ in [recall_se(r, m, kind)]))
+    console.print(t)
+    t = Table(title="hybrid with learned links (tuned among link weights > 0) vs without (link weight 0), paired "
+                    "@100: targets only the one with links finds / only the one without finds, two-sided sign test")
+    t.add_column("marketplace")
+    for kind in KINDS:
+        t.add_column(kind, justify="right")
+    tests = {}
+    for name, r in sets:
+        cells = []
+        for kind in KINDS:
+            wins, losses = r["links_paired"][f"{kind}|100"]
+            tests[f"{name}|{kind}"] = {"only_with_links": wins, "only_without": losses, "p": sign_test(wins, losses)}
+            cells.append(f"+{wins} / -{losses}, p = {sign_test(wins, losses):.3g}")
+        t.add_row(name, *cells)
+    console.print(t)
+    return tests
+
+
+def report(r: dict, command: str, title: str = "") -> None:
     ks = r["ks"]
     seeds = f", seeds {', '.join(map(str, r['seeds']))} pooled" if "seeds" in r else ""
-    t = Table(title=f"Held-out recall on simulated days {r['train_days']}..{r['config']['days'] - 1}{seeds} "
+    t = Table(title=f"{title}Held-out recall on simulated days {r['train_days']}..{r['config']['days'] - 1}{seeds} "
                     f"({r['targets'].get('apply', 0)} applies, {r['targets'].get('hire', 0)} hires; "
                     f"links from {r['train_hires']} training hires, then online)")
     t.add_column("retrieval")
-    for kind in ("apply", "hire"):
+    for kind in KINDS:
         for k in ks:
             t.add_column(f"{kind} recall@{k}", justify="right")
     t.add_column("qualified share of top 100", justify="right")
-    best = {(kind, k): max(r["recall"][f"{m}|{kind}|{k}"] for m in SINGLE) for kind in ("apply", "hire") for k in ks}
+    best = {(kind, k): max(r["recall"][f"{m}|{kind}|{k}"] for m in SINGLE) for kind in KINDS for k in ks}
     for m in METHODS:
         cells = []
-        for kind in ("apply", "hire"):
+        for kind in KINDS:
             for k in ks:
                 v = r["recall"][f"{m}|{kind}|{k}"]
                 beats = m.startswith("hybrid") and v > best[(kind, k)]
@@ -401,19 +514,38 @@ def report(r: dict, command: str) -> None:
     console.print(t)
     t = Table(title="hybrid vs each method alone, paired: targets only the hybrid finds / only the other finds")
     t.add_column("vs")
-    for kind in ("apply", "hire"):
+    for kind in KINDS:
         for k in ks:
             t.add_column(f"{kind} @{k}", justify="right")
-    for m in SINGLE:
+    for m in PAIRED:
         t.add_row(m, *(f"+{r['paired'][f'{m}|{kind}|{k}'][0]} / -{r['paired'][f'{m}|{kind}|{k}'][1]}"
-                       for kind in ("apply", "hire") for k in ks))
+                       for kind in KINDS for k in ks))
     console.print(t)
     console.print(f"dense column: {r['dense']}" + (", retrained on every training day once the weights were chosen"
                                                    if r["dense"] == "plm4job" and r.get("refit") else ""))
-    console.print(f"fusion weights tuned on training days {r['train_days'] - r['val_days']}..{r['train_days'] - 1}"
-                  f"{' of each seed' if seeds else ''}: {r['tuned_weights']}")
+    if r["config"].get("held_out"):
+        console.print(f"fusion weights frozen from the tuning marketplaces: {r['tuned_weights']}; "
+                      f"link arms: {r['link_arm_weights']}")
+    else:
+        console.print(f"fusion weights tuned on training days {r['train_days'] - r['val_days']}..{r['train_days'] - 1}"
+                      f"{' of each seed' if seeds else ''}: {r['tuned_weights']}; link arms: {r['link_arm_weights']}")
     console.print(f"targets whose job had closed before its day ended (not retrievable): {r['targets_not_open']}")
     console.print(f"rerun: [bold]{command}[/]")
+
+
+def run_held_out(args, runs: list[dict]) -> dict:
+    """The held-out marketplace at its declared size and days, every choice frozen from
+    the tuning marketplaces: fusion weights chosen on their validation hits pooled."""
+    tuning: dict = defaultdict(int)
+    for r in runs:
+        for g, kind, hits in r["tuning"]:
+            tuning[(g, kind)] += hits
+    frozen = {"hybrid": choose_weights(tuning), **{arm: choose_weights(tuning, links=on) for arm, on in LINK_ARMS.items()}}
+    cfg = HELD_OUT_MARKETPLACE.config
+    held_args = argparse.Namespace(**{**vars(args), "seed": cfg.seed, "days": cfg.days,
+                                      "train_days": HELD_OUT_MARKETPLACE.train_days})
+    console.print(f"{HELD_OUT_MARKETPLACE.label}: weights frozen from the tuning marketplaces {frozen}")
+    return run(held_args, cfg, frozen_weights=frozen)
 
 
 def main() -> None:
@@ -434,6 +566,13 @@ def main() -> None:
     p.add_argument("--min-support", type=int, default=2)
     p.add_argument("--ks", default="100,500")
     p.add_argument("--quick", action="store_true")
+    defaults = MarketplaceConfig()
+    p.add_argument("--career-move-share", type=float, default=defaults.career_move_share,
+                   help="tuning marketplaces' share of applies and hires along career paths (0: none)")
+    p.add_argument("--community-strength", type=float, default=defaults.community_strength,
+                   help="tuning marketplaces' latent community strength (0: none)")
+    p.add_argument("--no-held-out", dest="held_out", action="store_false",
+                   help="skip the held-out marketplace's column (streams/simulator/held_out.py)")
     p.add_argument("--out", default="bench/out/retrieval_quality.json")
     args = p.parse_args()
     if args.quick:
@@ -445,12 +584,16 @@ def main() -> None:
         args.seed = seed
         runs.append(run(args))
     r = pool(runs)
+    held = run_held_out(args, runs) if args.held_out else None
     if len(runs) > 1:
         report_seeds(runs)
-    report(r, command)
+    report(r, command, "Tuning marketplaces. ")
+    if held:
+        report(held, command, f"{HELD_OUT_MARKETPLACE.label}. ")
+    tests = report_columns(r, held)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"command": command, **r}, indent=2))
+    out.write_text(json.dumps({"command": command, **r, "held_out": held, "links_sign_tests": tests}, indent=2))
     console.print(f"wrote {out}")
 
 

@@ -174,17 +174,24 @@ def split_events(events: Iterable, cutoff_time: float, similar_members: int = 3)
 
 def marketplace_split(
     seed: int = 7, n_members: int = 1000, n_companies: int = 100, n_jobs: int = 2000,
-    days: int = 14, train_days: int = 10, similar_members: int = 3,
+    days: int = 14, train_days: int = 10, similar_members: int = 3, config=None,
 ) -> GraphSplit:
-    """Simulate a marketplace and split it at day `train_days`."""
+    """Simulate a marketplace and split it at day `train_days`. `config`: a whole
+    MarketplaceConfig instead (its seed, sizes, days and signals win over the others)."""
     from streams.simulator import Marketplace, MarketplaceConfig
 
+    if config is not None:
+        seed, n_members, n_companies, n_jobs, days = (config.seed, config.n_members, config.n_companies,
+                                                      config.n_jobs, config.days)
     if not 0 < train_days < days:
         raise ValueError(f"train_days must be within (0, days={days}), got {train_days}")
-    cfg = MarketplaceConfig(seed=seed, n_members=n_members, n_companies=n_companies, n_jobs=n_jobs, days=days)
+    cfg = config or MarketplaceConfig(seed=seed, n_members=n_members, n_companies=n_companies, n_jobs=n_jobs,
+                                      days=days)
     market = Marketplace(cfg)
     cutoff = (cfg.start + timedelta(days=train_days)).timestamp()
     split = split_events(market.events(), cutoff, similar_members)
     split.stats.update(seed=seed, simulated_days=days, train_days=train_days,
-                       config=dict(n_members=n_members, n_companies=n_companies, n_jobs=n_jobs))
+                       config=dict(n_members=n_members, n_companies=n_companies, n_jobs=n_jobs,
+                                   career_move_share=cfg.career_move_share,
+                                   community_strength=cfg.community_strength, held_out=cfg.held_out))
     return split

@@ -39,13 +39,16 @@ class SimulatedSplit:
 def simulated_split(n_members: int = 300, days: int = 21, seed: int = 7, held_out_days: int = HELD_OUT_DAYS,
                     n_jobs: int | None = None, progress: bool = True,
                     on_event: Callable[[object, object], None] | None = None,
-                    text_share: float | None = None) -> SimulatedSplit:
+                    text_share: float | None = None, career_move_share: float | None = None,
+                    community_strength: float | None = None) -> SimulatedSplit:
     """Run the simulator, replay its events in order, split examples by request time.
 
     `on_event(truth, event)`, if given, sees each event as it is replayed, with the
     simulator's hidden `Truth` as it stands then (evaluation reads the affinity at
     the request with it; the truth mutates as the simulation goes on).
-    `text_share` overrides the share of members whose wish only their text states.
+    `text_share` overrides the share of members whose wish only their text states;
+    `career_move_share` and `community_strength` the graph signals (0 and 0: the
+    marketplace before them, which the 2026-12 checkpoints were trained on).
     """
     from tqdm.auto import tqdm
 
@@ -55,7 +58,7 @@ def simulated_split(n_members: int = 300, days: int = 21, seed: int = 7, held_ou
         raise ValueError(f"days={days} leaves nothing to train on with {held_out_days} held-out days")
     n_jobs = n_jobs or 2 * n_members
     cfg = MarketplaceConfig(seed=seed, n_members=n_members, n_companies=max(5, n_jobs // 20), n_jobs=n_jobs, days=days,
-                            **({} if text_share is None else {"text_preference_share": text_share}))
+                            **sim_overrides(text_share, career_move_share, community_strength))
     market = Marketplace(cfg)
     events = tqdm(market.events(), desc="replay simulator", unit="event", disable=not progress)
     if on_event is not None:
@@ -64,10 +67,30 @@ def simulated_split(n_members: int = 300, days: int = 21, seed: int = 7, held_ou
     cutoff = (cfg.start + timedelta(days=days - held_out_days)).timestamp()
     train_ex, held = split_by_time(examples, cutoff)
     description = (f"simulated marketplace (seed {seed}, {n_members} members, {n_jobs} jobs, {days} days, "
-                   f"text-stated wishes {cfg.text_preference_share:g}); "
+                   f"text-stated wishes {cfg.text_preference_share:g}, career moves {cfg.career_move_share:g}, "
+                   f"community strength {cfg.community_strength:g}); "
                    f"first {days - held_out_days} days train ({len(train_ex)} examples), "
                    f"last {held_out_days} held out ({len(held)} examples)")
     return SimulatedSplit(train_ex, held, cutoff, description)
+
+
+def sim_overrides(text_share: float | None = None, career_move_share: float | None = None,
+                  community_strength: float | None = None) -> dict:
+    """MarketplaceConfig fields to override (None: the config's default)."""
+    return {name: value for name, value in (("text_preference_share", text_share),
+                                             ("career_move_share", career_move_share),
+                                             ("community_strength", community_strength)) if value is not None}
+
+
+def sim_meta(text_share: float | None = None, career_move_share: float | None = None,
+             community_strength: float | None = None) -> dict:
+    """The marketplace settings a checkpoint records (`sim_*` in ranker.json), so that
+    bench/ranker_quality.py can refuse to compare it on a marketplace it never saw."""
+    from streams.simulator import MarketplaceConfig
+
+    cfg = MarketplaceConfig(**sim_overrides(text_share, career_move_share, community_strength))
+    return {"sim_text_share": cfg.text_preference_share, "sim_career_move_share": cfg.career_move_share,
+            "sim_community_strength": cfg.community_strength}
 
 
 def _tapped(events: Iterable, watch: Callable[[object], None]) -> Iterable:
@@ -253,25 +276,25 @@ def train_ranker_on_simulator(model_kind: str = "pruned", budget_minutes: float 
                               n_members: int = 300, days: int = 21, threads: int | None = None,
                               lr: float | None = None, epochs: int | None = None, lora_rank: int | None = None,
                               frozen_blocks: int | None = None, split: SimulatedSplit | None = None,
-                              curve_points: int = 0, text_share: float | None = None
+                              curve_points: int = 0, text_share: float | None = None,
+                              career_move_share: float | None = None, community_strength: float | None = None,
                               ) -> tuple[Ranker, TrainReport, Path]:
     """Train a ranker of `model_kind` on the simulator's training days and save it."""
     import torch
 
     from streams.settings import get_settings
-    from streams.simulator import MarketplaceConfig
 
     threads = threads or get_settings().torch_threads or None
     if threads:
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    split = split or simulated_split(n_members=n_members, days=days, seed=seed, text_share=text_share)
-    share = MarketplaceConfig().text_preference_share if text_share is None else text_share
+    signals = dict(text_share=text_share, career_move_share=career_move_share, community_strength=community_strength)
+    split = split or simulated_split(n_members=n_members, days=days, seed=seed, **signals)
     return train_ranker(model_kind, split.train, split.description, budget_minutes=budget_minutes, steps=steps,
                         seed=seed, out_dir=out_dir, threads=threads, lr=lr, epochs=epochs, lora_rank=lora_rank,
                         frozen_blocks=frozen_blocks, held_out=split.held_out if curve_points else (),
                         curve_points=curve_points, extra_meta={"sim_members": n_members, "sim_days": days,
-                                                               "sim_seeds": [seed], "sim_text_share": share},
+                                                               "sim_seeds": [seed], **sim_meta(**signals)},
                         prepared_s=time.perf_counter() - t0)
 
 

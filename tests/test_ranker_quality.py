@@ -105,6 +105,40 @@ def test_protocol_checks_the_share_of_text_stated_wishes(tmp_path):
     assert Q.resolve_protocol(args(None, text_share=0.0)).text_share == 0.0  # baselines without wishes
 
 
+def test_protocol_refuses_a_checkpoint_trained_without_graph_signals_on_a_marketplace_with_them(tmp_path):
+    """A ranker.json written before career moves and communities existed was trained on
+    a marketplace without them: by default the protocol simulates that marketplace, and
+    asking for the graph signals is refused unless --allow-mismatch."""
+    legacy = checkpoint(tmp_path, sim_members=400, sim_days=18, sim_seeds=[3], sim_text_share=0.35)
+    p = Q.resolve_protocol(args(legacy))
+    assert p.signals == {"career_move_share": 0.0, "community_strength": 0.0} and not p.warnings
+    with pytest.raises(SystemExit, match="--career-move-share 0.25 contradicts"):
+        Q.resolve_protocol(args(legacy, career_move_share=0.25))
+    with pytest.raises(SystemExit, match="--community-strength 1.0 contradicts"):
+        Q.resolve_protocol(args(legacy, community_strength=1.0))
+    p = Q.resolve_protocol(args(legacy, career_move_share=0.25, community_strength=1.0, allow_mismatch=True))
+    assert p.signals == {"career_move_share": 0.25, "community_strength": 1.0} and len(p.warnings) == 2
+
+
+def test_protocol_follows_a_checkpoint_trained_with_graph_signals(tmp_path):
+    from serving.ranker_pipeline import sim_meta
+    from streams.simulator import MarketplaceConfig
+
+    path = checkpoint(tmp_path, sim_members=400, sim_days=18, sim_seeds=[3], **sim_meta())
+    default = MarketplaceConfig()
+    assert sim_meta() == {"sim_text_share": default.text_preference_share,
+                          "sim_career_move_share": default.career_move_share,
+                          "sim_community_strength": default.community_strength}
+    p = Q.resolve_protocol(args(path))
+    assert p.signals == {"career_move_share": default.career_move_share,
+                         "community_strength": default.community_strength}
+    with pytest.raises(SystemExit, match="--career-move-share 0.0 contradicts"):
+        Q.resolve_protocol(args(path, career_move_share=0.0))
+    assert sim_meta(career_move_share=0, community_strength=0)["sim_career_move_share"] == 0
+    # no ranker: the simulator's own settings
+    assert Q.resolve_protocol(args(None)).signals == p.signals
+
+
 def test_protocol_never_lets_held_out_days_overlap_training(tmp_path):
     path = checkpoint(tmp_path, sim_members=400, sim_days=18, sim_seeds=[3])
     with pytest.raises(SystemExit, match="trained on its days 0-13"):
@@ -231,3 +265,18 @@ def test_held_out_task_is_click_when_nothing_engages_without_a_click():
     applied = [example("click", 0), example("save", 0), example("apply", 1), example("dismiss", 0)]
     assert Q.held_out_task_is_click([SimpleNamespace(held=Q.by_task(clicked))])
     assert not Q.held_out_task_is_click([SimpleNamespace(held=Q.by_task(applied))])
+
+
+def test_the_trainer_records_the_marketplace_signals_in_the_checkpoint(monkeypatch):
+    """What `hirestream train ranker` writes to ranker.json is what the protocol checks."""
+    import serving.ranker_pipeline as pipeline
+
+    seen = {}
+    monkeypatch.setattr(pipeline, "train_ranker", lambda *a, **kw: seen.update(kw["extra_meta"]))
+    split = pipeline.SimulatedSplit([], [], 0.0, "empty")
+    pipeline.train_ranker_on_simulator(split=split, n_members=40, days=9, seed=4, threads=1,
+                                       career_move_share=0.0, community_strength=0.0)
+    assert seen == {"sim_members": 40, "sim_days": 9, "sim_seeds": [4], "sim_text_share": 0.35,
+                    "sim_career_move_share": 0.0, "sim_community_strength": 0.0}
+    trained = Q.TrainedOn("x", 40, 9, [4], 4, 0.35, seen["sim_career_move_share"], seen["sim_community_strength"])
+    assert (trained.career_move_share, trained.community_strength) == (0.0, 0.0)

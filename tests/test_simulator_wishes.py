@@ -12,7 +12,9 @@ from streams.schemas import ActionType
 from streams.simulator import CITIES, Marketplace, MarketplaceConfig, wishes
 from streams.simulator.truth import ARRANGEMENT_MISMATCH, NOT_LEADING, affinity, location_factor
 
-WISHES = MarketplaceConfig(seed=13, n_members=400, n_companies=40, n_jobs=800, days=1)
+# Latent communities also weigh the (hidden) work arrangement: off here, so the wishes
+# are measured alone (tests/test_simulator_graph_signals.py measures communities).
+WISHES = MarketplaceConfig(seed=13, n_members=400, n_companies=40, n_jobs=800, days=1, community_strength=0.0)
 KINDS = ("arrangement", "lead", "field")
 
 

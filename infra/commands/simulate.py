@@ -35,8 +35,14 @@ def _counted(events: Iterable, counts: Counter, progress) -> Iterator:
 @click.option("--text-share", type=click.FloatRange(0, 1), default=None,
               help="Share of members with a wish stated only in their about text "
                    "(MarketplaceConfig.text_preference_share; default: the config's); 0: none.")
+@click.option("--career-move-share", type=click.FloatRange(0, 1), default=None,
+              help="About this share of applies and hires go along career paths to adjacent occupations "
+                   "(MarketplaceConfig.career_move_share; default: the config's); 0: none.")
+@click.option("--community-strength", type=click.FloatRange(0), default=None,
+              help="How much latent communities' tastes shape engagement (MarketplaceConfig.community_strength; "
+                   "default: the config's); 0: none. Both at 0 give the marketplace before graph signals.")
 def command(seed: int, n_events: int, out: Path | None, to_kafka: bool, bootstrap: str | None,
-            text_share: float | None) -> None:
+            text_share: float | None, career_move_share: float | None, community_strength: float | None) -> None:
     """Simulate a job marketplace: members, companies, jobs, actions and hires."""
     from rich.console import Console
     from rich.table import Table
@@ -48,13 +54,16 @@ def command(seed: int, n_events: int, out: Path | None, to_kafka: bool, bootstra
         raise click.UsageError("nothing to do: give --out PATH and/or --to-kafka")
     console = Console()
     t0 = time.perf_counter()
-    overrides = {} if text_share is None else {"text_preference_share": text_share}
+    overrides = {name: value for name, value in (("text_preference_share", text_share),
+                                                 ("career_move_share", career_move_share),
+                                                 ("community_strength", community_strength)) if value is not None}
     config = MarketplaceConfig.for_events(n_events, seed=seed, **overrides)
     sim = Marketplace(config)
     console.print(
         f"seed {seed}: {config.n_members:,} members, {config.n_companies:,} companies, "
         f"{config.n_jobs:,} open jobs, {len(sim.occupations):,} occupations, {config.days} days, "
-        f"text-stated wishes for {config.text_preference_share:.0%} of members "
+        f"text-stated wishes for {config.text_preference_share:.0%} of members, "
+        f"career moves {config.career_move_share:g}, community strength {config.community_strength:g} "
         f"(built in {time.perf_counter() - t0:.1f} s)"
     )
     counts: Counter = Counter()

@@ -36,8 +36,12 @@ def command() -> None:
               help="Learning-curve probes on held-out slates (written to learning_curve.json; 0: none).")
 @click.option("--text-share", type=float, default=None,
               help="Share of simulated members with a wish only their free text states (default: the simulator's).")
+@click.option("--career-move-share", type=float, default=None,
+              help="Share of applies and hires along career paths (default: the simulator's; 0: none).")
+@click.option("--community-strength", type=float, default=None,
+              help="Strength of latent communities' tastes (default: the simulator's; 0: none).")
 def ranker(model_kind, budget_minutes, steps, epochs, seed, out_dir, members, days, threads, lr, frozen_blocks,
-           lora_rank, curve_points, text_share) -> None:
+           lora_rank, curve_points, text_share, career_move_share, community_strength) -> None:
     """Fine-tune the multi-task Yes/No ranker on replayed simulator events."""
     from serving.ranker_pipeline import train_ranker_on_simulator
 
@@ -45,6 +49,7 @@ def ranker(model_kind, budget_minutes, steps, epochs, seed, out_dir, members, da
         model_kind=model_kind, budget_minutes=budget_minutes, steps=steps, seed=seed, out_dir=out_dir,
         n_members=members, days=days, threads=threads, lr=lr, epochs=epochs, lora_rank=lora_rank,
         frozen_blocks=frozen_blocks, curve_points=curve_points, text_share=text_share,
+        career_move_share=career_move_share, community_strength=community_strength,
     )
 
 

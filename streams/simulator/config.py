@@ -23,6 +23,8 @@ class MarketplaceConfig:
     n_jobs: int = 2000  # open jobs at the start; new postings replace closed ones
     days: int = 14
     n_occupations: int = 0  # occupations in play; 0 = scale with n_jobs
+    # Occupations drawn only from these SOC major groups ("29", "41", ...); empty: all.
+    occupation_majors: tuple[str, ...] = ()
     start: datetime = SIM_START
 
     # behaviour
@@ -42,6 +44,19 @@ class MarketplaceConfig:
     # whose descriptions state a work arrangement. 0 turns both off and gives the bytes
     # of the simulator before wishes existed: a benchmark's "without" arm.
     text_preference_share: float = 0.35
+    # Graph signals (careers.py, communities.py). A share of applications and hires that
+    # go along career paths to adjacent occupations (about this share; the realised
+    # share is measured by tests/test_simulator_graph_signals.py), and latent
+    # communities whose tastes over employers, industries and work style shape views,
+    # clicks, applies and hires; no profile field or text states either. Both at 0
+    # (`--career-move-share 0 --community-strength 0`) give the bytes of the simulator
+    # before they existed, which the ranker checkpoints of 2026-12 were trained on.
+    career_move_share: float = 0.25
+    n_communities: int = 12
+    community_strength: float = 1.0
+    # Marks the held-out marketplace (held_out.py): tuning code refuses a config with it.
+    # It changes no byte of the run.
+    held_out: bool = False
 
     def __post_init__(self) -> None:
         for name in ("n_members", "n_companies", "n_jobs", "days"):
@@ -50,8 +65,21 @@ class MarketplaceConfig:
         if not 0.0 <= self.text_preference_share <= 1.0:
             raise ValueError(
                 f"MarketplaceConfig.text_preference_share must be in [0, 1], got {self.text_preference_share}")
+        if not 0.0 <= self.career_move_share <= 1.0:
+            raise ValueError(
+                f"MarketplaceConfig.career_move_share must be in [0, 1], got {self.career_move_share}")
+        if self.community_strength < 0 or self.n_communities < 1:
+            raise ValueError(f"MarketplaceConfig needs community_strength >= 0 and n_communities >= 1, got "
+                             f"{self.community_strength}, {self.n_communities}")
         if self.start.tzinfo is None:
             raise ValueError(f"MarketplaceConfig.start must be timezone-aware, got {self.start!r}")
+
+    @property
+    def graph_signals(self) -> dict:
+        """The settings of the signals a checkpoint must have been trained with to be
+        compared on this marketplace (what `ranker.json` records as `sim_*`)."""
+        return {"career_move_share": self.career_move_share, "community_strength": self.community_strength,
+                "n_communities": self.n_communities}
 
     @property
     def occupations_in_play(self) -> int:

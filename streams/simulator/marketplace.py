@@ -33,7 +33,7 @@ from streams.schemas import (
     JobClosed, JobClosedEvent, JobPosted, MemberActed, MemberProfile,
     MemberUpserted, Seniority, Surface,
 )
-from streams.simulator import text, wishes
+from streams.simulator import careers, communities, text, wishes
 from streams.simulator.config import MarketplaceConfig
 from streams.simulator.taxonomy import Occupation, load_taxonomy
 from streams.simulator.truth import (
@@ -136,7 +136,8 @@ _K_COMPANY, _K_JOB, _K_MEMBER, _K_ACTION, _K_HIRE, _K_CLOSE = range(6)
 class Marketplace:
     def __init__(self, config: MarketplaceConfig):
         self.config = config
-        self.truth = Truth({}, {}, lambda s: text.min_years(s), self._describe_preferences)
+        self.truth = Truth({}, {}, lambda s: text.min_years(s), self._describe_preferences,
+                           occupation_label=lambda i: self.occupations[i].label)
         self._build()
 
     # ---- entities ------------------------------------------------------------------
@@ -150,6 +151,11 @@ class Marketplace:
         self._companies = [self._make_company(rng, i) for i in range(cfg.n_companies)]
         self._company_weights = list(_cumulative(
             [1.0 + (c.size ** 0.5) / 10 for c in self._companies]))
+        # Latent communities (communities.py): their own stream, none when strength is 0.
+        self._communities = communities.make_communities(
+            cfg.seed, cfg.n_communities, self._company_major, cfg.community_strength,
+        ) if cfg.community_strength > 0 else []
+        self._pools_company = [_Pool() for _ in self._companies] if self._communities else []
         self._jobs: list[JobState] = []
         self._members: list[MemberState] = []
         self._by_close_day: dict[int, list[int]] = {}  # day -> jobs that expire then
@@ -162,6 +168,7 @@ class Marketplace:
         self._n_initial_jobs = len(self._jobs)
         self.truth._members = {m.member_id: m for m in self._members}
         self.truth._jobs = {j.job_id: j for j in self._jobs}
+        self.truth.career_moves = []
         self._started = False
         for name in ("members", "jobs", "companies"):
             self.__dict__.pop(name, None)
@@ -171,7 +178,9 @@ class Marketplace:
         by_family: dict[str, list[int]] = {}
         for i, occ in enumerate(catalogue):
             by_family.setdefault(occ.family, []).append(i)
-        families = sorted(f for f, occs in by_family.items() if len(occs) >= 2)
+        majors = self.config.occupation_majors
+        families = sorted(f for f, occs in by_family.items()
+                          if len(occs) >= 2 and (not majors or catalogue[occs[0]].major in majors))
         rng.shuffle(families)
         want = min(self.config.occupations_in_play, len(catalogue))
         chosen: list[int] = []
@@ -209,6 +218,10 @@ class Marketplace:
             for s in ids[:20]:
                 self._skill_occs.setdefault(s, []).append(i)
         self._managerial = [any(w in occ.label for w in _MANAGERIAL) for occ in self.occupations]
+        # Career paths between adjacent occupations (careers.py): none when moves are off.
+        self.career_paths: dict[int, tuple[careers.CareerPath, ...]] = careers.career_paths(
+            self._occ_skills, [o.family for o in self.occupations], self._managerial,
+        ) if self.config.career_move_share > 0 else {}
         self._pools_all = _Pool()
         self._pools_occ = [_Pool() for _ in self.occupations]
         self._pools_family = {f: _Pool() for f in self._family_occs}
@@ -252,6 +265,7 @@ class Marketplace:
         )
         job.arrangement = wishes.job_arrangement(job.variant, self.occupations[occ].major)
         job.leads_people = job.rank >= _LEAD_RANK or self._managerial[occ]
+        job.company_major = self._company_major[company]
         self._jobs.append(job)
         self._by_close_day.setdefault(close_day, []).append(job.idx)
         return job
@@ -313,10 +327,32 @@ class Marketplace:
             rank=rank, years=years, location=home, skills=skills, prefs=prefs, daily_rate=rate,
             about_goal=goal, about_mobility=mobility, variant=int(rng.random() * 1_000_000),
         )
+        if self.career_paths:
+            self._give_move(member)
         if self.config.text_preference_share > 0:
             self._give_wish(member)
+        if self._communities:
+            member.prefs.tastes = self._communities[
+                communities.community_of(self.config.seed, member.idx, len(self._communities))]
         self._members.append(member)
         return member
+
+    def _give_move(self, m: MemberState) -> None:
+        """Career paths from the member's occupation count as qualification there; a
+        share of members (drawn from their own stream) want to move along one."""
+        paths = self.career_paths.get(m.occupation)
+        if not paths:
+            return
+        m.move_targets = frozenset(p.target for p in paths)
+        rng = careers.move_rng(self.config.seed, m.idx)
+        if rng.random() >= careers.mover_chance(self.config.career_move_share):
+            return
+        path = careers.choose_path(rng, paths)
+        p = m.prefs
+        p.move_to = path.target
+        # they want to leave their own occupation: it counts as their field, no longer as wanted
+        p.occupations = (path.target,) + tuple(o for o in p.occupations if o not in (path.target, m.occupation))
+        p.families = p.families | {self.occupations[path.target].family}
 
     def _give_wish(self, m: MemberState) -> None:
         """Maybe give the member a wish only their about text states (wishes.py). Its
@@ -349,6 +385,7 @@ class Marketplace:
             wanted = [first] + ([rng.choice(siblings)] if siblings and rng.random() < 0.5 else [])
             p.occupations = tuple(wanted)
             p.families = frozenset(self.occupations[o].family for o in wanted)
+            p.move_to = -1  # a change of field replaces a career move
             p.leaving = old_major
             m.about_goal = ""  # "Looking for <their current occupation> roles" would contradict it
             m.about_wish, words = wishes.field_wish(
@@ -404,6 +441,8 @@ class Marketplace:
             "arrangements": [wishes.ARRANGEMENTS[a] for a in sorted(p.arrangements)],
             "wants_to_lead": p.wants_to_lead,
             "leaving": wishes.FIELD_WORDS[p.leaving][0] if p.leaving else "",
+            "career_move": self.occupations[p.move_to].label if p.move_to >= 0 else "",
+            "community": p.tastes.community if p.tastes is not None else -1,
         }
 
     @functools.cached_property
@@ -501,6 +540,8 @@ class Marketplace:
             pools.append(pool)
         if job.promoted:
             pools.append(self._pools_promoted)
+        if self._pools_company:
+            pools.append(self._pools_company[job.company])
         return pools
 
     def _simulate_day(self, day: int) -> list[tuple]:
@@ -543,6 +584,8 @@ class Marketplace:
                 if rng.random() < (P_HIRE_QUALIFIED if ok else P_HIRE_UNQUALIFIED):
                     t = _between(rng, 9 * 3600, 18 * 3600)
                     add(t, _K_HIRE, m, j)
+                    if job.occupation in member.move_targets:
+                        self._record_move(day, "hire", member, job)
                     add(t + 60, _K_CLOSE, j)
                     closing_at[j] = t + 60
                     member.hired_day = day
@@ -591,7 +634,29 @@ class Marketplace:
             add(t, _K_ACTION, m.idx, ActionType.SEARCH, -1, None, query, Surface.SEARCH)
             t += _between(rng, 2, 20)
             shown.extend((j, Surface.SEARCH) for j in results)
-        for _ in range(cfg.recommendations_per_session):
+        # Graph signals (off: no draws here). A session's attention is limited: what a
+        # mover's search or a look at a favourite employer shows replaces recommendations.
+        own_looks = 0
+        if m.prefs.move_to >= 0 and rng.random() < careers.SEARCH_RATE:
+            # a mover looks for the occupation they want to move into, by its name
+            query, results = self._move_search(rng, m)
+            add(t, _K_ACTION, m.idx, ActionType.SEARCH, -1, None, query, Surface.SEARCH)
+            t += _between(rng, 2, 20)
+            shown.extend((j, Surface.SEARCH) for j in results)
+            own_looks += len(results)
+        tastes = m.prefs.tastes
+        if tastes is not None and rng.random() < communities.BROWSE_RATE * min(1.0, tastes.strength):
+            # a look at a favourite employer's open jobs: a search by its name
+            c = tastes.favourites[int(rng.random() * len(tastes.favourites))]
+            pool = self._pools_company[c]
+            if len(pool):
+                add(t, _K_ACTION, m.idx, ActionType.SEARCH, -1, None, self._companies[c].name, Surface.SEARCH)
+                t += _between(rng, 2, 20)
+                for _ in range(min(3, len(pool))):
+                    shown.append((pool.choice(rng), Surface.SEARCH))
+                    own_looks += 1
+        for _ in range(max(1, cfg.recommendations_per_session - own_looks) if own_looks else
+                       cfg.recommendations_per_session):
             j = self._recommend(rng, m)
             if j is not None:
                 shown.append((j, Surface.RECOMMENDATIONS))
@@ -619,6 +684,8 @@ class Marketplace:
                     add(t, _K_ACTION, m.idx, ActionType.APPLY, j, None, None, surface)
                     t += _between(rng, 30, 300)
                     m.applied.add(j)
+                    if job.occupation in m.move_targets:
+                        self._record_move(day, "apply", m, job)
                     job.applicants.append(m.idx)
                     job.applied_day.append(day)
                     self._pending[j] = None
@@ -635,6 +702,10 @@ class Marketplace:
                 m.recent_jobs.append(j)
                 if len(m.recent_jobs) > 30:
                     del m.recent_jobs[0]
+
+    def _record_move(self, day: int, kind: str, m: MemberState, job: JobState) -> None:
+        self.truth.career_moves.append((day, kind, m.member_id, job.job_id, self.occupations[m.occupation].label,
+                                        self.occupations[job.occupation].label))
 
     def _search(self, rng: random.Random, m: MemberState) -> tuple[str, list[int]]:
         """A query for what the member wants, and the open jobs a search engine returns."""
@@ -665,6 +736,16 @@ class Marketplace:
             if j is not None:
                 results.append(j)
         return query[:200], results
+
+    def _move_search(self, rng: random.Random, m: MemberState) -> tuple[str, list[int]]:
+        """A search for the career path's target occupation: its open jobs, near home half
+        of the time."""
+        occ = m.prefs.move_to
+        city = m.prefs.locations[0] if rng.random() < 0.5 else -1
+        local = self._local_pool(occ, city) if city >= 0 else _EMPTY_POOL
+        pool = local if len(local) else self._pools_occ[occ]
+        results = [j for _ in range(_between(rng, 4, 8)) if (j := pool.choice(rng)) is not None]
+        return self.occupations[occ].label[:200], results
 
     def _recommend(self, rng: random.Random, m: MemberState) -> int | None:
         """The platform's own simple recommender: it sees the profile, never the hidden

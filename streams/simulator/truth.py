@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from streams.schemas import DismissReason, Seniority
+from streams.simulator.communities import Tastes
 from streams.simulator.wishes import REMOTE
 
 _SENIORITY = list(Seniority)
@@ -31,6 +32,11 @@ class Preferences:
     arrangements: frozenset[int] = frozenset()  # accepted work arrangements; empty: any
     wants_to_lead: bool = False  # wants a role that leads people
     leaving: str = ""  # SOC major group they want to leave ("" if none)
+    # Graph signals, stated nowhere (careers.py, communities.py): the occupation a mover
+    # wants to move into along a career path (-1: not a mover; it is also first in
+    # `occupations`), and the tastes of the member's latent community (None: off).
+    move_to: int = -1
+    tastes: Tastes | None = None
 
 
 @dataclass(slots=True)
@@ -55,6 +61,9 @@ class MemberState:
     recent_jobs: list[int] = field(default_factory=list)  # last jobs shown (for already_seen)
     skill_set: frozenset[int] = frozenset()  # = set(skills), kept for the hot path
     applied: set[int] = field(default_factory=set)  # jobs applied to (never twice)
+    # Occupations the member's own occupation has career paths to: employers there count
+    # the path as qualification (transferable skills). Empty when career moves are off.
+    move_targets: frozenset[int] = frozenset()
 
     def __post_init__(self) -> None:
         self.skill_set = frozenset(self.skills)
@@ -80,6 +89,7 @@ class JobState:
     variant: int = 0  # picks phrasings of the description
     arrangement: int = 0  # wishes.ON_SITE/HYBRID/REMOTE, stated only in the description
     leads_people: bool = False  # lead level or above, or a managerial occupation
+    company_major: str = ""  # the employer's SOC major group (its industry)
     open: bool = True
     applicants: list[int] = field(default_factory=list)  # member indices, in apply order
     applied_day: list[int] = field(default_factory=list)
@@ -142,12 +152,24 @@ def skill_share(member: MemberState, job: JobState) -> float:
     return len(member.skill_set.intersection(job.skills)) / len(job.skills)
 
 
+def taste_factor(prefs: Preferences, job: JobState) -> float:
+    """The latent community's tastes (communities.py); 1 without a community."""
+    t = prefs.tastes
+    return 1.0 if t is None else t.factor(job.company, job.company_major, job.arrangement)
+
+
 def affinity(member: MemberState, job: JobState) -> float:
     p = member.prefs
-    return (
+    a = (
         field_factor(p, job) * location_factor(p, job) * seniority_factor(p, job)
         * company_factor(p, job) * wish_factor(p, job) * (0.7 + 0.3 * skill_share(member, job))
     )
+    return a if p.tastes is None else min(1.0, a * taste_factor(p, job))
+
+
+def on_career_path(member: MemberState, job: JobState) -> bool:
+    """Is this job in an occupation the member's own one has a career path to?"""
+    return job.occupation in member.move_targets
 
 
 def dismiss_reason(member: MemberState, job: JobState) -> DismissReason:
@@ -160,14 +182,17 @@ def dismiss_reason(member: MemberState, job: JobState) -> DismissReason:
         (company_factor(p, job), DismissReason.COMPANY),
         (wish_factor(p, job), DismissReason.OTHER),  # no category says "not remote"
     ]
+    if p.tastes is not None:
+        factors.append((taste_factor(p, job), DismissReason.OTHER))  # nor "not my kind of place"
     weakest, reason = min(factors, key=lambda fr: fr[0])
     return reason if weakest < 0.7 else DismissReason.OTHER
 
 
 def qualified(member: MemberState, job: JobState, min_years: float) -> bool:
-    """Could this member do this job: enough of its skills, level and years."""
+    """Could this member do this job: enough of its skills (or a career path into its
+    occupation: transferable skills), level and years."""
     return (
-        skill_share(member, job) >= QUALIFYING_SKILL_SHARE
+        (skill_share(member, job) >= QUALIFYING_SKILL_SHARE or job.occupation in member.move_targets)
         and job.rank - member.rank <= 1
         and member.years >= min_years
     )
@@ -176,11 +201,16 @@ def qualified(member: MemberState, job: JobState, min_years: float) -> bool:
 class Truth:
     """Read-only view of the hidden ground truth, by public ids (for evaluation)."""
 
-    def __init__(self, members: dict[str, MemberState], jobs: dict[str, JobState], min_years, describe):
+    def __init__(self, members: dict[str, MemberState], jobs: dict[str, JobState], min_years, describe,
+                 occupation_label=str):
         self._members = members
         self._jobs = jobs
         self._min_years = min_years
         self._describe = describe  # Preferences -> readable dict (labels, city names)
+        self._occupation_label = occupation_label  # occupation index -> label
+        # Every apply and hire along a career path, as it happened:
+        # (day, "apply" or "hire", member_id, job_id, from occupation, to occupation).
+        self.career_moves: list[tuple[int, str, str, str, str, str]] = []
 
     def _pair(self, member_id: str, job_id: str) -> tuple[MemberState, JobState]:
         try:
@@ -205,6 +235,21 @@ class Truth:
         `prefs`: judge by these wishes instead (e.g. another run's, same member ids)."""
         member, job = self._pair(member_id, job_id)
         return wish_match(member.prefs if prefs is None else prefs, job)
+
+    def career_move(self, member_id: str, job_id: str) -> tuple[str, str] | None:
+        """(from occupation, to occupation) when the job lies on a career path from the
+        member's occupation (careers.py), else None."""
+        member, job = self._pair(member_id, job_id)
+        if not on_career_path(member, job):
+            return None
+        return self._occupation_label(member.occupation), self._occupation_label(job.occupation)
+
+    def community(self, member_id: str) -> int:
+        """The member's latent community (-1 when communities are off)."""
+        member = self._members.get(member_id)
+        if member is None:
+            raise KeyError(f"unknown member {member_id!r}")
+        return -1 if member.prefs.tastes is None else member.prefs.tastes.community
 
     def hidden_preferences(self, member_id: str) -> Preferences:
         """The member's raw hidden wishes (the simulator's own object: do not mutate)."""

@@ -1,0 +1,70 @@
+"""The held-out marketplace (streams/simulator/held_out.py) is never tuned on: tuning
+paths refuse it at run time, and only the listed files may name it."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+from pathlib import Path
+
+import pytest
+
+from bench import retrieval_quality as RQ
+from models import encoder_training
+from streams.schemas import serialize
+from streams.simulator import Marketplace, MarketplaceConfig
+from streams.simulator.held_out import HELD_OUT_MARKETPLACE, READERS, HeldOutTuningError, refuse_tuning
+
+REPO = Path(__file__).resolve().parent.parent
+# A held-out-flagged marketplace small enough to replay in a few seconds.
+TINY_HELD_OUT = dataclasses.replace(HELD_OUT_MARKETPLACE.config, n_members=150, n_companies=10, n_jobs=200, days=6)
+
+
+def bench_args(**kw) -> argparse.Namespace:
+    base = dict(seed=1, members=150, companies=10, jobs=200, days=6, train_days=4, val_days=2, dense="hashed",
+                encoder_steps=1, refit=False, dim=16, min_support=1, ks="100", career_move_share=0.25,
+                community_strength=1.0)
+    return argparse.Namespace(**{**base, **kw})
+
+
+def test_tuning_refuses_the_held_out_marketplace_and_its_copies():
+    with pytest.raises(HeldOutTuningError, match="held-out marketplace"):
+        refuse_tuning(HELD_OUT_MARKETPLACE.config, "fusion weights")
+    with pytest.raises(HeldOutTuningError):
+        refuse_tuning(TINY_HELD_OUT, "fusion weights")  # dataclasses.replace keeps the flag
+    refuse_tuning(MarketplaceConfig(), "fusion weights")  # a tuning marketplace is fine
+
+
+def test_the_held_out_flag_changes_no_byte_of_the_run():
+    plain = dataclasses.replace(TINY_HELD_OUT, held_out=False, days=2)
+    flagged = dataclasses.replace(plain, held_out=True)
+    assert [serialize(e) for e in Marketplace(flagged).events()] == [serialize(e) for e in Marketplace(plain).events()]
+
+
+def test_the_retrieval_bench_tunes_nothing_on_the_held_out_marketplace(monkeypatch):
+    with pytest.raises(HeldOutTuningError):  # asked to tune on it: refused before any work
+        RQ.run(bench_args(), TINY_HELD_OUT)
+
+    def tripwire(*a, **kw):
+        raise AssertionError("a tuning path ran on the held-out marketplace")
+
+    monkeypatch.setattr(RQ, "tune_day", tripwire)
+    monkeypatch.setattr(RQ, "choose_weights", tripwire)
+    frozen = {"hybrid": {"dense": 1.0, "term": 1.0, "link": 0.3},
+              "hybrid with links": {"dense": 1.0, "term": 1.0, "link": 0.3},
+              "hybrid without links": {"dense": 1.0, "term": 1.0, "link": 0.0}}
+    out = RQ.run(bench_args(), TINY_HELD_OUT, frozen_weights=frozen)
+    assert out["config"]["held_out"] and out["tuning"] == []
+    assert out["tuned_weights"] == frozen["hybrid"] and out["targets"].get("apply", 0) > 0
+
+
+def test_only_the_listed_files_name_the_held_out_marketplace():
+    """A tuning module that imports or names the declaration fails here, before it can
+    read it; the tuning functions themselves never mention a held-out marketplace."""
+    naming = sorted(str(p.relative_to(REPO)) for folder in ("bench", "index", "infra", "models", "serving",
+                                                             "streams", "tests")
+                    for p in (REPO / folder).rglob("*.py") if "HELD_OUT_MARKETPLACE" in p.read_text(encoding="utf-8"))
+    assert set(naming) <= set(READERS), set(naming) - set(READERS)
+    for fn in (RQ.tune_day, RQ.choose_weights, RQ.train_plm4job, RQ.plm4job_embedder,
+               encoder_training.train_link_prediction):
+        assert "held_out" not in inspect.getsource(fn).lower().replace("held-out", ""), fn.__name__
