@@ -109,9 +109,9 @@ class Future:
     hires: dict[tuple[str, str], float] = field(default_factory=dict)
     points: dict[int, list[Any]] = field(default_factory=lambda: defaultdict(list))
 
-    def relevant(self, member_id: str, task: str, start: float, window_s: float) -> set[str]:
-        """Jobs that make `task` positive for the member in the window after `start`."""
-        return set().union(*(self.outcomes.jobs_with(member_id, a, start, window_s) for a in TASK_ACTIONS[task]))
+    def relevant(self, member_id: str, task: str, start: float) -> set[str]:
+        """Jobs that make `task` positive for the member in the outcome window after `start`."""
+        return set().union(*(self.outcomes.jobs_with(member_id, a, start) for a in TASK_ACTIONS[task]))
 
 
 def read_future(records: Iterable[LogRecord], slate_gap_s: float, outcome_window_s: float) -> Future:
@@ -350,7 +350,7 @@ class Replayer:
             scores = scores_by_task[task]
             top = [cands[i] for i in top_k_order(scores, cfg.k)]
             top_ids = [c.job.job_id for c in top]
-            relevant = fut.relevant(point.member_id, task, point.t, cfg.outcome_window_s)
+            relevant = fut.relevant(point.member_id, task, point.t)
             recall = M.recall_at_k(retrieved, relevant)
             for cell in self._cells(v, point.surface, task, seg):
                 g = groups[cell]

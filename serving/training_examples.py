@@ -105,8 +105,7 @@ class ExampleBuilder:
         self.job_counts: dict[str, dict[str, int]] = defaultdict(dict)
         self._tracker = SlateTracker(slate_gap_s)
         self._outcomes = Outcomes(outcome_window_s)
-        self._slates: list[_Slate] = []
-        self._by_id: dict[str, _Slate] = {}
+        self._slates: dict[str, _Slate] = {}  # by slate id, in the order they opened
         self._applications: list[_Application] = []
         self._app_slate: dict[tuple[str, int], tuple[str, MemberState, float]] = {}
         self._hires: set[tuple[str, str]] = set()
@@ -155,10 +154,9 @@ class ExampleBuilder:
     def _impression(self, member_id, surface, job_id, t, state, event_id) -> None:
         slate, opened = self._tracker.view(member_id, surface, job_id, t, event_id)
         if opened:
-            self._by_id[slate.slate_id] = _Slate(slate, state)
-            self._slates.append(self._by_id[slate.slate_id])
+            self._slates[slate.slate_id] = _Slate(slate, state)
         if job_id in self.jobs:  # a job never posted in this log has nothing to verbalize
-            self._by_id[slate.slate_id].job_counts.setdefault(job_id, dict(self.job_counts[job_id]))
+            self._slates[slate.slate_id].job_counts.setdefault(job_id, dict(self.job_counts[job_id]))
 
     def _application(self, member_id, job_id, t, state) -> None:
         day = int(t // 86400)
@@ -169,7 +167,7 @@ class ExampleBuilder:
 
     # -- labelling
     def examples(self) -> Iterator[Example]:
-        for row in self._slates:
+        for row in self._slates.values():
             s, state = row.slate, row.state
             base = dict(member_id=s.member_id, slate_id=s.slate_id, request_time=s.start,
                         profile=state.profile, history=state.history, member_counts=dict(state.counts))

@@ -401,17 +401,18 @@ def everything_committed(worker: WorkerProcess) -> bool:
     if not offsets or any(o["highwater"] is None for o in offsets.values()):  # None: not fetched yet
         return False
     behind = {name: o["highwater"] for name, o in offsets.items() if (o["committed"] or 0) < o["highwater"]}
-    return not behind or all(_log_start(worker.bootstrap, name) >= end for name, end in behind.items())
+    return not behind or all(_log_starts(worker.bootstrap, behind)[name] >= end for name, end in behind.items())
 
 
-def _log_start(bootstrap: str, tp_name: str) -> int:
+def _log_starts(bootstrap: str, tp_names) -> dict[str, int]:
+    """Each partition's log start offset (`topic-N` names), in one request."""
     from kafka import KafkaConsumer, TopicPartition
 
-    topic, _, partition = tp_name.rpartition("-")
+    tps = {name: TopicPartition(name.rpartition("-")[0], int(name.rpartition("-")[2])) for name in tp_names}
     consumer = KafkaConsumer(bootstrap_servers=bootstrap)
     try:
-        tp = TopicPartition(topic, int(partition))
-        return consumer.beginning_offsets([tp])[tp]
+        starts = consumer.beginning_offsets(list(tps.values()))
+        return {name: starts[tp] for name, tp in tps.items()}
     finally:
         consumer.close()
 
