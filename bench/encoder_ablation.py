@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models.encoder_training import PromptSpec, TrainConfig  # noqa: E402
 from serving.graph_data import marketplace_split  # noqa: E402
 from streams.simulator.held_out import HELD_OUT_MARKETPLACE  # noqa: E402
-from serving.encoder_run import (  # noqa: E402
+from serving.training.encoder_run import (  # noqa: E402
     DataConfig,
     ModelShape,
     build_tokenizer_and_builder,

@@ -56,10 +56,10 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from serving.metrics import auc, auc_covariance, auc_se, excess_auc_ratio, ndcg_at_k  # noqa: E402
-from serving.ranker_pipeline import HELD_OUT_DAYS, PromptCache, groups_of, score_examples, simulated_split  # noqa: E402
-from serving.training_examples import ENGAGED as ENGAGED_TASKS  # noqa: E402
-from serving.training_examples import RANKING_TASKS, Example  # noqa: E402
+from serving.evaluation.metrics import auc, auc_covariance, auc_se, excess_auc_ratio, ndcg_at_k  # noqa: E402
+from serving.training.ranker_pipeline import HELD_OUT_DAYS, PromptCache, groups_of, score_examples, simulated_split  # noqa: E402
+from serving.training.training_examples import ENGAGED as ENGAGED_TASKS  # noqa: E402
+from serving.training.training_examples import RANKING_TASKS, Example  # noqa: E402
 from models.verbalizer import TASKS  # noqa: E402
 from models.cpu import cpu_name  # noqa: E402
 
@@ -935,7 +935,7 @@ def score_rankers(args, markets: list[Market], per_market: list[Scores]) -> list
 
     torch.set_num_threads(args.threads)
     if args.ranker and not args.no_zero_shot and not ranker_has_ask():
-        print(f"held-out task '{HELD_OUT_TASK}' skipped: serving.ranker_pipeline.score_examples has no `ask` "
+        print(f"held-out task '{HELD_OUT_TASK}' skipped: serving.training.ranker_pipeline.score_examples has no `ask` "
               "keyword yet (the ranker rebuild adds it)")
     names = []
     for path in args.ranker:

@@ -12,7 +12,7 @@ Protocol (fixed before the first run):
   (64-token cap) and a 224-token prefix that skips views; every parameter trained
   (embeddings included) by AdamW, 8 rows a step, float32.
 - Now: `models.ranker_training.train` with the `pruned` preset on
-  `serving.ranker_pipeline.training_rows` (every task of a member-day's jobs in one
+  `serving.training.ranker_pipeline.training_rows` (every task of a member-day's jobs in one
   row, lower 4 blocks frozen and cached, length buckets, bf16 where native).
 - Each recipe trains for `--seconds` of wall time; the figure is labels trained per
   CPU-second of this process (`time.process_time`: robust to other load on the
@@ -86,7 +86,7 @@ def old_segment(job) -> str:
 
 def old_rows(examples, tokenizer, seed: int = 0):
     """One row per (slate, task), at most 8 jobs, all-negative rows kept at 35%."""
-    from serving.ranker_pipeline import groups_of
+    from serving.training.ranker_pipeline import groups_of
 
     rng = random.Random(seed)
     rows = []
@@ -145,7 +145,7 @@ def train_old(ranker, rows, seconds: float) -> dict:
 
 def train_new(ranker, rows, seconds: float) -> dict:
     from models.ranker_training import train
-    from serving.ranker_pipeline import recipe_config
+    from serving.training.ranker_pipeline import recipe_config
 
     cfg = recipe_config("pruned", budget_minutes=seconds / 60, epochs=1000)
     cpu0 = time.process_time()
@@ -165,7 +165,7 @@ def main() -> None:
 
     import torch
 
-    from serving.ranker_pipeline import PromptCache, new_ranker, simulated_split, training_rows
+    from serving.training.ranker_pipeline import PromptCache, new_ranker, simulated_split, training_rows
 
     torch.set_num_threads(args.threads)
     print(f"CPU: {cpu_name()}, {args.threads} torch threads; torch {torch.__version__}")

@@ -7,7 +7,7 @@ Three measurements on one simulated log (recorded once to bench/out/, reused aft
      every slate and the engine path (retrieve -> rank) on 1% of them;
   3. through Kafka: the log produced onto a private broker's topics as fast as the
      producer goes, then read back from every partition by the serving replica
-     (`serving.replica.IndexReplica`) folding into the same engine, until caught up.
+     (`serving.online.replica.IndexReplica`) folding into the same engine, until caught up.
 Ratios are against (1), measured in the same run.
 
     .venv/bin/python bench/replay.py --events 1000000
@@ -29,12 +29,12 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from infra.broker import private_broker  # noqa: E402
-from serving.engine import MatchingEngine  # noqa: E402
-from serving.eventlog import ReadReport, produce_log, read_log, write_log  # noqa: E402
-from serving.replay import ReplayConfig, Variant, replay_file  # noqa: E402
-from serving.replica import REPLICA_TOPICS, IndexReplica  # noqa: E402
+from serving.online.engine import MatchingEngine  # noqa: E402
+from serving.evaluation.eventlog import ReadReport, produce_log, read_log, write_log  # noqa: E402
+from serving.evaluation.replay import ReplayConfig, Variant, replay_file  # noqa: E402
+from serving.online.replica import REPLICA_TOPICS, IndexReplica  # noqa: E402
 from streams.topics import COMPANIES  # noqa: E402
-from serving.scorer import PopularityScorer  # noqa: E402
+from serving.online.scorer import PopularityScorer  # noqa: E402
 from models.cpu import cpu_name  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"

@@ -75,7 +75,7 @@ from index.terms import seniority_term  # noqa: E402
 from models.ego_embedder import EgoGraphEmbedder  # noqa: E402
 from models.ego_graph import HeteroGraph  # noqa: E402
 from models.encoder_training import PromptSpec, TrainConfig, train_link_prediction  # noqa: E402
-from serving.encoder_run import ModelShape, build_tokenizer_and_builder, new_variant  # noqa: E402
+from serving.training.encoder_run import ModelShape, build_tokenizer_and_builder, new_variant  # noqa: E402
 from serving.graph_data import apply_graph_event, split_events  # noqa: E402
 from streams.simulator import Marketplace, MarketplaceConfig  # noqa: E402
 from streams.simulator.held_out import HELD_OUT_MARKETPLACE, refuse_tuning  # noqa: E402

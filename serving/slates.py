@@ -1,6 +1,6 @@
 """Slates and outcomes: the one labelling of what a member was shown and what followed.
 
-Training examples (`serving.training_examples`) and replay (`serving.replay`) both
+Training examples (`serving.training.training_examples`) and replay (`serving.evaluation.replay`) both
 read the log through these two classes, so a model is evaluated on exactly the labels
 it was trained on.
 

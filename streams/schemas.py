@@ -187,12 +187,12 @@ class ScoreStatus(str, Enum):
     # the candidates), or the service was loaded and ranked fewer candidates.
     PARTIAL = "partial"
     EXPIRED = "expired"  # past its deadline when it arrived (or before it could be scored)
-    SHED = "shed"  # refused unscored: the scoring queue was full (serving.scoring's policy)
+    SHED = "shed"  # refused unscored: the scoring queue was full (serving.online.scoring's policy)
     ERROR = "error"
 
 
 class ScoreResult(Payload):
-    """Results are built by `serving.results`, which fits every field to these bounds."""
+    """Results are built by `serving.online.results`, which fits every field to these bounds."""
 
     request_id: Id
     member_id: Id

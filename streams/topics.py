@@ -9,8 +9,8 @@ needs a topic fact derives it from here rather than keeping a copy:
 - `infra.broker`: the topic plan (partitions, topic configs, dead-letter topics) that
   `hirestream broker start`, `make run` and the tests create;
 - `streams.app` and its agents: the faust topics, and which topics each agent reads;
-- `serving.replica`: what a serving replica bootstraps from and then follows;
-- `serving.eventlog`: what `hirestream record` records, and the order of events that
+- `serving.online.replica`: what a serving replica bootstraps from and then follows;
+- `serving.evaluation.eventlog`: what `hirestream record` records, and the order of events that
   share an event time.
 
 Partitions. Member-keyed topics are co-partitioned (same count, same murmur2
@@ -55,11 +55,11 @@ class Reader(str, Enum):
     MEMBER_AGENT = "member-state agent"  # streams/agents/members.py
     JOB_AGENT = "job-catalog agent"  # streams/agents/jobs.py
     COMPANY_AGENT = "companies agent"  # streams/agents/companies.py
-    SCORING_AGENT = "scoring agent"  # serving/scoring_agent.py
-    # The serving replica (serving/replica.py): a compacted topic is state it reads to
+    SCORING_AGENT = "scoring agent"  # serving/online/scoring_agent.py
+    # The serving replica (serving/online/replica.py): a compacted topic is state it reads to
     # its end first; the others are events it follows after.
     REPLICA = "serving replica"
-    RECORDER = "event-log recorder"  # `hirestream record --from-kafka` (serving/eventlog.py)
+    RECORDER = "event-log recorder"  # `hirestream record --from-kafka` (serving/evaluation/eventlog.py)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ UNAUTHORIZED_HEADERS = {"WWW-Authenticate": "Bearer"}
 
 def bearer_matches(authorization: str | None, token: str) -> bool:
     """Whether an `Authorization` header carries `Bearer <token>`, compared in constant
-    time (no guessing by timing). The scoring HTTP API (serving.http_api) uses it too."""
+    time (no guessing by timing). The scoring HTTP API (serving.online.http_api) uses it too."""
     return hmac.compare_digest((authorization or "").encode(), f"Bearer {token}".encode())
 
 

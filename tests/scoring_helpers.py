@@ -5,8 +5,8 @@ import threading
 
 import numpy as np
 
-from serving.engine import EngineConfig, MatchingEngine
-from serving.scorer import BM25Scorer
+from serving.online.engine import EngineConfig, MatchingEngine
+from serving.online.scorer import BM25Scorer
 from tests import factories as f
 
 MEMBERS = ("m1", "m2", "m3", "m4", "m5")

@@ -104,7 +104,7 @@ def test_texts_refuse_control_characters_but_free_text_keeps_lines():
 
 
 def test_results_fit_their_bounds_whatever_they_are_built_from():
-    from serving.results import result_event_id, score_result, scored_item
+    from serving.online.results import result_event_id, score_result, scored_item
     from streams.schemas import ID_MAX, ScoreCompleted
 
     long_id = "r" * ID_MAX

@@ -159,7 +159,7 @@ def _topic_configs(bootstrap: str, topic: str) -> dict[str, str]:
 
 @pytest.mark.kafka
 def test_replica_sources_keep_their_records_for_ever(kafka_bootstrap):
-    """Profiles are compacted and hires never expire (serving/replica.py bootstraps
+    """Profiles are compacted and hires never expire (serving/online/replica.py bootstraps
     from them); raw action events keep the broker's week."""
     assert _topic_configs(kafka_bootstrap, "members")["cleanup.policy"] == "compact"
     assert _topic_configs(kafka_bootstrap, "hires")["retention.ms"] == "-1"

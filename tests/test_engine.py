@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from streams.state import apply_job_event
-from serving.engine import MatchingEngine
-from serving.scorer import BM25Scorer, PopularityScorer
+from serving.online.engine import MatchingEngine
+from serving.online.scorer import BM25Scorer, PopularityScorer
 from streams.schemas import ActionType, MemberAction, MemberActed, ScoreRequest, Surface
 from tests import factories as f
 

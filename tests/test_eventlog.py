@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from serving.eventlog import ReadReport, parse_speed, produce_log, read_log, record_topics, write_log
+from serving.evaluation.eventlog import ReadReport, parse_speed, produce_log, read_log, record_topics, write_log
 from tests import factories as f
 from tests.kafka_helpers import unique_name
 

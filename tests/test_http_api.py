@@ -248,9 +248,9 @@ def test_v1_score_has_sglangs_shape_and_reads_the_label_probabilities():
     import torch
 
     from models.ranker import Ranker, StudentConfig
-    from serving.http_api import create_app
-    from serving.scorer import RankerScorer
-    from serving.scoring import ScoringService
+    from serving.online.http_api import create_app
+    from serving.online.scorer import RankerScorer
+    from serving.online.scoring import ScoringService
     from tests.scoring_helpers import engine
 
     torch.set_num_threads(1)

@@ -1,9 +1,9 @@
-"""serving.metrics agrees with scikit-learn on random inputs, ties included."""
+"""serving.evaluation.metrics agrees with scikit-learn on random inputs, ties included."""
 import numpy as np
 import pytest
 from sklearn.metrics import ndcg_score, roc_auc_score
 
-from serving import metrics as M
+from serving.evaluation import metrics as M
 
 
 @pytest.mark.parametrize("seed", range(20))

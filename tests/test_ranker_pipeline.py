@@ -1,7 +1,7 @@
-"""serving.ranker_pipeline.training_rows: one row per member-day, every task of every
+"""serving.training.ranker_pipeline.training_rows: one row per member-day, every task of every
 job shown that day, a prefix no newer than the day's first slate, and a row cap."""
-from serving.ranker_pipeline import TRAIN_PHRASINGS, PromptCache, training_rows
-from serving.training_examples import Example
+from serving.training.ranker_pipeline import TRAIN_PHRASINGS, PromptCache, training_rows
+from serving.training.training_examples import Example
 from tests.factories import job, profile
 
 DAY = 86_400.0

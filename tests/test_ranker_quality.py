@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bench import ranker_quality as Q
-from serving.training_examples import Example
+from serving.training.training_examples import Example
 from tests.factories import job, profile
 
 
@@ -121,7 +121,7 @@ def test_protocol_refuses_a_checkpoint_trained_without_graph_signals_on_a_market
 
 
 def test_protocol_follows_a_checkpoint_trained_with_graph_signals(tmp_path):
-    from serving.ranker_pipeline import sim_meta
+    from serving.training.ranker_pipeline import sim_meta
     from streams.simulator import MarketplaceConfig
 
     path = checkpoint(tmp_path, sim_members=400, sim_days=18, sim_seeds=[3], **sim_meta())
@@ -269,7 +269,7 @@ def test_held_out_task_is_click_when_nothing_engages_without_a_click():
 
 def test_the_trainer_records_the_marketplace_signals_in_the_checkpoint(monkeypatch):
     """What `hirestream train ranker` writes to ranker.json is what the protocol checks."""
-    import serving.ranker_pipeline as pipeline
+    import serving.training.ranker_pipeline as pipeline
 
     seen = {}
     monkeypatch.setattr(pipeline, "train_ranker", lambda *a, **kw: seen.update(kw["extra_meta"]))

@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from serving.eventlog import ReadReport, read_log, write_log
-from serving.replay import ReplayConfig, Replayer, Variant, replay_file
-from serving.report import clean as clean_json
-from serving.report import metrics_json, write_report
-from serving.scorer import BM25Scorer, PopularityScorer
+from serving.evaluation.eventlog import ReadReport, read_log, write_log
+from serving.evaluation.replay import ReplayConfig, Replayer, Variant, replay_file
+from serving.evaluation.report import clean as clean_json
+from serving.evaluation.report import metrics_json, write_report
+from serving.online.scorer import BM25Scorer, PopularityScorer
 from streams.schemas import ActionType, MemberAction, MemberActed, Surface
 from tests import factories as f
 

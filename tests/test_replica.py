@@ -10,8 +10,8 @@ from datetime import datetime, timezone
 import pytest
 
 from infra.worker_process import WorkerProcess
-from serving.engine import MatchingEngine
-from serving.replica import IndexReplica
+from serving.online.engine import MatchingEngine
+from serving.online.replica import IndexReplica
 from streams.producer import EventProducer
 from streams.schemas import HireConfirmed, MemberUpserted, ScoreRequest, ScoreRequested, ScoreStatus
 from tests import factories as f

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from serving.scorer import (
+from serving.online.scorer import (
     BM25Scorer, Candidate, PopularityScorer, RankerScorer, RankJob, make_scorer, score_batch,
 )
 from streams.state import apply_member_event

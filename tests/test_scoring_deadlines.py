@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from infra.waiting import wait_for_async
-from serving.scoring import ScoringPolicy, ScoringService
+from serving.online.scoring import ScoringPolicy, ScoringService
 from streams.schemas import ScoreRequest, ScoreStatus
 from tests.scoring_helpers import GatedScorer, RecordingScorer, engine, item_ids, retrieval_order
 

@@ -9,7 +9,7 @@ import time
 from prometheus_client.parser import text_string_to_metric_families
 
 from infra.waiting import wait_for_async
-from serving.scoring import ScoringPolicy, ScoringService
+from serving.online.scoring import ScoringPolicy, ScoringService
 from streams.schemas import ScoreRequest, ScoreStatus
 from tests.scoring_helpers import MEMBERS, GatedScorer, RecordingScorer, engine, item_ids
 

@@ -2,10 +2,10 @@
 the rules themselves, and both readers of a log agreeing on them."""
 from __future__ import annotations
 
-from serving.eventlog import as_records
-from serving.replay import read_future
+from serving.evaluation.eventlog import as_records
+from serving.evaluation.replay import read_future
 from serving.slates import OUTCOME_WINDOW_S, SLATE_GAP_S, Slate
-from serving.training_examples import build_examples
+from serving.training.training_examples import build_examples
 from tests import factories as f
 
 H = 3600.0

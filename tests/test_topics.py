@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from infra import broker
-from serving import eventlog, replica
+from serving.evaluation import eventlog
+from serving.online import replica
 from streams import schemas, topics
 from streams.schemas import CLASS_OF_TYPE, InvalidEvent, JobUpdated, parse, serialize, topic_of
 from tests import factories as f

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from serving.training_examples import build_examples, split_by_time
+from serving.training.training_examples import build_examples, split_by_time
 from streams.schemas import (
     ActionType,
     DismissReason,

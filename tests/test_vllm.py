@@ -22,7 +22,7 @@ import torch
 from infra import vllm_env
 from infra.vllm_server import SHM, ServerConfig, VLLMServerError, start
 from models.ranker import PromptBudget, Ranker, StudentConfig, default_artifacts_dir, load_tokenizer, student_model
-from serving.scorer import Candidate, RankerScorer, RankJob, VLLMScorer, make_scorer, score_batch
+from serving.online.scorer import Candidate, RankerScorer, RankJob, VLLMScorer, make_scorer, score_batch
 from streams.state import apply_member_event
 from tests import factories as f
 

@@ -19,7 +19,7 @@ def command(out: Path, from_kafka: bool, bootstrap: str | None, events: int, see
     """Write a compact, ordered event log with event times (and Kafka offsets)."""
     import time
 
-    from serving.eventlog import record_topics, write_log
+    from serving.evaluation.eventlog import record_topics, write_log
 
     t0 = time.perf_counter()
     if from_kafka:

@@ -30,7 +30,7 @@ def command(log: Path, out_dir: Path | None, scorers: tuple[str, ...], retrieval
 
     console = Console()
     if to_kafka:
-        from serving.eventlog import ReadReport, parse_speed, produce_log, read_log
+        from serving.evaluation.eventlog import ReadReport, parse_speed, produce_log, read_log
         from streams.settings import get_settings
 
         report = ReadReport()
@@ -40,9 +40,9 @@ def command(log: Path, out_dir: Path | None, scorers: tuple[str, ...], retrieval
                       f"skipped {report.n_skipped} malformed lines")
         return
 
-    from serving.replay import ReplayConfig, Variant, default_variants, replay_file
-    from serving.report import rich_table, write_report
-    from serving.scorer import make_scorer
+    from serving.evaluation.replay import ReplayConfig, Variant, default_variants, replay_file
+    from serving.evaluation.report import rich_table, write_report
+    from serving.online.scorer import make_scorer
     from streams.settings import get_settings
 
     specs = dict(_pair(r, "--retrieval") for r in retrievals)

@@ -126,8 +126,8 @@ class Phases:
 
 def _replay(console, bootstrap: str, log_path, phases: Phases) -> None:
     """Record what was streamed (from Kafka, in event time) and replay it offline."""
-    from serving.eventlog import record_topics
-    from serving.replay import headline
+    from serving.evaluation.eventlog import record_topics
+    from serving.evaluation.replay import headline
 
     with phases("record the topics"):
         recorded = record_topics(bootstrap, log_path)
@@ -146,8 +146,8 @@ def _ensure_ranker(console, log_path) -> float:
     """A 360Brew ranker for the replay table: the checkpoints in artifacts/ if there are
     any, else one trained here on the log's earlier days within the configured budget.
     Returns the cutoff: every model is evaluated on the requests after it."""
-    from serving.ranker_pipeline import log_split, train_ranker
-    from serving.replay import find_rankers
+    from serving.training.ranker_pipeline import log_split, train_ranker
+    from serving.evaluation.replay import find_rankers
     from streams.settings import get_settings
 
     settings = get_settings()

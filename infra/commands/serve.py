@@ -15,14 +15,14 @@ def command(loglevel: str) -> None:
     Scorer and retrieval come from HIRESTREAM_SERVING_SCORER (popularity, bm25,
     ranker:<dir>) and HIRESTREAM_SERVING_RETRIEVAL ('hybrid,exact'); the job index is a
     replica bootstrapped at start from the job-catalog changelog and the compacted
-    members topic, then hires and member-actions (serving/replica.py); requests wait
+    members topic, then hires and member-actions (serving/online/replica.py); requests wait
     until it has caught up. Batching and overload: HIRESTREAM_SERVING_BATCH_WINDOW_MS,
-    _MAX_BATCH, _QUEUE_MAX, _DEGRADE_AT, _DEGRADED_K (serving/scoring.py states the
+    _MAX_BATCH, _QUEUE_MAX, _DEGRADE_AT, _DEGRADED_K (serving/online/scoring.py states the
     policy). Replica state: http://127.0.0.1:<web_port>/serving/.
     """
     from faust.worker import Worker
 
-    from serving.scoring_agent import register_serving
+    from serving.online.scoring_agent import register_serving
     from streams.app import app, register_agents
 
     register_agents()

@@ -43,7 +43,7 @@ def command() -> None:
 def ranker(model_kind, budget_minutes, steps, epochs, seed, out_dir, members, days, threads, lr, frozen_blocks,
            lora_rank, curve_points, text_share, career_move_share, community_strength) -> None:
     """Fine-tune the multi-task Yes/No ranker on replayed simulator events."""
-    from serving.ranker_pipeline import train_ranker_on_simulator
+    from serving.training.ranker_pipeline import train_ranker_on_simulator
 
     train_ranker_on_simulator(
         model_kind=model_kind, budget_minutes=budget_minutes, steps=steps, seed=seed, out_dir=out_dir,

@@ -42,7 +42,7 @@ def command(budget_minutes, steps, seed, data_seed, out_dir, members, jobs, comp
     from rich.table import Table
 
     from models.encoder_training import PromptSpec, TrainConfig
-    from serving.encoder_run import DataConfig, ModelShape, train_encoder_on_simulator
+    from serving.training.encoder_run import DataConfig, ModelShape, train_encoder_on_simulator
 
     console = Console()
     if threads:

@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from serving.replay import ALL, SURFACES, ReplayResult
+from serving.evaluation.replay import ALL, SURFACES, ReplayResult
 
 HEADLINE_RANKING = ("auc", "ndcg@10", "mrr")
 HEADLINE_ENGINE = ("recall@retrieve_k", "apply_rate@k", "hire_rate@k", "coverage@k", "diversity@k",

@@ -37,11 +37,11 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from serving import metrics as M
-from serving.engine import EngineConfig, MatchingEngine, load_encoder
-from serving.eventlog import LogRecord, ReadReport, as_records, read_log
-from serving.scorer import Candidate, Scorer
-from serving.scoring import top_k_order
+from serving.evaluation import metrics as M
+from serving.online.engine import EngineConfig, MatchingEngine, load_encoder
+from serving.evaluation.eventlog import LogRecord, ReadReport, as_records, read_log
+from serving.online.scorer import Candidate, Scorer
+from serving.online.scoring import top_k_order
 from serving.slates import OUTCOME_WINDOW_S, SLATE_GAP_S, TASK_ACTIONS, Outcomes, Slate, SlateTracker
 from streams.schemas import ActionType, HireConfirmed, MemberActed, ScoreRequested
 from streams.state import MemberState
@@ -431,7 +431,7 @@ def default_variants(artifacts: str | Path | None = None, ranker_sample: float =
                      ranker_k: int = 20, rankers: bool = True) -> list[Variant]:
     """Baselines on two retrieval settings, plus every ranker checkpoint found (on a
     small deterministic sample of points: an LM on CPU scores tens of jobs a second)."""
-    from serving.scorer import BM25Scorer, PopularityScorer, RankerScorer
+    from serving.online.scorer import BM25Scorer, PopularityScorer, RankerScorer
 
     bm25 = BM25Scorer()
     out = [Variant("popularity", PopularityScorer()), Variant("bm25", bm25),
@@ -453,7 +453,7 @@ def headline(log_or_events: str | Path | Iterable[Any], out_dir: str | Path | No
 
     Returns (rich Table of the headline, path of report.md). ~60k events take well
     under a minute with the baselines on two CPU cores."""
-    from serving.report import rich_table, write_report
+    from serving.evaluation.report import rich_table, write_report
     from streams.settings import get_settings
 
     out = Path(out_dir) if out_dir is not None else get_settings().artifacts_dir / "replay"

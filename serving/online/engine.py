@@ -31,13 +31,13 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from index import HashedTermEmbedder, JobIndex, LinkGraph
-from serving.catalog import JobCounters
+from serving.online.catalog import JobCounters
 from serving.graph_data import apply_graph_event
 from streams.state import CatalogEntry, apply_job_event
-from serving.results import score_result
-from serving.retrieval import surface_query
-from serving.scoring import ranked_items
-from serving.scorer import Candidate, Scorer
+from serving.online.results import score_result
+from serving.online.retrieval import surface_query
+from serving.online.scoring import ranked_items
+from serving.online.scorer import Candidate, Scorer
 from streams.schemas import (
     CompanyUpserted,
     HireConfirmed,
@@ -281,7 +281,7 @@ class MatchingEngine:
               scorer: Scorer | None = None, retrieval: str | None = None, explain: bool = True) -> ScoreResult:
         """Retrieve, rank, cut to k: a ScoreResult with reasons and timings (ms), in the
         caller's thread and without deadlines or a queue (tests, scripts). Live requests
-        go through `serving.scoring.ScoringService`, which adds those around the same
+        go through `serving.online.scoring.ScoringService`, which adds those around the same
         retrieval and the same cut."""
         t0 = time.perf_counter()
         scorer = scorer or self.scorer

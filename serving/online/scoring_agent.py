@@ -5,7 +5,7 @@
 A Kafka request is answered by the worker that owns the member's partition (score
 requests are co-partitioned with the member-keyed topics), from the member's state in
 the `member-state` table and the job side held by this worker's `IndexReplica`. Both
-Kafka and HTTP requests go through one `ScoringService` (serving/scoring.py): the
+Kafka and HTTP requests go through one `ScoringService` (serving/online/scoring.py): the
 same stages, deadlines, batching across members, overload policy and metrics. The
 agent runs `kafka_concurrency` requests at once so that requests arriving together
 can share a model call; results are acked in order by faust whatever order they
@@ -17,7 +17,7 @@ A Kafka request already past its deadline (`event_time + deadline_ms`) when it a
 waits for, and answer as if it were on time. Until the replica has caught up with the
 job topics it saw at start, requests wait for it, up to their deadline.
 
-The HTTP API (`serving.http_api`, FastAPI under uvicorn) runs on the worker's own event
+The HTTP API (`serving.online.http_api`, FastAPI under uvicorn) runs on the worker's own event
 loop as a faust service on `HIRESTREAM_SERVING_HTTP_PORT`, loopback unless
 `HIRESTREAM_SERVING_HTTP_BIND` says otherwise (then only with `HIRESTREAM_TOKEN`). It
 answers a member only when this worker holds the member's partition (one worker
@@ -30,13 +30,13 @@ import logging
 
 from faust.contrib.asgi import AsgiService
 
-from serving.engine import EngineConfig, MatchingEngine, load_encoder
-from serving.http_api import check_bind, create_app
-from serving.replica import IndexReplica
-from serving.results import result_event_id
-from serving.scorer import make_scorer
-from serving.scoring import ScoringPolicy, ScoringService
-from serving.settings import get_serving_settings
+from serving.online.engine import EngineConfig, MatchingEngine, load_encoder
+from serving.online.http_api import check_bind, create_app
+from serving.online.replica import IndexReplica
+from serving.online.results import result_event_id
+from serving.online.scorer import make_scorer
+from serving.online.scoring import ScoringPolicy, ScoringService
+from serving.online.settings import get_serving_settings
 from streams.app import app, member_state, settings, source_topics
 from streams.decoding import decode_or_dead_letter, key_partition
 from streams.schemas import ScoreCompleted, ScoreRequested, serialize

@@ -21,7 +21,7 @@ from models.prompting import with_instruction
 from models.ranker import PromptBudget, Ranker, StudentConfig, default_artifacts_dir, default_device
 from models.ranker_training import TrainConfig, TrainReport, TrainRow, model_card, train
 from models.verbalizer import INSTRUCTIONS, TASKS, job_segment
-from serving.training_examples import Example, build_examples, split_by_time
+from serving.training.training_examples import Example, build_examples, split_by_time
 
 HELD_OUT_DAYS = 4
 TRAIN_PHRASINGS = tuple(range(len(INSTRUCTIONS) - 1))  # the last is held out
@@ -251,7 +251,7 @@ def recipe_config(model_kind: str, **overrides) -> TrainConfig:
 def curve_evaluator(ranker: Ranker, held_out: Sequence[Example], max_slates: int = 120, seed: int = 0):
     """A learning-curve probe: AUC per task (member-clustered DeLong SE, as the quality
     bench reports) on a fixed sample of held-out slates."""
-    from serving.metrics import auc_se
+    from serving.evaluation.metrics import auc_se
 
     slates = sorted(slates_of(held_out).items())
     rng = random.Random(seed)
@@ -353,7 +353,7 @@ def train_ranker(model_kind: str, train_examples: Sequence[Example], data_descri
 def log_split(log_path: Path, held_out_days: int) -> tuple[list[Example], float, str]:
     """Training examples from a recorded event log: every request before the log's
     last `held_out_days` days (the cutoff returned), which evaluation keeps for itself."""
-    from serving.eventlog import ReadReport, read_log
+    from serving.evaluation.eventlog import ReadReport, read_log
 
     events = [rec.event for rec in read_log(log_path, ReadReport())]
     if not events:

@@ -8,7 +8,7 @@
     GET  /healthz     the process answers
     GET  /readyz      200 once the index replica has caught up and the model is loaded
                       (and the worker's tables are recovered), else 503; says which
-    GET  /metrics     Prometheus text (serving.service_metrics)
+    GET  /metrics     Prometheus text (serving.online.service_metrics)
 
 `/v1/rank` goes through the same `ScoringService.score` as a Kafka request; its
 deadline counts from arrival. HTTP status follows the result's status: 200 for ok and
@@ -32,8 +32,8 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
-from serving.scoring import Overloaded, ScoringService
-from serving.service_metrics import CONTENT_TYPE
+from serving.online.scoring import Overloaded, ScoringService
+from serving.online.service_metrics import CONTENT_TYPE
 from streams.schemas import LONG_TEXT_MAX, MAX_ITEMS, Id, ScoreRequest, ScoreResult, ScoreStatus, ShortText, Surface
 from streams.settings import is_loopback
 from streams.web_auth import UNAUTHORIZED, UNAUTHORIZED_HEADERS, bearer_matches

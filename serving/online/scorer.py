@@ -22,7 +22,7 @@ from typing import Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from serving.catalog import POPULARITY_WEIGHTS
+from serving.online.catalog import POPULARITY_WEIGHTS
 from streams.schemas import Job
 from streams.state import MemberState
 

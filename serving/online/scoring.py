@@ -3,7 +3,7 @@
     service = ScoringService(engine, member_state=lookup, replica=replica)
     result = await service.score(request, sent_at=t, via="http")   # a ScoreResult; never raises
 
-The Kafka scoring agent (`serving.scoring_agent`) and the HTTP API (`serving.http_api`)
+The Kafka scoring agent (`serving.online.scoring_agent`) and the HTTP API (`serving.online.http_api`)
 both answer through `ScoringService.score`; replay and `MatchingEngine.score` share its
 pure pieces (`ranked_items`, `top_k_order`) and the engine's retrieval, without the
 queue (replay runs in event time, where no one waits).
@@ -50,9 +50,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from serving.results import score_result, scored_item
-from serving.scorer import Candidate, RankJob, Scorer, score_batch
-from serving.service_metrics import ServiceMetrics
+from serving.online.results import score_result, scored_item
+from serving.online.scorer import Candidate, RankJob, Scorer, score_batch
+from serving.online.service_metrics import ServiceMetrics
 from streams.schemas import ScoredItem, ScoreRequest, ScoreResult, ScoreStatus
 from streams.state import MemberState
 

@@ -35,7 +35,7 @@ import logging
 import threading
 import time
 
-from serving.engine import MatchingEngine
+from serving.online.engine import MatchingEngine
 from streams.bounds import EventBounds, judging_clock, parse_bounded
 from streams.schemas import HireConfirmed, InvalidEvent, key_of
 from streams.state import CatalogEntry

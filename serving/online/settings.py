@@ -10,12 +10,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class ServingSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HIRESTREAM_SERVING_", extra="ignore")
 
-    scorer: str = "bm25"  # a `serving.scorer.make_scorer` spec: popularity, bm25, ranker:<dir>, vllm:<dir>
+    scorer: str = "bm25"  # a `serving.online.scorer.make_scorer` spec: popularity, bm25, ranker:<dir>, vllm:<dir>
     retrieval: str = "hybrid,exact"  # the replica's job index (`index.IndexConfig.parse`)
     retrieve_k: int = Field(100, ge=1, le=2000)
     encoder: str | None = None  # a PLM4Job checkpoint for the replica's dense column (default: hashed terms)
 
-    # The scoring service (serving/scoring.py): dynamic batching and its overload policy.
+    # The scoring service (serving/online/scoring.py): dynamic batching and its overload policy.
     batch_window_ms: float = Field(2.0, ge=0, le=5000)  # how long a batch waits for more members
     max_batch: int = Field(8, ge=1, le=256)  # members scored in one model call
     queue_max: int = Field(32, ge=0, le=10_000)  # requests admitted and unanswered; beyond it: shed
@@ -25,7 +25,7 @@ class ServingSettings(BaseSettings):
     # Where score requests come from: Kafka (`score-requests`), HTTP, or both.
     kafka_requests: bool = True
     kafka_concurrency: int = Field(16, ge=1, le=1024)  # Kafka requests in flight at once (they batch)
-    http_port: int = Field(6067, ge=0, le=65535)  # the HTTP API (serving/http_api.py); 0: off
+    http_port: int = Field(6067, ge=0, le=65535)  # the HTTP API (serving/online/http_api.py); 0: off
     # Loopback unless told otherwise; any other address needs HIRESTREAM_TOKEN, as the
     # worker's read API does (streams.settings).
     http_bind: str = "127.0.0.1"
