@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from infra.broker import free_ports
 from infra.waiting import wait_for
 from streams.settings import REPO_ROOT
 
@@ -53,6 +54,10 @@ class WorkerProcess:
         self.loglevel = loglevel  # "info" logs faust's rebalances and table recovery
         self.settings = settings  # extra HIRESTREAM_* settings, e.g. broker_session_timeout=6
         self.command = command  # `hirestream worker`, or `serve` (the worker plus the scoring agent)
+        if command == "serve" and "serving_http_port" not in settings:
+            # The scoring HTTP API's default port (6067) is one per machine; two servers
+            # at once (tests beside a benchmark, several in one test) would collide on it.
+            self.settings["serving_http_port"] = free_ports(1)[0]
         self.proc: subprocess.Popen | None = None
 
     # -- lifecycle
