@@ -142,7 +142,7 @@ def hostile_messages(case: TopicCase, marker: Callable[[str], str]) -> list[tupl
     m, raw = base("type")
     out.append(("unknown event type", m, _with(raw, type="thing.teleported"), "type"))
     m, raw = base("schema")
-    out.append(("unknown schema version", m, _with(raw, schema="hirestream.v2"), "schema"))
+    out.append(("unknown schema version", m, _with(raw, schema="hirestream.v3"), "schema"))  # a later major version
     m, raw = base("big")
     out.append(("over the size bound", m, _padded(raw, MAX_BYTES + 1000), "exceeds max_event_bytes"))
     m, raw = base("future")
