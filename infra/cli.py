@@ -21,6 +21,10 @@ COMMAND_MODULES = [
     "record",
     "replay",
     "serve",
+    "schema",
+
+    "validate",
+    "sort",
 ]
 
 

@@ -168,7 +168,27 @@ class JobClosed(Payload):
     job_id: Id
 
 
+def _null(field: str) -> dict:
+    return {"properties": {field: {"type": "null"}}}
+
+
+# The rules `_fields_match_action` checks, in JSON Schema's words, so that a producer
+# validating against the exported schema (`json_schemas`) is refused what a worker would
+# dead-letter.
+_ACTION_RULES = [
+    {"if": {"properties": {"action": {"const": "search"}}},
+     "then": {"required": ["query"], "properties": {"query": {"type": "string", "minLength": 1}}},
+     "else": {"required": ["job_id"], "properties": {"job_id": {"type": "string"}}}},
+    {"if": {"properties": {"action": {"const": "dismiss"}}},
+     "then": {"required": ["reason"], "properties": {"reason": {"not": {"type": "null"}}}},
+     "else": _null("reason")},
+    {"if": {"properties": {"action": {"const": "view"}}}, "then": {}, "else": _null("dwell_s")},
+]
+
+
 class MemberAction(Payload):
+    model_config = ConfigDict(json_schema_extra={"allOf": _ACTION_RULES})
+
     member_id: Id
     action: ActionType
     job_id: Id | None = None
@@ -376,6 +396,26 @@ def key_of(event: Envelope) -> str:
     """The message key: member_id on member-keyed topics, else the entity's id."""
     spec = BY_NAME[topic_of(event)]
     return getattr(event.payload, spec.key_field)  # type: ignore[attr-defined]
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """JSON Schema (2020-12) of every event type, by type: what other teams' producers
+    validate against. `type` is required on the wire (it picks the schema), and a field
+    this version does not know is allowed (the compatibility policy above)."""
+    out = {}
+    for kind, cls in sorted(CLASS_OF_TYPE.items()):
+        doc = cls.model_json_schema(by_alias=True, mode="validation")
+        doc["required"] = sorted({*doc.get("required", ()), "type"})
+        for obj in (doc, *doc.get("$defs", {}).values()):
+            if obj.get("additionalProperties") is True:  # unknown fields kept, and bounded
+                obj["maxProperties"] = len(obj.get("properties", {})) + MAX_EXTRA_FIELDS
+        doc["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+        doc["$id"] = f"{kind}.schema.json"
+        doc["description"] = (f"A {kind} event ({SCHEMA_VERSION}; readers also accept {', '.join(READ_VERSIONS[:-1])}). "
+                              f"Envelope on topic {TOPIC_OF_TYPE[kind]!r}, keyed by the payload's "
+                              f"{BY_NAME[TOPIC_OF_TYPE[kind]].key_field}.")
+        out[kind] = doc
+    return out
 
 
 def utc(ts: float) -> datetime:

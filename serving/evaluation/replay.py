@@ -39,7 +39,7 @@ import numpy as np
 
 from serving.evaluation import metrics as M
 from serving.online.engine import EngineConfig, MatchingEngine, load_encoder
-from serving.evaluation.eventlog import LogRecord, ReadReport, as_records, read_log
+from serving.evaluation.eventlog import LogOrderError, LogRecord, ReadReport, as_records, read_log
 from serving.online.scorer import Candidate, Scorer
 from serving.online.scoring import top_k_order
 from serving.slates import OUTCOME_WINDOW_S, SLATE_GAP_S, TASK_ACTIONS, Outcomes, Slate, SlateTracker
@@ -238,8 +238,7 @@ class Replayer:
         for rec in tqdm(second_pass, total=total, desc="replay", unit="ev", disable=not progress, mininterval=1.0):
             t = rec.t
             if t < last_t:
-                raise ValueError(f"log is not in event-time order at seq {rec.seq} ({rec.event.event_id}): "
-                                 f"{t} < {last_t}; record it with `hirestream record`, which sorts")
+                raise LogOrderError(rec.seq, rec.event.event_id, t, last_t)
             last_t = t
             t_start = t if t_start is None else t_start
             for point in fut.points.get(rec.seq, ()):
