@@ -31,6 +31,9 @@ COMMAND_MODULES = [
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Real-time job matching over Kafka: stream, retrieve, rank, replay."""
+    from infra.terminal import plain_when_piped
+
+    plain_when_piped()
 
 
 for _name in COMMAND_MODULES:
