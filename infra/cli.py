@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "replay",
     "serve",
     "schema",
+    "import_data",
 
     "validate",
     "sort",

@@ -3,7 +3,8 @@
 In a terminal: rich tables at the terminal's width and tqdm progress bars. Piped (a
 CI log, `| tee`): rich's 80-column default would cut numbers to "0.00…", and tqdm
 would fill the log with carriage returns, so tables get room enough for their
-content and progress bars are off (tqdm reads TQDM_DISABLE)."""
+content and progress bars are off: the project's bars pass `disable=None` (tqdm's
+"off when not a terminal"), and TQDM_DISABLE covers any bar that passes nothing."""
 from __future__ import annotations
 
 import os

@@ -68,7 +68,7 @@ def command(seed: int, n_events: int, out: Path | None, to_kafka: bool, bootstra
     )
     counts: Counter = Counter()
     t1 = time.perf_counter()
-    with tqdm(total=n_events, unit="ev", unit_scale=True, desc="simulate") as progress:
+    with tqdm(total=n_events, unit="ev", unit_scale=True, desc="simulate", disable=None) as progress:  # None: off when piped
         events = _counted(sim.events(), counts, progress)
         if out is not None and to_kafka:
             events = _tee_to_file(events, out)

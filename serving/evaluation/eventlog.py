@@ -25,7 +25,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from pydantic import ValidationError
 
@@ -165,13 +165,17 @@ def check_log(path: str | Path) -> LogCheck:
     return check
 
 
-def sort_log(records: Iterable[LogRecord], out: str | Path, chunk: int = 200_000) -> int:
-    """Write `records` to `out` in `sort_key` order, renumbered; return how many.
+def sort_log(records: Iterable[LogRecord], out: str | Path, chunk: int = 200_000,
+             key: Callable[[LogRecord], tuple] = sort_key,
+             duplicate: Callable[[LogRecord, LogRecord], bool] | None = None) -> int:
+    """Write `records` to `out` in `key` order, renumbered; return how many.
 
     At most `chunk` records are held at once: each chunk is sorted and spilled to a
     temporary log beside `out`, then the runs are merged (an external merge sort), so a
     log larger than memory sorts too. `out` may be the file `records` are read from: it
-    is replaced only when the merge is done."""
+    is replaced only when the merge is done. `duplicate(rec, kept)`: drop `rec` when it
+    repeats the record kept just before it (a key that sorts repeats together makes
+    this whole-log deduplication in constant memory)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".sort-") as tmp:
@@ -179,23 +183,33 @@ def sort_log(records: Iterable[LogRecord], out: str | Path, chunk: int = 200_000
         buf: list[LogRecord] = []
 
         def spill() -> None:
-            buf.sort(key=sort_key)
+            buf.sort(key=key)
             runs.append(Path(tmp) / f"run-{len(runs)}.jsonl")
             write_log(buf, runs[-1])
             buf.clear()
 
-        for seq, rec in enumerate(records):
-            # a run's line number is not the record's place: keep the input order as seq
-            buf.append(LogRecord(seq, rec.topic, rec.event, rec.partition, rec.offset))
+        for rec in records:
+            buf.append(rec)
             if len(buf) >= chunk:
                 spill()
         if buf or not runs:
             spill()
-        merged = heapq.merge(*(read_log(r) for r in runs), key=sort_key)
+        merged = heapq.merge(*(read_log(r) for r in runs), key=key)
+        if duplicate is not None:
+            merged = _without_repeats(merged, duplicate)
         staged = Path(tmp) / "sorted.jsonl"
         n = write_log((LogRecord(i, r.topic, r.event, r.partition, r.offset) for i, r in enumerate(merged)), staged)
         os.replace(staged, out)
     return n
+
+
+def _without_repeats(records: Iterable[LogRecord], duplicate) -> Iterator[LogRecord]:
+    kept: LogRecord | None = None
+    for rec in records:
+        if kept is not None and duplicate(rec, kept):
+            continue
+        kept = rec
+        yield rec
 
 
 # ---- Kafka round trips -------------------------------------------------------------
@@ -312,4 +326,5 @@ def parse_speed(text: str) -> float | None:
 def _progress(total: int | None, desc: str, enabled: bool):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="ev", disable=not enabled, mininterval=1.0)
+    # disable=None: no bar when stderr is not a terminal (piped logs get no carriage returns)
+    return tqdm(total=total, desc=desc, unit="ev", disable=None if enabled else True, mininterval=1.0)

@@ -263,7 +263,9 @@ class Replayer:
         wall0 = time.perf_counter()
         from tqdm import tqdm
 
-        for rec in tqdm(second_pass, total=total, desc="replay", unit="ev", disable=not progress, mininterval=1.0):
+        # disable=None: no bar when stderr is not a terminal (piped logs get no carriage returns)
+        for rec in tqdm(second_pass, total=total, desc="replay", unit="ev", disable=None if progress else True,
+                        mininterval=1.0):
             t = rec.t
             if t < last_t:
                 raise LogOrderError(rec.seq, rec.event.event_id, t, last_t)

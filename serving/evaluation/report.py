@@ -141,7 +141,7 @@ def markdown(result: ReplayResult, plots: dict[str, str]) -> str:
         "",
         _md_table(headline_columns(result), headline_rows(result)),
         "",
-        f"Ranking metrics re-rank the slates members were shown; recall, apply rate, coverage come from the "
+        f"Ranking metrics re-rank each slate's candidates (above); recall, apply rate, coverage come from the "
         f"engine path (retrieve {cfg.retrieve_k} -> rank -> top {cfg.k}) on a {cfg.engine_sample:.0%} sample "
         f"of slates. Outcomes count within {cfg.outcome_window_s / 86400:g} days (hires: "
         f"{cfg.hire_window_s / 86400:g}).",
