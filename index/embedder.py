@@ -86,7 +86,8 @@ class HashedTermEmbedder:
         points toward nursing titles), at a lower weight: the one signal here that the
         structured term query does not already carry."""
         return self._embed_term_lists(
-            [member_attributes(m) + (location_term(m.location),) + about_terms(m.about) for m in members]
+            [member_attributes(m) + ((location_term(m.location),) if m.location else ()) + about_terms(m.about)
+             for m in members]
         )
 
 

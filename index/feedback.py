@@ -59,11 +59,11 @@ class MemberRules:
         rank = seniority_rank(j.seniority)
         dismissed = tuple(x for x in self.dismissed_jobs if x != j.job_id)[-(MAX_REMEMBERED_JOBS - 1):] + (j.job_id,)
         r = replace(self, dismissed_jobs=dismissed)
-        if reason == "too_senior":
+        if reason == "too_senior" and rank is not None:  # a job of unknown level teaches no level
             r = replace(r, too_senior=r.too_senior + (rank,))
-        elif reason == "too_junior":
+        elif reason == "too_junior" and rank is not None:
             r = replace(r, too_junior=r.too_junior + (rank,))
-        elif reason == "wrong_location":
+        elif reason == "wrong_location" and j.location:
             r = replace(r, penalties=_bump(r.penalties, location_term(j.location)))
         elif reason == "company" and j.company_id:
             r = replace(r, blocked_companies=r.blocked_companies | {company_term(j.company_id)})

@@ -20,11 +20,12 @@ from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 
 import numpy as np
 
-from index.records import MemberRecord, as_member
+from index.records import MemberRecord, as_member, seniority_rank
 from index.terms import (
     PROMOTED_TERM,
     location_term,
     member_attributes,
+    normalize_location,
     occupation_term,
     seniority_term,
     skill_term,
@@ -108,8 +109,10 @@ def member_terms(member: MemberRecord, weights: Mapping[str, float] = MEMBER_FIE
         put(occupation_term(member.occupation), weights.get("occ", 0.0))
     for s in member.skills:
         put(skill_term(s), weights.get("skill", 0.0))
-    put(seniority_term(member.seniority), weights.get("sen", 0.0))
-    put(location_term(member.location), weights.get("loc", 0.0))
+    if seniority_rank(member.seniority) is not None:  # unknown: asks for no level
+        put(seniority_term(member.seniority), weights.get("sen", 0.0))
+    if normalize_location(member.location):
+        put(location_term(member.location), weights.get("loc", 0.0))
     return out
 
 
@@ -137,7 +140,7 @@ def member_query(
     if links is not None:
         link_terms, sources = links.expand(member_attributes(m), top=max_links)
     must: list[tuple[str, ...]] = []
-    if same_location:
+    if same_location and normalize_location(m.location):  # an unknown location restricts nothing
         must.append((location_term(m.location),))
         terms.pop(location_term(m.location), None)
     if promoted_only:

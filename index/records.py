@@ -13,21 +13,29 @@ SENIORITY_LEVELS: tuple[str, ...] = (
     "intern", "entry", "mid", "senior", "lead", "director", "executive",
 )
 _RANK = {level: i for i, level in enumerate(SENIORITY_LEVELS)}
+# What an export that does not state a level gives (streams.schemas.Seniority.UNKNOWN):
+# no level, so no seniority term and no seniority rule.
+UNKNOWN_SENIORITY = "unknown"
 
 
-def seniority_rank(level: str) -> int:
+def seniority_rank(level: str) -> int | None:
+    """A level's rank, lowest 0; None for an unknown level; ValueError for anything else."""
+    key = str(level).strip().lower()
+    if key in (UNKNOWN_SENIORITY, ""):
+        return None
     try:
-        return _RANK[str(level).strip().lower()]
+        return _RANK[key]
     except KeyError:
-        raise ValueError(f"unknown seniority {level!r}; expected one of {SENIORITY_LEVELS}") from None
+        raise ValueError(f"unknown seniority {level!r}; expected one of {SENIORITY_LEVELS} "
+                         f"or {UNKNOWN_SENIORITY!r}") from None
 
 
 @dataclass(frozen=True)
 class JobRecord:
     job_id: str
     title: str
-    location: str
-    seniority: str
+    location: str = ""  # "": unknown
+    seniority: str = UNKNOWN_SENIORITY
     company_id: str = ""
     occupation: str = ""
     skills: tuple[str, ...] = ()
@@ -37,9 +45,9 @@ class JobRecord:
 @dataclass(frozen=True)
 class MemberRecord:
     member_id: str
-    title: str
-    location: str
-    seniority: str
+    title: str = ""
+    location: str = ""
+    seniority: str = UNKNOWN_SENIORITY
     occupation: str = ""
     skills: tuple[str, ...] = ()
     about: str = ""  # free text: only embedders read it (never terms, never instructions)
@@ -57,8 +65,11 @@ def _coerce(cls: type, obj: Any) -> Any:
         kwargs["skills"] = tuple(kwargs["skills"] or ())
     if "seniority" in kwargs:
         s = kwargs["seniority"]
-        kwargs["seniority"] = str(getattr(s, "value", s))
+        kwargs["seniority"] = str(getattr(s, "value", s)) or UNKNOWN_SENIORITY
         seniority_rank(kwargs["seniority"])  # fail early on a bad level
+    for text in ("title", "location"):
+        if kwargs.get(text) is None and text in kwargs:
+            kwargs[text] = ""
     try:
         return cls(**kwargs)
     except TypeError as err:

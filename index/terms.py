@@ -12,7 +12,7 @@ from typing import Iterable
 
 import numpy as np
 
-from index.records import SENIORITY_LEVELS, JobRecord, MemberRecord
+from index.records import SENIORITY_LEVELS, JobRecord, MemberRecord, seniority_rank
 
 _TOKEN = re.compile(r"[a-z0-9+#]+")
 # Title words that say nothing about the job itself.
@@ -39,8 +39,18 @@ def skill_term(skill: str) -> str:
     return f"skill:{normalize(skill)}"
 
 
+_LOCATION_PUNCTUATION = re.compile(r"[^\w\s,]+")
+
+
+def normalize_location(location: str) -> str:
+    """One spelling per place: case, punctuation and spacing aside, parts (city, region,
+    country) joined by ", ". "Seattle, WA", "seattle ,wa." and "SEATTLE,  WA" agree."""
+    text = _LOCATION_PUNCTUATION.sub(" ", str(location).lower())
+    return ", ".join(p for p in (" ".join(part.split()) for part in text.split(",")) if p)
+
+
 def location_term(location: str) -> str:
-    return f"loc:{normalize(location)}"
+    return f"loc:{normalize_location(location)}"
 
 
 def seniority_term(level: str) -> str:
@@ -60,14 +70,16 @@ def _profile_terms(title: str, occupation: str, skills: Iterable[str], seniority
     if occupation:
         out.append(occupation_term(occupation))
     out += [skill_term(s) for s in skills if normalize(s)]
-    out.append(seniority_term(seniority))
+    if seniority_rank(seniority) is not None:  # an unknown level says nothing
+        out.append(seniority_term(seniority))
     return out
 
 
 def job_terms(job: JobRecord) -> tuple[str, ...]:
     """Every term a job is indexed under (deduplicated, order kept)."""
     out = _profile_terms(job.title, job.occupation, job.skills, job.seniority)
-    out.append(location_term(job.location))
+    if normalize_location(job.location):
+        out.append(location_term(job.location))
     if job.company_id:
         out.append(company_term(job.company_id))
     if job.promoted:

@@ -21,12 +21,20 @@ COMMAND_MODULES = [
     "record",
     "replay",
     "serve",
+    "schema",
+    "import_data",
+
+    "validate",
+    "sort",
 ]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Real-time job matching over Kafka: stream, retrieve, rank, replay."""
+    from infra.terminal import plain_when_piped
+
+    plain_when_piped()
 
 
 for _name in COMMAND_MODULES:

@@ -192,7 +192,7 @@ class WorkerProcess:
         (applied, recognised as duplicates, or dead-lettered); return its stats."""
         from tqdm import tqdm
 
-        bar = tqdm(total=n, desc=desc, unit="ev")
+        bar = tqdm(total=n, desc=desc, unit="ev", disable=None)  # None: no bar when not a terminal
 
         def probe():
             s = self.stats() or {}

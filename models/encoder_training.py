@@ -228,7 +228,7 @@ def train_link_prediction(
     rng = np.random.default_rng(cfg.seed)
     order: list[int] = []
     result = TrainResult(steps=0, seconds=0.0, examples=0)
-    bar = _progress_bar(cfg, disable=not progress)
+    bar = _progress_bar(cfg, disable=None if progress else True)  # None: off when not a terminal
     start = time.perf_counter()
     while result.steps < cfg.max_steps:
         elapsed = time.perf_counter() - start

@@ -300,7 +300,7 @@ def train(ranker: Ranker, rows: Sequence[TrainRow], cfg: TrainConfig,
     total_steps = cfg.steps or cfg.epochs * len(batches)
     pending_evals = sorted(eval_at)
     bar = tqdm(total=total_steps if not budget_s else None, desc="train ranker", unit="step",
-               disable=not cfg.progress, mininterval=5)
+               disable=None if cfg.progress else True, mininterval=5)
     start = time.perf_counter()
 
     def progress() -> float:

@@ -193,7 +193,12 @@ def _plain_list(items: Iterable[str]) -> str:
 
 
 def _enum_value(v: object) -> str:
-    return str(getattr(v, "value", v))
+    """An enum's value; "" for an unknown one (a real export's gap), which is left out."""
+    value = str(getattr(v, "value", v) if v is not None else "")
+    return "" if value == UNKNOWN else value
+
+
+UNKNOWN = "unknown"  # streams.schemas.Seniority.UNKNOWN's value, as models/ sees it
 
 
 def age_phrase(seconds: float) -> str:
@@ -216,13 +221,20 @@ def verbalize_profile(p: ProfileLike) -> str:
     if p.occupation and p.occupation.lower() not in head.lower():
         head += f" ({plain(p.occupation)})"
     skills = list(p.skills)[:MAX_PROFILE_SKILLS]
+    # a field the export did not give is left out, never invented (the known case reads
+    # exactly as it always has: checkpoints were trained on it)
+    level = ", ".join(x for x in (_enum_value(p.seniority), _years(p.years_experience)) if x)
     lines = [
-        f"{head}; {_enum_value(p.seniority)}, {p.years_experience:g} years; {plain(p.location)}",
+        "; ".join(x for x in (head or "(title unknown)", level, plain(p.location or "")) if x),
         f"Skills: {_plain_list(skills) if skills else 'none listed'}",
     ]
     if p.about:
         lines.append(f"About: {fence(p.about, limit=MAX_ABOUT_CHARS)}")
     return "\n".join(lines)
+
+
+def _years(years: float | None) -> str:
+    return "" if years is None else f"{years:g} years"
 
 
 def description_close(description: str, limit: int = MAX_JOB_DETAIL_CHARS) -> str:

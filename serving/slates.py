@@ -1,28 +1,79 @@
 """Slates and outcomes: the one labelling of what a member was shown and what followed.
 
 Training examples (`serving.training.training_examples`) and replay (`serving.evaluation.replay`) both
-read the log through these two classes, so a model is evaluated on exactly the labels
+read the log through these classes, so a model is evaluated on exactly the labels
 it was trained on.
 
-A `view` is an impression: the job was shown. A member's views on one surface with no
-gap over `SLATE_GAP_S` form a slate, i.e. one ranking request; a slate on the search
-surface carries the member's latest search query. An impression is labelled for a task
-by the member's own actions on that job after it was shown and within
-`OUTCOME_WINDOW_S` (`TASK_ACTIONS`: search relevance is any engagement).
+Views are grouped into slates: a member's views on one surface with no gap over
+`SLATE_GAP_S` form a slate, i.e. one ranking request; a slate on the search surface
+carries the member's latest search query. What a slate's candidates are depends on
+what the log holds (`SLATE_SOURCES`):
+
+- impressions: the log's views are what the member was *shown* (the simulator, a
+  recorded serving log: clicks, saves and dismisses follow them). The slate's
+  candidates are the shown jobs.
+- views: the log's views are the member *opening* a job (a job board's export: no
+  impressions, so no clicks either). Shown jobs are unknown, and the viewed jobs
+  alone would make tiny, all-positive slates; the candidates are instead the jobs
+  open when the slate starts (`views_candidates`), and the viewed ones are positives.
+
+`slate_source(...)` picks one from the log ("auto": impressions when the log has any
+click, save or dismiss). A candidate is labelled for a task by the member's own
+actions on that job after it was shown (views: after the slate started) and within
+`OUTCOME_WINDOW_S` (`TASK_ACTIONS`: search relevance is any engagement; `view` is a
+view, i.e. the next views; `dwell` a view that lasted `DWELL_S` or more).
 """
 from __future__ import annotations
 
+import random
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Callable, Iterable
 
 SLATE_GAP_S = 30 * 60
 OUTCOME_WINDOW_S = 3 * 86400
 VIEW_TASKS = ("click", "save", "apply", "dismiss")
 ENGAGED = ("click", "save", "apply")
 RANKING_TASKS = ("click", "save", "apply", "search_relevance")  # slates a member sees as a list
+DWELL_S = 30.0  # a view at least this long is engaged: a positive of the `dwell` task
+NEXT_VIEW_TASKS = ("view", "dwell")  # what a views-only log can label
 # The actions that make an impression a positive of each task.
-TASK_ACTIONS: dict[str, tuple[str, ...]] = {**{t: (t,) for t in VIEW_TASKS}, "search_relevance": ENGAGED}
+TASK_ACTIONS: dict[str, tuple[str, ...]] = {**{t: (t,) for t in VIEW_TASKS}, "search_relevance": ENGAGED,
+                                            "view": ("view",), "dwell": ("dwell",)}
 SEARCH_SURFACE = "search"
+SLATE_SOURCES = ("impressions", "views")
+IMPRESSION_EVIDENCE = ("click", "save", "dismiss")  # actions only a shown list allows
+
+
+def slate_source(wanted: str, actions_seen: Iterable[str]) -> str:
+    """"impressions" or "views" (the module docstring); `wanted` "auto" decides by
+    whether the log has any action that only follows an impression."""
+    if wanted in SLATE_SOURCES:
+        return wanted
+    if wanted != "auto":
+        raise ValueError(f"slates must be one of {SLATE_SOURCES} or 'auto', not {wanted!r}")
+    return "impressions" if set(IMPRESSION_EVIDENCE) & set(actions_seen) else "views"
+
+
+def view_outcomes(dwell_s: float | None, dwell_min: float = DWELL_S) -> tuple[str, ...]:
+    """The outcomes one view is: always a view, and a dwell when it lasted long enough
+    (an open-ended view, dwell unknown, is not)."""
+    return ("view", "dwell") if dwell_s is not None and dwell_s >= dwell_min else ("view",)
+
+
+def sample_candidates(open_jobs: list[str], is_open: Callable[[str], bool], positives: Iterable[str], n: int,
+                      seed: str) -> list[str]:
+    """A views slate's candidates: every open job if there are at most `n`, else the
+    open positives and a seeded sample of the other open jobs, `n` in all (sampled
+    metrics: positives are always among them). Sorted, so scorers see one order."""
+    if len(open_jobs) <= n:
+        return sorted(open_jobs)
+    keep = sorted({j for j in positives if is_open(j)})[:n]
+    chosen = set(keep)
+    rng = random.Random(seed)
+    pool = rng.sample(open_jobs, min(len(open_jobs), n + len(keep)))  # enough to skip the positives
+    others = [j for j in pool if j not in chosen][:n - len(keep)]
+    return sorted(keep + others)
 
 
 @dataclass

@@ -92,7 +92,7 @@ def produce_events(events: Iterable[Envelope], bootstrap: str, *, rate: float | 
     report = report if report is not None else ProduceReport()
     start = time.perf_counter()
     with EventProducer(bootstrap, **overrides) as producer:
-        for i, event in enumerate(tqdm(events, desc=progress, total=total, unit="ev", disable=progress is None)):
+        for i, event in enumerate(tqdm(events, desc=progress, total=total, unit="ev", disable=True if progress is None else None)):
             if rate and i % 50 == 0:
                 ahead = i / rate - (time.perf_counter() - start)
                 if ahead > 0:

@@ -1,11 +1,31 @@
 """Event schemas: every message on every topic is one JSON envelope.
 
-    {"schema": "hirestream.v1", "event_id": "...", "event_time": "2026-11-28T12:00:00Z",
+    {"schema": "hirestream.v2", "event_id": "...", "event_time": "2026-11-28T12:00:00Z",
      "type": "member.upserted", "payload": {...}}
 
 This module is the one place that validates, serializes and parses events.
 `parse(topic, raw)` either returns a typed event or raises `InvalidEvent` carrying the
 reason and the original bytes, which is what the dead-letter path needs.
+
+Compatibility policy (what lets a producer be upgraded before the workers, and real
+exports with gaps in):
+
+- Unknown fields are ignored and kept. An envelope or payload with a field this
+  reader does not know is valid; the field is carried along (`model_extra`) and
+  written back out unchanged, so a worker one version behind neither dead-letters a
+  newer producer's events nor strips what it does not understand. Extra fields are
+  bounded like everything else: at most `MAX_EXTRA_FIELDS` per object, and the whole
+  message by `max_event_bytes` before it is parsed.
+- The schema version names a major version. A reader accepts its own and every
+  earlier one (`READ_VERSIONS`): every v1 event is a valid v2 event. Writers write
+  `SCHEMA_VERSION`. A later major version is refused (dead-lettered) until the
+  reader is upgraded: readers go first.
+- A field a real export may lack is optional with an explicit unknown: "" for texts,
+  `Seniority.UNKNOWN`, None for numbers. Consumers (verbalizer, index) leave an
+  unknown out rather than inventing a value.
+- v2 over v1: MemberProfile.title, location, seniority, years_experience and
+  Job.location, seniority became optional; `Seniority.UNKNOWN`; MemberAction.dwell_s
+  (how long a view lasted); unknown fields kept instead of refused.
 """
 from __future__ import annotations
 
@@ -26,7 +46,9 @@ from pydantic import (
 
 from streams.topics import ALL_TOPICS, BY_NAME, TOPIC_OF_TYPE, TopicSpec
 
-SCHEMA_VERSION = "hirestream.v1"
+SCHEMA_VERSION = "hirestream.v2"
+READ_VERSIONS = ("hirestream.v1", "hirestream.v2")  # every earlier major version reads as this one
+MAX_EXTRA_FIELDS = 16  # unknown fields kept per object: forward compatibility, not a free-form store
 
 # Every id and text field has a bound, so one message cannot grow state or a prompt
 # without limit. Ids refuse control characters (NUL included): they become Kafka
@@ -51,13 +73,17 @@ class Seniority(str, Enum):
     LEAD = "lead"
     DIRECTOR = "director"
     EXECUTIVE = "executive"
+    UNKNOWN = "unknown"  # the export did not say; has no rank
 
     @property
     def rank(self) -> int:
-        return _SENIORITY_ORDER.index(self)
+        if self is Seniority.UNKNOWN:
+            raise ValueError("an unknown seniority has no rank")
+        return SENIORITY_ORDER.index(self)
 
 
-_SENIORITY_ORDER = list(Seniority)
+# The known levels, lowest to highest (UNKNOWN is not a level).
+SENIORITY_ORDER: tuple[Seniority, ...] = tuple(s for s in Seniority if s is not Seniority.UNKNOWN)
 
 
 class DismissReason(str, Enum):
@@ -87,8 +113,20 @@ class Surface(str, Enum):
     PROMOTED = "promoted"
 
 
+def _bounded_extras(model: BaseModel) -> None:
+    extra = model.model_extra or {}
+    if len(extra) > MAX_EXTRA_FIELDS:
+        raise ValueError(f"{len(extra)} unknown fields (at most {MAX_EXTRA_FIELDS} are kept): "
+                         f"{', '.join(sorted(extra)[:5])}, ...")
+
+
 class Payload(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True)  # unknown fields kept: the policy above
+
+    @model_validator(mode="after")
+    def _extras_bounded(self):
+        _bounded_extras(self)
+        return self
 
 
 # ---- payloads, one per event type -------------------------------------------------
@@ -96,12 +134,12 @@ class Payload(BaseModel):
 
 class MemberProfile(Payload):
     member_id: Id
-    title: ShortText
+    title: ShortText = ""  # "": unknown
     occupation: ShortText = ""
     skills: list[ShortText] = Field(default_factory=list, max_length=100)
-    location: ShortText
-    seniority: Seniority
-    years_experience: float = Field(ge=0, le=70)
+    location: ShortText = ""  # "": unknown
+    seniority: Seniority = Seniority.UNKNOWN
+    years_experience: float | None = Field(default=None, ge=0, le=70)  # None: unknown
     about: LongText = ""  # member-written free text: never trusted as instructions
 
 
@@ -120,8 +158,8 @@ class Job(Payload):
     title: ShortText
     occupation: ShortText = ""
     skills: list[ShortText] = Field(default_factory=list, max_length=100)
-    location: ShortText
-    seniority: Seniority
+    location: ShortText = ""  # "": unknown
+    seniority: Seniority = Seniority.UNKNOWN
     promoted: bool = False
     description: LongText = ""
 
@@ -130,13 +168,36 @@ class JobClosed(Payload):
     job_id: Id
 
 
+def _null(field: str) -> dict:
+    return {"properties": {field: {"type": "null"}}}
+
+
+# The rules `_fields_match_action` checks, in JSON Schema's words, so that a producer
+# validating against the exported schema (`json_schemas`) is refused what a worker would
+# dead-letter.
+_ACTION_RULES = [
+    {"if": {"properties": {"action": {"const": "search"}}},
+     "then": {"required": ["query"], "properties": {"query": {"type": "string", "minLength": 1}}},
+     "else": {"required": ["job_id"], "properties": {"job_id": {"type": "string"}}}},
+    {"if": {"properties": {"action": {"const": "dismiss"}}},
+     "then": {"required": ["reason"], "properties": {"reason": {"not": {"type": "null"}}}},
+     "else": _null("reason")},
+    {"if": {"properties": {"action": {"const": "view"}}}, "then": {}, "else": _null("dwell_s")},
+]
+
+
 class MemberAction(Payload):
+    model_config = ConfigDict(json_schema_extra={"allOf": _ACTION_RULES})
+
     member_id: Id
     action: ActionType
     job_id: Id | None = None
     reason: DismissReason | None = None  # dismiss only
     query: ShortText | None = None  # search only
     surface: Surface = Surface.RECOMMENDATIONS
+    # view only: seconds from the view's start to its end; None when the export has no
+    # end (an open-ended view) or the producer does not measure it
+    dwell_s: float | None = Field(default=None, ge=0, le=30 * 86400, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _fields_match_action(self) -> "MemberAction":
@@ -149,6 +210,8 @@ class MemberAction(Payload):
             raise ValueError("a dismiss action needs a feedback reason")
         if self.action is not ActionType.DISMISS and self.reason is not None:
             raise ValueError(f"only dismiss actions carry a reason, not {self.action.value}")
+        if self.action is not ActionType.VIEW and self.dwell_s is not None:
+            raise ValueError(f"only view actions carry a dwell time, not {self.action.value}")
         return self
 
 
@@ -207,11 +270,16 @@ class ScoreResult(Payload):
 
 
 class Envelope(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
 
-    schema_: Literal["hirestream.v1"] = Field(SCHEMA_VERSION, alias="schema")
+    schema_: Literal["hirestream.v1", "hirestream.v2"] = Field(SCHEMA_VERSION, alias="schema")
     event_id: Id
     event_time: AwareDatetime
+
+    @model_validator(mode="after")
+    def _extras_bounded(self):
+        _bounded_extras(self)
+        return self
 
     def to_json(self) -> bytes:
         return self.model_dump_json(by_alias=True).encode()
@@ -328,6 +396,26 @@ def key_of(event: Envelope) -> str:
     """The message key: member_id on member-keyed topics, else the entity's id."""
     spec = BY_NAME[topic_of(event)]
     return getattr(event.payload, spec.key_field)  # type: ignore[attr-defined]
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """JSON Schema (2020-12) of every event type, by type: what other teams' producers
+    validate against. `type` is required on the wire (it picks the schema), and a field
+    this version does not know is allowed (the compatibility policy above)."""
+    out = {}
+    for kind, cls in sorted(CLASS_OF_TYPE.items()):
+        doc = cls.model_json_schema(by_alias=True, mode="validation")
+        doc["required"] = sorted({*doc.get("required", ()), "type"})
+        for obj in (doc, *doc.get("$defs", {}).values()):
+            if obj.get("additionalProperties") is True:  # unknown fields kept, and bounded
+                obj["maxProperties"] = len(obj.get("properties", {})) + MAX_EXTRA_FIELDS
+        doc["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+        doc["$id"] = f"{kind}.schema.json"
+        doc["description"] = (f"A {kind} event ({SCHEMA_VERSION}; readers also accept {', '.join(READ_VERSIONS[:-1])}). "
+                              f"Envelope on topic {TOPIC_OF_TYPE[kind]!r}, keyed by the payload's "
+                              f"{BY_NAME[TOPIC_OF_TYPE[kind]].key_field}.")
+        out[kind] = doc
+    return out
 
 
 def utc(ts: float) -> datetime:

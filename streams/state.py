@@ -84,7 +84,9 @@ class MemberState:
 
     @property
     def n_interactions(self) -> int:
-        return sum(v for k, v in self.counts.items() if k != "view")
+        """Every action the member took, views included: in a job board's export a view
+        is the member opening a job, often the only signal there is (cold vs warm)."""
+        return sum(self.counts.values())
 
     def has_seen(self, event_id: str) -> bool:
         return event_id in self.seen_ids

@@ -48,13 +48,14 @@ def job_closed(event_id: str, job_id: str, hours: float = 0) -> JobClosedEvent:
 
 def action(event_id: str, action: str, hours: float = 0, member_id: str = "m1",
            job_id: str | None = "j1", reason: str | None = None, query: str | None = None,
-           surface: str | None = None) -> MemberActed:
+           surface: str | None = None, dwell_s: float | None = None) -> MemberActed:
     return MemberActed(
         event_id=event_id, event_time=at(hours),
         payload=MemberAction(
             member_id=member_id, action=ActionType(action), job_id=job_id,
             reason=DismissReason(reason) if reason else None, query=query,
             **({"surface": Surface(surface)} if surface else {}),
+            **({"dwell_s": dwell_s} if dwell_s is not None else {}),
         ),
     )
 

@@ -142,7 +142,7 @@ def hostile_messages(case: TopicCase, marker: Callable[[str], str]) -> list[tupl
     m, raw = base("type")
     out.append(("unknown event type", m, _with(raw, type="thing.teleported"), "type"))
     m, raw = base("schema")
-    out.append(("unknown schema version", m, _with(raw, schema="hirestream.v2"), "schema"))
+    out.append(("unknown schema version", m, _with(raw, schema="hirestream.v3"), "schema"))  # a later major version
     m, raw = base("big")
     out.append(("over the size bound", m, _padded(raw, MAX_BYTES + 1000), "exceeds max_event_bytes"))
     m, raw = base("future")
@@ -159,8 +159,11 @@ def applied_edges(case: TopicCase, marker: Callable[[str], str]) -> list[tuple[s
     near = case.make(marker("near"))
     longest = case.make(marker("maxid"))
     longest = longest.model_copy(update={"event_id": longest.event_id.ljust(ID_MAX, "x")})
+    newer = case.make(marker("newer"))
     return [("just under the size bound", _padded(serialize(near), MAX_BYTES), near),
-            ("a 128-character event id", serialize(longest), longest)]
+            ("a 128-character event id", serialize(longest), longest),
+            # the compatibility policy: a newer producer's field is kept, not dead-lettered
+            ("a field this worker does not know", _with(serialize(newer), added_by_v3={"x": 1}), newer)]
 
 
 def on_partition_of(case: TopicCase, key: str, marker: Callable[[str], str], name: str) -> Envelope:

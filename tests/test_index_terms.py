@@ -82,3 +82,37 @@ def test_a_query_pickled_in_another_process_matches_the_same_jobs():
     assert want.scores[0][0] > 0
     assert list(got.ids[0]) == list(want.ids[0])
     np.testing.assert_allclose(got.scores[0], want.scores[0])
+
+
+# ---- real exports: unknown fields and free-text places --------------------------------
+
+def test_locations_agree_whatever_their_case_punctuation_and_spacing():
+    from index.terms import location_term
+
+    spellings = ["Seattle, WA", "seattle ,wa.", "SEATTLE,  WA", " Seattle,WA "]
+    assert {location_term(s) for s in spellings} == {"loc:seattle, wa"}
+    assert location_term("St. Louis") == location_term("st louis") == "loc:st louis"
+    assert location_term("Seattle") != location_term("Seattle, WA")  # a region is part of the place
+
+
+def test_an_unknown_level_or_place_gives_no_term():
+    from index.records import as_job, as_member
+    from index.terms import job_terms
+    from index.query import member_terms
+
+    job = as_job({"job_id": "j1", "title": "Staff Nurse", "seniority": "unknown", "location": ""})
+    assert job_terms(job) == ("title:staff", "title:nurse")
+    member = as_member({"member_id": "m1", "title": "Nurse", "seniority": "unknown", "location": ""})
+    assert member_terms(member) == {"title:nurse": 1.0}
+
+
+def test_a_job_without_skills_or_occupation_is_found_by_its_title():
+    from index import JobIndex, member_query
+
+    index = JobIndex.create("term,exact", dim=8)
+    index.upsert([{"job_id": "j-nurse", "title": "Registered Nurse", "location": "Leeds"},
+                  {"job_id": "j-dev", "title": "Software Developer", "location": "Leeds"}])
+    q = member_query({"member_id": "m1", "title": "nurse", "location": "leeds."})
+    res = index.search([q], k=2)
+    assert res.ids[0][0] == "j-nurse"
+    assert "title:nurse" in res.reasons[0][0].matched_terms

@@ -2,7 +2,9 @@ import json
 
 import pytest
 
-from streams.schemas import InvalidEvent, key_of, parse, serialize, topic_of
+from streams.schemas import (
+    MAX_EXTRA_FIELDS, SCHEMA_VERSION, InvalidEvent, Job, MemberProfile, Seniority, key_of, parse, serialize, topic_of,
+)
 from tests import factories as f
 
 ALL_KINDS = [
@@ -16,7 +18,7 @@ ALL_KINDS = [
 def test_round_trip_is_lossless(event):
     raw = serialize(event)
     assert parse(topic_of(event), raw) == event
-    assert json.loads(raw)["schema"] == "hirestream.v1"  # the wire name, not the field name
+    assert json.loads(raw)["schema"] == SCHEMA_VERSION == "hirestream.v2"  # the wire name, not the field name
 
 
 def test_member_keyed_topics_are_keyed_by_member():
@@ -38,12 +40,14 @@ def _envelope(**overrides) -> bytes:
         (_envelope(event_id=""), "event_id"),
         (_envelope(event_time="2026-01-05T09:00:00"), "timezone"),  # naive time is ambiguous
         (_envelope(schema="hirestream.v0"), "schema"),
+        (_envelope(schema="hirestream.v3"), "schema"),  # a later major version: readers go first
         (_envelope(type="job.posted"), "type"),  # a job event on the wrong topic
         (_envelope(payload={"member_id": "m1", "action": "apply"}), "needs a job_id"),
         (_envelope(payload={"member_id": "m1", "action": "dismiss", "job_id": "j1"}), "reason"),
         (_envelope(payload={"member_id": "m1", "action": "search"}), "query"),
         (_envelope(payload={"member_id": "m1", "action": "teleport", "job_id": "j1"}), "action"),
-        (_envelope(extra_field=1), "extra_field"),
+        (_envelope(**{f"extra_{i}": i for i in range(MAX_EXTRA_FIELDS + 1)}), "unknown fields"),
+        (_envelope(payload={"member_id": "m1", "action": "click", "job_id": "j1", "dwell_s": 3}), "dwell"),
     ],
 )
 def test_rejections_say_what_was_wrong(raw, reason_part):
@@ -56,3 +60,38 @@ def test_rejections_say_what_was_wrong(raw, reason_part):
 def test_unknown_topic_is_rejected():
     with pytest.raises(InvalidEvent, match="unknown topic"):
         parse("nope", serialize(f.hire("e1")))
+
+
+# ---- the compatibility policy (streams.schemas' docstring) ---------------------------
+
+def test_an_unknown_field_is_accepted_and_kept_on_the_way_out():
+    raw = json.loads(serialize(f.action("e1", "apply")))
+    raw["trace_id"] = "t-1"  # a newer producer's envelope field
+    raw["payload"]["experiment"] = {"arm": "b"}  # and a payload field
+    event = parse("member-actions", json.dumps(raw))
+    assert event.payload.job_id == "j1"
+    again = json.loads(serialize(event))
+    assert again["trace_id"] == "t-1" and again["payload"]["experiment"] == {"arm": "b"}
+
+
+def test_a_v2_reader_reads_v1_events_and_keeps_their_version():
+    raw = json.loads(serialize(f.member_upserted("e1")))
+    raw["schema"] = "hirestream.v1"
+    event = parse("members", json.dumps(raw))
+    assert event.payload.title == "Data Engineer"
+    assert json.loads(serialize(event))["schema"] == "hirestream.v1"
+
+
+def test_fields_real_exports_lack_are_optional_with_an_explicit_unknown():
+    p = MemberProfile(member_id="m1")
+    assert (p.title, p.location, p.seniority, p.years_experience) == ("", "", Seniority.UNKNOWN, None)
+    j = Job(job_id="j1", company_id="c1", company_name="Acme", title="Nurse")
+    assert (j.location, j.seniority) == ("", Seniority.UNKNOWN)
+    with pytest.raises(ValueError, match="no rank"):
+        Seniority.UNKNOWN.rank
+
+
+def test_a_view_carries_its_dwell_time():
+    ev = f.action("e1", "view", job_id="j1")
+    ev = ev.model_copy(update={"payload": ev.payload.model_copy(update={"dwell_s": 42.5})})
+    assert parse("member-actions", serialize(ev)).payload.dwell_s == 42.5

@@ -29,12 +29,18 @@ def run():
     return sim, list(sim.events())
 
 
+def _as_v1(raw: bytes) -> bytes:
+    """The bytes a v1 writer wrote for the same event: schema v2 differs on the wire only
+    in its version name and the view's dwell time (null: the simulator does not set it)."""
+    return raw.replace(b'"schema":"hirestream.v2"', b'"schema":"hirestream.v1"').replace(b',"dwell_s":null', b"")
+
+
 def test_signals_off_give_the_bytes_of_the_simulator_before_them():
     """sha256 of this run as the simulator wrote it before graph signals existed (the
     marketplace the 2026-12 ranker checkpoints were trained on)."""
     h = hashlib.sha256()
     for ev in Marketplace(MarketplaceConfig(seed=3, n_members=80, n_companies=8, n_jobs=150, days=4, **OFF)).events():
-        h.update(serialize(ev) + b"\n")
+        h.update(_as_v1(serialize(ev)) + b"\n")
     assert h.hexdigest() == "27215365fedbeed723447f2dda799502c6a6043a471abed0cd5a17665c1b9d12"
 
 

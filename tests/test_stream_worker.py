@@ -86,6 +86,31 @@ def test_kcat_events_reach_the_tables(worker, kafka_bootstrap):
     assert state["profile"]["title"] == "Kcat Engineer"
 
 
+def test_a_newer_producers_added_fields_and_a_v1_producers_events_are_applied(worker, kafka_bootstrap):
+    """The compatibility policy (streams.schemas) on a running worker: a field it does not
+    know is applied and kept, not dead-lettered; a v1 event reads as v2."""
+    mid = unique_name("m")
+    newer = json.loads(serialize(f.member_upserted(unique_name("e"), member_id=mid, title="Newer Producer")))
+    newer["trace_id"] = "t-42"
+    newer["payload"]["pronouns"] = "they/them"
+    older = json.loads(serialize(f.action(unique_name("e"), "click", 1, member_id=mid, job_id="j-v1")))
+    older["schema"] = "hirestream.v1"
+    view = json.loads(serialize(f.action(unique_name("e"), "view", 2, member_id=mid, job_id="j-v1")))
+    view["payload"]["dwell_s"] = 95.0
+    producer = make_producer(kafka_bootstrap)
+    try:
+        producer.send("members", key=mid.encode(), value=json.dumps(newer).encode())
+        for action in (older, view):
+            producer.send("member-actions", key=mid.encode(), value=json.dumps(action).encode())
+        producer.flush()
+    finally:
+        producer.close()
+    state = member_with(worker, mid, lambda v: v["profile"] and v["counts"].get("view") == 1, "added-field events")
+    assert state["profile"]["title"] == "Newer Producer"
+    assert state["profile"]["pronouns"] == "they/them"  # kept in the state, not dropped
+    assert state["counts"] == {"click": 1, "view": 1}
+
+
 def dead_letters(bootstrap: str, topic: str, until) -> list:
     consumer = KafkaConsumer(
         f"{topic}.dlq", bootstrap_servers=bootstrap, auto_offset_reset="earliest",

@@ -41,7 +41,7 @@ def _bad_messages() -> list[tuple[str, bytes, bytes]]:
 @click.option("--keep-running", is_flag=True, help="Leave the broker and worker up at the end.")
 def command(events: int, seed: int, members_shown: int, keep_running: bool) -> None:
     """Stream a simulated marketplace through Kafka and the stream worker; report."""
-    from rich.console import Console
+    from infra.terminal import console as make_console
     from rich.panel import Panel
     from rich.table import Table
 
@@ -51,7 +51,7 @@ def command(events: int, seed: int, members_shown: int, keep_running: bool) -> N
     from streams.settings import get_settings
     from streams.simulator import Marketplace, MarketplaceConfig
 
-    console = Console(width=max(Console().width, 140))  # tables stay readable when piped
+    console = make_console(min_width=140)  # tables stay readable when piped
     settings = get_settings()
     phases = Phases()
     run_dir = settings.data_dir / "run"

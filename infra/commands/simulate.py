@@ -44,7 +44,7 @@ def _counted(events: Iterable, counts: Counter, progress) -> Iterator:
 def command(seed: int, n_events: int, out: Path | None, to_kafka: bool, bootstrap: str | None,
             text_share: float | None, career_move_share: float | None, community_strength: float | None) -> None:
     """Simulate a job marketplace: members, companies, jobs, actions and hires."""
-    from rich.console import Console
+    from infra.terminal import console as make_console
     from rich.table import Table
     from tqdm import tqdm
 
@@ -52,7 +52,7 @@ def command(seed: int, n_events: int, out: Path | None, to_kafka: bool, bootstra
 
     if out is None and not to_kafka:
         raise click.UsageError("nothing to do: give --out PATH and/or --to-kafka")
-    console = Console()
+    console = make_console()
     t0 = time.perf_counter()
     overrides = {name: value for name, value in (("text_preference_share", text_share),
                                                  ("career_move_share", career_move_share),
@@ -68,7 +68,7 @@ def command(seed: int, n_events: int, out: Path | None, to_kafka: bool, bootstra
     )
     counts: Counter = Counter()
     t1 = time.perf_counter()
-    with tqdm(total=n_events, unit="ev", unit_scale=True, desc="simulate") as progress:
+    with tqdm(total=n_events, unit="ev", unit_scale=True, desc="simulate", disable=None) as progress:  # None: off when piped
         events = _counted(sim.events(), counts, progress)
         if out is not None and to_kafka:
             events = _tee_to_file(events, out)

@@ -38,13 +38,13 @@ def command(budget_minutes, steps, seed, data_seed, out_dir, members, jobs, comp
             quick) -> None:
     """Train the PLM4Job encoder (link prediction on applies + hires) and save a checkpoint."""
     import torch
-    from rich.console import Console
+    from infra.terminal import console as make_console
     from rich.table import Table
 
     from models.encoder_training import PromptSpec, TrainConfig
     from serving.training.encoder_run import DataConfig, ModelShape, train_encoder_on_simulator
 
-    console = Console()
+    console = make_console()
     if threads:
         torch.set_num_threads(threads)
     data = DataConfig(seed=data_seed, n_members=members, n_companies=companies, n_jobs=jobs,

@@ -12,15 +12,20 @@ the event time in epoch seconds. Plain envelope-per-line files (the simulator's
     write_log(events, path)                          # simulator output or LogRecords
     record_topics(bootstrap, path)                   # every partition of the topics, to their end
     for rec in read_log(path, report): ...           # malformed lines are counted, not fatal
+    check_log(path)                                  # valid lines? in event-time order? (no Kafka)
+    sort_log(read_log(path), out, chunk=200_000)     # event-time order in bounded memory
     produce_log(path, bootstrap, speed=100.0)        # back onto Kafka at 100x event time
 """
 from __future__ import annotations
 
+import heapq
 import json
+import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from pydantic import ValidationError
 
@@ -132,6 +137,79 @@ def read_log(path: str | Path, report: ReadReport | None = None) -> Iterator[Log
 
 def sort_key(rec: LogRecord) -> tuple:
     return (rec.t, TOPIC_RANK.get(rec.topic, 99), rec.partition or 0, rec.offset or 0, rec.seq)
+
+
+class LogOrderError(ValueError):
+    """A log that is not in event-time order where order is needed (replay)."""
+
+    def __init__(self, seq: int, event_id: str, t: float, last_t: float):
+        super().__init__(f"the log is not in event-time order at seq {seq} ({event_id}): {t} < {last_t}; "
+                         f"`hirestream sort LOG` puts it in order (`hirestream validate LOG` checks)")
+
+
+@dataclass
+class LogCheck:
+    report: ReadReport
+    first_unsorted: int | None = None  # line number of the first event earlier than the one before it
+
+
+def check_log(path: str | Path) -> LogCheck:
+    """Read a whole log: the rejected lines with reasons, and whether it is sorted."""
+    check = LogCheck(ReadReport())
+    last: tuple | None = None
+    for rec in read_log(path, check.report):
+        key = sort_key(rec)[:2]  # time, then topic rank: what replay and training need
+        if last is not None and key < last and check.first_unsorted is None:
+            check.first_unsorted = check.report.lines  # every non-blank line so far was read
+        last = key
+    return check
+
+
+def sort_log(records: Iterable[LogRecord], out: str | Path, chunk: int = 200_000,
+             key: Callable[[LogRecord], tuple] = sort_key,
+             duplicate: Callable[[LogRecord, LogRecord], bool] | None = None) -> int:
+    """Write `records` to `out` in `key` order, renumbered; return how many.
+
+    At most `chunk` records are held at once: each chunk is sorted and spilled to a
+    temporary log beside `out`, then the runs are merged (an external merge sort), so a
+    log larger than memory sorts too. `out` may be the file `records` are read from: it
+    is replaced only when the merge is done. `duplicate(rec, kept)`: drop `rec` when it
+    repeats the record kept just before it (a key that sorts repeats together makes
+    this whole-log deduplication in constant memory)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".sort-") as tmp:
+        runs: list[Path] = []
+        buf: list[LogRecord] = []
+
+        def spill() -> None:
+            buf.sort(key=key)
+            runs.append(Path(tmp) / f"run-{len(runs)}.jsonl")
+            write_log(buf, runs[-1])
+            buf.clear()
+
+        for rec in records:
+            buf.append(rec)
+            if len(buf) >= chunk:
+                spill()
+        if buf or not runs:
+            spill()
+        merged = heapq.merge(*(read_log(r) for r in runs), key=key)
+        if duplicate is not None:
+            merged = _without_repeats(merged, duplicate)
+        staged = Path(tmp) / "sorted.jsonl"
+        n = write_log((LogRecord(i, r.topic, r.event, r.partition, r.offset) for i, r in enumerate(merged)), staged)
+        os.replace(staged, out)
+    return n
+
+
+def _without_repeats(records: Iterable[LogRecord], duplicate) -> Iterator[LogRecord]:
+    kept: LogRecord | None = None
+    for rec in records:
+        if kept is not None and duplicate(rec, kept):
+            continue
+        kept = rec
+        yield rec
 
 
 # ---- Kafka round trips -------------------------------------------------------------
@@ -248,4 +326,5 @@ def parse_speed(text: str) -> float | None:
 def _progress(total: int | None, desc: str, enabled: bool):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="ev", disable=not enabled, mininterval=1.0)
+    # disable=None: no bar when stderr is not a terminal (piped logs get no carriage returns)
+    return tqdm(total=total, desc=desc, unit="ev", disable=None if enabled else True, mininterval=1.0)

@@ -14,8 +14,10 @@ exactly the events that precede the point (no leakage).
 
 Evaluation points are the moments the log says something happened to a member:
   served   a slate (`serving.slates`, the labelling training uses too): a member's
-           views on one surface with no gap over `slate_gap_s`, scored at its first view. The shown jobs are re-ranked by
-           each scorer (AUC, NDCG@10, MRR per task); in a sampled share of slates the
+           views on one surface with no gap over `slate_gap_s`, scored at its first view. Its
+           candidates are the shown jobs where the log's views are impressions, the jobs open
+           at that moment where they are a job board's page views (`slates`: the report says
+           which); each scorer re-ranks them (AUC, NDCG@10, MRR per task); in a sampled share of slates the
            whole engine also runs (retrieve -> rank -> top k): recall of retrieval,
            apply and hire rate in the top k, coverage, diversity, dismissed-reshown.
   applied  the hire task: the applied job scored for "hire", labelled by a later hire.
@@ -31,7 +33,7 @@ import hashlib
 import math
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
@@ -39,11 +41,16 @@ import numpy as np
 
 from serving.evaluation import metrics as M
 from serving.online.engine import EngineConfig, MatchingEngine, load_encoder
-from serving.evaluation.eventlog import LogRecord, ReadReport, as_records, read_log
+from serving.evaluation.eventlog import LogOrderError, LogRecord, ReadReport, as_records, read_log
 from serving.online.scorer import Candidate, Scorer
 from serving.online.scoring import top_k_order
-from serving.slates import OUTCOME_WINDOW_S, SLATE_GAP_S, TASK_ACTIONS, Outcomes, Slate, SlateTracker
-from streams.schemas import ActionType, HireConfirmed, MemberActed, ScoreRequested
+from serving.slates import (
+    DWELL_S, OUTCOME_WINDOW_S, SLATE_GAP_S, TASK_ACTIONS, Outcomes, Slate, SlateTracker, sample_candidates,
+    slate_source, view_outcomes,
+)
+from streams.schemas import (
+    ActionType, HireConfirmed, JobClosedEvent, JobPosted, JobUpdated, MemberActed, ScoreRequested,
+)
 from streams.state import MemberState
 
 SURFACES = ("recommendations", "search", "promoted")
@@ -63,9 +70,14 @@ class Variant:
     retrieve_k: int | None = None  # candidates it ranks on the engine path (None: the config's)
 
 
+# What a replay evaluates when no tasks are given (`tasks=()`), by slate source.
+DEFAULT_TASKS = {"impressions": ("click", "apply"), "views": ("view", "dwell", "apply")}
+MIN_POSITIVES = 20  # fewer positives than this for a task, and its metrics are noise: the report says so
+
+
 @dataclass(frozen=True)
 class ReplayConfig:
-    tasks: tuple[str, ...] = ("click", "apply")
+    tasks: tuple[str, ...] = ("click", "apply")  # () = DEFAULT_TASKS of the slate source
     k: int = 10  # results shown per request
     retrieve_k: int = 100  # candidates retrieved per request
     retrievals: Mapping[str, str] = field(default_factory=lambda: {"hybrid": "hybrid,exact"})
@@ -73,7 +85,11 @@ class ReplayConfig:
     slate_gap_s: float = SLATE_GAP_S
     outcome_window_s: float = OUTCOME_WINDOW_S  # an action counts this long after the job was shown
     hire_window_s: float = 30 * DAY
-    cold_start_max: int = 3  # fewer past interactions (views aside) than this = cold start
+    cold_start_max: int = 3  # fewer past interactions (views included) than this = cold start
+    slates: str = "auto"  # "impressions", "views" or "auto" (serving.slates)
+    dwell_s: float = DWELL_S  # a view this long or longer is a positive of the dwell task
+    views_candidates: int = 100  # views slates: open jobs scored per slate (sampled beyond it)
+    min_positives: int = MIN_POSITIVES
     seed: int = 0  # decides the samples
     engine: EngineConfig = field(default_factory=EngineConfig)
     encoder: str | None = None  # a PLM4Job checkpoint for the dense column (default: hashed terms)
@@ -108,27 +124,33 @@ class Future:
     outcomes: Outcomes
     hires: dict[tuple[str, str], float] = field(default_factory=dict)
     points: dict[int, list[Any]] = field(default_factory=lambda: defaultdict(list))
+    actions_seen: set[str] = field(default_factory=set)  # which kinds of action the log holds
 
     def relevant(self, member_id: str, task: str, start: float) -> set[str]:
         """Jobs that make `task` positive for the member in the outcome window after `start`."""
         return set().union(*(self.outcomes.jobs_with(member_id, a, start) for a in TASK_ACTIONS[task]))
 
 
-def read_future(records: Iterable[LogRecord], slate_gap_s: float, outcome_window_s: float) -> Future:
+def read_future(records: Iterable[LogRecord], slate_gap_s: float, outcome_window_s: float,
+                dwell_s: float = DWELL_S) -> Future:
     """Pass one: labels and evaluation points, keyed by the log position they precede.
-    Slates and outcomes are `serving.slates`', as the training examples' are."""
+    Slates and outcomes are `serving.slates`', as the training examples' are; views are
+    outcomes too (the view and dwell tasks)."""
     fut = Future(Outcomes(outcome_window_s))
     slates = SlateTracker(slate_gap_s)
     for rec in records:
         ev, t = rec.event, rec.t
         if isinstance(ev, MemberActed):
             a = ev.payload
+            fut.actions_seen.add(a.action.value)
             if a.action is ActionType.SEARCH:
                 slates.searched(a.member_id, a.query)
             elif a.action is ActionType.VIEW:
                 slate, opened = slates.view(a.member_id, a.surface.value, a.job_id, t, ev.event_id)
                 if opened:
                     fut.points[rec.seq].append(slate)
+                for outcome in view_outcomes(a.dwell_s, dwell_s):
+                    fut.outcomes.add(a.member_id, a.job_id, outcome, t)
             else:
                 fut.outcomes.add(a.member_id, a.job_id, a.action.value, t)
                 if a.action is ActionType.APPLY:
@@ -207,7 +229,7 @@ class Replayer:
         names = [v.name for v in variants]
         if len(set(names)) != len(names):
             raise ValueError(f"variant names must be unique, got {names}")
-        self.config = config or ReplayConfig()
+        self.config = self._requested = config or ReplayConfig()  # run() resolves "auto" per log
         for v in variants:
             if v.retrieval not in self.config.retrievals:
                 raise ValueError(f"variant {v.name!r} wants retrieval {v.retrieval!r}; "
@@ -219,11 +241,17 @@ class Replayer:
             read_report: ReadReport | None = None, progress: bool = False, total: int | None = None) -> ReplayResult:
         """Replay `records` (LogRecords or bare events). Pass `second_pass` to stream a
         file twice instead of holding it in memory."""
-        cfg = self.config
         if second_pass is None:
             records = list(as_records(records))
             second_pass = records
-        fut = read_future(records, cfg.slate_gap_s, cfg.outcome_window_s)
+        asked = self._requested
+        fut = read_future(records, asked.slate_gap_s, asked.outcome_window_s, asked.dwell_s)
+        source = slate_source(asked.slates, fut.actions_seen)
+        self.config = cfg = replace(asked, slates=source, tasks=asked.tasks or DEFAULT_TASKS[source])
+        unknown = [t for t in cfg.tasks if t not in TASK_ACTIONS]
+        if unknown:
+            raise ValueError(f"unknown task(s) {unknown}; known: {sorted(TASK_ACTIONS)}")
+        open_jobs = _OpenJobs()
         engine = MatchingEngine(None, cfg.engine, retrievals=cfg.retrievals, embedder=load_encoder(cfg.encoder))
         groups: dict[tuple[str, str, str, str], Group] = defaultdict(Group)
         daily: dict[tuple[str, str, int], list[float]] = defaultdict(list)
@@ -235,11 +263,12 @@ class Replayer:
         wall0 = time.perf_counter()
         from tqdm import tqdm
 
-        for rec in tqdm(second_pass, total=total, desc="replay", unit="ev", disable=not progress, mininterval=1.0):
+        # disable=None: no bar when stderr is not a terminal (piped logs get no carriage returns)
+        for rec in tqdm(second_pass, total=total, desc="replay", unit="ev", disable=None if progress else True,
+                        mininterval=1.0):
             t = rec.t
             if t < last_t:
-                raise ValueError(f"log is not in event-time order at seq {rec.seq} ({rec.event.event_id}): "
-                                 f"{t} < {last_t}; record it with `hirestream record`, which sorts")
+                raise LogOrderError(rec.seq, rec.event.event_id, t, last_t)
             last_t = t
             t_start = t if t_start is None else t_start
             for point in fut.points.get(rec.seq, ()):
@@ -259,20 +288,24 @@ class Replayer:
                     if not _in_sample(cfg.seed, f"{v.name}:{point.request_id}", v.sample):
                         continue
                     if isinstance(point, Slate):
-                        self._slate(engine, fut, v, point, state, seg, groups, daily, lat, day)
+                        self._slate(engine, fut, v, point, state, seg, groups, daily, lat, day, open_jobs)
                     elif isinstance(point, Application):
                         self._application(engine, fut, v, point, state, seg, groups)
                     else:
                         self._engine_path(engine, fut, v, point, state, seg, groups, lat, tasks=cfg.tasks[:1])
             engine.apply(rec.event)
+            open_jobs.changed(rec.event)
             counts["events"] += 1
         wall = time.perf_counter() - wall0
         catalog_size = sum(1 for e in engine.catalog.values() if e.job is not None)
         metrics = self._summarize(groups, catalog_size)
+        warnings = positive_warnings(metrics, self.variants[0].name, (*cfg.tasks, "hire"), cfg.min_positives)
         over_time = {v.name: {task: {str(d): M.nanmean(daily[(v.name, task, d)])
                                      for d in sorted({d for (n, tk, d) in daily if n == v.name and tk == task})}
                               for task in cfg.tasks} for v in self.variants}
         replay_info = {
+            "slates": cfg.slates,
+            "warnings": warnings,
             "events": counts["events"],
             "skipped_lines": read_report.n_skipped if read_report else 0,
             "skipped_examples": [f"line {n}: {r}" for n, r in (read_report.skipped[:5] if read_report else [])],
@@ -296,9 +329,20 @@ class Replayer:
     def _cells(self, v: Variant, surface: str, task: str, seg: str) -> list[tuple[str, str, str, str]]:
         return [(v.name, s, task, g) for s in (surface, ALL) for g in (seg, "all")]
 
-    def _slate(self, engine, fut, v, slate: Slate, state, seg, groups, daily, lat, day) -> None:
+    def _slate(self, engine, fut, v, slate: Slate, state, seg, groups, daily, lat, day, open_jobs) -> None:
         cfg = self.config
-        cands = engine.candidates(slate.shown)
+        if cfg.slates == "views":  # no impressions: the jobs open now, the viewed ones positive
+            key = ("views-candidates",)
+            if key not in self._shared:
+                positives = set().union(*(fut.relevant(slate.member_id, t, slate.start) for t in cfg.tasks))
+                ids = sample_candidates(open_jobs.ids(engine), engine.is_open, positives, cfg.views_candidates,
+                                        f"{cfg.seed}:{slate.slate_id}")
+                self._shared[key] = ids
+            ids = self._shared[key]
+            shown_at = dict.fromkeys(ids, slate.start)
+        else:
+            ids, shown_at = slate.shown, slate.shown_at
+        cands = engine.candidates(ids)
         if not cands:
             return
         key = ("slate", id(v.scorer))
@@ -308,7 +352,7 @@ class Replayer:
             self._shared[key] = scores_by_task
         for task in cfg.tasks:
             scores = scores_by_task[task]
-            labels = [fut.outcomes.label(task, slate.member_id, c.job.job_id, slate.shown_at[c.job.job_id])
+            labels = [fut.outcomes.label(task, slate.member_id, c.job.job_id, shown_at[c.job.job_id])
                       for c in cands]
             nd = M.ndcg_at_k(scores, labels, 10) if any(labels) else float("nan")
             rr = M.reciprocal_rank(scores, labels) if any(labels) else float("nan")
@@ -380,6 +424,43 @@ class Replayer:
         for (name, surface, task, seg), g in sorted(groups.items()):
             out.setdefault(name, {}).setdefault(surface, {}).setdefault(task, {})[seg] = g.summary(catalog_size)
         return out
+
+
+class _OpenJobs:
+    """The ids of the jobs open in the engine's catalog, rebuilt only after a job event."""
+
+    def __init__(self) -> None:
+        self._ids: list[str] | None = None
+
+    def changed(self, event: Any) -> None:
+        if isinstance(event, (JobPosted, JobUpdated, JobClosedEvent)):
+            self._ids = None
+
+    def ids(self, engine: MatchingEngine) -> list[str]:
+        if self._ids is None:
+            self._ids = sorted(j for j, e in engine.catalog.items() if e.open and e.job is not None)
+        return self._ids
+
+
+def positive_warnings(metrics: Mapping[str, Any], variant: str, tasks: Sequence[str], minimum: int) -> list[str]:
+    """A loud line per task whose labels cannot carry its metrics: no positives at all
+    (AUC, NDCG and MRR are undefined) or fewer than `minimum` (they are noise)."""
+    out = []
+    for task in tasks:
+        cell = metrics.get(variant, {}).get(ALL, {}).get(task, {}).get("all")
+        if cell is None:
+            if task != "hire":
+                out.append(f"task {task!r}: no evaluation points at all")
+            continue
+        n, impressions = cell["positives"], cell["impressions"]
+        if n == 0:
+            out.append(f"task {task!r}: NO POSITIVES in {impressions:,} impressions: its AUC, NDCG and MRR "
+                       f"are undefined (does the log hold the action it is labelled by: "
+                       f"{', '.join(TASK_ACTIONS.get(task, ('hired',)))}?)")
+        elif n < minimum:
+            out.append(f"task {task!r}: only {n} positives in {impressions:,} impressions (fewer than {minimum}): "
+                       f"its metrics are noise")
+    return out
 
 
 def _scores_by_task(scorer: Scorer, state: MemberState, cands: Sequence[Candidate], tasks: Sequence[str],

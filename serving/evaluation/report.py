@@ -38,7 +38,9 @@ def metrics_json(result: ReplayResult) -> bytes:
         "config": {"tasks": list(cfg.tasks), "k": cfg.k, "retrieve_k": cfg.retrieve_k,
                    "retrievals": dict(cfg.retrievals), "engine_sample": cfg.engine_sample, "seed": cfg.seed,
                    "slate_gap_s": cfg.slate_gap_s, "outcome_window_s": cfg.outcome_window_s,
-                   "hire_window_s": cfg.hire_window_s, "cold_start_max": cfg.cold_start_max},
+                   "hire_window_s": cfg.hire_window_s, "cold_start_max": cfg.cold_start_max,
+                   "slates": cfg.slates, "dwell_s": cfg.dwell_s, "views_candidates": cfg.views_candidates,
+                   "min_positives": cfg.min_positives},
         "variants": result.variants,
         "metrics": result.metrics,
         "over_time": result.over_time,
@@ -59,6 +61,32 @@ def cell(result: ReplayResult, variant: str, surface: str, task: str, segment: s
     return result.metrics.get(variant, {}).get(surface, {}).get(task, {}).get(segment, {})
 
 
+NO_POSITIVES = "NO POSITIVES"  # in place of a ranking metric that has nothing to rank for
+
+
+def _ranking(c: dict[str, Any], metric: str) -> str:
+    """A ranking metric, or why there is none: a task without positives says so
+    instead of printing a dash that reads like a missing run."""
+    if c and c.get("positives") == 0 and c.get("impressions"):
+        return NO_POSITIVES
+    return _fmt(c.get(metric))
+
+
+SLATE_SOURCE_NOTE = {
+    "impressions": "Slates are impressions: the log's views are what members were shown, and each slate's "
+                   "shown jobs are re-ranked.",
+    "views": "Slates are built from views: the log has no impressions (no clicks, saves or dismisses), so "
+             "each view session is scored against the jobs open when it started (up to {n}, sampled beyond, "
+             "the viewed ones always among them); positives are what the member did to them afterwards. "
+             "Figures are not comparable with an impressions replay's: the candidates are the catalog, not "
+             "a shown list.",
+}
+
+
+def slate_note(result: ReplayResult) -> str:
+    return SLATE_SOURCE_NOTE[result.config.slates].format(n=result.config.views_candidates)
+
+
 def headline_rows(result: ReplayResult) -> list[list[str]]:
     """One row per variant: ranking quality per task, engine figures for the first task,
     hire AUC and latency (all surfaces, all members)."""
@@ -68,10 +96,10 @@ def headline_rows(result: ReplayResult) -> list[list[str]]:
         row = [v]
         for task in result.config.tasks:
             c = cell(result, v, ALL, task)
-            row += [_fmt(c.get("auc")), _fmt(c.get("ndcg@10"))]
+            row += [_ranking(c, "auc"), _ranking(c, "ndcg@10")]
         c = cell(result, v, ALL, first)
         row += [_fmt(c.get("recall@retrieve_k")), _fmt(c.get("apply_rate@k")), _fmt(c.get("coverage@k")),
-                _fmt(cell(result, v, ALL, "hire").get("auc"))]
+                _ranking(cell(result, v, ALL, "hire"), "auc")]
         lat = result.timings["latency_ms"].get(f"{v}/total", {})
         row.append(f"{_fmt(lat.get('p50'), 1)} / {_fmt(lat.get('p99'), 1)}")
         rows.append(row)
@@ -95,8 +123,12 @@ def _md_table(columns: list[str], rows: list[list[str]]) -> str:
 def markdown(result: ReplayResult, plots: dict[str, str]) -> str:
     cfg = result.config
     r = result.replay
-    parts = [
-        "# Replay evaluation",
+    warnings = r.get("warnings", [])
+    parts = ["# Replay evaluation", ""]
+    if warnings:
+        parts += ["## ⚠ Warnings", ""] + [f"- **{w}**" for w in warnings] + [""]
+    parts += [
+        slate_note(result),
         "",
         f"{r['events']:,} events replayed in event-time order ({r['skipped_lines']} malformed lines skipped); "
         f"evaluation points: {', '.join(f'{k} {v:,}' for k, v in r['points'].items())}. "
@@ -109,7 +141,7 @@ def markdown(result: ReplayResult, plots: dict[str, str]) -> str:
         "",
         _md_table(headline_columns(result), headline_rows(result)),
         "",
-        f"Ranking metrics re-rank the slates members were shown; recall, apply rate, coverage come from the "
+        f"Ranking metrics re-rank each slate's candidates (above); recall, apply rate, coverage come from the "
         f"engine path (retrieve {cfg.retrieve_k} -> rank -> top {cfg.k}) on a {cfg.engine_sample:.0%} sample "
         f"of slates. Outcomes count within {cfg.outcome_window_s / 86400:g} days (hires: "
         f"{cfg.hire_window_s / 86400:g}).",
@@ -128,8 +160,8 @@ def markdown(result: ReplayResult, plots: dict[str, str]) -> str:
                     c = cell(result, v, surface, task, seg)
                     if not c:
                         continue
-                    row = [v, surface, seg, _fmt(c["requests"]), _fmt(c["positives"]), _fmt(c["auc"]),
-                           _fmt(c["ndcg@10"]), _fmt(c["mrr"])]
+                    row = [v, surface, seg, _fmt(c["requests"]), _fmt(c["positives"]), _ranking(c, "auc"),
+                           _ranking(c, "ndcg@10"), _ranking(c, "mrr")]
                     if task != "hire":
                         row += [_fmt(c[m]) for m in HEADLINE_ENGINE]
                     rows.append(row)
@@ -222,9 +254,12 @@ def write_report(result: ReplayResult, out_dir: str | Path) -> dict[str, Path]:
 
 
 def rich_table(result: ReplayResult, title: str = "replay: models side by side"):
+    """The headline table; its caption states the slate source and every warning."""
     from rich.table import Table
 
-    t = Table(title=title)
+    warnings = result.replay.get("warnings", [])
+    caption = "\n".join([slate_note(result)] + [f"WARNING: {w}" for w in warnings])
+    t = Table(title=title, caption=caption, caption_style="bold red" if warnings else "dim")
     for i, c in enumerate(headline_columns(result)):
         t.add_column(c, justify="left" if i == 0 else "right")
     for row in headline_rows(result):

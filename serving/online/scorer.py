@@ -101,7 +101,7 @@ def _words(text: str) -> list[str]:
 
 
 def member_words(state: MemberState, query: str | None = None) -> list[str]:
-    """What a member says about themselves: profile, engaged jobs, searches, the query."""
+    """What a member says about themselves: profile, viewed and engaged jobs, searches, the query."""
     words: list[str] = []
     p = state.profile
     if p is not None:
@@ -109,7 +109,9 @@ def member_words(state: MemberState, query: str | None = None) -> list[str]:
         for s in p.skills:
             words += _words(s)
     for it in state.history:
-        if it.action in ("click", "save", "apply", "hired") and it.job is not None:
+        # a viewed job says what the member looks at: a job board's exports often hold
+        # nothing else (an impression-only view counts too: it is in the member's feed)
+        if it.action in ("view", "click", "save", "apply", "hired") and it.job is not None:
             words += _words(it.job.title)
         elif it.action == "search" and it.query:
             words += _words(it.query)

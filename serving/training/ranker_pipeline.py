@@ -60,7 +60,7 @@ def simulated_split(n_members: int = 300, days: int = 21, seed: int = 7, held_ou
     cfg = MarketplaceConfig(seed=seed, n_members=n_members, n_companies=max(5, n_jobs // 20), n_jobs=n_jobs, days=days,
                             **sim_overrides(text_share, career_move_share, community_strength))
     market = Marketplace(cfg)
-    events = tqdm(market.events(), desc="replay simulator", unit="event", disable=not progress)
+    events = tqdm(market.events(), desc="replay simulator", unit="event", disable=None if progress else True)
     if on_event is not None:
         events = _tapped(events, lambda ev: on_event(market.truth, ev))
     examples = build_examples(events)
@@ -195,7 +195,7 @@ def score_examples(ranker: Ranker, examples: Sequence[Example], prompts: PromptC
     scores = np.zeros(len(examples), dtype=np.float32)
     slates = slates_of(examples)
     for group in tqdm(slates.values(), desc=f"score (phrasing {phrasing}{', ' + ask if ask else ''})",
-                      disable=not progress, mininterval=5):
+                      disable=None if progress else True, mininterval=5):
         tasks = [ask] if ask else sorted({ex.task for ex in group}, key=TASKS.index)
         jobs = list(dict.fromkeys(ex.job.job_id for ex in group))
         job_of = {ex.job.job_id: ex.job for ex in group}

@@ -31,7 +31,7 @@ from typing import Iterator
 from streams.schemas import (
     ActionType, Company, CompanyUpserted, DismissReason, Envelope, HireConfirmed, Hire, Job,
     JobClosed, JobClosedEvent, JobPosted, MemberActed, MemberProfile,
-    MemberUpserted, Seniority, Surface,
+    MemberUpserted, SENIORITY_ORDER, Seniority, Surface,
 )
 from streams.simulator import careers, communities, text, wishes
 from streams.simulator.config import MarketplaceConfig
@@ -40,7 +40,7 @@ from streams.simulator.truth import (
     JobState, MemberState, Preferences, Truth, affinity, dismiss_reason, qualified,
 )
 
-SENIORITIES = list(Seniority)
+SENIORITIES = list(SENIORITY_ORDER)
 CITIES = (
     "London", "Berlin", "Paris", "Amsterdam", "Madrid", "Milan", "Dublin", "Warsaw",
     "Stockholm", "Munich", "Zurich", "Vienna", "Lisbon", "Copenhagen", "Brussels",

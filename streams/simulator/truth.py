@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from streams.schemas import DismissReason, Seniority
+from streams.schemas import DismissReason, Seniority, SENIORITY_ORDER
 from streams.simulator.communities import Tastes
 from streams.simulator.wishes import REMOTE
 
-_SENIORITY = list(Seniority)
+_SENIORITY = list(SENIORITY_ORDER)
 QUALIFYING_SKILL_SHARE = 0.34  # a qualified member has at least a third of a job's skills
 
 
