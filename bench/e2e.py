@@ -1,7 +1,7 @@
 """End to end: score requests at a fixed open-loop rate through Kafka and through HTTP
 against a real `hirestream serve` worker, for a bounded time.
 
-    python bench/e2e.py                                   # ~4 min on 2 idle cores
+    python bench/e2e.py                                   # ~5 min on 2 cores
     python bench/e2e.py --scorers bm25,ranker:/abs/artifacts/ranker-q --rate 40,4 --duration 20
 
 Protocol (fixed before the first run):
@@ -22,11 +22,16 @@ Protocol (fixed before the first run):
   (a closed loop would slow down with the service and hide overload). Latency is
   answer time minus the *scheduled* send time, so the bench's own lateness counts
   against it rather than hiding (the worst sender lateness is printed).
+- Service time alone: four requests one at a time (the first warms up), the median
+  of the others' timings: what one request costs with nothing else waiting.
 - Sustainable rate: `--rate` (one figure for every scorer, or one per scorer), else
-  found per scorer: a closed loop of `max_batch` (8) concurrent HTTP clients for
-  `--calibrate-s` seconds gives the worker's capacity (results/s with the batcher
-  full); the sustainable rate is `--load` (0.5) of it, two significant digits. Each
-  scorer then runs at that rate and at twice it, each transport for `--duration` s.
+  found per scorer: a closed loop of `--clients` (4) concurrent HTTP clients asking
+  for `--calibrate-s` seconds, each request with a 60 s deadline (ranked whatever the
+  model's speed; the requests in flight at the end are waited for), gives the
+  worker's capacity in fully ranked results/s; the sustainable rate is `--load` (0.5)
+  of it, rounded down to two significant digits. Each scorer then runs at that rate
+  and at twice it, each transport for `--duration` s: with a slow model that can be
+  few requests (the n column).
 - After a run's last send, answers are awaited up to the deadline + 15 s; requests
   without one by then are `lost`. Shares are of requests sent. results/s: answers /
   (last answer - first scheduled send). Stage shares (retrieve, rank, queue: the
@@ -348,36 +353,46 @@ async def run_kafka(bootstrap: str, members: Sequence[str], rate: float, duratio
     return outcomes, t0, late
 
 
+CALIBRATE_DEADLINE_MS = 60_000  # long enough that a calibration request is never cut short
+
+
 async def closed_loop_capacity(url: str, members: Sequence[str], clients: int, seconds: float,
-                               deadline_ms: int, rng: np.random.Generator) -> float:
-    """Results/s with `clients` requests always in flight over HTTP (ok or partial
-    answers only: shed ones are not capacity)."""
+                               rng: np.random.Generator) -> float:
+    """Fully ranked results/s with `clients` requests always in flight over HTTP, each
+    with a deadline long enough to be ranked whatever the model's speed: clients stop
+    asking after `seconds` and the requests in flight are waited for and counted, so a
+    model slower than `seconds` per request still gets a figure."""
     import httpx
 
     from streams.schemas import ScoreResult
 
-    done = 0
+    done, last = 0, 0.0
     stop_at = time.perf_counter() + seconds
-    async with httpx.AsyncClient(base_url=url, timeout=deadline_ms / 1000 + DRAIN_S) as http:
+    async with httpx.AsyncClient(base_url=url, timeout=CALIBRATE_DEADLINE_MS / 1000 + DRAIN_S) as http:
         async def client() -> None:
-            nonlocal done
+            nonlocal done, last
             while time.perf_counter() < stop_at:
-                reply = await http.post("/v1/rank", json=rank_body(str(rng.choice(members)), deadline_ms))
-                if ScoreResult.model_validate_json(reply.content).status.value in ("ok", "partial"):
-                    done += 1
+                reply = await http.post("/v1/rank", json=rank_body(str(rng.choice(members)), CALIBRATE_DEADLINE_MS))
+                if ScoreResult.model_validate_json(reply.content).status.value == "ok":
+                    done, last = done + 1, time.perf_counter()
         started = time.perf_counter()
         await asyncio.gather(*(client() for _ in range(clients)))
-    return done / (time.perf_counter() - started)
+    return done / (last - started) if done else 0.0
 
 
-async def warm_up(url: str, members: Sequence[str], n: int, deadline_ms: int) -> None:
-    """A few requests one at a time: the index scan's compilation and the model's first
-    calls happen here, not in a timed run."""
+async def alone(url: str, members: Sequence[str], n: int) -> dict:
+    """`n` requests one at a time (the first warms up: the index scan's compilation and
+    the model's first call happen there, not in a timed run); the median timings of
+    the others: a request's service time with nothing else waiting."""
     import httpx
 
-    async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+    async with httpx.AsyncClient(base_url=url, timeout=CALIBRATE_DEADLINE_MS / 1000 + DRAIN_S) as http:
+        timings = []
         for m in members[:n]:
-            await http.post("/v1/rank", json=rank_body(m, max(deadline_ms, 30_000)))
+            reply = await http.post("/v1/rank", json=rank_body(m, CALIBRATE_DEADLINE_MS))
+            timings.append(reply.json()["timings_ms"])
+    rest = timings[1:] or timings
+    return {stage: float(np.median([t.get(stage, 0.0) for t in rest])) for stage in ("total", *STAGES)}
 
 
 # ---- the run ------------------------------------------------------------------------------
@@ -409,13 +424,13 @@ def row(label: str, via: str, rate: float, fig: dict) -> tuple:
 
     def pc(x: float) -> str:
         return "-" if x != x else f"{100 * x:.0f}%"
-    return (label, via, f"{rate:g}", f"{fig['offered_per_s']:.1f}", f"{fig['results_per_s']:.1f}",
+    return (label, via, f"{rate:g}", fig["sent"], f"{fig['offered_per_s']:.2f}", f"{fig['results_per_s']:.2f}",
             f"{fig['p50_ms']:.0f}", f"{fig['p99_ms']:.0f}", pc(st["retrieve"]), pc(st["rank"]), pc(st["queue"]),
             pc(sh["ok"]), pc(sh["partial"]), pc(sh["shed"] + sh["refused"]), pc(sh["expired"]),
             pc(sh["error"] + sh["lost"]), f"{fig['rss_peak_mb']:.0f}", f"{fig['rss_growth_mb']:+.0f}")
 
 
-HEADER = ("scorer", "via", "rate", "offered/s", "results/s", "p50 ms", "p99 ms", "retr", "rank", "queue",
+HEADER = ("scorer", "via", "rate", "n", "offered/s", "results/s", "p50 ms", "p99 ms", "retr", "rank", "queue",
           "ok", "partial", "shed", "expired", "err+lost", "RSS MB", "growth")
 
 
@@ -428,7 +443,8 @@ def main() -> None:
                     help="sustainable rate(s), requests/s: one for every scorer or one per scorer; "
                          "default: found per scorer (--load of a closed loop's capacity)")
     ap.add_argument("--load", type=float, default=0.5, help="sustainable rate as a share of the measured capacity")
-    ap.add_argument("--calibrate-s", type=float, default=8.0)
+    ap.add_argument("--calibrate-s", type=float, default=8.0, help="closed-loop calibration: seconds asking")
+    ap.add_argument("--clients", type=int, default=4, help="closed-loop calibration: requests in flight")
     ap.add_argument("--duration", type=float, default=12.0, help="seconds per run (scorer, rate, transport)")
     ap.add_argument("--k", type=int, default=50, help="candidates the model ranks per request (RETRIEVE_K)")
     ap.add_argument("--deadline-ms", type=int, default=1000)
@@ -454,10 +470,8 @@ def main() -> None:
 
     from infra.broker import private_broker
     from streams.producer import produce_events
-    from serving.online.settings import ServingSettings
 
     started = time.perf_counter()
-    batch = ServingSettings().max_batch
     print(f"CPU: {cpu_name()}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs at the start", flush=True)
     events, members = marketplace(args.members, args.days, args.seed)
     print(f"marketplace: seed {args.seed}, {len(members)} members with profiles, {len(events)} events; "
@@ -471,16 +485,17 @@ def main() -> None:
             label = scorer_label(spec)
             worker, url = start_worker(bootstrap, Path(tmp), spec, args.k, len(events))
             try:
-                asyncio.run(warm_up(url, members, 5, args.deadline_ms))
+                solo = asyncio.run(alone(url, members, 4))
+                print(f"{label}: one request alone: {solo['total']:.0f} ms (retrieve {solo['retrieve']:.0f} ms, "
+                      f"rank {solo['rank']:.0f} ms; median of 3 after a warm-up)", flush=True)
                 if rates:
                     rate, how = rates[n], "--rate"
                 else:
-                    capacity = asyncio.run(closed_loop_capacity(url, members, batch, args.calibrate_s,
-                                                                args.deadline_ms, rng))
+                    capacity = asyncio.run(closed_loop_capacity(url, members, args.clients, args.calibrate_s, rng))
                     rate = sustainable(capacity, args.load)
-                    how = (f"{args.load:g} x {capacity:.1f} results/s measured closed loop with {batch} "
-                           f"requests in flight over HTTP for {args.calibrate_s:g} s")
-                report["sustainable"][label] = {"rate": rate, "how": how}
+                    how = (f"{args.load:g} x {capacity:.2f} ranked results/s measured closed loop with "
+                           f"{args.clients} requests in flight over HTTP for {args.calibrate_s:g} s")
+                report["sustainable"][label] = {"rate": rate, "how": how, "alone_ms": solo}
                 print(f"{label}: sustainable rate {rate:g}/s ({how})", flush=True)
                 for r in (rate, 2 * rate):
                     for via in ("kafka", "http"):
@@ -505,7 +520,7 @@ def main() -> None:
     print()
     print(table(rows))
     late = max(f["worst_send_lateness_ms"] for f in report["runs"])
-    print(f"\n(rate: scheduled requests/s, open loop; offered/s: sent / send window; results/s: answers / (last "
+    print(f"\n(rate: scheduled requests/s, open loop; n: requests sent; offered/s: sent / send window; results/s: answers / (last "
           f"answer - first send); p50/p99: request -> result over every answer, from the scheduled send; "
           f"retr/rank/queue: the result's stage timings as shares of the latency of requests that reached retrieval; "
           f"ok..err+lost: shares of requests sent (shed includes HTTP 503s without a result); RSS MB: the worker's "
