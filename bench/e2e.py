@@ -34,10 +34,11 @@ Protocol (fixed before the first run):
   few requests (the n column).
 - After a run's last send, answers are awaited up to the deadline + 15 s; requests
   without one by then are `lost`. Shares are of requests sent. results/s: answers /
-  (last answer - first scheduled send). Stage shares (retrieve, rank, queue: the
-  result's `timings_ms`) are of the summed request -> result latency of the requests
-  that reached retrieval; the rest is transport, the worker's loop and waiting for
-  the agent (for Kafka, consumer lag).
+  (last answer - first scheduled send). Stage shares (the result's
+  `timings_ms`: total, the time inside `ScoringService.score`, and its retrieve, rank
+  and queue) are of the summed request -> result latency of the requests that
+  reached retrieval; the rest of it is transport, the worker's loop and waiting to
+  be read (for Kafka, consumer lag).
 - Memory: the worker's RSS from /proc, sampled every 0.2 s during each run; its
   peak and its growth (last - first sample of the run).
 - Targets (issue 14, CPU, serving model at k = 50): p99 < 300 ms at the sustainable
@@ -69,7 +70,7 @@ from models.cpu import cpu_name  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
 STATUSES = ("ok", "partial", "shed", "expired", "error", "refused", "lost")  # refused: HTTP 503 without a result
-STAGES = ("retrieve", "rank", "queue")
+STAGES = ("retrieve", "rank", "queue", "total")  # total: inside ScoringService.score
 ITEMS = 10  # items each request asks for
 DRAIN_S = 15.0  # after the deadline, how long a run waits for its last answers
 RSS_EVERY_S = 0.2
@@ -392,7 +393,7 @@ async def alone(url: str, members: Sequence[str], n: int) -> dict:
             reply = await http.post("/v1/rank", json=rank_body(m, CALIBRATE_DEADLINE_MS))
             timings.append(reply.json()["timings_ms"])
     rest = timings[1:] or timings
-    return {stage: float(np.median([t.get(stage, 0.0) for t in rest])) for stage in ("total", *STAGES)}
+    return {stage: float(np.median([t.get(stage, 0.0) for t in rest])) for stage in STAGES}
 
 
 # ---- the run ------------------------------------------------------------------------------
@@ -425,12 +426,12 @@ def row(label: str, via: str, rate: float, fig: dict) -> tuple:
     def pc(x: float) -> str:
         return "-" if x != x else f"{100 * x:.0f}%"
     return (label, via, f"{rate:g}", fig["sent"], f"{fig['offered_per_s']:.2f}", f"{fig['results_per_s']:.2f}",
-            f"{fig['p50_ms']:.0f}", f"{fig['p99_ms']:.0f}", pc(st["retrieve"]), pc(st["rank"]), pc(st["queue"]),
+            f"{fig['p50_ms']:.0f}", f"{fig['p99_ms']:.0f}", pc(st["total"]), pc(st["retrieve"]), pc(st["rank"]), pc(st["queue"]),
             pc(sh["ok"]), pc(sh["partial"]), pc(sh["shed"] + sh["refused"]), pc(sh["expired"]),
             pc(sh["error"] + sh["lost"]), f"{fig['rss_peak_mb']:.0f}", f"{fig['rss_growth_mb']:+.0f}")
 
 
-HEADER = ("scorer", "via", "rate", "n", "offered/s", "results/s", "p50 ms", "p99 ms", "retr", "rank", "queue",
+HEADER = ("scorer", "via", "rate", "n", "offered/s", "results/s", "p50 ms", "p99 ms", "svc", "retr", "rank", "queue",
           "ok", "partial", "shed", "expired", "err+lost", "RSS MB", "growth")
 
 
@@ -522,7 +523,9 @@ def main() -> None:
     late = max(f["worst_send_lateness_ms"] for f in report["runs"])
     print(f"\n(rate: scheduled requests/s, open loop; n: requests sent; offered/s: sent / send window; results/s: answers / (last "
           f"answer - first send); p50/p99: request -> result over every answer, from the scheduled send; "
-          f"retr/rank/queue: the result's stage timings as shares of the latency of requests that reached retrieval; "
+          f"svc (the time inside the scoring service: the result's total) and retr/rank/queue (its stage timings) as "
+          f"shares of the latency of requests that reached retrieval, the rest of it is transport and waiting to be "
+          f"read; "
           f"ok..err+lost: shares of requests sent (shed includes HTTP 503s without a result); RSS MB: the worker's "
           f"peak resident memory during the run, growth: last - first sample; worst send lateness {late:.0f} ms; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs at the end; "
