@@ -86,6 +86,9 @@ def test_summary_counts_latency_from_the_scheduled_send_and_shares_of_all_sent()
     assert s["p99_ms"] == pytest.approx(np.percentile(lat, 99))
     assert s["max_ms"] == pytest.approx(1000.0)
     assert s["ok_p99_ms"] == pytest.approx(50.0)
+    # the last third of the send window (scheduled from t0 + 2/3 of 10.3 s) holds the slow ones
+    assert s["first_third_p99_ms"] == pytest.approx(50.0)
+    assert s["last_third_p99_ms"] == pytest.approx(np.percentile([50.0] * 27 + [900.0, 1.0, 1000.0], 99))
     assert s["results_per_s"] == pytest.approx(99 / (21.2 - 10.0))
     # stage shares: of the latency of the 97 requests that reached retrieval only
     total = 96 * 50.0 + 900.0
