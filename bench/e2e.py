@@ -17,8 +17,9 @@ Protocol (fixed before the first run):
 - Requests: `score.requested` for members of the marketplace drawn with `--seed`,
   10 items asked, `--deadline-ms` (1000) each; over Kafka produced to score-requests
   (the project's producer, keyed by member) and read back from score-results; over
-  HTTP `POST /v1/rank` (httpx, a pool far larger than the worker's connection limit,
-  so no request waits in the bench for a connection). Arrivals are open loop: request
+  HTTP `POST /v1/rank` (plain asyncio streams, a connection per request: light enough
+  that the bench is not the queue, and no request waits for another's connection).
+  Arrivals are open loop: request
   i is sent at t0 + i / rate by the clock, whether or not earlier ones were answered
   (a closed loop would slow down with the service and hide overload). Latency is
   answer time minus the *scheduled* send time, so the bench's own lateness counts
@@ -76,7 +77,6 @@ STAGES = ("retrieve", "rank", "queue", "total")  # total: inside ScoringService.
 ITEMS = 10  # items each request asks for
 DRAIN_S = 15.0  # after the deadline, how long a run waits for its last answers
 RSS_EVERY_S = 0.2
-HTTP_CLIENT_CONNECTIONS = 4096
 
 
 # ---- the schedule and the bookkeeping (pure; tests/test_e2e_bench.py) -----------------------
@@ -244,46 +244,65 @@ def rank_body(member_id: str, deadline_ms: int) -> dict:
     return {"member_id": member_id, "k": ITEMS, "deadline_ms": deadline_ms, "request_id": uuid.uuid4().hex}
 
 
+async def post_json(host: str, port: int, path: str, body: dict, timeout: float) -> tuple[int, bytes]:
+    """One HTTP/1.1 POST on its own connection: (status, body). Plain asyncio streams,
+    not httpx: at tens of requests per second on two shared cores httpx's own CPU
+    time made the bench, not the worker, the queue (its requests started seconds
+    late). A connection per request also keeps requests independent, as open-loop
+    clients are."""
+    async def exchange() -> tuple[int, bytes]:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            data = json.dumps(body).encode()
+            writer.write(f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+                         f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode() + data)
+            await writer.drain()
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1])
+            length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), None)
+            payload = await (reader.readexactly(length) if length is not None else reader.read())
+            return status, payload
+        finally:
+            writer.close()
+    return await asyncio.wait_for(exchange(), timeout)
+
+
 async def run_http(url: str, members: Sequence[str], rate: float, duration_s: float, deadline_ms: int,
                    rng: np.random.Generator) -> tuple[list[Outcome], float, float]:
-    import httpx
+    from urllib.parse import urlsplit
 
-    from streams.schemas import ScoreResult
-
+    where = urlsplit(url)
     offsets = arrivals(rate, duration_s)
     who = rng.choice(members, size=len(offsets))
     outcomes = [Outcome(0.0) for _ in offsets]
     pending: set[asyncio.Task] = set()
     begun = [0.0] * len(offsets)  # how late each request's task began sending (s): the bench's own lag
-    # More connections than the worker accepts (HIRESTREAM_SERVING_HTTP_MAX_CONNECTIONS):
-    # open-loop clients are independent, so a request must never wait for a free
-    # connection here; the worker's own limit answers the excess (503, `refused`).
-    limits = httpx.Limits(max_connections=HTTP_CLIENT_CONNECTIONS, max_keepalive_connections=256)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=deadline_ms / 1000 + DRAIN_S) as http:
-        async def one(i: int) -> None:
-            begun[i] = time.perf_counter() - outcomes[i].scheduled
-            try:
-                reply = await http.post("/v1/rank", json=rank_body(str(who[i]), deadline_ms))
-            except httpx.HTTPError:
-                return  # stays lost
-            now = time.perf_counter()
-            try:
-                result = ScoreResult.model_validate_json(reply.content)
-            except ValueError:  # uvicorn's own 503 beyond its connection limit, say
-                outcomes[i].answered, outcomes[i].status = now, "refused" if reply.status_code == 503 else "error"
-                return
-            outcomes[i].answered, outcomes[i].status = now, result.status.value
-            outcomes[i].timings_ms = dict(result.timings_ms)
 
-        def fire(i: int, at: float) -> None:
-            outcomes[i].scheduled = at
-            task = asyncio.get_running_loop().create_task(one(i))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
+    async def one(i: int) -> None:
+        begun[i] = time.perf_counter() - outcomes[i].scheduled
+        try:
+            status, payload = await post_json(where.hostname, where.port, "/v1/rank",
+                                              rank_body(str(who[i]), deadline_ms), deadline_ms / 1000 + DRAIN_S)
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError):
+            return  # stays lost
+        now = time.perf_counter()
+        try:
+            result = json.loads(payload)
+            outcomes[i].status, outcomes[i].timings_ms = result["status"], dict(result["timings_ms"])
+        except (ValueError, KeyError, TypeError):  # uvicorn's own 503 beyond its connection limit, say
+            outcomes[i].status = "refused" if status == 503 else "error"
+        outcomes[i].answered = now
 
-        t0, late = await open_loop(offsets, fire)
-        if pending:
-            await asyncio.wait(set(pending))  # each ends by the client's timeout at the latest
+    def fire(i: int, at: float) -> None:
+        outcomes[i].scheduled = at
+        task = asyncio.get_running_loop().create_task(one(i))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    t0, late = await open_loop(offsets, fire)
+    if pending:
+        await asyncio.wait(set(pending))  # each ends by its timeout at the latest
     return outcomes, t0, max(late, max(begun, default=0.0))
 
 
@@ -378,21 +397,22 @@ async def closed_loop_capacity(url: str, members: Sequence[str], clients: int, s
     with a deadline long enough to be ranked whatever the model's speed: clients stop
     asking after `seconds` and the requests in flight are waited for and counted, so a
     model slower than `seconds` per request still gets a figure."""
-    import httpx
+    from urllib.parse import urlsplit
 
-    from streams.schemas import ScoreResult
-
+    where = urlsplit(url)
     done, last = 0, 0.0
     stop_at = time.perf_counter() + seconds
-    async with httpx.AsyncClient(base_url=url, timeout=CALIBRATE_DEADLINE_MS / 1000 + DRAIN_S) as http:
-        async def client() -> None:
-            nonlocal done, last
-            while time.perf_counter() < stop_at:
-                reply = await http.post("/v1/rank", json=rank_body(str(rng.choice(members)), CALIBRATE_DEADLINE_MS))
-                if ScoreResult.model_validate_json(reply.content).status.value == "ok":
-                    done, last = done + 1, time.perf_counter()
-        started = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(clients)))
+
+    async def client() -> None:
+        nonlocal done, last
+        while time.perf_counter() < stop_at:
+            _, payload = await post_json(where.hostname, where.port, "/v1/rank",
+                                         rank_body(str(rng.choice(members)), CALIBRATE_DEADLINE_MS),
+                                         CALIBRATE_DEADLINE_MS / 1000 + DRAIN_S)
+            if json.loads(payload).get("status") == "ok":
+                done, last = done + 1, time.perf_counter()
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
     return done / (last - started) if done else 0.0
 
 
@@ -400,13 +420,14 @@ async def alone(url: str, members: Sequence[str], n: int) -> dict:
     """`n` requests one at a time (the first warms up: the index scan's compilation and
     the model's first call happen there, not in a timed run); the median timings of
     the others: a request's service time with nothing else waiting."""
-    import httpx
+    from urllib.parse import urlsplit
 
-    async with httpx.AsyncClient(base_url=url, timeout=CALIBRATE_DEADLINE_MS / 1000 + DRAIN_S) as http:
-        timings = []
-        for m in members[:n]:
-            reply = await http.post("/v1/rank", json=rank_body(m, CALIBRATE_DEADLINE_MS))
-            timings.append(reply.json()["timings_ms"])
+    where = urlsplit(url)
+    timings = []
+    for m in members[:n]:
+        _, payload = await post_json(where.hostname, where.port, "/v1/rank", rank_body(m, CALIBRATE_DEADLINE_MS),
+                                     CALIBRATE_DEADLINE_MS / 1000 + DRAIN_S)
+        timings.append(json.loads(payload)["timings_ms"])
     rest = timings[1:] or timings
     return {stage: float(np.median([t.get(stage, 0.0) for t in rest])) for stage in STAGES}
 
