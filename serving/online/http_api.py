@@ -13,9 +13,10 @@
 `/v1/rank` goes through the same `ScoringService.score` as a Kafka request; its
 deadline counts from arrival: when the request reached this app, stamped by the
 outermost middleware (`StampArrival`) before its body is read, the token checked or
-the body validated. Under overload a request can wait seconds on the worker's loop
-before its handler runs; counted from the handler, that wait fell outside the
-deadline and the request was scored late as if just sent (bench/e2e.py). HTTP status follows the result's status: 200 for ok and
+the body validated. On a loaded worker those steps wait on its loop like everything
+else; counted from the handler, that wait fell outside the deadline and a request
+could be scored late as if just sent. (Time before the app sees the request, in the
+kernel's queues, is still outside: only the client knows it.) HTTP status follows the result's status: 200 for ok and
 partial, 503 with `Retry-After` for shed, 504 for expired, 500 for error; the body is
 the result either way, so a client reads one shape.
 
