@@ -108,3 +108,21 @@ def test_the_sustainable_rate_is_rounded_down_to_two_significant_digits():
     assert sustainable(0.287, 0.5) == pytest.approx(0.14)
     with pytest.raises(ValueError):
         sustainable(0.0, 0.5)
+
+
+def test_the_verdict_calls_latency_growing_only_when_the_last_third_is_slower_than_the_first():
+    from bench.e2e import verdict_lines
+
+    def run(rate, first, last, ok=1.0):
+        shares = {"ok": ok, "partial": 1 - ok, "shed": 0.0, "refused": 0.0, "expired": 0.0, "lost": 0.0}
+        return {"scorer": "bm25", "via": "http", "rate": rate, "p99_ms": max(first, last), "shares": shares,
+                "first_third_p99_ms": first, "last_third_p99_ms": last, "rss_peak_mb": 300.0, "rss_growth_mb": 0.0}
+
+    def verdict(over):
+        report = {"sustainable": {"bm25": {"rate": 10.0}}, "runs": [run(10.0, 40.0, 45.0), over]}
+        (line,) = verdict_lines(report, deadline_ms=1000)
+        return line
+
+    assert "all ok: met" in verdict(run(20.0, 900.0, 1000.0, ok=0.5))  # p99 45 ms at the sustainable rate
+    assert "not growing" in verdict(run(20.0, 1900.0, 2000.0, ok=0.2))  # saturated from the start, steady
+    assert "GROWING" in verdict(run(20.0, 900.0, 9000.0, ok=0.2))  # a queue that keeps filling
