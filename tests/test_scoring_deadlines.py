@@ -94,3 +94,57 @@ def test_a_request_answered_at_its_deadline_is_left_out_of_the_next_model_call(g
     first, late, after = asyncio.run(main())
     assert first.status is ScoreStatus.OK and late.status is ScoreStatus.PARTIAL and after.status is ScoreStatus.OK
     assert [m for call in gated.calls for m in call] == ["m1", "m3"]  # m2 was answered already: never scored
+
+
+class SlowBodyClock:
+    """A clock the test moves: `SlowBody` turns it forward while a request's body is
+    being read, as a loaded server's loop would take that long to get to it."""
+
+    def __init__(self):
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class SlowBody:
+    """ASGI in front of the API: the request's body arrives `delay_s` (on the test's
+    clock) after the request reached the server."""
+
+    def __init__(self, app, clock: SlowBodyClock, delay_s: float):
+        self.app, self.clock, self.delay_s = app, clock, delay_s
+
+    async def __call__(self, scope, receive, send):
+        async def slow_receive():
+            message = await receive()
+            if message["type"] == "http.request":
+                self.clock.now += self.delay_s
+            return message
+        await self.app(scope, slow_receive, send)
+
+
+def test_an_http_deadline_counts_from_when_the_request_reached_the_server_not_from_its_handler(monkeypatch):
+    """The deadline started in the handler: a request whose body read, middlewares and
+    validation took longer than its deadline (a loaded worker's loop) was still
+    scored, as if just sent. That wait is inside the deadline now."""
+    from types import SimpleNamespace
+
+    import httpx
+
+    from serving.online import http_api
+    from serving.online.http_api import create_app
+
+    clock = SlowBodyClock()
+    # the server's one clock is the test's (before the fix the handler read `time.time()`)
+    monkeypatch.setattr(http_api, "time", SimpleNamespace(time=clock), raising=False)
+    service = ScoringService(engine(NeverScores()), clock=clock)
+    api = SlowBody(create_app(service), clock, delay_s=5.0)
+
+    async def main():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=api), base_url="http://api") as http:
+            return await http.post("/v1/rank", json={"member_id": "m1", "k": 3, "deadline_ms": 1000})
+
+    reply = asyncio.run(main())
+    assert reply.status_code == 504
+    result = reply.json()
+    assert result["status"] == "expired" and "on arrival" in result["error"] and result["items"] == []

@@ -11,7 +11,12 @@
     GET  /metrics     Prometheus text (serving.online.service_metrics)
 
 `/v1/rank` goes through the same `ScoringService.score` as a Kafka request; its
-deadline counts from arrival. HTTP status follows the result's status: 200 for ok and
+deadline counts from arrival: when the request reached this app, stamped by the
+outermost middleware (`StampArrival`) before its body is read, the token checked or
+the body validated. On a loaded worker those steps wait on its loop like everything
+else; counted from the handler, that wait fell outside the deadline and a request
+could be scored late as if just sent. (Time before the app sees the request, in the
+kernel's queues, is still outside: only the client knows it.) HTTP status follows the result's status: 200 for ok and
 partial, 503 with `Retry-After` for shed, 504 for expired, 500 for error; the body is
 the result either way, so a client reads one shape.
 
@@ -23,7 +28,6 @@ another address without a token (`check_bind`).
 """
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Annotated, Callable, Literal, Union
 
@@ -38,6 +42,7 @@ from streams.schemas import LONG_TEXT_MAX, MAX_ITEMS, Id, ScoreRequest, ScoreRes
 from streams.settings import is_loopback
 from streams.web_auth import UNAUTHORIZED, UNAUTHORIZED_HEADERS, bearer_matches
 
+ARRIVED = "hirestream.arrived"  # the scope key `StampArrival` writes
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
 HTTP_STATUS = {ScoreStatus.OK: 200, ScoreStatus.PARTIAL: 200, ScoreStatus.SHED: 503, ScoreStatus.EXPIRED: 504,
                ScoreStatus.ERROR: 500}
@@ -120,9 +125,9 @@ def create_app(service: ScoringService, *, token: str | None = None,
               responses={503: {"model": ScoreResult, "description": "shed under load, or the member is held "
                                                                      "by another worker"},
                          504: {"model": ScoreResult, "description": "expired before it could be scored"}})
-    async def rank(body: RankBody) -> JSONResponse:
+    async def rank(body: RankBody, raw: Request) -> JSONResponse:
         """Ranked jobs for a member, with scores, reasons, the model id and timings."""
-        arrived = time.time()
+        arrived = raw.scope.get(ARRIVED, service.clock())
         # (until the worker is ready its partitions are not assigned yet: then the
         # request waits for readiness in the scoring path instead)
         if holds_member is not None and all(service.readiness().values()) and not holds_member(body.member_id):
@@ -177,8 +182,23 @@ def create_app(service: ScoringService, *, token: str | None = None,
         """Prometheus text: requests by status, latency per stage, queue depth, model id, lag."""
         return Response(service.metrics.render(), media_type=CONTENT_TYPE)
 
+    # Added last, so outermost of ours: the stamp is taken before any other middleware runs.
+    api.add_middleware(StampArrival, clock=service.clock)
     return api
 
+
+class StampArrival:
+    """Notes when a request reached the app (epoch s, on the service's clock) in its
+    scope, before anything else reads it: where an HTTP request's deadline starts."""
+
+    def __init__(self, app, clock: Callable[[], float]):
+        self.app = app
+        self.clock = clock
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            scope[ARRIVED] = self.clock()
+        await self.app(scope, receive, send)
 
 
 class BodyLimit:
