@@ -126,11 +126,13 @@ def _unmapped(source: Source) -> list[str]:
 @dataclass(frozen=True)
 class _Plan:
     """One source's rules, worked out once rather than for every row: the event class,
-    topic, null cells, time parser, and for each payload field a function row -> value."""
+    topic, the columns read, null cells, time parser, and for each payload field a
+    function row -> value."""
     mapping: Mapping
     source: Source
     cls: type
     topic: str
+    columns: tuple[str, ...]  # every column a rule reads: the others are not looked at
     nulls: frozenset[str]
     stem: str
     parse_time: Callable[[str], datetime]
@@ -142,24 +144,38 @@ class _Plan:
         # dwell starts); a small cache, bounded, makes that once
         parse_time = lru_cache(maxsize=1024)(source.time.parser())
         return cls(mapping, source, CLASS_OF_TYPE[source.event], TOPIC_OF_TYPE[source.event],
-                   frozenset(mapping.null_values), Path(source.file).stem, parse_time,
+                   _columns(source), frozenset(mapping.null_values), Path(source.file).stem, parse_time,
                    tuple((name, _field_getter(mapping, rule, parse_time)) for name, rule in source.fields.items()))
 
 
+def _columns(source: Source) -> tuple[str, ...]:
+    named = [source.time.column, *(rule.column for rule in source.skip)]
+    for rule in source.fields.values():
+        named += [rule.column, *rule.fallback, *rule.join, rule.seconds_from, rule.seconds_to]
+    return tuple(dict.fromkeys(c for c in named if c is not None))
+
+
 def _events(plan: _Plan, report: ImportReport, sink) -> Iterator[tuple[int, Any]]:
-    source, nulls = plan.source, plan.nulls
-    for line, row in read_rows(plan.mapping.path_of(source), source.kind, source.delimiter, source.encoding):
-        report.rows[source.file] += 1
-        if isinstance(row, BadRow):
-            report.reject(source.file, line, str(row), sink)
-            continue
-        row = {k: (None if v is None or v.strip() in nulls else v) for k, v in row.items()}
-        try:
-            event = _event(plan, row, f"{plan.stem}-{line}", report)
-        except _Rejected as err:
-            report.reject(source.file, line, str(err), sink)
-            continue
-        yield line, event
+    source, nulls, columns = plan.source, plan.nulls, plan.columns
+    rows = 0  # counted here, added to the report once (also when reading stops early)
+    try:
+        for line, row in read_rows(plan.mapping.path_of(source), source.kind, source.delimiter, source.encoding):
+            rows += 1
+            if isinstance(row, BadRow):
+                report.reject(source.file, line, str(row), sink)
+                continue
+            # the cells the rules read, a null spelling made None; a column the row
+            # lacks stays absent (a skip rule on it is an error, not a match)
+            row = {c: (None if (v := row[c]) is None or v.strip() in nulls else v) for c in columns if c in row}
+            try:
+                event = _event(plan, row, f"{plan.stem}-{line}", report)
+            except _Rejected as err:
+                report.reject(source.file, line, str(err), sink)
+                continue
+            yield line, event
+    finally:
+        if rows:  # a file with no rows is not listed, as before
+            report.rows[source.file] += rows
 
 
 class _Rejected(ValueError):
@@ -209,7 +225,12 @@ def _field_getter(mapping: Mapping, rule: FieldRule, parse_time: Callable[[str],
             [p.strip() for p in text.split(sep) if p.strip()]
     if rule.id:
         normalize, prefix = mapping.ids.normalize, rule.prefix
-        return lambda row: None if (text := text_of(row)) is None else normalize(text, prefix) or None
+
+        # ids repeat from row to row (a member's every view): a bounded cache
+        @lru_cache(maxsize=1 << 14)
+        def normalized(text: str) -> str | None:
+            return normalize(text, prefix) or None
+        return lambda row: None if (text := text_of(row)) is None else normalized(text)
     return lambda row: None if (text := text_of(row)) is None else text.strip()
 
 
