@@ -32,7 +32,7 @@ from infra.importing.mapping import FieldRule, Mapping, Source
 from infra.importing.readers import BadRow, Row, read_rows
 from serving.evaluation.eventlog import TOPIC_RANK, Entry, line_tail, sort_entries
 from streams import schemas
-from streams.schemas import CLASS_OF_TYPE, TOPIC_OF_TYPE, serialize
+from streams.schemas import CLASS_OF_TYPE, TOPIC_OF_TYPE
 
 KEEP_REJECTED = 1000  # rejections kept in the report object; all of them go to the file
 _LINE_SPAN = 10**12  # a record's seq is source index * this + its line: (file, line) come back
@@ -72,7 +72,7 @@ def import_exports(mapping: Mapping, out: str | Path, chunk: int = 200_000,
                     yield _entry(event, plan.topic, i * _LINE_SPAN + line)
 
         def repeat(key: tuple, kept: tuple) -> bool:
-            if key[:3] != kept[:3]:
+            if key[2] != kept[2] or key[:2] != kept[:2]:  # content hash first: it differs most often
                 return False
             seq, kept_seq = key[3], kept[3]
             src, kept_src = mapping.sources[seq // _LINE_SPAN], mapping.sources[kept_seq // _LINE_SPAN]
@@ -93,24 +93,24 @@ def _entry(event: schemas.Envelope, topic: str, seq: int) -> Entry:
     """The event serialised once, into its sort key and its log line: time, topic
     (entities first), then content without the event id (so repeats sort together),
     then the source position (so the first of repeats is kept)."""
-    wire = serialize(event)
+    # model_dump_json's own serialiser, called without its wrapper (which decodes
+    # the bytes to str, for serialize() to encode them again): the same bytes
+    wire = event.__pydantic_serializer__.to_json(event, by_alias=True)
     t = event.event_time.timestamp()
     return (t, TOPIC_RANK.get(topic, 99), _content(event, wire), seq), line_tail(topic, t, wire)
 
 
 def _content(event: schemas.Envelope, wire: bytes) -> bytes:
     """The hash of the event's wire bytes without its event id: those bytes are `wire`
-    less its second member (`"event_id":...,` after `{"schema":...,`), so it is hashed
-    in two pieces rather than serialised again."""
+    less its second member (`"event_id":...,` after `{"schema":...,`), so they are
+    cut out of `wire` rather than serialised again."""
     head = _schema_head(event.schema_)
     field = b'"event_id":' + to_json(event.event_id) + b","
-    h = hashlib.blake2b(digest_size=12)
     if wire.startswith(head) and wire.startswith(field, len(head)):
-        h.update(head)
-        h.update(memoryview(wire)[len(head) + len(field):])
+        body = head + wire[len(head) + len(field):]
     else:  # not the layout above (a schema change): serialise without the id after all
-        h.update(event.model_dump_json(by_alias=True, exclude={"event_id"}).encode())
-    return h.digest()
+        body = event.model_dump_json(by_alias=True, exclude={"event_id"}).encode()
+    return hashlib.blake2b(body, digest_size=12).digest()
 
 
 @lru_cache(maxsize=8)
@@ -137,6 +137,7 @@ class _Plan:
     stem: str
     parse_time: Callable[[str], datetime]
     fields: tuple[tuple[str, Callable[[Row], Any]], ...]
+    validate: Callable[[dict], Any]  # cls.model_validate's validator, without its Python wrapper
 
     @classmethod
     def of(cls, mapping: Mapping, source: Source) -> "_Plan":
@@ -145,7 +146,8 @@ class _Plan:
         parse_time = lru_cache(maxsize=1024)(source.time.parser())
         return cls(mapping, source, CLASS_OF_TYPE[source.event], TOPIC_OF_TYPE[source.event],
                    _columns(source), frozenset(mapping.null_values), Path(source.file).stem, parse_time,
-                   tuple((name, _field_getter(mapping, rule, parse_time)) for name, rule in source.fields.items()))
+                   tuple((name, _field_getter(mapping, rule, parse_time)) for name, rule in source.fields.items()),
+                   CLASS_OF_TYPE[source.event].__pydantic_validator__.validate_python)
 
 
 def _columns(source: Source) -> tuple[str, ...]:
@@ -204,8 +206,8 @@ def _event(plan: _Plan, row: Row, event_id: str, report: ImportReport):
         else:
             payload[name] = value
     try:
-        return plan.cls.model_validate({"event_id": event_id, "event_time": event_time, "type": source.event,
-                                        "payload": payload})
+        return plan.validate({"event_id": event_id, "event_time": event_time, "type": source.event,
+                              "payload": payload})
     except ValidationError as err:
         raise _Rejected(schemas._describe(err)) from None
 

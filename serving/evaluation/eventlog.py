@@ -246,9 +246,14 @@ def sort_entries(entries: Iterable[Entry], out: str | Path, chunk: int = 200_000
             buf.append(entry)
             if len(buf) >= chunk:
                 spill()
-        if buf or not runs:
-            spill()
-        merged: Iterable[Entry] = heapq.merge(*(_read_run(r) for r in runs), key=by_key)
+        merged: Iterable[Entry]
+        if not runs:  # it all fit in one chunk: no run files, nothing to merge
+            buf.sort(key=by_key)
+            merged = buf
+        else:
+            if buf:
+                spill()
+            merged = heapq.merge(*(_read_run(r) for r in runs), key=by_key)
         if duplicate is not None:
             merged = _without_repeats(merged, duplicate)
         staged = Path(tmp) / "sorted.jsonl"
