@@ -20,8 +20,8 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import lru_cache
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -125,12 +125,11 @@ def _unmapped(source: Source) -> list[str]:
 
 @dataclass(frozen=True)
 class _Plan:
-    """One source's rules, worked out once rather than for every row: the event class,
-    topic, the columns read, null cells, time parser, and for each payload field a
-    function row -> value."""
+    """One source's rules, worked out once rather than for every row: the event's
+    validator and topic, the columns read, null cells, time parser, and for each
+    payload field a function row -> value."""
     mapping: Mapping
     source: Source
-    cls: type
     topic: str
     columns: tuple[str, ...]  # every column a rule reads: the others are not looked at
     nulls: frozenset[str]
@@ -144,7 +143,7 @@ class _Plan:
         # a row's event time is often parsed twice (a view's start is also where its
         # dwell starts); a small cache, bounded, makes that once
         parse_time = lru_cache(maxsize=1024)(source.time.parser())
-        return cls(mapping, source, CLASS_OF_TYPE[source.event], TOPIC_OF_TYPE[source.event],
+        return cls(mapping, source, TOPIC_OF_TYPE[source.event],
                    _columns(source), frozenset(mapping.null_values), Path(source.file).stem, parse_time,
                    tuple((name, _field_getter(mapping, rule, parse_time)) for name, rule in source.fields.items()),
                    CLASS_OF_TYPE[source.event].__pydantic_validator__.validate_python)

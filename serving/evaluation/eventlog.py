@@ -202,7 +202,7 @@ def check_log(path: str | Path) -> LogCheck:
 # Each record is serialised once, when it enters; the merge compares keys and copies
 # lines, and nothing is parsed or validated again on the way out.
 Entry = tuple[tuple, bytes]
-_RUN_BLOCK = 4096  # entries per pickled block of a run file: a merge holds one block per run
+_RUN_BLOCK_BYTES = 1 << 16  # lines per pickled block of a run file: a merge holds one block per run
 
 
 def sort_log(records: Iterable[LogRecord], out: str | Path, chunk: int = 200_000,
@@ -266,14 +266,24 @@ def sort_entries(entries: Iterable[Entry], out: str | Path, chunk: int = 200_000
 
 
 def _write_run(entries: list[Entry], path: Path) -> None:
-    # pickled blocks, not one pickle per entry (the per-call cost) nor one per run (memory)
+    # pickled blocks of ~64 KiB of lines: not one pickle per entry (the per-call cost)
+    # nor one per run (a merge holds one block of every run: memory stays near what
+    # reading each run line by line took)
     with open(path, "wb", buffering=1 << 20) as f:
-        for i in range(0, len(entries), _RUN_BLOCK):
-            pickle.dump(entries[i:i + _RUN_BLOCK], f, protocol=pickle.HIGHEST_PROTOCOL)
+        block: list[Entry] = []
+        size = 0
+        for entry in entries:
+            block.append(entry)
+            size += len(entry[1])
+            if size >= _RUN_BLOCK_BYTES:
+                pickle.dump(block, f, protocol=pickle.HIGHEST_PROTOCOL)
+                block, size = [], 0
+        if block:
+            pickle.dump(block, f, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _read_run(path: Path) -> Iterator[Entry]:
-    with open(path, "rb", buffering=1 << 20) as f:
+    with open(path, "rb") as f:
         while True:
             try:
                 block = pickle.load(f)
