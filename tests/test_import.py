@@ -4,6 +4,7 @@ into a validated, sorted log, with exactly the rejections and unknowns its gaps 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -113,3 +114,86 @@ def test_replay_of_the_fixture_evaluates_views(imported):
     assert result.config.slates == "views" and result.config.tasks == ("view", "dwell", "apply")
     view = result.metrics["bm25"]["all"]["view"]["all"]
     assert view["requests"] == 6 and view["positives"] == 9
+
+
+# ---- what makes the import fast must not change what it writes --------------------
+
+
+def test_the_import_writes_the_same_log_whatever_the_chunk(imported, tmp_path):
+    """Spilled runs (chunk 4: several merges) and one in-memory chunk give the same
+    bytes, and every line is what write_log writes for the event read back from it."""
+    from serving.evaluation.eventlog import _line
+
+    out, _ = imported
+    whole = tmp_path / "whole.jsonl"
+    import_exports(load_mapping(FIXTURE), whole, chunk=10_000)
+    assert whole.read_bytes() == out.read_bytes()
+    assert b"".join(_line(rec) for rec in read_log(out)) == out.read_bytes()
+
+
+def test_the_content_hash_is_the_event_without_its_id(imported):
+    """Repeats are found, and ties ordered, by a hash cut out of the wire bytes: it must
+    be the hash of the event serialised without its event id."""
+    import hashlib
+
+    from infra.importing.convert import _content
+    from streams.schemas import serialize
+
+    out, _ = imported
+    for rec in read_log(out):
+        expected = hashlib.blake2b(rec.event.model_dump_json(by_alias=True, exclude={"event_id"}).encode(),
+                                   digest_size=12).digest()
+        assert _content(rec.event, serialize(rec.event)) == expected
+
+
+@pytest.mark.parametrize("fmt", ["%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%d/%m/%Y %H:%M", "%Y%m%d", "%d %b %Y"])
+def test_time_patterns_parse_as_strptime_does(fmt):
+    """The fixed-width fast path gives strptime's result, or strptime's error, for
+    padded, unpadded, out-of-range and doubled-space text."""
+    import random
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from infra.importing.mapping import TimeRule
+
+    rule = TimeRule(column="t", format=fmt, timezone="Europe/London")
+    rng = random.Random(0)
+    for _ in range(2000):
+        text = fmt
+        for d, choices in {"Y": ["2026", "0000", "202"], "m": ["01", "1", "12", "13", "00"],
+                           "d": ["01", "31", "29", "1", "32"], "H": ["00", "23", "24", "7"],
+                           "M": ["00", "59", "60"], "S": ["00", "59", "61"], "b": ["Jan", "jan", "Foo"]}.items():
+            text = text.replace(f"%{d}", rng.choice(choices))
+        text = text.replace(" ", "  ") if rng.random() < 0.1 else text
+        try:
+            expected = datetime.strptime(text, fmt).replace(tzinfo=ZoneInfo("Europe/London"))
+        except ValueError as err:
+            with pytest.raises(ValueError, match=re.escape(str(err))):
+                rule.parse(text)
+        else:
+            got = rule.parse(text)
+            assert (got, got.tzinfo) == (expected, expected.tzinfo), text
+
+
+def test_sort_keeps_the_first_of_equal_keys_and_spills_nothing_it_cannot_read_back(tmp_path):
+    """sort_log over several runs: ties in key keep their input order, and the result is
+    the same as sorting in one chunk."""
+    from serving.evaluation.eventlog import sort_log
+    from tests import factories as f
+
+    events = [f.action(f"e{i}", "view", i % 3, member_id=f"m{i}", job_id="j1") for i in range(20)]
+    recs = list(read_log(_written(events, tmp_path / "in.jsonl")))
+    by_time = lambda r: (r.t,)  # noqa: E731 - ties everywhere
+    sort_log(recs, tmp_path / "runs.jsonl", chunk=3, key=by_time)
+    sort_log(recs, tmp_path / "one.jsonl", chunk=100, key=by_time)
+    assert (tmp_path / "runs.jsonl").read_bytes() == (tmp_path / "one.jsonl").read_bytes()
+    ids = [r.event.event_id for r in read_log(tmp_path / "runs.jsonl")]
+    assert ids == [e.event_id for e in sorted(events, key=lambda e: e.event_time)]  # stable
+    assert [r.seq for r in read_log(tmp_path / "runs.jsonl")] == list(range(20))
+
+
+def _written(events, path):
+    from serving.evaluation.eventlog import write_log
+
+    write_log(events, path)
+    return path

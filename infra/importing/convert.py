@@ -8,22 +8,29 @@ counted; a required one rejects the row.
 
 Memory is flat in the row count: rows stream through, rejections go straight to a
 file (the first `KEEP_REJECTED` stay in the report), and the log is sorted in bounded
-chunks and merged (`eventlog.sort_log`), which also finds repeats: the sort key puts
-equal events next to each other.
+chunks and merged (`eventlog.sort_entries`), which also finds repeats: the sort key
+puts equal events next to each other.
+
+Each event is validated once (as it is made) and serialised once: its sort key (with
+the hash that finds repeats) and its log line are taken from those bytes, and the
+sort's spill files carry them to the output without parsing them again.
 """
 from __future__ import annotations
 
 import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from pydantic import ValidationError
+from pydantic_core import to_json
 
 from infra.importing.mapping import FieldRule, Mapping, Source
 from infra.importing.readers import BadRow, Row, read_rows
-from serving.evaluation.eventlog import TOPIC_RANK, LogRecord, sort_log
+from serving.evaluation.eventlog import TOPIC_RANK, Entry, line_tail, sort_entries
 from streams import schemas
 from streams.schemas import CLASS_OF_TYPE, TOPIC_OF_TYPE
 
@@ -57,21 +64,23 @@ def import_exports(mapping: Mapping, out: str | Path, chunk: int = 200_000,
     report = ImportReport()
     sink = open(rejected_path, "w", encoding="utf-8") if rejected_path else None
     try:
-        def records() -> Iterator[LogRecord]:
+        def entries() -> Iterator[Entry]:
             for i, source in enumerate(mapping.sources):
                 report.unmapped[source.file] = _unmapped(source)
-                for line, event in _events(mapping, source, report, sink):
-                    yield LogRecord(i * _LINE_SPAN + line, TOPIC_OF_TYPE[event.type], event)
+                plan = _Plan.of(mapping, source)
+                for line, event in _events(plan, report, sink):
+                    yield _entry(event, plan.topic, i * _LINE_SPAN + line)
 
-        def repeat(rec: LogRecord, kept: LogRecord) -> bool:
-            if _key(rec)[:3] != _key(kept)[:3]:
+        def repeat(key: tuple, kept: tuple) -> bool:
+            if key[2] != kept[2] or key[:2] != kept[:2]:  # content hash first: it differs most often
                 return False
-            src, kept_src = mapping.sources[rec.seq // _LINE_SPAN], mapping.sources[kept.seq // _LINE_SPAN]
-            report.reject(src.file, rec.seq % _LINE_SPAN,
-                          f"duplicate: the same event as {kept_src.file} line {kept.seq % _LINE_SPAN}", sink)
+            seq, kept_seq = key[3], kept[3]
+            src, kept_src = mapping.sources[seq // _LINE_SPAN], mapping.sources[kept_seq // _LINE_SPAN]
+            report.reject(src.file, seq % _LINE_SPAN,
+                          f"duplicate: the same event as {kept_src.file} line {kept_seq % _LINE_SPAN}", sink)
             return True
 
-        report.events = sort_log(records(), out, chunk=chunk, key=_key, duplicate=repeat)
+        report.events = sort_entries(entries(), out, chunk=chunk, duplicate=repeat)
     finally:
         if sink is not None:
             sink.close()
@@ -80,15 +89,33 @@ def import_exports(mapping: Mapping, out: str | Path, chunk: int = 200_000,
     return report
 
 
-def _key(rec: LogRecord) -> tuple:
-    """Time, topic (entities first), then content without the event id (so repeats sort
-    together), then the source position (so the first of repeats is kept)."""
-    return (rec.t, TOPIC_RANK.get(rec.topic, 99), _content(rec.event), rec.seq)
+def _entry(event: schemas.Envelope, topic: str, seq: int) -> Entry:
+    """The event serialised once, into its sort key and its log line: time, topic
+    (entities first), then content without the event id (so repeats sort together),
+    then the source position (so the first of repeats is kept)."""
+    # model_dump_json's own serialiser, called without its wrapper (which decodes
+    # the bytes to str, for serialize() to encode them again): the same bytes
+    wire = event.__pydantic_serializer__.to_json(event, by_alias=True)
+    t = event.event_time.timestamp()
+    return (t, TOPIC_RANK.get(topic, 99), _content(event, wire), seq), line_tail(topic, t, wire)
 
 
-def _content(event: schemas.Envelope) -> bytes:
-    body = event.model_dump_json(by_alias=True, exclude={"event_id"}).encode()
+def _content(event: schemas.Envelope, wire: bytes) -> bytes:
+    """The hash of the event's wire bytes without its event id: those bytes are `wire`
+    less its second member (`"event_id":...,` after `{"schema":...,`), so they are
+    cut out of `wire` rather than serialised again."""
+    head = _schema_head(event.schema_)
+    field = b'"event_id":' + to_json(event.event_id) + b","
+    if wire.startswith(head) and wire.startswith(field, len(head)):
+        body = head + wire[len(head) + len(field):]
+    else:  # not the layout above (a schema change): serialise without the id after all
+        body = event.model_dump_json(by_alias=True, exclude={"event_id"}).encode()
     return hashlib.blake2b(body, digest_size=12).digest()
+
+
+@lru_cache(maxsize=8)
+def _schema_head(schema: str) -> bytes:
+    return b'{"schema":' + to_json(schema) + b","
 
 
 def _unmapped(source: Source) -> list[str]:
@@ -96,29 +123,68 @@ def _unmapped(source: Source) -> list[str]:
     return sorted(set(payload.model_fields) - set(source.fields))
 
 
-def _events(mapping: Mapping, source: Source, report: ImportReport, sink) -> Iterator[tuple[int, Any]]:
-    cls = CLASS_OF_TYPE[source.event]
-    nulls = set(mapping.null_values)
-    stem = Path(source.file).stem
-    for line, row in read_rows(mapping.path_of(source), source.kind, source.delimiter, source.encoding):
-        report.rows[source.file] += 1
-        if isinstance(row, BadRow):
-            report.reject(source.file, line, str(row), sink)
-            continue
-        row = {k: (None if v is None or v.strip() in nulls else v) for k, v in row.items()}
-        try:
-            event = _event(mapping, source, cls, row, f"{stem}-{line}", report)
-        except _Rejected as err:
-            report.reject(source.file, line, str(err), sink)
-            continue
-        yield line, event
+@dataclass(frozen=True)
+class _Plan:
+    """One source's rules, worked out once rather than for every row: the event's
+    validator and topic, the columns read, null cells, time parser, and for each
+    payload field a function row -> value."""
+    mapping: Mapping
+    source: Source
+    topic: str
+    columns: tuple[str, ...]  # every column a rule reads: the others are not looked at
+    nulls: frozenset[str]
+    stem: str
+    parse_time: Callable[[str], datetime]
+    fields: tuple[tuple[str, Callable[[Row], Any]], ...]
+    validate: Callable[[dict], Any]  # cls.model_validate's validator, without its Python wrapper
+
+    @classmethod
+    def of(cls, mapping: Mapping, source: Source) -> "_Plan":
+        # a row's event time is often parsed twice (a view's start is also where its
+        # dwell starts); a small cache, bounded, makes that once
+        parse_time = lru_cache(maxsize=1024)(source.time.parser())
+        return cls(mapping, source, TOPIC_OF_TYPE[source.event],
+                   _columns(source), frozenset(mapping.null_values), Path(source.file).stem, parse_time,
+                   tuple((name, _field_getter(mapping, rule, parse_time)) for name, rule in source.fields.items()),
+                   CLASS_OF_TYPE[source.event].__pydantic_validator__.validate_python)
+
+
+def _columns(source: Source) -> tuple[str, ...]:
+    named = [source.time.column, *(rule.column for rule in source.skip)]
+    for rule in source.fields.values():
+        named += [rule.column, *rule.fallback, *rule.join, rule.seconds_from, rule.seconds_to]
+    return tuple(dict.fromkeys(c for c in named if c is not None))
+
+
+def _events(plan: _Plan, report: ImportReport, sink) -> Iterator[tuple[int, Any]]:
+    source, nulls, columns = plan.source, plan.nulls, plan.columns
+    rows = 0  # counted here, added to the report once (also when reading stops early)
+    try:
+        for line, row in read_rows(plan.mapping.path_of(source), source.kind, source.delimiter, source.encoding):
+            rows += 1
+            if isinstance(row, BadRow):
+                report.reject(source.file, line, str(row), sink)
+                continue
+            # the cells the rules read, a null spelling made None; a column the row
+            # lacks stays absent (a skip rule on it is an error, not a match)
+            row = {c: (None if (v := row[c]) is None or v.strip() in nulls else v) for c in columns if c in row}
+            try:
+                event = _event(plan, row, f"{plan.stem}-{line}", report)
+            except _Rejected as err:
+                report.reject(source.file, line, str(err), sink)
+                continue
+            yield line, event
+    finally:
+        if rows:  # a file with no rows is not listed, as before
+            report.rows[source.file] += rows
 
 
 class _Rejected(ValueError):
     pass
 
 
-def _event(mapping: Mapping, source: Source, cls, row: Row, event_id: str, report: ImportReport):
+def _event(plan: _Plan, row: Row, event_id: str, report: ImportReport):
+    source = plan.source
     for rule in source.skip:
         if rule.column not in row:
             raise _Rejected(f"skip rule on {rule.column!r}: no such column")
@@ -128,44 +194,68 @@ def _event(mapping: Mapping, source: Source, cls, row: Row, event_id: str, repor
     if cell is None:
         raise _Rejected(f"event time: {source.time.column!r} is missing")
     try:
-        event_time = source.time.parse(cell)
+        event_time = plan.parse_time(cell)
     except (ValueError, OverflowError) as err:
         raise _Rejected(f"event time: cannot read {cell!r} ({source.time.format}): {err}") from None
     payload: dict[str, Any] = {}
-    for name, rule in source.fields.items():
-        value = _value(mapping, source, rule, row)
+    for name, value_of in plan.fields:
+        value = value_of(row)
         if value is None:
             report.unknown[(source.file, name)] += 1  # the schema's unknown, or a rejection if required
         else:
             payload[name] = value
     try:
-        return cls.model_validate({"event_id": event_id, "event_time": event_time, "type": source.event,
-                                   "payload": payload})
+        return plan.validate({"event_id": event_id, "event_time": event_time, "type": source.event,
+                              "payload": payload})
     except ValidationError as err:
         raise _Rejected(schemas._describe(err)) from None
 
 
-def _value(mapping: Mapping, source: Source, rule: FieldRule, row: Row) -> Any:
+def _field_getter(mapping: Mapping, rule: FieldRule, parse_time: Callable[[str], datetime]) -> Callable[[Row], Any]:
+    """row -> the field's value (None: unknown), for one rule: a constant, the seconds
+    between two time columns (parsed as the event time is), or a cell's text."""
     if rule.value is not None:
-        return rule.value
+        value = rule.value
+        return lambda row: value
     if rule.seconds_from is not None:
-        start, end = row.get(rule.seconds_from), row.get(rule.seconds_to)
+        return _seconds_getter(rule.seconds_from, rule.seconds_to, parse_time)
+    text_of = _join_getter(rule.join, rule.sep) if rule.join else _first_getter([rule.column, *rule.fallback])
+    if rule.split is not None:
+        sep = rule.split
+        return lambda row: None if (text := text_of(row)) is None else \
+            [p.strip() for p in text.split(sep) if p.strip()]
+    if rule.id:
+        normalize, prefix = mapping.ids.normalize, rule.prefix
+
+        # ids repeat from row to row (a member's every view): a bounded cache
+        @lru_cache(maxsize=1 << 14)
+        def normalized(text: str) -> str | None:
+            return normalize(text, prefix) or None
+        return lambda row: None if (text := text_of(row)) is None else normalized(text)
+    return lambda row: None if (text := text_of(row)) is None else text.strip()
+
+
+def _seconds_getter(start_col: str, end_col: str, parse_time: Callable[[str], datetime]) -> Callable[[Row], Any]:
+    def seconds(row: Row) -> float | None:
+        start, end = row.get(start_col), row.get(end_col)
         if start is None or end is None:
             return None  # open-ended: unknown
         try:
-            return (source.time_rule_for(rule.seconds_to).parse(end)
-                    - source.time_rule_for(rule.seconds_from).parse(start)).total_seconds()
+            return (parse_time(end) - parse_time(start)).total_seconds()
         except ValueError as err:
-            raise _Rejected(f"{rule.seconds_to}: cannot read {end!r} as a time: {err}") from None
-    if rule.join:
-        parts = [row[c].strip() for c in rule.join if row.get(c) is not None and row[c].strip()]
-        text = rule.sep.join(parts) if parts else None
-    else:
-        text = next((row[c] for c in [rule.column, *rule.fallback] if row.get(c) is not None), None)
-    if text is None:
-        return None
-    if rule.split is not None:
-        return [p.strip() for p in text.split(rule.split) if p.strip()]
-    if rule.id:
-        return mapping.ids.normalize(text, rule.prefix) or None
-    return text.strip()
+            raise _Rejected(f"{end_col}: cannot read {end!r} as a time: {err}") from None
+    return seconds
+
+
+def _join_getter(columns: list[str], sep: str) -> Callable[[Row], str | None]:
+    def joined(row: Row) -> str | None:
+        parts = [row[c].strip() for c in columns if row.get(c) is not None and row[c].strip()]
+        return sep.join(parts) if parts else None
+    return joined
+
+
+def _first_getter(columns: list[str]) -> Callable[[Row], str | None]:
+    if len(columns) == 1:
+        column = columns[0]
+        return lambda row: row.get(column)
+    return lambda row: next((row[c] for c in columns if row.get(c) is not None), None)

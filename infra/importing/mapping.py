@@ -23,8 +23,9 @@ from __future__ import annotations
 import re
 import tomllib
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -44,12 +45,17 @@ class IdRules(BaseModel):
 
     def normalize(self, raw: str, prefix: str = "") -> str:
         text = raw.strip()
-        if self.strip_float_suffix and re.fullmatch(r"\d+\.0+", text):
+        if self.strip_float_suffix and _FLOAT_ID.fullmatch(text):
             text = text.split(".")[0]
         if self.lower:
             text = text.lower()
-        text = re.sub(r"[^\w.\-]+", self.separator, text).strip(self.separator)
+        text = _ID_JUNK.sub(self.separator, text).strip(self.separator)
         return f"{prefix}{text}" if text else ""
+
+
+# compiled once: normalize runs for every id cell of every row
+_FLOAT_ID = re.compile(r"\d+\.0+")
+_ID_JUNK = re.compile(r"[^\w.\-]+")
 
 
 class TimeRule(BaseModel):
@@ -65,11 +71,75 @@ class TimeRule(BaseModel):
         return v
 
     def parse(self, text: str) -> datetime:
+        return self.parser()(text)
+
+    def parser(self) -> Callable[[str], datetime]:
+        """parse(), compiled once per format and zone: an import calls it for every row."""
+        return _time_parser(self.format, self.timezone)
+
+
+@lru_cache(maxsize=64)
+def _time_parser(fmt: str, zone_name: str) -> Callable[[str], datetime]:
+    zone = ZoneInfo(zone_name)
+
+    def zoned(t: datetime) -> datetime:
+        return t if t.tzinfo else t.replace(tzinfo=zone)
+
+    if fmt == "epoch":
+        return lambda text: datetime.fromtimestamp(float(text.strip()), tz=timezone.utc)
+    if fmt == "iso":
+        return lambda text: zoned(datetime.fromisoformat(text.strip()))
+    fast = _fixed_width_pattern(fmt)
+
+    def parse(text: str) -> datetime:
         text = text.strip()
-        if self.format == "epoch":
-            return datetime.fromtimestamp(float(text), tz=timezone.utc)
-        t = datetime.fromisoformat(text) if self.format == "iso" else datetime.strptime(text, self.format)
-        return t if t.tzinfo else t.replace(tzinfo=ZoneInfo(self.timezone))
+        m = fast[0].fullmatch(text) if fast is not None else None
+        if m is not None:
+            cells = m.groups()
+            try:
+                return datetime(*map(int, cells if fast[1] is None else [cells[i] for i in fast[1]]), tzinfo=zone)
+            except ValueError:
+                pass  # out of range (a 31st of April): strptime says so in its own words
+        return zoned(datetime.strptime(text, fmt))
+
+    return parse
+
+
+# strptime is general and slow (a Python function, a regex of alternatives per
+# directive). The common export patterns are zero-padded numbers between separators:
+# a regex of exactly those digits matches only text strptime reads the same way, and
+# anything else (unpadded, other directives, an error to word) goes to strptime.
+_FIXED_WIDTH = {"Y": r"([0-9]{4})", "m": r"([0-9]{2})", "d": r"([0-9]{2})",
+                "H": r"([0-9]{2})", "M": r"([0-9]{2})", "S": r"([0-9]{2})"}
+_ARGS = "YmdHMS"  # datetime()'s argument order
+
+
+def _fixed_width_pattern(fmt: str) -> tuple[re.Pattern, list[int] | None] | None:
+    """A regex for `fmt` and, for each of datetime()'s arguments, the group that holds
+    it; None unless `fmt` has year, month and day (hour, minute, second optional), each
+    once, separated by literals (adjacent directives could split digits otherwise)."""
+    parts = re.split(r"(%.)", fmt)
+    directives = [p[1] for p in parts if p.startswith("%")]
+    if not set("Ymd") <= set(directives) <= set(_ARGS) or len(set(directives)) != len(directives):
+        return None
+    regex, last_was_directive = "", False
+    for part in parts:
+        if part.startswith("%"):
+            if last_was_directive:
+                return None
+            regex, last_was_directive = regex + _FIXED_WIDTH[part[1]], True
+        elif part:
+            if "%" in part:
+                return None  # a lone trailing '%': strptime's error
+            # literally (strptime would also take other whitespace runs and either case:
+            # such text goes to strptime)
+            regex, last_was_directive = regex + re.escape(part), False
+    # datetime(Y, m, d[, H[, M[, S]]]): an argument left out after one given is 0, as strptime leaves it
+    given = [c for c in _ARGS if c in directives]
+    if given != list(_ARGS[:len(given)]):
+        return None  # e.g. seconds without minutes: rare, strptime's
+    order = [directives.index(c) for c in given]
+    return re.compile(regex), None if order == sorted(order) else order  # None: the groups are in order
 
 
 class FieldRule(BaseModel):
