@@ -42,7 +42,7 @@ def main() -> None:
     print(f"CPU: {cpu_name()}")
     failures, seconds = [], []
     with tempfile.TemporaryDirectory(prefix="crash-loop-") as tmp:
-        for i in tqdm(range(args.runs), desc="runs"):
+        for i in tqdm(range(args.runs), desc="runs", disable=None):
             ok, took, failed = one_run(Path(tmp) / f"run{i}")
             seconds.append(took)
             if not ok:

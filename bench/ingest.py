@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from infra.terminal import console as piped_console  # noqa: E402
 from models.cpu import cpu_name  # noqa: E402
 from infra.broker import free_ports, private_broker  # noqa: E402
 from infra.waiting import wait_for  # noqa: E402
@@ -50,7 +51,7 @@ OUT = Path(__file__).resolve().parent / "out"
 
 def simulated(n: int, seed: int) -> list:
     sim = Marketplace(MarketplaceConfig.for_events(n, seed))
-    return list(tqdm(itertools.islice(sim.events(), n), total=n, desc="simulate", unit="ev"))
+    return list(tqdm(itertools.islice(sim.events(), n), total=n, desc="simulate", unit="ev", disable=None))
 
 
 def plain_consumer_rate(bootstrap: str, n: int) -> float:
@@ -116,7 +117,7 @@ def group_drain(bootstrap: str, data_dir: Path, n_workers: int, n: int) -> dict:
     try:
         for w in workers:
             w.wait_ready(120)
-        bar = tqdm(total=n, desc=f"{n_workers} workers drain", unit="ev")
+        bar = tqdm(total=n, desc=f"{n_workers} workers drain", unit="ev", disable=None)
 
         def handled():
             snaps = [w.stats() or {} for w in workers]
@@ -149,7 +150,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1,
                     help="also drain everything with a new group of this many workers (phase 3)")
     args = ap.parse_args()
-    console = Console()
+    console = piped_console()
     console.print(f"CPU: {cpu_name()}")
 
     events = simulated(2 * args.events, args.seed)

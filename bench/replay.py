@@ -22,12 +22,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from infra.terminal import console as piped_console  # noqa: E402
 from infra.broker import private_broker  # noqa: E402
 from serving.online.engine import MatchingEngine  # noqa: E402
 from serving.evaluation.eventlog import ReadReport, produce_log, read_log, write_log  # noqa: E402
@@ -50,7 +50,7 @@ def recorded_log(n_events: int, seed: int) -> Path:
         # for_events lands within a few percent; size up and cut at exactly n_events.
         sim = Marketplace(MarketplaceConfig.for_events(int(n_events * 1.1), seed))
         events = itertools.islice(sim.events(), n_events)
-        write_log(tqdm(events, total=n_events, desc="simulate+record", unit="ev", mininterval=2), tmp)
+        write_log(tqdm(events, total=n_events, desc="simulate+record", unit="ev", mininterval=2, disable=None), tmp)
         tmp.rename(path)
     return path
 
@@ -59,7 +59,7 @@ def fold_in_process(path: Path) -> tuple[int, float]:
     engine = MatchingEngine(None)
     t0 = time.perf_counter()
     n = 0
-    for rec in tqdm(read_log(path, ReadReport()), desc="fold in process", unit="ev", mininterval=2):
+    for rec in tqdm(read_log(path, ReadReport()), desc="fold in process", unit="ev", mininterval=2, disable=None):
         engine.apply(rec.event)
         n += 1
     engine._flush_index()  # index writes are lazy (flushed by the first read): count them
@@ -83,7 +83,7 @@ def through_kafka(path: Path, n_expected: int) -> tuple[float, float, float]:
         replica = IndexReplica(engine, bootstrap, topics=(COMPANIES.name, *REPLICA_TOPICS), poll_ms=100)
         t0 = time.perf_counter()
         replica.start()
-        bar = tqdm(total=stats.sent, desc="fold from Kafka", unit="ev", mininterval=2)
+        bar = tqdm(total=stats.sent, desc="fold from Kafka", unit="ev", mininterval=2, disable=None)
         deadline = t0 + 3600
         while replica.read < stats.sent:
             if replica.error is not None:
@@ -108,7 +108,7 @@ def main() -> None:
     ap.add_argument("--skip-eval", action="store_true")
     args = ap.parse_args()
     print(f"CPU: {cpu_name()}")
-    console = Console()
+    console = piped_console()
 
     path = recorded_log(args.events, args.seed)
     n, fold_s = fold_in_process(path)

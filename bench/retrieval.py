@@ -24,8 +24,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from infra.terminal import console as piped_console  # noqa: E402
 import faiss  # noqa: E402
-from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
@@ -39,7 +39,7 @@ from models.cpu import cpu_name  # noqa: E402
 
 TARGETS = {"exact_vs_faiss": 1.2, "hybrid_vs_dense": 1.5, "approx_recall": 0.95, "approx_speedup": 5.0,
            "visibility_ms": 100.0}
-console = Console()
+console = piped_console()
 
 
 SINGLE_BLOCK = 10  # single queries a method answers in a row before the next method's turn
@@ -149,7 +149,7 @@ def run_case(n: int, dim: int, args) -> dict:
     for batch, one in methods.values():  # warm every path once (allocations, thread pools)
         one(0)
     best = {name: float("inf") for name in methods}
-    for _ in tqdm(range(args.repeats), desc="batched rounds", leave=False):
+    for _ in tqdm(range(args.repeats), desc="batched rounds", leave=False, disable=None):
         for name, (batch, _one) in methods.items():
             best[name] = min(best[name], timed(batch)[0])
     # Single queries: each method answers a block of queries back to back, as one engine
@@ -160,7 +160,7 @@ def run_case(n: int, dim: int, args) -> dict:
     lat = {name: [] for name in methods}
     names = list(methods)
     block = 1 if args.single_turns else SINGLE_BLOCK
-    for b, lo in enumerate(tqdm(range(0, n_single, block), desc="single-query blocks", leave=False)):
+    for b, lo in enumerate(tqdm(range(0, n_single, block), desc="single-query blocks", leave=False, disable=None)):
         turn = 0 if args.single_turns else b % len(names)
         for name in names[turn:] + names[:turn]:
             one = methods[name][1]

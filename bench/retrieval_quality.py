@@ -337,7 +337,7 @@ def run(args, cfg: MarketplaceConfig | None = None, frozen_weights: dict | None 
         posted.clear()
 
     t0 = time.perf_counter()
-    for ev in tqdm(sim.events(), desc="replaying events", mininterval=2, unit="ev"):
+    for ev in tqdm(sim.events(), desc="replaying events", mininterval=2, unit="ev", disable=None):
         d = (ev.event_time - cfg.start).days
         if ev.type not in ("job.posted", "job.updated"):
             flush()

@@ -24,8 +24,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from infra.terminal import console as piped_console  # noqa: E402
 import faiss  # noqa: E402
-from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from bench.retrieval import make_queries, recall, timed, train_links  # noqa: E402
@@ -34,7 +34,7 @@ from index import JobIndex  # noqa: E402
 from index.ann import proposal_scores  # noqa: E402
 from models.cpu import cpu_name  # noqa: E402
 
-console = Console()
+console = piped_console()
 
 
 def best_of(fns: dict, repeats: int) -> dict[str, float]:
