@@ -127,9 +127,15 @@ TASK_QUESTIONS: dict[str, tuple[str, ...]] = {
 }
 TASKS = tuple(TASK_QUESTIONS)
 HELD_OUT_PHRASING = -1  # index of the phrasing kept out of training
-# A task formulation no training row ever asks: scored against "engaged" (click, save
-# or apply) labels to measure zero-shot generalization to a new task.
-HELD_OUT_TASKS: dict[str, tuple[str, ...]] = {"interest": ("Interested in this job?",)}
+# Task formulations no training row ever asks, answered zero-shot (the point of one
+# model for many tasks): "interest" is scored against "engaged" (click, save or apply)
+# labels to measure generalization to a new task; "view" and "dwell" are what a
+# views-only log (a job board's export, `serving.slates.NEXT_VIEW_TASKS`) can label.
+HELD_OUT_TASKS: dict[str, tuple[str, ...]] = {
+    "interest": ("Interested in this job?",),
+    "view": ("Will open it?",),
+    "dwell": ("Will read it for a while?",),
+}
 
 
 def instruction(phrasing: int = 0, focus: str | None = None) -> str:
