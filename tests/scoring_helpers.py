@@ -67,3 +67,22 @@ def retrieval_order(e: MatchingEngine, member_id: str, k: int) -> list[str]:
     cands, _ = e.retrieve(e.member(member_id))
     order = np.argsort(-np.asarray([c.retrieval_score for c in cands]), kind="stable")[:k]
     return [cands[i].job.job_id for i in order]
+
+
+def tiny_lm_scorer(name: str = "tiny"):
+    """A RankerScorer over a one-block, untrained LM (SmolLM2's tokenizer, random
+    weights): the real scoring code at a size a test can afford. Skips where the
+    tokenizer is absent."""
+    import pytest
+    import torch
+
+    from models.ranker import Ranker, StudentConfig
+    from serving.online.scorer import RankerScorer
+
+    torch.set_num_threads(1)
+    try:
+        ranker = Ranker.student(StudentConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                              num_attention_heads=2, num_key_value_heads=1))
+    except (FileNotFoundError, OSError) as err:
+        pytest.skip(f"no SmolLM2 tokenizer here: {err}")
+    return RankerScorer(ranker, name=name)

@@ -245,21 +245,14 @@ def test_v1_score_has_sglangs_shape_and_reads_the_label_probabilities():
 
     import httpx
     import numpy as np
-    import torch
 
-    from models.ranker import Ranker, StudentConfig
     from serving.online.http_api import create_app
-    from serving.online.scorer import RankerScorer
     from serving.online.scoring import ScoringService
-    from tests.scoring_helpers import engine
+    from tests.scoring_helpers import engine, tiny_lm_scorer
 
-    torch.set_num_threads(1)
-    try:
-        ranker = Ranker.student(StudentConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                              num_attention_heads=2, num_key_value_heads=1))
-    except (FileNotFoundError, OSError) as err:
-        pytest.skip(f"no SmolLM2 tokenizer here: {err}")
-    service = ScoringService(engine(RankerScorer(ranker, name="tiny")))
+    scorer = tiny_lm_scorer()
+    ranker = scorer.ranker
+    service = ScoringService(engine(scorer))
     api = create_app(service, token="t0k")
     body = {"query": "## Member Profile\nGlassblower\n\n", "items": ["## Question\nGlassblower", "## Question\nNurse"],
             "label_token_ids": [ranker.yes_id, ranker.no_id], "apply_softmax": True}

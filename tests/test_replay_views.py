@@ -105,18 +105,9 @@ def test_views_make_a_member_warm():
 def test_the_language_model_ranker_answers_the_tasks_a_views_log_holds():
     """No training row asks about views, yet the one ranker must score them (zero-shot
     questions, `models.verbalizer.HELD_OUT_TASKS`); it crashed the replay before."""
-    import torch
+    from tests.scoring_helpers import tiny_lm_scorer
 
-    from models.ranker import Ranker, StudentConfig
-    from serving.online.scorer import RankerScorer
-
-    torch.set_num_threads(1)
-    try:
-        ranker = Ranker.student(StudentConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                              num_attention_heads=2, num_key_value_heads=1))
-    except (FileNotFoundError, OSError) as err:
-        pytest.skip(f"no SmolLM2 tokenizer here: {err}")
-    lm = replay(_log(), [Variant("tiny-lm", RankerScorer(ranker, name="tiny-lm"))], CONFIG)
+    lm = replay(_log(), [Variant("tiny-lm", tiny_lm_scorer("tiny-lm"))], CONFIG)
     for task in ("view", "dwell"):
         m = _all(lm, "tiny-lm", task)
         assert m["impressions"] == 3 and 0.0 <= m["auc"] <= 1.0
