@@ -9,10 +9,10 @@ Maven Central through `infra/kafka/pom.xml` (once, into the git-ignored cache) a
 broker runs as `java -cp '<libs>/*' kafka.Kafka server.properties`. The same functions
 serve `hirestream broker ...`, `make run`, the test fixtures and CI.
 
-Two environment variables say where the broker is:
+Two settings (streams.settings, docs/SETTINGS.md) say where the broker is:
 - `KAFKA_BOOTSTRAP=host:port` points at an existing cluster: nothing is started and
   `start` only waits for it to answer (and creates the topics).
-- `HIRESTREAM_KAFKA_BOOTSTRAP=host:port` moves the broker this module starts
+- `HIRESTREAM_BROKER_LISTEN=host:port` moves the broker this module starts
   (default 127.0.0.1:19092; its KRaft controller listens on the next port up).
 """
 from __future__ import annotations
@@ -109,7 +109,7 @@ class BrokerConfig:
     @classmethod
     def from_settings(cls, settings: Settings | None = None, data_dir: Path | None = None) -> BrokerConfig:
         settings = settings or get_settings()
-        host, port = split_bootstrap(settings.kafka_bootstrap)
+        host, port = split_bootstrap(settings.broker_listen)
         return cls(
             data_dir=Path(data_dir) if data_dir else settings.data_dir / "kafka",
             host=host,
@@ -129,8 +129,9 @@ def split_bootstrap(bootstrap: str) -> tuple[str, int]:
 
 
 def external_bootstrap() -> str | None:
-    """The existing cluster named by KAFKA_BOOTSTRAP, or None when we run our own."""
-    return os.environ.get(EXTERNAL_BOOTSTRAP_ENV) or None
+    """The existing cluster named by KAFKA_BOOTSTRAP (the environment or `.env`), or None
+    when we run our own."""
+    return get_settings().kafka_bootstrap or None
 
 
 # --- jars ------------------------------------------------------------------------------
@@ -429,7 +430,7 @@ def launch(cfg: BrokerConfig, libs: Path | None = None, cluster_id: str | None =
             raise BrokerError(
                 f"{cfg.host}:{port} is already taken by another process; stop it, set "
                 f"KAFKA_BOOTSTRAP to use a cluster that runs there, or choose another port "
-                f"with HIRESTREAM_KAFKA_BOOTSTRAP"
+                f"with HIRESTREAM_BROKER_LISTEN"
             )
     require_tools("java")
     libs = libs or fetch_jars()

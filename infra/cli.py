@@ -26,6 +26,7 @@ COMMAND_MODULES = [
 
     "validate",
     "sort",
+    "settings",
 ]
 
 

@@ -33,7 +33,7 @@ def _broker_urls(bootstrap: str) -> list[str]:
 
 app = faust.App(
     settings.app_id,
-    broker=_broker_urls(settings.kafka_bootstrap),
+    broker=_broker_urls(settings.bootstrap),
     store="rocksdb://",
     datadir=str(settings.data_dir / "worker"),
     topic_partitions=settings.member_partitions,

@@ -1,77 +1,155 @@
 """Configuration in one typed place, read once from the environment and passed down.
 
 Every knob a test or a deployment needs to turn (broker address, session timeouts,
-history length) lives here, so nobody edits code to change a setting.
+history length) lives here, so nobody edits code to change a setting. Each field's
+description is its documentation: `hirestream settings doc` writes them all into
+docs/SETTINGS.md, and a test fails when that file is stale.
+
+Values come from the environment, then from a `.env` file in the working directory
+(the environment wins over the file). `HIRESTREAM_ENV_FILE` names another file, or
+none when empty; the test suite sets it empty so a developer's `.env` cannot leak in.
 """
 from __future__ import annotations
 
+import os
 from datetime import datetime, timezone
 from functools import lru_cache
 from ipaddress import ip_address
 from pathlib import Path
+from typing import Any
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+ENV_FILE_ENV = "HIRESTREAM_ENV_FILE"  # which .env file to read; "" reads none
+DEFAULT_ENV_FILE = ".env"
 
 
-class Settings(BaseSettings):
+def env_file() -> Path | None:
+    """The dotenv file settings read (relative to the working directory), or None."""
+    name = os.environ.get(ENV_FILE_ENV, DEFAULT_ENV_FILE)
+    return Path(name) if name.strip() else None
+
+
+class HirestreamSettings(BaseSettings):
+    """A settings class that also reads the `.env` file `env_file()` names, at construction
+    (not import), so a process that changes HIRESTREAM_ENV_FILE first gets what it asked for."""
+
+    def __init__(self, **values: Any) -> None:
+        values.setdefault("_env_file", env_file())
+        super().__init__(**values)
+
+
+class Settings(HirestreamSettings):
+    """The stream workers, the broker this project starts, and every command's clients."""
+
     model_config = SettingsConfigDict(env_prefix="HIRESTREAM_", extra="ignore")
 
-    # `KAFKA_BOOTSTRAP=host:port` points everything at an existing cluster.
-    kafka_bootstrap: str = Field(
+    # Two settings, two names: a cluster to use, or where the broker we start listens.
+    kafka_bootstrap: str | None = Field(
+        None, validation_alias="KAFKA_BOOTSTRAP",
+        description="An existing Kafka cluster to use, `host:port[,host:port...]`: when set, "
+                    "nothing starts a broker and every command and worker connects there.")
+    broker_listen: str = Field(
         "127.0.0.1:19092",
-        validation_alias=AliasChoices("KAFKA_BOOTSTRAP", "HIRESTREAM_KAFKA_BOOTSTRAP"),
-    )
-    # Partitions of every topic of the map (member-keyed topics are co-partitioned):
-    # the most workers that can share the member work. Over-partitioned from the
-    # start, because changing it later is a migration: see streams/topics.py.
-    member_partitions: int = 12
-    replication_factor: int = 1
-    # Workers of one app id form one consumer group; each keeps this many standby
-    # copies of the other workers' table partitions, restored from the changelogs,
-    # so a failover resumes from a warm copy and a read can be answered from one.
-    standby_replicas: int = 1
+        description="`host:port` the broker this project starts listens on (its KRaft "
+                    "controller takes the next port up); clients connect here unless "
+                    "KAFKA_BOOTSTRAP is set.")
+    retired_kafka_bootstrap: str | None = Field(
+        None, validation_alias="HIRESTREAM_KAFKA_BOOTSTRAP", exclude=True,
+        description="Retired (it set one field with two meanings): an error when set. Use "
+                    "KAFKA_BOOTSTRAP for a cluster to use, HIRESTREAM_BROKER_LISTEN to move "
+                    "the broker this project starts.")
 
-    app_id: str = "hirestream"
-    data_dir: Path = REPO_ROOT / ".hirestream"
-    artifacts_dir: Path = REPO_ROOT / "artifacts"
-    cache_dir: Path = REPO_ROOT / ".cache"
+    member_partitions: int = Field(
+        12, ge=1,
+        description="Partitions of every member-keyed (co-partitioned) topic: the most workers "
+                    "that can share the member work. Over-partitioned from the start because "
+                    "changing it later is a migration (streams/topics.py).")
+    replication_factor: int = Field(
+        1, ge=1, description="Replicas of each topic and changelog the project creates (3 on a "
+                             "three-broker cluster).")
+    standby_replicas: int = Field(
+        1, ge=0,
+        description="Standby copies each worker keeps of the other workers' table partitions "
+                    "(restored from the changelogs), so a failover resumes warm and a read can "
+                    "be answered from one.")
 
-    # Group joins wait on the session timeout; tests and `make run` want it short.
-    broker_session_timeout: float = 10.0
-    broker_heartbeat_interval: float = 3.0
-    commit_interval: float = 1.0
-    event_loop: str = "uvloop"  # the worker's asyncio loop: "uvloop" or "aio"
-    batch_max_events: int = 500  # member events folded per batch (one write per member)
-    batch_within: float = 0.05  # seconds a batch waits to fill: bounds the added latency
-    producer_linger: float = 0.02  # seconds a changelog write may wait to share a request
-    web_port: int = 6066
-    # How other workers reach this one's read API (faust's canonical URL,
-    # http://<web_host>:<web_port>): a member read is forwarded to its owner there.
-    web_host: str = "127.0.0.1"
-    forward_timeout: float = 5.0  # seconds a forwarded member read may take
-    # The read API answers on loopback only, unless a deployment says otherwise; an
-    # address other machines can reach needs HIRESTREAM_TOKEN (see `_web_is_guarded`).
-    web_bind: str = "127.0.0.1"
-    # With a token every endpoint but /health/ wants `Authorization: Bearer <token>`.
-    token: SecretStr | None = None
+    app_id: str = Field("hirestream", description="Faust app id: workers with the same id form "
+                                                  "one consumer group and share the work.")
+    data_dir: Path = Field(REPO_ROOT / ".hirestream", description="Where a worker keeps its "
+                           "RocksDB tables and the started broker its files (`kafka/`).")
+    artifacts_dir: Path = Field(REPO_ROOT / "artifacts", description="Trained models, indexes and "
+                                "evaluation outputs.")
+    cache_dir: Path = Field(REPO_ROOT / ".cache", description="Downloads kept between runs (the "
+                            "broker's jars, datasets, model weights).")
+
+    broker_session_timeout: float = Field(
+        10.0, gt=0, description="Seconds a consumer may go silent before its group rebalances; "
+                                "group joins wait on it, so tests and `make run` keep it short.")
+    broker_heartbeat_interval: float = Field(
+        3.0, gt=0, description="Seconds between consumer heartbeats (under a third of the "
+                               "session timeout).")
+    commit_interval: float = Field(1.0, gt=0, description="Seconds between a worker's offset commits.")
+    event_loop: str = Field("uvloop", description="The worker's asyncio loop: `uvloop` or `aio`.")
+    batch_max_events: int = Field(500, ge=1, description="Member events folded per batch (one "
+                                                        "table write per member).")
+    batch_within: float = Field(0.05, ge=0, description="Seconds a batch waits to fill: bounds "
+                                                        "the latency batching adds.")
+    producer_linger: float = Field(0.02, ge=0, description="Seconds a changelog write may wait to "
+                                                           "share a request.")
+    web_port: int = Field(6066, ge=0, le=65535, description="Port of the worker's read API.")
+    web_host: str = Field(
+        "127.0.0.1", description="Host other workers reach this one's read API by (faust's "
+                                 "canonical URL `http://<web_host>:<web_port>`): a member read "
+                                 "is forwarded to its owner there.")
+    forward_timeout: float = Field(5.0, gt=0, description="Seconds a forwarded member read may take.")
+    web_bind: str = Field(
+        "127.0.0.1", description="Address the read API listens on: loopback unless a deployment "
+                                 "says otherwise; any other address needs HIRESTREAM_TOKEN.")
+    token: SecretStr | None = Field(
+        None, description="Bearer token every endpoint but `/health/` then requires "
+                          "(`Authorization: Bearer <token>`); empty means none. Never logged.")
 
     # Bounds on what a message may be (streams.bounds): beyond them it is dead-lettered
     # with the reason, so one hostile producer cannot pin state or exhaust memory.
-    # Checked before parsing. The fields' bounds allow ~26,000 characters per event:
-    # 128 KiB holds them as raw UTF-8 (4 bytes a character at worst).
-    max_event_bytes: int = 128 * 1024
-    event_time_min: datetime = datetime(2000, 1, 1, tzinfo=timezone.utc)
-    event_time_max_ahead_s: float = 86_400.0  # how far past the clock an event time may be
+    max_event_bytes: int = Field(
+        128 * 1024, ge=1,
+        description="Largest message in bytes, checked before parsing; beyond it the message is "
+                    "dead-lettered. 128 KiB holds the ~26,000 characters the fields' bounds "
+                    "allow as UTF-8.")
+    event_time_min: datetime = Field(
+        datetime(2000, 1, 1, tzinfo=timezone.utc),
+        description="Earliest event time accepted; older events are dead-lettered.")
+    event_time_max_ahead_s: float = Field(
+        86_400.0, ge=0, description="Seconds past the clock an event time may be; later ones are "
+                                    "dead-lettered.")
 
-    history_max_items: int = 30  # interactions kept per member, newest first
-    history_max_chars: int = 4000  # bound on the rendered history text
-    seen_event_ids: int = 64  # per-member window of applied event ids (idempotency)
-    torch_threads: int = 0  # CPU threads for model training/scoring; 0 = torch's default
-    run_ranker_minutes: float = 4.0  # `make run` trains a ranker this long when artifacts/ has none
-    run_held_out_days: int = 2  # `make run` evaluates every model on the log's last days only
+    history_max_items: int = Field(30, ge=1, description="Interactions kept per member, newest first.")
+    history_max_chars: int = Field(4000, ge=1, description="Bound on a member's rendered history "
+                                                           "text, in characters.")
+    seen_event_ids: int = Field(64, ge=0, description="Per-member window of applied event ids: a "
+                                                      "redelivered event in it changes nothing.")
+    torch_threads: int = Field(0, ge=0, description="CPU threads for model training and scoring; "
+                                                    "0: torch's default.")
+    run_ranker_minutes: float = Field(4.0, ge=0, description="Minutes `make run` trains a ranker "
+                                                             "when artifacts/ has none.")
+    run_held_out_days: int = Field(2, ge=1, description="`make run` evaluates every model on the "
+                                                        "log's last this-many days only.")
+
+    @property
+    def bootstrap(self) -> str:
+        """Where clients connect: the cluster named by KAFKA_BOOTSTRAP, else our own broker."""
+        return self.kafka_bootstrap or self.broker_listen
+
+    @model_validator(mode="after")
+    def _one_name_per_setting(self) -> "Settings":
+        if self.retired_kafka_bootstrap is not None:
+            raise ValueError(
+                "HIRESTREAM_KAFKA_BOOTSTRAP is retired: set KAFKA_BOOTSTRAP to use an existing "
+                "cluster, or HIRESTREAM_BROKER_LISTEN to move the broker this project starts")
+        return self
 
     @model_validator(mode="after")
     def _web_is_guarded(self) -> "Settings":

@@ -14,6 +14,9 @@ import pytest
 # HIRESTREAM_MEMBER_PARTITIONS when set: it must match that cluster's topics.
 # Set here, before any test module reads `streams.settings`; the workers tests start
 # inherit it.
+# No `.env` file is read (HIRESTREAM_ENV_FILE empty): a developer's .env must not
+# change what the tests (or the workers they start, which inherit this) see.
+os.environ["HIRESTREAM_ENV_FILE"] = ""
 if not os.environ.get("KAFKA_BOOTSTRAP"):
     os.environ.setdefault("HIRESTREAM_MEMBER_PARTITIONS", "3")
 

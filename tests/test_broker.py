@@ -53,7 +53,7 @@ def test_java_classpath_is_absolute_because_the_broker_runs_in_its_data_dir(tmp_
 
 
 def test_config_from_settings_puts_the_controller_on_the_next_port(tmp_path):
-    settings = get_settings().model_copy(update={"kafka_bootstrap": "127.0.0.1:40100"})
+    settings = get_settings().model_copy(update={"broker_listen": "127.0.0.1:40100"})
     cfg = broker.BrokerConfig.from_settings(settings, data_dir=tmp_path)
     assert (cfg.bootstrap, cfg.controller_port, cfg.data_dir) == ("127.0.0.1:40100", 40101, tmp_path)
 

@@ -30,7 +30,7 @@ def command() -> None:
     """A single-node Apache Kafka broker (KRaft) run from Maven Central jars.
 
     KAFKA_BOOTSTRAP=host:port uses an existing cluster instead (start/stop then start
-    nothing); HIRESTREAM_KAFKA_BOOTSTRAP=host:port moves the broker started here
+    nothing); HIRESTREAM_BROKER_LISTEN=host:port moves the broker started here
     (default 127.0.0.1:19092, controller on the next port).
     """
     # Our own progress lines, without the Kafka clients' per-connection INFO chatter.

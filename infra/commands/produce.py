@@ -17,7 +17,7 @@ def command(path: Path, topic: str | None, bootstrap: str | None) -> None:
     from streams.producer import produce_file
     from streams.settings import get_settings
 
-    report = produce_file(path, bootstrap or get_settings().kafka_bootstrap, topic)
+    report = produce_file(path, bootstrap or get_settings().bootstrap, topic)
     for line_no, reason in report.rejected[:50]:
         click.echo(f"rejected line {line_no}: {reason}", err=True)
     if len(report.rejected) > 50:

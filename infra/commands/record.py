@@ -25,7 +25,7 @@ def command(out: Path, from_kafka: bool, bootstrap: str | None, events: int, see
     if from_kafka:
         from streams.settings import get_settings
 
-        report = record_topics(bootstrap or get_settings().kafka_bootstrap, out, timeout=timeout)
+        report = record_topics(bootstrap or get_settings().bootstrap, out, timeout=timeout)
         n = report.events
         if report.skipped:
             click.echo(f"{report.n_skipped} invalid messages not recorded (see the .dlq topics)", err=True)

@@ -53,7 +53,7 @@ def command(log: Path, out_dir: Path | None, scorers: tuple[str, ...], retrieval
         from streams.settings import get_settings
 
         report = ReadReport()
-        stats = produce_log(read_log(log, report), bootstrap or get_settings().kafka_bootstrap,
+        stats = produce_log(read_log(log, report), bootstrap or get_settings().bootstrap,
                             speed=parse_speed(speed))
         console.print(f"produced {stats.sent:,} events in {stats.seconds:.1f} s ({stats.events_per_s:,.0f}/s); "
                       f"skipped {report.n_skipped} malformed lines")

@@ -76,7 +76,7 @@ def command(seed: int, n_events: int, out: Path | None, to_kafka: bool, bootstra
             from streams.producer import produce_events
             from streams.settings import get_settings
 
-            report = produce_events(events, bootstrap or get_settings().kafka_bootstrap)
+            report = produce_events(events, bootstrap or get_settings().bootstrap)
             if report.rejected:
                 raise click.ClickException(f"{len(report.rejected)} events rejected: {report.rejected[:3]}")
         else:

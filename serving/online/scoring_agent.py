@@ -53,7 +53,7 @@ engine = MatchingEngine(
     keep_members=False,  # member state lives in the worker's table
     embedder=load_encoder(_serving.encoder),
 )
-replica = IndexReplica.for_serving(engine, settings.kafka_bootstrap, settings.app_id)
+replica = IndexReplica.for_serving(engine, settings.bootstrap, settings.app_id)
 
 
 def _member_state(member_id: str) -> MemberState | None:

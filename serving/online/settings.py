@@ -1,35 +1,53 @@
-"""Serving settings, read once from the environment (HIRESTREAM_SERVING_*)."""
+"""Serving settings, read once from the environment (HIRESTREAM_SERVING_*) or `.env`
+(see streams.settings; `hirestream settings doc` writes docs/SETTINGS.md from them)."""
 from __future__ import annotations
 
 from functools import lru_cache
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from streams.settings import HirestreamSettings
 
 
-class ServingSettings(BaseSettings):
+class ServingSettings(HirestreamSettings):
+    """The scoring service (`hirestream serve`): retrieval, ranking, batching, its APIs."""
+
     model_config = SettingsConfigDict(env_prefix="HIRESTREAM_SERVING_", extra="ignore")
 
-    scorer: str = "bm25"  # a `serving.online.scorer.make_scorer` spec: popularity, bm25, ranker:<dir>, vllm:<dir>
-    retrieval: str = "hybrid,exact"  # the replica's job index (`index.IndexConfig.parse`)
-    retrieve_k: int = Field(100, ge=1, le=2000)
-    encoder: str | None = None  # a PLM4Job checkpoint for the replica's dense column (default: hashed terms)
+    scorer: str = Field("bm25", description="A `serving.online.scorer.make_scorer` spec: "
+                                            "`popularity`, `bm25`, `ranker:<dir>`, `vllm:<dir>`.")
+    retrieval: str = Field("hybrid,exact", description="The replica's job index "
+                                                       "(`index.IndexConfig.parse`).")
+    retrieve_k: int = Field(100, ge=1, le=2000, description="Candidate jobs retrieved per "
+                                                            "member before ranking.")
+    encoder: str | None = Field(None, description="A PLM4Job checkpoint for the replica's dense "
+                                                  "column; unset: hashed terms.")
 
     # The scoring service (serving/online/scoring.py): dynamic batching and its overload policy.
-    batch_window_ms: float = Field(2.0, ge=0, le=5000)  # how long a batch waits for more members
-    max_batch: int = Field(8, ge=1, le=256)  # members scored in one model call
-    queue_max: int = Field(32, ge=0, le=10_000)  # requests admitted and unanswered; beyond it: shed
-    degrade_at: int = Field(16, ge=0)  # from this many waiting, rank only `degraded_k` candidates (> queue_max: never)
-    degraded_k: int = Field(25, ge=1, le=2000)
+    batch_window_ms: float = Field(2.0, ge=0, le=5000, description="Milliseconds a batch waits "
+                                                                   "for more members.")
+    max_batch: int = Field(8, ge=1, le=256, description="Members scored in one model call.")
+    queue_max: int = Field(32, ge=0, le=10_000, description="Requests admitted and unanswered; "
+                                                            "beyond it new ones are shed.")
+    degrade_at: int = Field(16, ge=0, description="From this many requests waiting, rank only "
+                                                  "`degraded_k` candidates (above queue_max: never).")
+    degraded_k: int = Field(25, ge=1, le=2000, description="Candidates ranked per member while "
+                                                           "degraded.")
 
     # Where score requests come from: Kafka (`score-requests`), HTTP, or both.
-    kafka_requests: bool = True
-    kafka_concurrency: int = Field(16, ge=1, le=1024)  # Kafka requests in flight at once (they batch)
-    http_port: int = Field(6067, ge=0, le=65535)  # the HTTP API (serving/online/http_api.py); 0: off
-    # Loopback unless told otherwise; any other address needs HIRESTREAM_TOKEN, as the
-    # worker's read API does (streams.settings).
-    http_bind: str = "127.0.0.1"
-    http_max_connections: int = Field(256, ge=1)  # uvicorn answers 503 beyond it
+    kafka_requests: bool = Field(True, description="Answer score requests from the "
+                                                   "`score-requests` topic.")
+    kafka_concurrency: int = Field(16, ge=1, le=1024, description="Kafka requests in flight at "
+                                                                  "once (they batch together).")
+    http_port: int = Field(6067, ge=0, le=65535, description="Port of the HTTP API "
+                                                             "(serving/online/http_api.py); 0: off.")
+    http_bind: str = Field("127.0.0.1", description="Address the HTTP API listens on: loopback "
+                                                    "unless told otherwise; any other address "
+                                                    "needs HIRESTREAM_TOKEN, as the worker's "
+                                                    "read API does.")
+    http_max_connections: int = Field(256, ge=1, description="Open connections uvicorn accepts; "
+                                                             "beyond it it answers 503.")
 
 
 @lru_cache(maxsize=1)
