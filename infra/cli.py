@@ -2,7 +2,9 @@
 
 Each sub-command lives in its own module under `infra/commands/` and is imported
 only when the CLI starts, so `hirestream --help` stays quick and a command's heavy
-imports (torch, faust) load only when it runs.
+imports (torch, faust) load only when it runs. They load only there, too, so the CLI
+starts with the base install alone and a command whose extra is missing says which
+extra to install (infra/extras.py).
 """
 from __future__ import annotations
 
@@ -30,7 +32,23 @@ COMMAND_MODULES = [
 ]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class ExtrasGroup(click.Group):
+    """Runs a command; a package missing because its extra is not installed ends in a
+    one-line error that names the extra instead of a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ModuleNotFoundError as err:
+            from infra.extras import missing_extra
+
+            missing = missing_extra(err, ctx.invoked_subcommand)
+            if missing is None:
+                raise
+            raise click.ClickException(f"`hirestream {ctx.invoked_subcommand}`: {missing}") from err
+
+
+@click.group(cls=ExtrasGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Real-time job matching over Kafka: stream, retrieve, rank, replay."""
     from infra.terminal import plain_when_piped
