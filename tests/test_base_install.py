@@ -25,7 +25,7 @@ from streams.schemas import parse
 from streams.topics import JOBS, MEMBERS
 from tests.kafka_helpers import free_port, java_partition, unique_name
 
-pytestmark = pytest.mark.timeout(900)  # the venv's first build downloads from PyPI
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # builds a venv from PyPI (30-70 s here)
 
 # Runs in the base venv: builds a member and three jobs only they match (unique words),
 # sends them with the client, writes them as a log; prints the extras' modules it loaded.
