@@ -1,15 +1,16 @@
 """Install size and time of each role of hirestream, each in a fresh venv, against the one
 full environment `make run` and `make test` build.
 
-For each role (base: producers and clients; worker; serving; models) a new venv gets
-`hirestream[<extras>]` from PyPI pinned by constraints.txt (infra/role_install.py, as
-set-up does); the table gives the install's wall time and the venv's size on disk. pip's
-cache is left as it is: the first run on a machine downloads (torch's CUDA build is
-~3 GB), later ones install from the cache, and the header says how big the cache was.
+For each role (base: producers and clients; worker; serving; models; all, the one
+environment of before) a new venv gets `hirestream[<extras>]` from PyPI pinned by
+constraints.txt (infra/role_install.py, as set-up does); the table gives the wall time
+of creating the venv and installing, and the venv's size on disk. pip's cache is left as
+it is and the header says how big it was: where pip may cache the index's downloads
+(torch's CUDA build is ~3 GB), a second run installs faster than a fresh machine.
 With --check, each venv then gets pytest and runs that role's unit tests from this
 checkout, which is how Python 3.12 is proven beside CI's 3.11:
 
-    .venv/bin/python bench/install_roles.py                    # 3.11: base, worker, serving, models
+    .venv/bin/python bench/install_roles.py                    # 3.11: base, worker, serving, models, all
     .venv/bin/python bench/install_roles.py --python /root/.pyenv/versions/3.12.1/bin/python \\
         --roles base,worker --check
 """
@@ -60,7 +61,7 @@ def run_unit_tests(venv: role_install.RoleVenv, tests: list[str]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--roles", default="base,worker,serving,models",
+    parser.add_argument("--roles", default="base,worker,serving,models,all",
                         help=f"comma-separated, of {', '.join(ROLES)}")
     parser.add_argument("--python", default="python3.11", help="interpreter the venvs are made with")
     parser.add_argument("--check", action="store_true", help="run each role's unit tests in its venv")
