@@ -92,7 +92,9 @@ dead_letter_topics = {
 # which this worker's member histories describe) lagged by up to 1,000 records. faust
 # files the live records of a global table's other partitions as "active" recovery,
 # hence `recovery_buffer_size` there; `member-state` restores its own partitions in
-# bulk, before the worker serves them, and keeps faust's buffer for that.
+# bulk, before the worker serves them, and keeps faust's buffer for that. (With a
+# buffer of 1 faust would also keep reading back a global table's partitions this
+# worker writes itself; streams.faust_fixes (7) pauses those once they are restored.)
 member_state = app.Table(
     MEMBER_STATE_TABLE, default=None, partitions=settings.member_partitions,
     key_type=str, standby_buffer_size=1,
