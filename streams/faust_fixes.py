@@ -189,13 +189,15 @@ async def on_recovery_completed(self: Recovery, generation_id: int = 0) -> None:
         self.log.warning(f"Recovery rebalancing again app id {app.consumer_generation_id} param {generation_id}")
         return
     sources = {tp for tp in assignment if not self._is_changelog_tp(tp)}
-    _pause_own_global_changelogs(self, consumer)
+    own_changelogs = _pause_own_global_changelogs(self, consumer)
     if sources:
         await _pause_in_aiokafka(consumer, sources)
         await self._wait(consumer.perform_seek(), timeout=app.conf.broker_request_timeout)
         still_paused = await _paused_in_aiokafka(consumer)
-        self.log.info("%s to committed offsets (%d partitions, paused during the seek: %s)",
-                      RECOVERY_MARK, len(sources), sources <= still_paused)
+        self.log.info("%s to committed offsets (%d partitions, paused during the seek: %s; "
+                      "own global-table changelog partitions left paused: %d)", RECOVERY_MARK,
+                      len(sources), sources <= still_paused,
+                      len(own_changelogs - consumer._get_active_partitions()))
     self.completed.set()
     app.flow_control.resume()  # empties the agents' queues: nothing from before the seek survives
     consumer.resume_flow()
@@ -221,12 +223,13 @@ def own_global_changelog_tps(recovery: Recovery) -> set[TP]:
             if getattr(recovery.tp_to_table.get(tp), "is_global", False)}
 
 
-def _pause_own_global_changelogs(recovery: Recovery, consumer: Any) -> None:
+def _pause_own_global_changelogs(recovery: Recovery, consumer: Any) -> set[TP]:
     """Keep a worker's own global-table changelog partitions paused once restored:
     every record there is one it has already written to its store (fix 7)."""
     own = own_global_changelog_tps(recovery)
     if own:
         consumer.pause_partitions(own)
+    return own
 
 
 def _aiokafka_tps(tps: Set[TP]) -> list[TopicPartition]:

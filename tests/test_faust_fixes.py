@@ -56,6 +56,7 @@ def test_a_real_worker_recovers_through_the_fixed_path(kafka_bootstrap, tmp_path
     """A worker with tables restarts with changelogs to restore: faust takes
     `Recovery.on_recovery_completed` (not `_resume_streams`), and the worker's log says
     the fixed one ran, with every source partition paused in aiokafka during its seek."""
+    from streams.settings import Settings
     from tests.stream_helpers import member_with
     from tests.test_stream_worker import start_worker
 
@@ -74,6 +75,10 @@ def test_a_real_worker_recovers_through_the_fixed_path(kafka_bootstrap, tmp_path
         worker.stop()
     assert len(marks) >= 2  # the first start and the restart
     assert all("paused during the seek: True" in line for line in marks), marks
+    # Fix 7: one worker writes every partition of the global tables; none is read back.
+    global_partitions = 2 * Settings().member_partitions  # job-catalog and companies
+    assert all(f"own global-table changelog partitions left paused: {global_partitions})" in line
+               for line in marks), marks
 
 
 def _recovery_marks(worker) -> list[str]:
