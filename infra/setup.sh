@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One set-up for `make run`, `make test` and CI, on a fresh machine or an old one:
 # checks what the machine must have, builds the venv from the pinned constraints,
-# installs Debian's kcat and fetches the Kafka broker's jars. Each step is skipped
+# installs Debian's kcat, fetches the Kafka broker's jars and the deployment checks' tools. Each step is skipped
 # when already done, so a second run takes seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,4 +52,16 @@ fi
 
 # 3. The broker's jars from Maven Central, once, into .cache/.
 .venv/bin/hirestream broker fetch
+
+# 4. The deployment checks' tools (Kubernetes and Compose schemas), in their own small venv.
+tools=".venv-deploy-check"
+stamp="$tools/.installed-$(sha1sum infra/deploy/check-constraints.txt | cut -c1-12)"
+if [ ! -f "$stamp" ]; then
+  echo "[setup] deployment checks (.venv-deploy-check: kubernetes-validate, check-jsonschema) ..."
+  [ -x "$tools/bin/python" ] || "$PY" -m venv "$tools"
+  "$tools/bin/pip" install -q --disable-pip-version-check --upgrade "pip==24.3.1"
+  "$tools/bin/pip" install -q --disable-pip-version-check -r infra/deploy/check-constraints.txt
+  rm -f "$tools"/.installed-*
+  touch "$stamp"
+fi
 echo "[setup] ready"
