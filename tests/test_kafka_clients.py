@@ -18,10 +18,15 @@ PASSWORD = "s3cret-Pa55word"
 
 
 @pytest.fixture(scope="module")
-def ca_file(tmp_path_factory):
+def certificates(tmp_path_factory):
     from tests.tls_helpers import make_certificates
 
-    return make_certificates(tmp_path_factory.mktemp("tls")).ca
+    return make_certificates(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def ca_file(certificates):
+    return certificates.ca
 
 
 @pytest.fixture
@@ -64,13 +69,22 @@ def test_sasl_ssl_settings_reach_every_client_library(sasl_ssl, ca_file):
     assert [c["subject"] for c in context.get_ca_certs()] == [((("commonName", "hirestream test CA"),),)]
 
 
-def test_tls_alone_gives_faust_an_ssl_context(sasl_ssl):
+def test_tls_with_a_client_certificate_reaches_every_client_library(sasl_ssl, certificates):
+    """Mutual TLS: the client presents a certificate (here the test CA's broker one)."""
     for name in ("HIRESTREAM_KAFKA_USERNAME", "HIRESTREAM_KAFKA_PASSWORD"):
         sasl_ssl.delenv(name)
+    cert, key = certificates.keystore.parent / "broker.pem", certificates.keystore.parent / "broker.key"
     sasl_ssl.setenv("HIRESTREAM_KAFKA_SECURITY_PROTOCOL", "SSL")
+    sasl_ssl.setenv("HIRESTREAM_KAFKA_CERT_FILE", str(cert))
+    sasl_ssl.setenv("HIRESTREAM_KAFKA_KEY_FILE", str(key))
     security = KafkaSecurity.from_settings(Settings())
-    assert isinstance(security.faust_credentials(), faust.SSLCredentials)
-    assert "sasl_mechanism" not in security.kafka_python() and "sasl.username" not in security.librdkafka()
+    credentials = security.faust_credentials()
+    assert isinstance(credentials, faust.SSLCredentials)
+    assert credentials.context.verify_mode is ssl.CERT_REQUIRED  # the key matched its certificate to load
+    options, props = security.kafka_python(), security.librdkafka()
+    assert (options["ssl_certfile"], options["ssl_keyfile"]) == (str(cert), str(key))
+    assert (props["ssl.certificate.location"], props["ssl.key.location"]) == (str(cert), str(key))
+    assert "sasl_mechanism" not in options and "sasl.username" not in props
 
 
 def test_the_password_is_in_no_repr(sasl_ssl):
