@@ -1,6 +1,6 @@
-"""Every kafka-python client the project makes, made here: with the cluster's address
-and the security settings (streams.kafka_security), so no command, replica or probe
-can reach a secured cluster without its credentials, or print them.
+"""Every kafka-python client the project makes is made here, with the cluster's address
+and the security settings (streams.kafka_security): no command, replica or probe can
+forget the credentials (tests/test_kafka_clients.py fails on a client made elsewhere).
 
 A cluster that refuses the credentials raises `KafkaAccessRefused`, whose message
 says who was refused and how, never the password. (The workers' faust app takes the
