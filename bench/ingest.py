@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
@@ -43,6 +43,7 @@ from models.cpu import cpu_name  # noqa: E402
 from infra.broker import free_ports, private_broker  # noqa: E402
 from infra.waiting import wait_for  # noqa: E402
 from infra.worker_process import WorkerProcess  # noqa: E402
+from streams import kafka_clients  # noqa: E402
 from streams.ingest_stats import IngestStats  # noqa: E402
 from streams.producer import produce_events  # noqa: E402
 from streams.schemas import parse  # noqa: E402
@@ -60,8 +61,8 @@ def simulated(n: int, seed: int) -> list:
 
 def plain_consumer_rate(bootstrap: str, n: int) -> float:
     """Reference: read the backlog and validate every message, keeping no state."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                             max_poll_records=2000, fetch_max_bytes=64 << 20)
+    consumer = kafka_clients.consumer(bootstrap, group_id=None, enable_auto_commit=False,
+                                      max_poll_records=2000, fetch_max_bytes=64 << 20)
     tps = [TopicPartition(t, p) for t in INGEST_TOPICS for p in consumer.partitions_for_topic(t)]
     consumer.assign(tps)
     consumer.seek_to_beginning(*tps)

@@ -30,7 +30,20 @@ COMMAND_MODULES = [
 ]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """Every command's group: a cluster that refuses our credentials is an error message
+    (who was refused, which settings to check), not a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        from streams.kafka_clients import KafkaAccessRefused
+
+        try:
+            return super().invoke(ctx)
+        except KafkaAccessRefused as err:
+            raise click.ClickException(str(err)) from None
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Real-time job matching over Kafka: stream, retrieve, rank, replay."""
     from infra.terminal import plain_when_piped

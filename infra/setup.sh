@@ -16,6 +16,8 @@ if ! java -version 2>&1 | grep -Eq 'version "(1[7-9]|2[0-9])'; then
   missing+=("Java 17 or newer (java on PATH)")
 fi
 command -v mvn >/dev/null 2>&1 || missing+=("Maven 3.8+ (mvn on PATH)")
+# The secured-broker test makes its CA and certificate with it (Debian: openssl).
+command -v openssl >/dev/null 2>&1 || missing+=("openssl (on PATH)")
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
   if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else

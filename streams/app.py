@@ -18,6 +18,7 @@ from __future__ import annotations
 import faust
 
 from streams import faust_fixes
+from streams.kafka_security import KafkaSecurity
 from streams.settings import get_settings
 from streams.tables import HandedOffGlobalTable, HandedOffTable
 from streams.topics import (ALL_TOPICS, COMPANIES_TABLE, JOB_CATALOG_TABLE, MEMBER_STATE_TABLE,
@@ -34,6 +35,8 @@ def _broker_urls(bootstrap: str) -> list[str]:
 app = faust.App(
     settings.app_id,
     broker=_broker_urls(settings.bootstrap),
+    # SASL and TLS, as every other client gets them (streams.kafka_security); None: plain text.
+    broker_credentials=KafkaSecurity.from_settings(settings).faust_credentials(),
     store="rocksdb://",
     datadir=str(settings.data_dir / "worker"),
     topic_partitions=settings.member_partitions,
