@@ -72,6 +72,7 @@ from infra import broker, cluster as kafka_cluster  # noqa: E402
 from infra.waiting import wait_for  # noqa: E402
 from infra.worker_process import WorkerProcess  # noqa: E402
 from streams.delivery import EXIT_FATAL  # noqa: E402
+from streams import kafka_clients  # noqa: E402
 from streams.producer import make_producer  # noqa: E402
 from streams.schemas import HireConfirmed, MemberActed, MemberUpserted, key_of, serialize, topic_of  # noqa: E402
 from streams.simulator import Marketplace, MarketplaceConfig  # noqa: E402
@@ -327,13 +328,10 @@ class GroupProgress:
         self._consumer = None
 
     def _clients(self):
-        from kafka import KafkaAdminClient, KafkaConsumer
-
         if self._admin is None:
-            self._admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="chaos-progress",
-                                           request_timeout_ms=5000)
-            self._consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
-                                           client_id="chaos-progress", request_timeout_ms=5000)
+            self._admin = kafka_clients.admin(self.bootstrap, client_id="chaos-progress", request_timeout_ms=5000)
+            self._consumer = kafka_clients.consumer(self.bootstrap, group_id=None,
+                                                    client_id="chaos-progress", request_timeout_ms=5000)
         return self._admin, self._consumer
 
     def _reset(self) -> None:
@@ -629,9 +627,7 @@ class Chaos:
         return Recovery(i, "broker-kill", f"broker {node.node_id}", seconds)
 
     def _dlq_refused(self, i: int) -> Recovery:
-        from kafka import KafkaAdminClient
-
-        admin = KafkaAdminClient(bootstrap_servers=self.cluster.bootstrap, client_id="chaos-admin")
+        admin = kafka_clients.admin(self.cluster.bootstrap, client_id="chaos-admin")
         try:
             set_max_message_bytes(admin, REFUSING_DLQ, REFUSED_LIMIT)
             member = next(s.member_id for s in reversed(self.ledger.sent) if s.kind == "action")
@@ -731,10 +727,10 @@ def set_max_message_bytes(admin, topic: str, limit: int) -> None:
 
 def _read_topic(bootstrap: str, topic: str):
     """Every record of `topic`, from the beginning to the end offsets seen at the start."""
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                             max_partition_fetch_bytes=8 << 20, fetch_max_bytes=64 << 20)
+    consumer = kafka_clients.consumer(bootstrap, group_id=None, enable_auto_commit=False,
+                                      max_partition_fetch_bytes=8 << 20, fetch_max_bytes=64 << 20)
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]

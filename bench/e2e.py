@@ -312,13 +312,14 @@ class ResultReader:
     notes when each request id's result arrived."""
 
     def __init__(self, bootstrap: str):
-        from kafka import KafkaConsumer, TopicPartition
+        from kafka import TopicPartition
 
+        from streams import kafka_clients
         from streams.topics import SCORE_RESULTS
 
         self.topic = SCORE_RESULTS.name
-        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                      fetch_max_wait_ms=5)
+        self.consumer = kafka_clients.consumer(bootstrap, group_id=None, enable_auto_commit=False,
+                                               fetch_max_wait_ms=5)
         parts = [TopicPartition(self.topic, p) for p in sorted(self.consumer.partitions_for_topic(self.topic))]
         self.consumer.assign(parts)
         self.consumer.seek_to_end(*parts)

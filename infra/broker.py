@@ -14,6 +14,10 @@ Two settings (streams.settings, docs/SETTINGS.md) say where the broker is:
   `start` only waits for it to answer (and creates the topics).
 - `HIRESTREAM_BROKER_LISTEN=host:port` moves the broker this module starts
   (default 127.0.0.1:19092; its KRaft controller listens on the next port up).
+
+Clients reach it in plain text, or, with `BrokerConfig(secured=SaslSslListener(...))`,
+over TLS with SASL logins as a managed cluster asks (tests/test_kafka_security.py).
+Every client here is made by `streams.kafka_clients`, with the security settings.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ import fcntl
 import logging
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -31,9 +36,10 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from streams import kafka_clients
 from streams.settings import Settings, get_settings
 from streams.topics import ALL_TOPICS, dlq_name
 
@@ -48,6 +54,39 @@ PID_FILE = "broker.pid"
 
 class BrokerError(RuntimeError):
     """The broker could not be fetched, formatted, started, reached or stopped."""
+
+
+@dataclass(frozen=True)
+class SaslSslListener:
+    """Clients connect over TLS and log in with SASL, PLAIN or SCRAM-SHA-512 (as a managed
+    cluster asks); the KRaft controller's listener stays plain text on loopback.
+
+    `keystore` is one PEM file holding the broker's private key (unencrypted PKCS#8) and
+    its certificate chain (Kafka's `ssl.keystore.type=PEM`); the certificate must name
+    the listener's host. `ca` is the PEM certificate of the CA that signed it: the broker
+    checks its own certificate against it when it connects to itself. Each of `users`
+    may log in with either mechanism (PLAIN checks the JAAS config, SCRAM the credentials
+    written into the store when it is formatted). The broker logs in to itself
+    (inter-broker traffic) as `broker_user` over PLAIN."""
+
+    keystore: Path
+    ca: Path
+    users: tuple[tuple[str, str], ...] = field(repr=False)  # (name, password)
+    broker_password: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
+    broker_user: str = "hirestream-broker"
+
+    name = "SASL_SSL"  # the listener's name, and its security protocol
+    mechanisms = ("PLAIN", "SCRAM-SHA-512")
+
+    def __post_init__(self) -> None:
+        # They go inside a JAAS string and the storage tool's `[name=..,password=..]`.
+        for name, password in self.users:
+            if not (_PLAIN_WORD.fullmatch(name) and _PLAIN_WORD.fullmatch(password)):
+                raise BrokerError(f"user {name!r}: names and passwords of the secured listener may "
+                                  "hold only letters, digits, '-', '_' and '.'")
+
+
+_PLAIN_WORD = re.compile(r"[A-Za-z0-9._-]+")
 
 
 @dataclass(frozen=True)
@@ -73,6 +112,8 @@ class BrokerConfig:
     quorum_voters: str | None = None
     replication_factor: int = 1
     min_insync_replicas: int = 1
+    # None: clients connect in plain text; else over TLS with SASL logins.
+    secured: SaslSslListener | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -201,15 +242,17 @@ def fetch_jars(cache_dir: Path | None = None) -> Path:
 def server_properties(cfg: BrokerConfig) -> str:
     """The broker's configuration: a node that is both broker and KRaft controller (one
     node alone by default)."""
+    client = cfg.secured.name if cfg.secured else "PLAINTEXT"
     props = {
         "process.roles": "broker,controller",
         "node.id": cfg.node_id,
         "controller.quorum.voters": cfg.controller_quorum_voters,
-        "listeners": f"PLAINTEXT://{cfg.bootstrap},CONTROLLER://{cfg.host}:{cfg.controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{cfg.bootstrap}",
+        "listeners": f"{client}://{cfg.bootstrap},CONTROLLER://{cfg.host}:{cfg.controller_port}",
+        "advertised.listeners": f"{client}://{cfg.bootstrap}",
         "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name": client,
+        "listener.security.protocol.map": f"{client}:{client},CONTROLLER:PLAINTEXT",
+        **(sasl_ssl_properties(cfg.secured) if cfg.secured else {}),
         "log.dirs": cfg.store_dir,
         # One node: every internal topic has a single replica (a cluster: its own).
         "offsets.topic.replication.factor": cfg.replication_factor,
@@ -231,6 +274,36 @@ def server_properties(cfg: BrokerConfig) -> str:
         "log.segment.bytes": 64 * 1024 * 1024,
     }
     return "".join(f"{k}={v}\n" for k, v in props.items())
+
+
+def sasl_ssl_properties(listener: SaslSslListener) -> dict[str, str]:
+    """The secured listener's TLS identity and its SASL logins (Kafka's `listener.name.
+    <listener>.<mechanism>.sasl.jaas.config`, which the broker logs as [hidden])."""
+    prefix = f"listener.name.{listener.name.lower()}"
+    plain_users = "".join(f' user_{name}="{password}"' for name, password in
+                          ((listener.broker_user, listener.broker_password), *listener.users))
+    return {
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": str(listener.keystore),
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": str(listener.ca),
+        "sasl.enabled.mechanisms": ",".join(listener.mechanisms),
+        "sasl.mechanism.inter.broker.protocol": "PLAIN",
+        f"{prefix}.plain.sasl.jaas.config":
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'username="{listener.broker_user}" password="{listener.broker_password}"{plain_users};',
+        f"{prefix}.scram-sha-512.sasl.jaas.config":
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+    }
+
+
+def scram_arguments(listener: SaslSslListener | None) -> list[str]:
+    """The storage tool's `--add-scram` for each user: KRaft keeps SCRAM credentials in
+    its metadata log, and formatting is the one moment nothing needs to log in to add them."""
+    if listener is None:
+        return []
+    return [arg for name, password in listener.users
+            for arg in ("--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]")]
 
 
 def log4j_properties(cfg: BrokerConfig) -> str:
@@ -273,6 +346,7 @@ def prepare(cfg: BrokerConfig, libs: Path, cluster_id: str | None = None) -> Non
     """Write the configuration files and format the KRaft store once (every node of a
     cluster with the same `cluster_id`; a new one by default)."""
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    cfg.properties_path.touch(mode=0o600)  # a secured listener's file holds its users' passwords
     cfg.properties_path.write_text(server_properties(cfg))
     cfg.log4j_path.write_text(log4j_properties(cfg))
     if (cfg.store_dir / "meta.properties").is_file():
@@ -280,6 +354,7 @@ def prepare(cfg: BrokerConfig, libs: Path, cluster_id: str | None = None) -> Non
     cmd = java_command(
         cfg, libs, "kafka.tools.StorageTool",
         "format", "-t", cluster_id or new_cluster_id(), "-c", str(cfg.properties_path), "--ignore-formatted",
+        *scram_arguments(cfg.secured),
     )
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
@@ -345,7 +420,6 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
 
 def answers(bootstrap: str, timeout: float = 3.0) -> bool:
     """True when a Kafka client can fetch cluster metadata with a broker in it."""
-    from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
     host, port = split_bootstrap(bootstrap)
@@ -353,10 +427,8 @@ def answers(bootstrap: str, timeout: float = 3.0) -> bool:
         return False
     ms = int(timeout * 1000)
     try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap, client_id="hirestream-probe",
-            request_timeout_ms=ms, bootstrap_timeout_ms=ms,
-        )
+        admin = kafka_clients.admin(bootstrap, client_id="hirestream-probe",
+                                    request_timeout_ms=ms, bootstrap_timeout_ms=ms)
     except KafkaError:
         return False
     try:
@@ -411,7 +483,7 @@ def start(cfg: BrokerConfig, libs: Path | None = None, timeout: float = 60.0) ->
     pid = launch(cfg, libs)
     try:
         waited = wait_until_ready(cfg.bootstrap, timeout, pid, cfg)
-    except BrokerError:
+    except (BrokerError, kafka_clients.KafkaAccessRefused):  # it never answered, or not to us
         stop(cfg)
         raise
     log.info("Kafka %s broker (pid %d) answered on %s after %.1f s",
@@ -505,12 +577,11 @@ def correct_topic_configs(bootstrap: str, plan: dict[str, dict[str, str]]) -> di
     Unlike a partition count, retention and compaction can change in place without
     moving a key: turning `members` from a week's retention into compaction only
     stops Kafka deleting profiles."""
-    from kafka import KafkaAdminClient
     from kafka.admin import ConfigResource, ConfigResourceType
 
     if not plan:
         return {}
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="hirestream-admin")
+    admin = kafka_clients.admin(bootstrap, client_id="hirestream-admin")
     try:
         described = admin.describe_configs(
             [ConfigResource(ConfigResourceType.TOPIC, name) for name in plan], config_filter="all")
@@ -539,9 +610,7 @@ def _described_topic_configs(described, name: str) -> dict[str, str]:
 
 def partition_counts(bootstrap: str, names: list[str] | None = None) -> dict[str, int]:
     """Partitions per existing topic (all topics when `names` is None)."""
-    from kafka import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="hirestream-admin")
+    admin = kafka_clients.admin(bootstrap, client_id="hirestream-admin")
     try:
         existing = set(admin.list_topics())
         wanted = [n for n in (names if names is not None else existing) if n in existing]
@@ -560,7 +629,6 @@ def create_topics(bootstrap: str, member_partitions: int | None = None,
     An existing topic with another partition count is an error, not something to
     fix quietly: adding partitions would move keys and break co-partitioning.
     """
-    from kafka import KafkaAdminClient
     from kafka.errors import TopicAlreadyExistsError, for_code
 
     settings = get_settings()
@@ -570,7 +638,7 @@ def create_topics(bootstrap: str, member_partitions: int | None = None,
     have = partition_counts(bootstrap, list(plan))
     missing = {name: n for name, n in plan.items() if name not in have}
     if missing:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="hirestream-admin")
+        admin = kafka_clients.admin(bootstrap, client_id="hirestream-admin")
         try:
             result = admin.create_topics(
                 {name: {"num_partitions": n, "replication_factor": rf, "configs": configs.get(name, {})}

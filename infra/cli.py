@@ -32,13 +32,18 @@ COMMAND_MODULES = [
 ]
 
 
-class ExtrasGroup(click.Group):
-    """Runs a command; a package missing because its extra is not installed ends in a
-    one-line error that names the extra instead of a traceback."""
+class _Commands(click.Group):
+    """Runs a command; what a user can fix ends in a one-line error, not a traceback: a
+    package missing because its extra is not installed (which extra to install), and a
+    cluster that refuses our credentials (who was refused, which settings to check)."""
 
     def invoke(self, ctx: click.Context):
+        from streams.kafka_clients import KafkaAccessRefused
+
         try:
             return super().invoke(ctx)
+        except KafkaAccessRefused as err:
+            raise click.ClickException(str(err)) from None
         except ModuleNotFoundError as err:
             from infra.extras import missing_extra
 
@@ -48,7 +53,7 @@ class ExtrasGroup(click.Group):
             raise click.ClickException(f"`hirestream {ctx.invoked_subcommand}`: {missing}") from err
 
 
-@click.group(cls=ExtrasGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Real-time job matching over Kafka: stream, retrieve, rank, replay."""
     from infra.terminal import plain_when_piped

@@ -29,6 +29,7 @@ from pathlib import Path
 from infra import broker
 from infra.broker import BrokerConfig, BrokerError
 from infra.waiting import wait_for
+from streams import kafka_clients
 from streams.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -121,10 +122,7 @@ def node_running(cluster: ClusterConfig, index: int) -> bool:
 
 def registered_brokers(bootstrap: str) -> set[int]:
     """The node ids the cluster's metadata lists as live brokers."""
-    from kafka import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="hirestream-cluster-probe",
-                             request_timeout_ms=5000)
+    admin = kafka_clients.admin(bootstrap, client_id="hirestream-cluster-probe", request_timeout_ms=5000)
     try:
         return {b["broker_id"] for b in admin.describe_cluster()["brokers"]}
     finally:
@@ -134,10 +132,7 @@ def registered_brokers(bootstrap: str) -> set[int]:
 def out_of_sync(bootstrap: str) -> list[str]:
     """Every partition, of every topic, whose in-sync replicas are fewer than its replicas
     ("topic-partition isr/replicas"); empty when the cluster is whole again."""
-    from kafka import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="hirestream-cluster-probe",
-                             request_timeout_ms=5000)
+    admin = kafka_clients.admin(bootstrap, client_id="hirestream-cluster-probe", request_timeout_ms=5000)
     try:
         lagging = []
         for topic in admin.describe_topics():

@@ -36,6 +36,7 @@ EXTRA_OF_MODULE = {
     "prometheus_client": "serving",
     "sklearn": "eval",
     "matplotlib": "eval",
+    "pyarrow": "parquet",
     "cupy": "gpu",
     "cupyx": "gpu",
 }

@@ -38,6 +38,8 @@ def env_name(cls: type[BaseSettings], name: str, field: FieldInfo) -> str:
 
 def type_name(annotation: object) -> str:
     origin = typing.get_origin(annotation)
+    if origin is typing.Literal:  # the values it may take
+        return " | ".join(str(a) for a in typing.get_args(annotation))
     if origin in (typing.Union, types.UnionType):
         return " | ".join(type_name(a) for a in typing.get_args(annotation))
     if annotation is type(None):

@@ -5,7 +5,8 @@
 #   infra/setup.sh run    + the broker's jars from Maven Central (Java 17+, Maven), unless
 #                         KAFKA_BOOTSTRAP names a cluster to use instead
 #   infra/setup.sh test   + Debian's kcat, which some tests use as an independent client
-#                         (root or sudo, when kcat is missing)
+#                         (root or sudo, when kcat is missing), openssl (the secured-broker
+#                         test's certificates) and the deployment checks' tools (a small venv)
 # HIRESTREAM_PIP_EXTRA_INDEX_URL: a package index pip reads besides PyPI (e.g. PyTorch's
 # CPU-only wheels, for machines that reach it); unset: PyPI alone. PYTHON: the interpreter
 # to build the venv with (default: the first of python3.11, python3.12, python3 that is
@@ -36,6 +37,10 @@ if $own_broker; then
     || missing+=("Java 17 or newer (java on PATH), to run the project's own broker; or set KAFKA_BOOTSTRAP")
   command -v mvn >/dev/null 2>&1 \
     || missing+=("Maven 3.8+ (mvn on PATH), to fetch the broker's jars; or set KAFKA_BOOTSTRAP")
+fi
+if [ "$purpose" = test ]; then
+  # The secured-broker test makes its CA and certificate with it (Debian: openssl).
+  command -v openssl >/dev/null 2>&1 || missing+=("openssl (on PATH), for the secured-broker test")
 fi
 SUDO=""
 if $install_kcat && [ "$(id -u)" -ne 0 ]; then
@@ -78,5 +83,19 @@ fi
 # 3. The broker's jars from Maven Central, once, into .cache/.
 if $own_broker; then
   .venv/bin/hirestream broker fetch
+fi
+
+# 4. The deployment checks' tools (Kubernetes and Compose schemas), for the tests, in their own small venv.
+if [ "$purpose" = test ]; then
+  tools=".venv-deploy-check"
+  stamp="$tools/.installed-$(sha1sum infra/deploy/check-constraints.txt | cut -c1-12)"
+  if [ ! -f "$stamp" ]; then
+    echo "[setup] deployment checks (.venv-deploy-check: kubernetes-validate, check-jsonschema) ..."
+    [ -x "$tools/bin/python" ] || "$PY" -m venv "$tools"
+    "$tools/bin/pip" install -q --disable-pip-version-check --upgrade "pip==24.3.1"
+    "$tools/bin/pip" install -q --disable-pip-version-check -r infra/deploy/check-constraints.txt
+    rm -f "$tools"/.installed-*
+    touch "$stamp"
+  fi
 fi
 echo "[setup] ready ($purpose${KAFKA_BOOTSTRAP:+; using KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP})"

@@ -169,13 +169,15 @@ class Client:
         current end (once per partition; those already followed keep their positions).
         `request` does it before sending; call it yourself before another producer
         (kcat, a service) sends a request whose result you will read with `result`."""
-        from kafka import KafkaConsumer, TopicPartition
+        from kafka import TopicPartition
         from kafka.partitioner import murmur2
+
+        from streams import kafka_clients
 
         if self._consumer is None:
             if not self.kafka:
                 raise ValueError("this client has no Kafka address (Client(kafka=...))")
-            self._consumer = KafkaConsumer(bootstrap_servers=self.kafka, group_id=None, enable_auto_commit=False)
+            self._consumer = kafka_clients.consumer(self.kafka, group_id=None, enable_auto_commit=False)
         n = len(self._consumer.partitions_for_topic(RESULTS_TOPIC) or ())
         if n == 0:
             raise RuntimeError(f"topic {RESULTS_TOPIC!r} does not exist on {self.kafka}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import faust
 
 from streams import faust_fixes
+from streams.kafka_security import KafkaSecurity
 from streams.settings import get_settings
 from streams.tables import HandedOffGlobalTable, HandedOffTable
 from streams.topics import (ALL_TOPICS, COMPANIES_TABLE, JOB_CATALOG_TABLE, MEMBER_STATE_TABLE,
@@ -34,6 +35,8 @@ def _broker_urls(bootstrap: str) -> list[str]:
 app = faust.App(
     settings.app_id,
     broker=_broker_urls(settings.bootstrap),
+    # SASL and TLS, as every other client gets them (streams.kafka_security); None: plain text.
+    broker_credentials=KafkaSecurity.from_settings(settings).faust_credentials(),
     store="rocksdb://",
     datadir=str(settings.data_dir / "worker"),
     topic_partitions=settings.member_partitions,
@@ -92,7 +95,9 @@ dead_letter_topics = {
 # which this worker's member histories describe) lagged by up to 1,000 records. faust
 # files the live records of a global table's other partitions as "active" recovery,
 # hence `recovery_buffer_size` there; `member-state` restores its own partitions in
-# bulk, before the worker serves them, and keeps faust's buffer for that.
+# bulk, before the worker serves them, and keeps faust's buffer for that. (With a
+# buffer of 1 faust would also keep reading back a global table's partitions this
+# worker writes itself; streams.faust_fixes (7) pauses those once they are restored.)
 member_state = app.Table(
     MEMBER_STATE_TABLE, default=None, partitions=settings.member_partitions,
     key_type=str, standby_buffer_size=1,

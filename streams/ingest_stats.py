@@ -16,6 +16,7 @@ class IngestStats:
     dead_letters: Counter = field(default_factory=Counter)
     # Freshness samples in seconds: now (after the table write) - producer timestamp.
     freshness_s: deque = field(default_factory=lambda: deque(maxlen=200_000))
+    applied_at: deque = field(default_factory=lambda: deque(maxlen=200_000))  # when each sample was taken
     first_at: float | None = None
     last_at: float | None = None
 
@@ -26,6 +27,7 @@ class IngestStats:
         self.last_at = now
         if produced_at:
             self.freshness_s.append(now - produced_at)
+            self.applied_at.append(now)
 
     def duplicate(self, topic: str) -> None:
         self.duplicates[topic] += 1
@@ -35,6 +37,18 @@ class IngestStats:
 
     def reset(self) -> None:
         self.__init__()
+
+    WINDOW_S = 10.0
+
+    def worst_window_p99(self, fresh: np.ndarray) -> float | None:
+        """The highest freshness p99 of any `WINDOW_S` window of apply time: a stall
+        (the worker not reading for a while, then catching up) shows here even when it
+        is too short or too rare to move the whole run's p99."""
+        if not fresh.size:
+            return None
+        at = np.fromiter(self.applied_at, dtype=np.float64)
+        window = ((at - at[0]) // self.WINDOW_S).astype(np.int64)
+        return max(float(np.percentile(fresh[window == w], 99)) for w in np.unique(window))
 
     def snapshot(self) -> dict:
         fresh = np.fromiter(self.freshness_s, dtype=np.float64)
@@ -48,6 +62,7 @@ class IngestStats:
             "events_per_s": total / span if span > 0 else 0.0,
             "freshness_p50_s": float(np.percentile(fresh, 50)) if fresh.size else None,
             "freshness_p99_s": float(np.percentile(fresh, 99)) if fresh.size else None,
+            "freshness_worst_window_p99_s": self.worst_window_p99(fresh),
             "first_at": self.first_at,
             "last_at": self.last_at,
         }

@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from kafka import KafkaProducer
-
+from streams import kafka_clients
 from streams.bounds import EventBounds, parse_bounded
 from streams.schemas import Envelope, InvalidEvent, TOPIC_OF_TYPE, key_of, serialize, topic_of
 
@@ -31,9 +30,10 @@ class ProduceReport:
         return self.sent / self.seconds if self.seconds > 0 else 0.0
 
 
-def make_producer(bootstrap: str, **overrides) -> KafkaProducer:
+def make_producer(bootstrap: str, **overrides):
+    """A kafka-python producer with the project's delivery guarantees (and, through
+    streams.kafka_clients, the cluster's security settings)."""
     config = dict(
-        bootstrap_servers=bootstrap,
         # An event the producer reports as sent is on every in-sync replica
         # (`min.insync.replicas` of them on a cluster, infra/cluster.py).
         acks="all",
@@ -48,7 +48,7 @@ def make_producer(bootstrap: str, **overrides) -> KafkaProducer:
         max_in_flight_requests_per_connection=1,  # keep per-partition order on retry
     )
     config.update(overrides)
-    return KafkaProducer(**config)
+    return kafka_clients.producer(bootstrap, **config)
 
 
 class EventProducer:

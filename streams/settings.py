@@ -16,9 +16,9 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from ipaddress import ip_address
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -44,7 +44,8 @@ class HirestreamSettings(BaseSettings):
 class Settings(HirestreamSettings):
     """The stream workers, the broker this project starts, and every command's clients."""
 
-    model_config = SettingsConfigDict(env_prefix="HIRESTREAM_", extra="ignore")
+    # An invalid setting's error never echoes the input: it holds the password and the token.
+    model_config = SettingsConfigDict(env_prefix="HIRESTREAM_", extra="ignore", hide_input_in_errors=True)
 
     # Two settings, two names: a cluster to use, or where the broker we start listens.
     kafka_bootstrap: str | None = Field(
@@ -61,6 +62,31 @@ class Settings(HirestreamSettings):
         description="Retired (it set one field with two meanings): an error when set. Use "
                     "KAFKA_BOOTSTRAP for a cluster to use, HIRESTREAM_BROKER_LISTEN to move "
                     "the broker this project starts.")
+
+    # How clients authenticate to the cluster KAFKA_BOOTSTRAP names (a managed one, say);
+    # streams/kafka_security.py turns them into each client's options.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT",
+        description="How every client (workers, commands, the scoring service) talks to the "
+                    "cluster: `SASL_SSL` for a managed cluster with users, `SSL` for TLS alone. "
+                    "Anything but PLAINTEXT needs KAFKA_BOOTSTRAP: the broker this project "
+                    "starts by itself listens in plain text.")
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN", description="The SASL mechanism the cluster's users authenticate with "
+                             "(SASL_* protocols only).")
+    kafka_username: str | None = Field(None, description="The SASL user (SASL_* protocols: required).")
+    kafka_password: SecretStr | None = Field(
+        None, description="The SASL user's password (SASL_* protocols: required). Never printed "
+                          "or logged; kept out of every repr.")
+    kafka_ca_file: Path | None = Field(
+        None, description="PEM file of the CA(s) the cluster's certificate must chain to "
+                          "(SSL, SASL_SSL); unset: the system's trusted CAs.")
+    kafka_cert_file: Path | None = Field(
+        None, description="PEM client certificate for a cluster that asks for one (mutual TLS; "
+                          "SSL, SASL_SSL).")
+    kafka_key_file: Path | None = Field(
+        None, description="PEM private key (unencrypted) of HIRESTREAM_KAFKA_CERT_FILE; unset: "
+                          "the key is in that file.")
 
     member_partitions: int = Field(
         12, ge=1,
@@ -149,6 +175,44 @@ class Settings(HirestreamSettings):
             raise ValueError(
                 "HIRESTREAM_KAFKA_BOOTSTRAP is retired: set KAFKA_BOOTSTRAP to use an existing "
                 "cluster, or HIRESTREAM_BROKER_LISTEN to move the broker this project starts")
+        return self
+
+    @field_validator("kafka_username", "kafka_password", "kafka_ca_file", "kafka_cert_file",
+                     "kafka_key_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _kafka_security_is_complete(self) -> "Settings":
+        protocol = self.kafka_security_protocol
+        if protocol != "PLAINTEXT" and not self.kafka_bootstrap:
+            raise ValueError(
+                f"HIRESTREAM_KAFKA_SECURITY_PROTOCOL={protocol} describes a cluster to use: set "
+                "KAFKA_BOOTSTRAP to it (the broker this project starts listens in PLAINTEXT)")
+        sasl = protocol.startswith("SASL_")
+        credentials = {"HIRESTREAM_KAFKA_USERNAME": self.kafka_username,
+                       "HIRESTREAM_KAFKA_PASSWORD": self.kafka_password}
+        if sasl and not all(credentials.values()):
+            missing = " and ".join(name for name, value in credentials.items() if not value)
+            raise ValueError(f"HIRESTREAM_KAFKA_SECURITY_PROTOCOL={protocol} needs {missing}")
+        if not sasl and any(credentials.values()):
+            raise ValueError("HIRESTREAM_KAFKA_USERNAME/PASSWORD are set but the protocol is "
+                             f"{protocol}: set HIRESTREAM_KAFKA_SECURITY_PROTOCOL=SASL_SSL "
+                             "(or SASL_PLAINTEXT) to use them")
+        files = {"HIRESTREAM_KAFKA_CA_FILE": self.kafka_ca_file,
+                 "HIRESTREAM_KAFKA_CERT_FILE": self.kafka_cert_file,
+                 "HIRESTREAM_KAFKA_KEY_FILE": self.kafka_key_file}
+        given = {name: path for name, path in files.items() if path is not None}
+        if given and protocol not in ("SSL", "SASL_SSL"):
+            raise ValueError(f"{', '.join(given)} set but HIRESTREAM_KAFKA_SECURITY_PROTOCOL="
+                             f"{protocol} uses no TLS: set it to SSL or SASL_SSL")
+        for name, path in given.items():
+            if not path.is_file():
+                raise ValueError(f"{name}={path}: no such file")
+        if self.kafka_key_file is not None and self.kafka_cert_file is None:
+            raise ValueError("HIRESTREAM_KAFKA_KEY_FILE needs HIRESTREAM_KAFKA_CERT_FILE, the "
+                             "certificate it belongs to")
         return self
 
     @model_validator(mode="after")

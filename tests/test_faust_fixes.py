@@ -56,6 +56,7 @@ def test_a_real_worker_recovers_through_the_fixed_path(kafka_bootstrap, tmp_path
     """A worker with tables restarts with changelogs to restore: faust takes
     `Recovery.on_recovery_completed` (not `_resume_streams`), and the worker's log says
     the fixed one ran, with every source partition paused in aiokafka during its seek."""
+    from streams.settings import Settings
     from tests.stream_helpers import member_with
     from tests.test_stream_worker import start_worker
 
@@ -74,11 +75,38 @@ def test_a_real_worker_recovers_through_the_fixed_path(kafka_bootstrap, tmp_path
         worker.stop()
     assert len(marks) >= 2  # the first start and the restart
     assert all("paused during the seek: True" in line for line in marks), marks
+    # Fix 7: one worker writes every partition of the global tables; none is read back.
+    global_partitions = 2 * Settings().member_partitions  # job-catalog and companies
+    assert all(f"own global-table changelog partitions left paused: {global_partitions})" in line
+               for line in marks), marks
 
 
 def _recovery_marks(worker) -> list[str]:
     lines = worker.log_path.read_text(errors="replace").splitlines()
     return [line for line in lines if faust_fixes.RECOVERY_MARK in line]
+
+
+def test_a_worker_pauses_the_global_changelog_partitions_it_writes_once_restored():
+    """With recovery_buffer_size=1 faust keeps reading a global table's partitions this
+    worker writes itself (its own records, applied again one by one in the fetch loop
+    that feeds the agents). After recovery only the partitions other workers write
+    (the table's standbys) stay resumed; a plain table's partitions are left alone."""
+    from faust.transport.consumer import Consumer
+
+    jobs = SimpleNamespace(is_global=True)
+    members = SimpleNamespace(is_global=False)
+    own, others = TP("hs-job-catalog-changelog", 0), TP("hs-job-catalog-changelog", 1)
+    member_state = TP("hs-member-state-changelog", 0)
+    recovery = SimpleNamespace(active_tps={own, others, member_state}, standby_tps={others},
+                               tp_to_table={own: jobs, others: jobs, member_state: members})
+    assert faust_fixes.own_global_changelog_tps(recovery) == {own}
+
+    consumer = SimpleNamespace(_active_partitions={own, others, member_state}, _paused_partitions=set())
+    consumer._get_active_partitions = lambda: consumer._active_partitions
+    consumer.pause_partitions = lambda tps: Consumer.pause_partitions(consumer, tps)
+    faust_fixes._pause_own_global_changelogs(recovery, consumer)
+    assert consumer._active_partitions == {others, member_state}
+    assert consumer._paused_partitions == {own}
 
 
 def test_the_changelog_queue_keeps_the_records_of_partitions_still_assigned():

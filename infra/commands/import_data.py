@@ -15,19 +15,23 @@ import click
 @click.option("--chunk", default=200_000, show_default=True, help="Events sorted in memory at a time.")
 @click.option("--show", default=20, show_default=True, help="Rejected rows to print.")
 def command(mapping: Path, out: Path, rejected: Path | None, chunk: int, show: int) -> None:
-    """Read the CSV / JSON Lines exports MAPPING (a TOML file) names, turn each row into
+    """Read the CSV, JSON Lines or Parquet exports MAPPING (a TOML file) names, turn each row into
     an event as it says, validate it, and write one event-time-sorted log; report the
     rejected rows (file, line, reason) and the fields the exports left unknown."""
     from pydantic import ValidationError
 
     from infra.importing import import_exports, load_mapping
+    from infra.importing.readers import UnreadableExport
 
     try:
         spec = load_mapping(mapping)
     except ValidationError as err:
         raise click.ClickException(f"{mapping} is not a valid mapping:\n{err}") from None
     rejected = rejected or out.with_name(out.name + ".rejected.tsv")
-    report = import_exports(spec, out, chunk=chunk, rejected_path=rejected)
+    try:
+        report = import_exports(spec, out, chunk=chunk, rejected_path=rejected)
+    except UnreadableExport as err:
+        raise click.ClickException(f"nothing written: {err}") from None
     click.echo(f"read {sum(report.rows.values()):,} rows from {len(report.rows)} files; wrote {report.events:,} "
                f"events to {out}; rejected {report.n_rejected:,} rows (all of them in {rejected})")
     for file, line, reason in report.rejected[:show]:

@@ -1,4 +1,5 @@
-"""`hirestream settings`: the settings reference (docs/SETTINGS.md) and what is in effect."""
+"""`hirestream settings`: the settings reference (docs/SETTINGS.md), and the Kafka
+security settings as librdkafka properties for kcat."""
 from __future__ import annotations
 
 import sys
@@ -30,3 +31,18 @@ def doc(out: Path | None, check: bool) -> None:
         return
     changed = settings_doc.write(path)
     click.echo(f"{path}: {'written' if changed else 'already current'}")
+
+
+@command.command("kafka-properties")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The file to write (readable by its owner only: it holds the password).")
+def kafka_properties(out: Path) -> None:
+    """Write the Kafka security settings as librdkafka properties, for `kcat -F <file>`."""
+    from streams.kafka_security import KafkaSecurity
+
+    props = KafkaSecurity.from_settings().librdkafka()
+    out.touch(mode=0o600)
+    out.chmod(0o600)
+    out.write_text("".join(f"{name}={value}\n" for name, value in props.items()))
+    click.echo(f"wrote {out} ({', '.join(n for n in props if n != 'sasl.password')}); "
+               f"kcat -F {out} -b <KAFKA_BOOTSTRAP> ...")

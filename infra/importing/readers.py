@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+from datetime import date, time
 from pathlib import Path
 from typing import Iterator
 
@@ -13,9 +14,15 @@ class BadRow(ValueError):
     """A row that cannot be read at all (a JSON line that is not JSON)."""
 
 
+class UnreadableExport(ValueError):
+    """A whole file that cannot be read (missing, or not the format its mapping says)."""
+
+
 def read_rows(path: Path, kind: str, delimiter: str = ",", encoding: str = "utf-8") -> Iterator[tuple[int, Row | BadRow]]:
     """(line, row) in file order; a row that is not a row comes as a BadRow, so the
     caller reports it and reads on. Memory holds one row."""
+    if not path.is_file():
+        raise UnreadableExport(f"{path}: no such file")
     if kind == "csv":
         yield from _csv_rows(path, delimiter, encoding)
     elif kind == "jsonl":
@@ -62,13 +69,32 @@ def _jsonl_rows(path: Path, encoding: str) -> Iterator[tuple[int, Row | BadRow]]
 
 
 def _parquet_rows(path: Path) -> Iterator[tuple[int, Row | BadRow]]:
+    """Rows numbered from 1 (Parquet has no lines); typed cells become the text a mapping
+    reads: timestamps and dates as ISO 8601 (map them with `format = "iso"`), lists and
+    structs as JSON, as the JSON Lines reader does. Batches keep memory flat."""
     try:
         import pyarrow.parquet as pq
     except ImportError:
-        raise RuntimeError("reading Parquet needs pyarrow, which this environment does not have "
-                           "(it is not a dependency of hirestream); export CSV or JSON Lines instead") from None
+        raise UnreadableExport(f"{path}: reading Parquet needs pyarrow, which this environment does not "
+                               "have; pip install 'hirestream[parquet]', or export CSV or JSON Lines") from None
+    try:
+        parquet = pq.ParquetFile(path)
+    except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
+        raise UnreadableExport(f"{path}: not a Parquet file ({err})") from None
     line = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=10_000):  # row number = "line"
+    for batch in parquet.iter_batches(batch_size=10_000):
         for row in batch.to_pylist():
             line += 1
-            yield line, {k: None if v is None else str(v) for k, v in row.items()}
+            yield line, {k: _parquet_text(v) for k, v in row.items()}
+
+
+def _parquet_text(value) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (date, time)):  # datetime is a date
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, default=str)
+    return str(value)

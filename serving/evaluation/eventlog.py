@@ -311,13 +311,14 @@ def record_topics(bootstrap: str, path: str | Path, topics: Iterable[str] = RECO
 
     Messages that are not valid events are counted, not recorded (their dead letters
     are on `<topic>.dlq`)."""
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
+    from streams import kafka_clients
     from streams.schemas import InvalidEvent, parse
 
     report = ReadReport()
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                             consumer_timeout_ms=int(timeout * 1000), max_poll_records=5000)
+    consumer = kafka_clients.consumer(bootstrap, enable_auto_commit=False, group_id=None,
+                                      consumer_timeout_ms=int(timeout * 1000), max_poll_records=5000)
     try:
         parts = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
         if not parts:

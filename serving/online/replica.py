@@ -120,11 +120,11 @@ class IndexReplica:
         return []
 
     def _run(self) -> None:
-        from kafka import KafkaConsumer
+        from streams import kafka_clients
 
         try:
-            consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
-                                     max_poll_records=2000)
+            consumer = kafka_clients.consumer(self.bootstrap, group_id=None, enable_auto_commit=False,
+                                              max_poll_records=2000)
             try:
                 parts = self._assign(consumer, self.bootstrap_first + self.topics)
                 if not parts:

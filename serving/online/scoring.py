@@ -53,6 +53,7 @@ import numpy as np
 from serving.online.results import score_result, scored_item
 from serving.online.scorer import Candidate, RankJob, Scorer, score_batch
 from serving.online.service_metrics import ServiceMetrics
+from serving.online.settings import ServingSettings
 from streams.schemas import ScoredItem, ScoreRequest, ScoreResult, ScoreStatus
 from streams.state import MemberState
 
@@ -82,18 +83,23 @@ def retrieval_scores(candidates: Sequence[Candidate]) -> np.ndarray:
 # ---- the policy ------------------------------------------------------------------------------
 
 
+def _setting_default(name: str):
+    return ServingSettings.model_fields[name].default
+
+
 @dataclass(frozen=True)
 class ScoringPolicy:
-    batch_window_ms: float = 2.0
-    max_batch: int = 8
-    queue_max: int = 32
-    degrade_at: int = 16
-    degraded_k: int = 25
+    """The batching and overload knobs of ServingSettings (their one home: defaults and
+    documentation), as the service reads them; tests build their own."""
+    batch_window_ms: float = _setting_default("batch_window_ms")
+    max_batch: int = _setting_default("max_batch")
+    queue_max: int = _setting_default("queue_max")
+    degrade_at: int = _setting_default("degrade_at")
+    degraded_k: int = _setting_default("degraded_k")
 
     @classmethod
-    def from_settings(cls, s) -> "ScoringPolicy":
-        return cls(batch_window_ms=s.batch_window_ms, max_batch=s.max_batch, queue_max=s.queue_max,
-                   degrade_at=s.degrade_at, degraded_k=s.degraded_k)
+    def from_settings(cls, s: ServingSettings) -> "ScoringPolicy":
+        return cls(**{name: getattr(s, name) for name in cls.__dataclass_fields__})
 
 
 # ---- dynamic batching ------------------------------------------------------------------------
