@@ -21,7 +21,7 @@ TOOLS_PYTHON = REPO / ".venv-deploy-check" / "bin" / "python"
 
 def validate(*args: str | Path) -> subprocess.CompletedProcess:
     if not TOOLS_PYTHON.exists():  # not a skip: set-up always builds it, so its absence is a fault
-        pytest.fail(f"{TOOLS_PYTHON.parent.parent.name} is absent: run `make setup` (infra/setup.sh step 4)")
+        pytest.fail(f"{TOOLS_PYTHON.parent.parent.name} is absent: run `bash infra/setup.sh test` (its step 4)")
     return subprocess.run([str(TOOLS_PYTHON), str(DEPLOY / "validate.py"), *map(str, args)],
                           capture_output=True, text=True, timeout=120)
 

@@ -22,7 +22,9 @@ PACKAGES = ("streams", "serving", "models", "index", "infra")
 # Imported only where the code says it is optional, outside any extra: pyarrow (Parquet
 # exports, infra/importing/readers.py asks for it) and pip (infra/vllm_env.py, run by
 # `make vllm` with the interpreter that builds the vLLM venv). vllm lives in its own venv.
-OUTSIDE_EXTRAS = {"pyarrow", "pip", "vllm"}
+# pip and vllm: their own environments (vLLM: `make vllm`); the deployment checks' tools:
+# .venv-deploy-check (infra/deploy/validate.py, pinned in infra/deploy/check-constraints.txt).
+OUTSIDE_EXTRAS = {"pip", "vllm", "jsonschema", "kubernetes_validate", "yaml"}
 
 
 def project() -> dict:

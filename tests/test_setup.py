@@ -5,6 +5,7 @@ only the tools the case allows (no java, mvn, kcat or sudo unless given), with a
 .venv whose pip and hirestream record how they were called: nothing is installed."""
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -23,8 +24,13 @@ def sandbox(tmp: Path, *, uid: int = 0) -> tuple[Path, Path, Path]:
     repo, bin_dir, log = tmp / "repo", tmp / "bin", tmp / "calls.log"
     (repo / "infra").mkdir(parents=True)
     shutil.copy(REPO / "infra" / "setup.sh", repo / "infra" / "setup.sh")
-    for name in ("constraints.txt", "pyproject.toml"):
+    for name in ("constraints.txt", "pyproject.toml", "infra/deploy/check-constraints.txt"):
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / name, repo / name)
+    # the deployment checks' venv as already built: its step is skipped, as on a second run
+    digest = hashlib.sha1((REPO / "infra/deploy/check-constraints.txt").read_bytes()).hexdigest()[:12]
+    (repo / ".venv-deploy-check").mkdir()
+    (repo / ".venv-deploy-check" / f".installed-{digest}").touch()
     (repo / ".venv" / "bin").mkdir(parents=True)
     bin_dir.mkdir()
     for name in ("python", "pip", "hirestream"):
@@ -71,7 +77,9 @@ def test_tests_without_kcat_ask_for_root_to_install_it_and_nothing_else(tmp_path
     done = setup(repo, bin_dir, "test", KAFKA_BOOTSTRAP="kafka.example:9092")
     assert done.returncode == 1
     assert "root or sudo, to install Debian's kcat" in done.stderr and "Java" not in done.stderr, done.stderr
+    assert "openssl (on PATH), for the secured-broker test" in done.stderr
     stub(bin_dir / "kcat", "#!/bin/sh\n")
+    stub(bin_dir / "openssl", "#!/bin/sh\n")
     assert setup(repo, bin_dir, "test", KAFKA_BOOTSTRAP="kafka.example:9092").returncode == 0
 
 
