@@ -613,4 +613,7 @@ def verdict_lines(report: dict, deadline_ms: int) -> list[str]:
 
 
 if __name__ == "__main__":
+    from infra.terminal import plain_when_piped
+
+    plain_when_piped()  # piped (a log, CI): no progress bars, transformers' included
     main()

@@ -328,4 +328,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from infra.terminal import plain_when_piped
+
+    plain_when_piped()  # piped (a log, CI): no progress bars, transformers' included
     main()

@@ -208,4 +208,7 @@ def print_wishes(console: Console, sim: Marketplace, config: MarketplaceConfig) 
 
 
 if __name__ == "__main__":
+    from infra.terminal import plain_when_piped
+
+    plain_when_piped()  # piped (a log, CI): no progress bars, transformers' included
     main()
