@@ -43,6 +43,15 @@ def admin(bootstrap: str, security: KafkaSecurity | None = None, **options: Any)
     return _made(KafkaAdminClient, bootstrap, security, options)
 
 
+def check_access(bootstrap: str, security: KafkaSecurity | None = None) -> None:
+    """Log in once before a worker starts, so that refused credentials end it with
+    `KafkaAccessRefused` (who was refused, which settings to check) instead of aiokafka's
+    retries and tracebacks. Only where there is a login or a certificate to refuse."""
+    security = security or KafkaSecurity.from_settings()
+    if security.protocol != "PLAINTEXT":
+        admin(bootstrap, security).close()
+
+
 def _made(client_class, bootstrap: str, security: KafkaSecurity | None, options: dict[str, Any]):
     security = security or KafkaSecurity.from_settings()
     failures = _Refusals(bootstrap, security)
@@ -50,7 +59,7 @@ def _made(client_class, bootstrap: str, security: KafkaSecurity | None, options:
     try:
         return client_class(**client_options(bootstrap, security), **options)
     except Exception as err:
-        refused = access_refused(err, bootstrap, security) or failures.refused
+        refused = access_refused(err, bootstrap, security) or failures.refused or failures.closed_at_login()
         if refused is None:
             raise
         raise refused from None  # the cause's traceback would show the client's options
@@ -67,11 +76,27 @@ class _Refusals(logging.Handler):
         super().__init__(logging.WARNING)
         self.bootstrap, self.security = bootstrap, security
         self.refused: KafkaAccessRefused | None = None
+        self.disconnects = 0  # bootstrap connections closed by the broker before they were ready
 
     def emit(self, record: logging.LogRecord) -> None:
         for arg in record.args if isinstance(record.args, tuple) else ():
             if isinstance(arg, BaseException):
                 self.refused = access_refused(arg, self.bootstrap, self.security) or self.refused
+                if str(record.msg).startswith("Bootstrap connection to") and "socket disconnected" in str(arg):
+                    self.disconnects += 1
+
+    def closed_at_login(self) -> KafkaAccessRefused | None:
+        """A broker that refuses a SASL login sends the error and closes the connection;
+        kafka-python often sees the close first (on a busy machine, every time) and
+        reports only "socket disconnected". A SASL client whose every bootstrap connection
+        ended that way, with no other error, was refused."""
+        if not (self.security.sasl and self.disconnects):
+            return None
+        return KafkaAccessRefused(
+            f"Kafka at {self.bootstrap} refused {self.security.describe()}: it closed all "
+            f"{self.disconnects} connections during the login (the client saw the close before "
+            "the broker's reason). The user, password or mechanism is most likely wrong. Check "
+            "HIRESTREAM_KAFKA_USERNAME, HIRESTREAM_KAFKA_PASSWORD and HIRESTREAM_KAFKA_SASL_MECHANISM")
 
 
 def access_refused(err: BaseException, bootstrap: str, security: KafkaSecurity) -> KafkaAccessRefused | None:

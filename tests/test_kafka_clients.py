@@ -124,6 +124,30 @@ def test_a_refused_login_says_who_was_refused_and_what_to_check():
     assert kafka_clients.access_refused(TimeoutError("slow"), "h:9093", security) is None
 
 
+def test_a_login_closed_before_its_reason_arrives_reads_as_refused():
+    """kafka-python logs each failed bootstrap connection; when the broker's close beat its
+    SASL error (seen on a busy machine), only "socket disconnected" is left to go on."""
+    import logging
+
+    from kafka.errors import KafkaConnectionError
+
+    def seen(security):
+        refusals = kafka_clients._Refusals("h:9093", security)
+        logger = logging.getLogger("kafka.net.manager")
+        logger.addHandler(refusals)
+        try:
+            for _ in range(3):
+                logger.warning("Bootstrap connection to %s failed: %s (backoff %.2f secs)", "bootstrap-0",
+                               KafkaConnectionError("socket disconnected"), 0.1)
+        finally:
+            logger.removeHandler(refusals)
+        return refusals.closed_at_login()
+
+    err = seen(KafkaSecurity(protocol="SASL_SSL", mechanism="SCRAM-SHA-512", username="alice"))
+    assert str(err).startswith("Kafka at h:9093 refused user 'alice' (SCRAM-SHA-512 over SASL_SSL): it closed all 3")
+    assert seen(KafkaSecurity()) is None  # without a login, a closed connection is just that
+
+
 def test_every_kafka_python_client_is_made_by_the_factories():
     """A client made directly would connect without the security settings."""
     direct = re.compile(r"\b(KafkaProducer|KafkaConsumer|KafkaAdminClient)\(")

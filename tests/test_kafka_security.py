@@ -84,20 +84,24 @@ def finished(command: subprocess.Popen, timeout: float = 120) -> subprocess.Comp
 class WrongPassword:
     password: str
     produce: subprocess.Popen
+    worker: subprocess.Popen
 
 
 @pytest.fixture(scope="module")
 def wrong_password(secured, tmp_path_factory) -> Iterator[WrongPassword]:
-    """`hirestream produce` as alice with a wrong password, started early: kafka-python
-    retries a refused login for its 30 s bootstrap timeout, which then overlaps the
-    other test's work."""
+    """`hirestream produce` and `hirestream worker` as alice with a wrong password, started
+    early: kafka-python retries a refused login for its 30 s bootstrap timeout, which then
+    overlaps the other test's work."""
     events = tmp_path_factory.mktemp("refused") / "events.jsonl"
     events.write_bytes(serialize(f.member_upserted(unique_name("e"), 0, member_id=unique_name("m"))) + b"\n")
     wrong = secrets.token_urlsafe(12)
     produce = hirestream("produce", "--file", str(events), HIRESTREAM_KAFKA_PASSWORD=wrong)
-    yield WrongPassword(wrong, produce)
-    produce.kill()
-    produce.communicate()
+    worker = hirestream("worker", HIRESTREAM_KAFKA_PASSWORD=wrong, HIRESTREAM_APP_ID=unique_name("hs-refused"),
+                        HIRESTREAM_DATA_DIR=str(tmp_path_factory.mktemp("refused-worker")))
+    yield WrongPassword(wrong, produce, worker)
+    for command in (produce, worker):
+        command.kill()
+        command.communicate()
 
 
 def test_producer_worker_scoring_and_kcat_work_through_the_secured_broker(secured, wrong_password, tmp_path):
@@ -153,11 +157,14 @@ def test_producer_worker_scoring_and_kcat_work_through_the_secured_broker(secure
     assert not [text for text in said if secured.password in text]
 
 
-def test_a_wrong_password_is_refused_with_a_clear_error(secured, wrong_password):
-    refused = finished(wrong_password.produce)
+@pytest.mark.parametrize("command", ["produce", "worker"])
+def test_a_wrong_password_is_refused_with_a_clear_error(secured, wrong_password, command):
+    refused = finished(getattr(wrong_password, command))
     assert refused.returncode != 0
-    assert (f"Kafka at {secured.bootstrap} refused user 'alice' (SCRAM-SHA-512 over SASL_SSL)" in refused.stderr
-            and "Authentication failed" in refused.stderr and "HIRESTREAM_KAFKA_PASSWORD" in refused.stderr)
+    assert f"Kafka at {secured.bootstrap} refused user 'alice' (SCRAM-SHA-512 over SASL_SSL)" in refused.stderr
+    assert "HIRESTREAM_KAFKA_PASSWORD" in refused.stderr
+    # the broker's reason, or (kafka-python saw only the close: often on a busy machine) what it means
+    assert "Authentication failed" in refused.stderr or "closed all" in refused.stderr
     assert "Traceback" not in refused.stderr
     said = refused.stdout + refused.stderr
     assert wrong_password.password not in said and secured.password not in said

@@ -22,6 +22,10 @@ def command(loglevel: str) -> None:
     """
     from faust.worker import Worker
 
+    from streams.kafka_clients import check_access
+    from streams.settings import get_settings
+
+    check_access(get_settings().bootstrap)  # refused credentials: a clear error, not aiokafka's retries
     from serving.online.scoring_agent import register_serving
     from streams.app import app, register_agents
 

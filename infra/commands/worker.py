@@ -22,6 +22,9 @@ def command(loglevel: str, profile_path: Path | None) -> None:
 
     from streams.settings import get_settings
 
+    from streams.kafka_clients import check_access
+
+    check_access(get_settings().bootstrap)  # refused credentials: a clear error, not aiokafka's retries
     # Before faust makes its loop. uvloop cuts the per-message event-loop cost that
     # bounds ingest (bench/ingest.py --profile); "aio" is the standard library's.
     mode.loop.use(get_settings().event_loop)
