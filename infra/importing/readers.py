@@ -64,8 +64,7 @@ def _jsonl_rows(path: Path, encoding: str) -> Iterator[tuple[int, Row | BadRow]]
             if not isinstance(obj, dict):
                 yield line, BadRow(f"not a JSON object but {type(obj).__name__}")
                 continue
-            yield line, {k: None if v is None else v if isinstance(v, str) else json.dumps(v)
-                         if isinstance(v, (dict, list)) else str(v) for k, v in obj.items()}
+            yield line, {k: _cell_text(v) for k, v in obj.items()}
 
 
 def _parquet_rows(path: Path) -> Iterator[tuple[int, Row | BadRow]]:
@@ -85,10 +84,11 @@ def _parquet_rows(path: Path) -> Iterator[tuple[int, Row | BadRow]]:
     for batch in parquet.iter_batches(batch_size=10_000):
         for row in batch.to_pylist():
             line += 1
-            yield line, {k: _parquet_text(v) for k, v in row.items()}
+            yield line, {k: _cell_text(v) for k, v in row.items()}
 
 
-def _parquet_text(value) -> str | None:
+def _cell_text(value) -> str | None:
+    """A typed cell (JSON, Parquet) as the text a mapping reads, as a CSV would hold it."""
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, (date, time)):  # datetime is a date
