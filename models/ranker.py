@@ -146,10 +146,11 @@ def _save_atomically(obj, out: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def load_tokenizer(path: Path | str | None = None):
+def load_tokenizer(path: Path | str | None = None, artifacts: Path | None = None):
+    """A checkpoint's tokenizer (`path`), or SmolLM2's saved under `artifacts`."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(path or tokenizer_dir()))
+    tok = AutoTokenizer.from_pretrained(str(path or tokenizer_dir(artifacts)))
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token  # padding is always masked out; any id will do
     return tok
@@ -178,7 +179,7 @@ def student_model(tokenizer, config: StudentConfig | None = None, seed: int = 0,
     return model
 
 
-def teacher_embeddings_pca(dim: int, std: float = 0.02) -> torch.Tensor:
+def teacher_embeddings_pca(dim: int, std: float = 0.02, artifacts: Path | None = None) -> torch.Tensor:
     """The teacher's token embeddings projected on their top `dim` principal axes.
 
     A from-scratch student knows no word; starting from the teacher's geometry (that
@@ -187,7 +188,7 @@ def teacher_embeddings_pca(dim: int, std: float = 0.02) -> torch.Tensor:
     """
     from safetensors import safe_open
 
-    with safe_open(str(teacher_dir() / "model.safetensors"), framework="pt") as f:
+    with safe_open(str(teacher_dir(artifacts) / "model.safetensors"), framework="pt") as f:
         emb = f.get_tensor("model.embed_tokens.weight").float()
     centered = emb - emb.mean(0, keepdim=True)
     _, _, v = torch.linalg.svd(centered[torch.randperm(len(centered), generator=torch.Generator().manual_seed(0))[:8192]],
@@ -358,21 +359,23 @@ class Ranker(RankerPrompts):
         return ranker.to(device or default_device())
 
     @classmethod
-    def teacher(cls, budget: PromptBudget | None = None, layers: int | None = None) -> "Ranker":
-        """SmolLM2-135M-Instruct; with `layers`, only its first decoder blocks."""
-        model = teacher_model()
+    def teacher(cls, budget: PromptBudget | None = None, layers: int | None = None,
+                artifacts: Path | None = None) -> "Ranker":
+        """SmolLM2-135M-Instruct; with `layers`, only its first decoder blocks. Its float
+        copy and tokenizer are kept under `artifacts` (default: the checkout's)."""
+        model = teacher_model(artifacts)
         meta = {"base": "SmolLM2-135M-Instruct"}
         if layers is not None:
             keep_first_layers(model, layers)
             meta["kept_layers"] = layers
-        return cls(model, load_tokenizer(), budget, meta)
+        return cls(model, load_tokenizer(artifacts=artifacts), budget, meta)
 
     @classmethod
-    def student(cls, config: StudentConfig | None = None, seed: int = 0,
-                budget: PromptBudget | None = None, teacher_embeddings: bool = True) -> "Ranker":
-        tok = load_tokenizer()
+    def student(cls, config: StudentConfig | None = None, seed: int = 0, budget: PromptBudget | None = None,
+                teacher_embeddings: bool = True, artifacts: Path | None = None) -> "Ranker":
+        tok = load_tokenizer(artifacts=artifacts)
         c = config or StudentConfig()
-        emb = teacher_embeddings_pca(c.hidden_size) if teacher_embeddings else None
+        emb = teacher_embeddings_pca(c.hidden_size, artifacts=artifacts) if teacher_embeddings else None
         meta = {"base": "student", "student": asdict(c), "embeddings": "teacher PCA" if emb is not None else "random"}
         return cls(student_model(tok, c, seed, emb), tok, budget, meta)
 

@@ -22,6 +22,16 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_home(root: Path = REPO_ROOT) -> Path:
+    """Where the default data, artifacts and cache folders go: the checkout when running
+    from one, else the working directory (an installed wheel's `root` is the folder
+    above site-packages, which is neither the user's nor, often, writable)."""
+    return root if (root / "pyproject.toml").is_file() else Path.cwd()
+
+
+HOME = default_home()
 ENV_FILE_ENV = "HIRESTREAM_ENV_FILE"  # which .env file to read; "" reads none
 DEFAULT_ENV_FILE = ".env"
 
@@ -104,11 +114,13 @@ class Settings(HirestreamSettings):
 
     app_id: str = Field("hirestream", description="Faust app id: workers with the same id form "
                                                   "one consumer group and share the work.")
-    data_dir: Path = Field(REPO_ROOT / ".hirestream", description="Where a worker keeps its "
+    data_dir: Path = Field(HOME / ".hirestream", description="Where a worker keeps its "
                            "RocksDB tables and the started broker its files (`kafka/`).")
-    artifacts_dir: Path = Field(REPO_ROOT / "artifacts", description="Trained models, indexes and "
-                                "evaluation outputs.")
-    cache_dir: Path = Field(REPO_ROOT / ".cache", description="Downloads kept between runs (the "
+    artifacts_dir: Path = Field(HOME / "artifacts", description="Trained models (and the base model's "
+                                "float copy), indexes and evaluation outputs. These three folders "
+                                "default to the checkout, or to the working directory where "
+                                "hirestream runs from an installed package.")
+    cache_dir: Path = Field(HOME / ".cache", description="Downloads kept between runs (the "
                             "broker's jars, datasets, model weights).")
 
     broker_session_timeout: float = Field(

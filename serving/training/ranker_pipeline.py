@@ -18,10 +18,11 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from models.prompting import with_instruction
-from models.ranker import PromptBudget, Ranker, StudentConfig, default_artifacts_dir, default_device
+from models.ranker import PromptBudget, Ranker, StudentConfig, default_device
 from models.ranker_training import TrainConfig, TrainReport, TrainRow, model_card, train
 from models.verbalizer import INSTRUCTIONS, TASKS, job_segment
 from serving.training.training_examples import Example, build_examples, split_by_time
+from streams.settings import get_settings
 
 HELD_OUT_DAYS = 4
 TRAIN_PHRASINGS = tuple(range(len(INSTRUCTIONS) - 1))  # the last is held out
@@ -230,12 +231,14 @@ def rows_readable_in(budget_minutes: float) -> int:
 
 
 def new_ranker(model_kind: str, seed: int = 0) -> Ranker:
+    """An untrained ranker of `model_kind`, its base weights kept in the settings' artifacts."""
+    artifacts = get_settings().artifacts_dir
     if model_kind == "teacher":
-        return Ranker.teacher(BUDGET)
+        return Ranker.teacher(BUDGET, artifacts=artifacts)
     if model_kind == "student":
-        return Ranker.student(StudentConfig(), seed=seed, budget=BUDGET)
+        return Ranker.student(StudentConfig(), seed=seed, budget=BUDGET, artifacts=artifacts)
     if model_kind == "pruned":
-        return Ranker.teacher(BUDGET, layers=PRESETS["pruned"]["layers"])
+        return Ranker.teacher(BUDGET, layers=PRESETS["pruned"]["layers"], artifacts=artifacts)
     raise ValueError(f"unknown model kind {model_kind!r}: one of {', '.join(PRESETS)}")
 
 
@@ -282,8 +285,6 @@ def train_ranker_on_simulator(model_kind: str = "pruned", budget_minutes: float 
     """Train a ranker of `model_kind` on the simulator's training days and save it."""
     import torch
 
-    from streams.settings import get_settings
-
     threads = threads or get_settings().torch_threads or None
     if threads:
         torch.set_num_threads(threads)
@@ -323,7 +324,7 @@ def train_ranker(model_kind: str, train_examples: Sequence[Example], data_descri
         # the budget read): a curve on a log scale of data seen.
         eval_at = [4000 * 2 ** k for k in range(curve_points)]
     report = train(ranker, rows, cfg, on_eval=on_eval, eval_at=eval_at)
-    out = Path(out_dir or default_artifacts_dir() / f"ranker-{model_kind}")
+    out = Path(out_dir or get_settings().artifacts_dir / f"ranker-{model_kind}")
     recipe = {"model": model_kind, "layers": PRESETS[model_kind]["layers"] or "all",
               "frozen blocks (cached)": cfg.frozen_blocks, "LoRA rank": cfg.lora_rank or "none (full weights)",
               "lr / head lr": f"{cfg.lr:g} / {cfg.head_lr:g}", "task weights": cfg.task_weights,
