@@ -5,16 +5,21 @@ other takes over its partitions and applies every event exactly once.
 
 These workers run against a broker of their own (the session's shared broker has 3
 partitions per topic, tests/conftest.py), or against KAFKA_BOOTSTRAP's cluster with
-whatever count its topics have.
+whatever count its topics have. Run as `serve`, either worker ranks every member over
+HTTP from its active or standby copy.
 """
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from infra import broker
 from infra.worker_process import WorkerProcess
+from serving.online.http_api import COPY_HEADER
 from streams.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import COMPANIES_TABLE, JOB_CATALOG_TABLE
@@ -126,6 +131,55 @@ def test_a_member_read_on_one_worker_is_answered_by_the_members_owner(cluster, t
                        if java_partition(m.encode(), cluster[1]) in active[1])
         missing = a.member_answer(unknown)
         assert (missing.status, missing.served_by, missing.forwarded_by) == (404, b.url, a.url)
+    finally:
+        for w in (a, b):
+            w.stop()
+
+
+def rank_over_http(worker: WorkerProcess, member_id: str) -> tuple[int, dict, str | None]:
+    """POST /v1/rank on the worker's scoring API: (status, body, X-Hirestream-Copy)."""
+    request = urllib.request.Request(f"http://127.0.0.1:{worker.settings['serving_http_port']}/v1/rank",
+                                     data=json.dumps({"member_id": member_id, "k": 3}).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.loads(answer.read()), answer.headers.get(COPY_HEADER)
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}"), err.headers.get(COPY_HEADER)
+    except (urllib.error.URLError, ConnectionError):  # not listening yet
+        return 0, {}, None
+
+
+def test_every_scoring_worker_ranks_every_member_from_its_active_or_its_standby_copy(cluster, tmp_path):
+    """Two `serve` workers in one group, each with a standby copy of the other's
+    partitions: /v1/rank on either ranks every member from that member's state (the job
+    only their words match first), the owner from its active copy, the other from its
+    standby copy, and the header says which. (Before, the other answered 503.)"""
+    a, b = start_pair(cluster, tmp_path, command="serve", serving_scorer="bm25")
+    try:
+        active = wait_split([a, b], cluster[1], standbys=True)
+        uid = unique_name("u").replace("-", "")
+        members = {unique_name("m"): f"Glassblower{uid}x{i}" for i in range(8)}
+        own_job = {mid: unique_name("j") for mid in members}
+        with EventProducer(cluster[0]) as p:
+            for mid, word in members.items():
+                p.send(f.job_posted(unique_name("e"), 0, job_id=own_job[mid], title=f"Senior {word}",
+                                    occupation=word.lower(), skills=[word]))
+                p.send(f.member_upserted(unique_name("e"), 0, member_id=mid, title=word, occupation=word.lower(),
+                                         skills=[word]))
+        owner_of = {mid: 0 if java_partition(mid.encode(), cluster[1]) in active[0] else 1 for mid in members}
+        assert set(owner_of.values()) == {0, 1}, "all members on one worker's partitions"
+
+        def ranked_first(worker, mid):
+            status, body, copy = rank_over_http(worker, mid)
+            items = body.get("items") or [{}]
+            return (status, items[0].get("job_id"), copy) if status == 200 and items[0].get("job_id") == own_job[mid] \
+                else None
+        for mid in members:
+            got = [w.wait_for(lambda w=w: ranked_first(w, mid), 90, f"{mid} ranked from its state") for w in (a, b)]
+            owner = owner_of[mid]
+            assert got[owner] == (200, own_job[mid], "active")
+            assert got[1 - owner] == (200, own_job[mid], "standby")
     finally:
         for w in (a, b):
             w.stop()

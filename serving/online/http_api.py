@@ -20,6 +20,12 @@ kernel's queues, is still outside: only the client knows it.) HTTP status follow
 partial, 503 with `Retry-After` for shed, 504 for expired, 500 for error; the body is
 the result either way, so a client reads one shape.
 
+A worker ranks a member from its own copy of the member's state: the partition it owns
+("active") or a standby copy restored from the owner's changelog ("standby", behind the
+owner by the changelog's lag); the `X-Hirestream-Copy` header says which. With standby
+copies of every partition (`HIRESTREAM_STANDBY_REPLICAS` = workers - 1) every worker
+answers every member; a member of which a worker holds no copy is a 503.
+
 With `HIRESTREAM_TOKEN` set, every path but /healthz, /readyz and the API docs needs
 `Authorization: Bearer <token>` (401 otherwise), checked by the same function as the
 worker's read API (`streams.web_auth.bearer_matches`) in a middleware, so a route added
@@ -43,6 +49,7 @@ from streams.settings import is_loopback
 from streams.web_auth import UNAUTHORIZED, UNAUTHORIZED_HEADERS, bearer_matches
 
 ARRIVED = "hirestream.arrived"  # the scope key `StampArrival` writes
+COPY_HEADER = "X-Hirestream-Copy"  # which copy of the member's state ranked: active or standby
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
 HTTP_STATUS = {ScoreStatus.OK: 200, ScoreStatus.PARTIAL: 200, ScoreStatus.SHED: 503, ScoreStatus.EXPIRED: 504,
                ScoreStatus.ERROR: 500}
@@ -105,9 +112,10 @@ def check_bind(bind: str, token: str | None) -> None:
 
 
 def create_app(service: ScoringService, *, token: str | None = None,
-               holds_member: Callable[[str], bool] | None = None) -> FastAPI:
-    """The API over `service`. `holds_member(member_id)`: whether this process holds the
-    member's state (a worker holds its partitions'); None: every member is here."""
+               member_copy: Callable[[str], str | None] | None = None) -> FastAPI:
+    """The API over `service`. `member_copy(member_id)`: which copy of the member's state
+    this process holds, "active" (it owns the partition) or "standby" (restored from the
+    owner's changelog, at most its lag behind), or None; without it every member is here."""
     api = FastAPI(title="hirestream scoring", version="1",
                   description="Rank jobs for a member (the 360Brew-style ranker over the live job index), "
                               "score items against a prompt prefix, readiness and metrics.")
@@ -122,23 +130,27 @@ def create_app(service: ScoringService, *, token: str | None = None,
             return await call_next(request)
 
     @api.post("/v1/rank", response_model=ScoreResult, dependencies=bearer,
-              responses={503: {"model": ScoreResult, "description": "shed under load, or the member is held "
-                                                                     "by another worker"},
+              responses={503: {"model": ScoreResult, "description": "shed under load, or no copy of the "
+                                                                     "member's state is on this worker"},
                          504: {"model": ScoreResult, "description": "expired before it could be scored"}})
     async def rank(body: RankBody, raw: Request) -> JSONResponse:
         """Ranked jobs for a member, with scores, reasons, the model id and timings."""
         arrived = raw.scope.get(ARRIVED, service.clock())
         # (until the worker is ready its partitions are not assigned yet: then the
         # request waits for readiness in the scoring path instead)
-        if holds_member is not None and all(service.readiness().values()) and not holds_member(body.member_id):
-            return JSONResponse({"error": f"member {body.member_id!r} is held by another worker: ask that "
-                                          "worker, or send a score request through Kafka"},
+        copy = member_copy(body.member_id) if member_copy is not None else None
+        if member_copy is not None and copy is None and all(service.readiness().values()):
+            return JSONResponse({"error": f"member {body.member_id!r} is held by another worker and this one "
+                                          "keeps no standby copy of it: ask that worker, raise "
+                                          "HIRESTREAM_STANDBY_REPLICAS, or send a score request through Kafka"},
                                 status_code=503, headers={"Retry-After": "1"})
         request = ScoreRequest(request_id=body.request_id or uuid.uuid4().hex, member_id=body.member_id,
                                surface=body.surface, query=body.query, task=body.task, k=body.k,
                                deadline_ms=body.deadline_ms)
         result = await service.score(request, arrived, via="http")
-        headers = {"Retry-After": "1"} if result.status is ScoreStatus.SHED else None
+        headers = {"Retry-After": "1"} if result.status is ScoreStatus.SHED else {}
+        if copy is not None:
+            headers[COPY_HEADER] = copy
         return JSONResponse(result.model_dump(mode="json"), status_code=HTTP_STATUS[result.status], headers=headers)
 
     @api.post("/v1/score", response_model=ScoreResponse, dependencies=bearer,

@@ -38,7 +38,8 @@ from serving.online.scorer import make_scorer
 from serving.online.scoring import ScoringPolicy, ScoringService
 from serving.online.settings import get_serving_settings
 from streams.app import app, member_state, settings, source_topics
-from streams.decoding import decode_or_dead_letter, key_partition
+from streams.decoding import decode_or_dead_letter
+from streams.member_reads import placement
 from streams.schemas import ScoreCompleted, ScoreRequested, serialize
 from streams.state import MemberState
 from streams.topics import SCORE_REQUESTS, SCORE_RESULTS
@@ -111,16 +112,15 @@ if _serving.kafka_requests:
 # ---- the HTTP API --------------------------------------------------------------------------
 
 
-def _holds_member(member_id: str) -> bool:
-    """Whether this worker holds the member's `member-state` partition (active)."""
-    partitions = app.conf.topic_partitions
-    changelog = member_state.changelog_topic.get_topic_name()
-    partition = key_partition(member_id.encode(), partitions)
-    return any(tp.topic == changelog and tp.partition == partition for tp in app.assignor.assigned_actives())
+def _member_copy(member_id: str) -> str | None:
+    """Which copy of the member's `member-state` partition this worker holds: "active",
+    "standby" or None (the member reads' placement: the same partition, the same answer)."""
+    here = placement(member_id).here
+    return here.value if here is not None else None
 
 
 _token = settings.token.get_secret_value() if settings.token else None
-api = create_app(service, token=_token, holds_member=_holds_member)
+api = create_app(service, token=_token, member_copy=_member_copy)
 
 if _serving.http_port:
     check_bind(_serving.http_bind, _token)
