@@ -127,8 +127,9 @@ def test_producer_worker_scoring_and_kcat_work_through_the_secured_broker(secure
                            app_id=unique_name("hs-secured"), serving_scorer="bm25", **FAST).start()
     try:
         worker.wait_ready(timeout=90)
-        state = worker.wait_for(lambda: (s := worker.member(mid)) and s["counts"].get("view") == 1 and s,
-                                60, "the member's view in the worker's table")
+        # The profile and the view come on two topics, read side by side: wait for both.
+        state = worker.wait_for(lambda: (s := worker.member(mid)) and s["counts"].get("view") == 1
+                                and s.get("profile") and s, 60, "the member's profile and view in the worker's table")
         assert state["profile"]["occupation"] == trade
         worker.wait_for(lambda: (s := worker._get("/serving/")) and s["replica_lag"] == 0 and s["jobs_open"] >= 2,
                         60, "the scoring service's index replica to follow the secured topics")
