@@ -14,11 +14,12 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 from infra.broker import free_ports
 from infra.waiting import wait_for
 from streams.settings import REPO_ROOT
+from streams.web_headers import COPY, FORWARDED_BY, SERVED_BY
 
 
 @dataclass(frozen=True)
@@ -27,19 +28,19 @@ class Answer:
 
     status: int
     body: object
-    headers: dict[str, str]
+    headers: Mapping[str, str]  # case-insensitive (an HTTP message's): uvicorn sends lowercase names
 
     @property
     def served_by(self) -> str | None:  # the worker that read its table (streams.member_reads)
-        return self.headers.get("X-Hirestream-Served-By")
+        return self.headers.get(SERVED_BY)
 
     @property
     def copy(self) -> str | None:  # "active" or "standby"
-        return self.headers.get("X-Hirestream-Copy")
+        return self.headers.get(COPY)
 
     @property
     def forwarded_by(self) -> str | None:
-        return self.headers.get("X-Hirestream-Forwarded-By")
+        return self.headers.get(FORWARDED_BY)
 
 
 class WorkerProcess:
@@ -122,23 +123,32 @@ class WorkerProcess:
         """The worker's canonical URL: what its answers name in `X-Hirestream-Served-By`."""
         return f"http://127.0.0.1:{self.web_port}"
 
-    def answer(self, path: str, method: str = "GET", token: str | None = None) -> "Answer":
-        """One request to the read API, with its status and headers (`token`: this one
-        instead of the worker's own). Raises URLError when nothing answers."""
-        request = urllib.request.Request(f"{self.url}{path}", method=method)
+    @property
+    def scoring_url(self) -> str:
+        """The scoring HTTP API of a `serve` worker."""
+        return f"http://127.0.0.1:{self.settings['serving_http_port']}"
+
+    def answer(self, path: str, method: str = "GET", token: str | None = None, body: dict | None = None,
+               base: str | None = None) -> "Answer":
+        """One request to the read API (or to `base`, e.g. `scoring_url`), with its status
+        and headers (`token`: this one instead of the worker's own; `body`: sent as JSON).
+        Raises URLError when nothing answers."""
+        request = urllib.request.Request(f"{base or self.url}{path}", method=method,
+                                         data=None if body is None else json.dumps(body).encode(),
+                                         headers={} if body is None else {"Content-Type": "application/json"})
         token = token if token is not None else self.token
         if token:
             request.add_header("Authorization", f"Bearer {token}")
         try:
             with urllib.request.urlopen(request, timeout=10) as resp:
-                return Answer(resp.status, json.loads(resp.read() or b"null"), dict(resp.headers))
+                return Answer(resp.status, json.loads(resp.read() or b"null"), resp.headers)
         except urllib.error.HTTPError as err:
             body = err.read()
             try:
                 parsed = json.loads(body)
             except ValueError:
                 parsed = None
-            return Answer(err.code, parsed, dict(err.headers))
+            return Answer(err.code, parsed, err.headers)
 
     def _get(self, path: str, method: str = "GET") -> dict | None:
         """The body of a 2xx answer; None when the worker does not answer, does not know

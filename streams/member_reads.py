@@ -49,13 +49,10 @@ from yarl import URL
 from streams.app import app, member_state, settings
 from streams.decoding import key_partition, partition_count
 from streams.topics import MEMBERS
+from streams.web_headers import COPY, FORWARDED_BY, PARTITION, SERVED_BY
 
 log = logging.getLogger(__name__)
 
-SERVED_BY = "X-Hirestream-Served-By"
-COPY = "X-Hirestream-Copy"
-PARTITION = "X-Hirestream-Partition"
-FORWARDED_BY = "X-Hirestream-Forwarded-By"
 
 
 class Step(str, Enum):

@@ -10,16 +10,13 @@ HTTP from its active or standby copy.
 """
 from __future__ import annotations
 
-import json
 import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from infra import broker
 from infra.worker_process import WorkerProcess
-from serving.online.http_api import COPY_HEADER
 from streams.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import COMPANIES_TABLE, JOB_CATALOG_TABLE
@@ -136,20 +133,6 @@ def test_a_member_read_on_one_worker_is_answered_by_the_members_owner(cluster, t
             w.stop()
 
 
-def rank_over_http(worker: WorkerProcess, member_id: str) -> tuple[int, dict, str | None]:
-    """POST /v1/rank on the worker's scoring API: (status, body, X-Hirestream-Copy)."""
-    request = urllib.request.Request(f"http://127.0.0.1:{worker.settings['serving_http_port']}/v1/rank",
-                                     data=json.dumps({"member_id": member_id, "k": 3}).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return answer.status, json.loads(answer.read()), answer.headers.get(COPY_HEADER)
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}"), err.headers.get(COPY_HEADER)
-    except (urllib.error.URLError, ConnectionError):  # not listening yet
-        return 0, {}, None
-
-
 def test_every_scoring_worker_ranks_every_member_from_its_active_or_its_standby_copy(cluster, tmp_path):
     """Two `serve` workers in one group, each with a standby copy of the other's
     partitions: /v1/rank on either ranks every member from that member's state (the job
@@ -171,10 +154,12 @@ def test_every_scoring_worker_ranks_every_member_from_its_active_or_its_standby_
         assert set(owner_of.values()) == {0, 1}, "all members on one worker's partitions"
 
         def ranked_first(worker, mid):
-            status, body, copy = rank_over_http(worker, mid)
-            items = body.get("items") or [{}]
-            return (status, items[0].get("job_id"), copy) if status == 200 and items[0].get("job_id") == own_job[mid] \
-                else None
+            try:
+                got = worker.answer("/v1/rank", "POST", body={"member_id": mid, "k": 3}, base=worker.scoring_url)
+            except (urllib.error.URLError, ConnectionError):  # not listening yet
+                return None
+            top = ((got.body or {}).get("items") or [{}])[0].get("job_id")
+            return (got.status, top, got.copy) if got.status == 200 and top == own_job[mid] else None
         for mid in members:
             got = [w.wait_for(lambda w=w: ranked_first(w, mid), 90, f"{mid} ranked from its state") for w in (a, b)]
             owner = owner_of[mid]

@@ -47,9 +47,9 @@ from serving.online.service_metrics import CONTENT_TYPE
 from streams.schemas import LONG_TEXT_MAX, MAX_ITEMS, Id, ScoreRequest, ScoreResult, ScoreStatus, ShortText, Surface
 from streams.settings import is_loopback
 from streams.web_auth import UNAUTHORIZED, UNAUTHORIZED_HEADERS, bearer_matches
+from streams.web_headers import COPY
 
 ARRIVED = "hirestream.arrived"  # the scope key `StampArrival` writes
-COPY_HEADER = "X-Hirestream-Copy"  # which copy of the member's state ranked: active or standby
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
 HTTP_STATUS = {ScoreStatus.OK: 200, ScoreStatus.PARTIAL: 200, ScoreStatus.SHED: 503, ScoreStatus.EXPIRED: 504,
                ScoreStatus.ERROR: 500}
@@ -150,7 +150,7 @@ def create_app(service: ScoringService, *, token: str | None = None,
         result = await service.score(request, arrived, via="http")
         headers = {"Retry-After": "1"} if result.status is ScoreStatus.SHED else {}
         if copy is not None:
-            headers[COPY_HEADER] = copy
+            headers[COPY] = copy
         return JSONResponse(result.model_dump(mode="json"), status_code=HTTP_STATUS[result.status], headers=headers)
 
     @api.post("/v1/score", response_model=ScoreResponse, dependencies=bearer,
