@@ -711,16 +711,36 @@ class Chaos:
 
 
 def set_max_message_bytes(admin, topic: str, limit: int) -> None:
-    """Set a topic's max.message.bytes and wait until the cluster reports it."""
+    """Set a topic's max.message.bytes and wait until *every* broker reports it.
+
+    Each broker applies a config change when it replays the metadata log, some
+    milliseconds apart; a plain describe_configs asks whichever broker is least loaded.
+    The dead letter goes to its partition's leader, so one broker saying "applied" is
+    not enough: once, under CI's load, the leader still took the oversized dead letter
+    and no worker stopped (`issues ci`, 2026-12-04)."""
     from kafka.admin import ConfigResource, ConfigResourceType
 
     resource = ConfigResource(ConfigResourceType.TOPIC, topic, configs={"max.message.bytes": str(limit)})
     admin.alter_configs([resource])
+    brokers = [b["broker_id"] for b in admin.describe_cluster()["brokers"]]
 
     def applied() -> bool:
-        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
-        return broker._described_topic_configs(described, topic).get("max.message.bytes") == str(limit)
-    wait_for(applied, 60, f"{topic}'s max.message.bytes = {limit}", interval=0.1)
+        return all(_topic_config_on(admin, node, topic).get("max.message.bytes") == str(limit) for node in brokers)
+    wait_for(applied, 60, f"{topic}'s max.message.bytes = {limit} on brokers {brokers}", interval=0.1)
+
+
+def _topic_config_on(admin, node_id: int, topic: str) -> dict[str, str]:
+    """One broker's own view of a topic's configs. kafka-python's public
+    describe_configs cannot name the broker for a topic, so its request goes through
+    the admin client's connection manager to `node_id` (kafka-python 3.0's internals)."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    request = admin._describe_configs_request([ConfigResource(ConfigResourceType.TOPIC, topic)], False)
+
+    async def ask():
+        return await admin._manager.send(request, node_id=node_id)
+    response = admin._manager.run(ask)
+    return broker._described_topic_configs(admin._describe_configs_process_responses([response]), topic)
 
 
 # --- reading what the system holds ---------------------------------------------------------
