@@ -59,3 +59,15 @@ def test_max_groups_builds_only_that_many_prompts():
     rows = training_rows(exs, PromptCache(ranker), max_groups=3)
     assert len(rows) == 3 and len(ranker.built) == 3
     assert len(training_rows(exs, PromptCache(FakeRanker()))) == 10
+
+
+def test_a_row_asks_its_questions_in_the_phrasing_of_its_instruction():
+    """Serving asks phrasing p's questions after phrasing p's instruction; a row that
+    mixed them would train on prompts no request ever sends."""
+    from models.prompting import with_instruction
+
+    exs = [ex for m in ("m1", "m2", "m3") for d in range(1, 9) for ex in day_of(m, d)]
+    rows = training_rows(exs, PromptCache(FakeRanker()))
+    assert {r.phrasing for r in rows} == set(TRAIN_PHRASINGS)  # enough rows to draw every phrasing
+    for row in rows:
+        assert row.prefix.startswith(with_instruction("", row.phrasing))

@@ -173,8 +173,9 @@ def training_rows(examples: Sequence[Example], prompts: PromptCache, seed: int =
         job_ids = [j for j in jobs if len(labels[j]) == len(row_tasks)]
         if not job_ids:
             continue
+        # One phrasing for the instruction and the questions, as serving asks them.
         phrasing = rng.choice(TRAIN_PHRASINGS)
-        prefix = prompts.prefix(group[0], rng.choice(TRAIN_PHRASINGS))
+        prefix = prompts.prefix(group[0], phrasing)
         for i in range(0, len(job_ids), max_jobs):
             chunk = job_ids[i:i + max_jobs]
             rows.append(TrainRow(prefix, [job_segment(jobs[j].job) for j in chunk], list(row_tasks),
