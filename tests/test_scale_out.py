@@ -170,6 +170,50 @@ def test_every_scoring_worker_ranks_every_member_from_its_active_or_its_standby_
             w.stop()
 
 
+def test_a_scoring_worker_without_a_copy_of_the_member_asks_the_owner(cluster, tmp_path):
+    """No standby copies: each `serve` worker holds only its own members. /v1/rank on
+    the other worker is answered by the owner (forwarded with the caller's token, the
+    owner's active copy, and the forwarding worker named); a caller without the token is
+    refused before anything is forwarded. (Before, the other worker answered 503.)
+    The workers carry the token in their settings; `answer` sends it."""
+    a, b = start_pair(cluster, tmp_path, command="serve", serving_scorer="bm25", standby_replicas=0, token=TOKEN)
+    try:
+        active = wait_split([a, b], cluster[1], standbys=False)
+        uid = unique_name("u").replace("-", "")
+        members = {unique_name("m"): f"Lampwright{uid}x{i}" for i in range(8)}
+        own_job = {mid: unique_name("j") for mid in members}
+        with EventProducer(cluster[0]) as p:
+            for mid, word in members.items():
+                p.send(f.job_posted(unique_name("e"), 0, job_id=own_job[mid], title=f"Senior {word}",
+                                    occupation=word.lower(), skills=[word]))
+                p.send(f.member_upserted(unique_name("e"), 0, member_id=mid, title=word, occupation=word.lower(),
+                                         skills=[word]))
+        owner_of = {mid: 0 if java_partition(mid.encode(), cluster[1]) in active[0] else 1 for mid in members}
+        assert set(owner_of.values()) == {0, 1}, "all members on one worker's partitions"
+
+        def ranked_first(worker, mid):
+            try:
+                got = worker.answer("/v1/rank", "POST", body={"member_id": mid, "k": 3}, base=worker.scoring_url)
+            except (urllib.error.URLError, ConnectionError):  # not listening yet
+                return None
+            top = ((got.body or {}).get("items") or [{}])[0].get("job_id")
+            return (got.status, top, got.copy, got.forwarded_by) if top == own_job[mid] else None
+        for mid in members:
+            got = [w.wait_for(lambda w=w: ranked_first(w, mid), 90, f"{mid} ranked from its state") for w in (a, b)]
+            owner = owner_of[mid]
+            other = (a, b)[1 - owner]
+            assert got[owner] == (200, own_job[mid], "active", None)
+            assert got[1 - owner][:3] == (200, own_job[mid], "active")
+            assert got[1 - owner][3] == other.url, got
+        stranger = next(m for m in members if owner_of[m] == 0)
+        refused = b.answer("/v1/rank", "POST", token="wrong", body={"member_id": stranger, "k": 3},
+                           base=b.scoring_url)
+        assert refused.status == 401 and refused.forwarded_by is None
+    finally:
+        for w in (a, b):
+            w.stop()
+
+
 def test_a_crashed_workers_partitions_fail_over_to_the_other_worker(cluster, tmp_path):
     """Two workers share the group, each with a standby copy of the other's partitions.
     The victim never commits on its own (an hour's commit interval), so what it applied

@@ -24,7 +24,9 @@ A worker ranks a member from its own copy of the member's state: the partition i
 ("active") or a standby copy restored from the owner's changelog ("standby", behind the
 owner by the changelog's lag); the `X-Hirestream-Copy` header says which. With standby
 copies of every partition (`HIRESTREAM_STANDBY_REPLICAS` = workers - 1) every worker
-answers every member; a member of which a worker holds no copy is a 503.
+answers every member from its own copy; a member of which a worker holds no copy is
+asked of the worker that owns it (`serving.online.rank_forwarding`; the answer carries
+`X-Hirestream-Forwarded-By`), and is a 503 only when that worker cannot answer.
 
 With `HIRESTREAM_TOKEN` set, every path but /healthz, /readyz and the API docs needs
 `Authorization: Bearer <token>` (401 otherwise), checked by the same function as the
@@ -35,19 +37,20 @@ another address without a token (`check_bind`).
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Callable, Literal, Union
+from typing import Annotated, Awaitable, Callable, Literal, Union
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
+from serving.online.rank_forwarding import Forwarded
 from serving.online.scoring import Overloaded, ScoringService
 from serving.online.service_metrics import CONTENT_TYPE
 from streams.schemas import LONG_TEXT_MAX, MAX_ITEMS, Id, ScoreRequest, ScoreResult, ScoreStatus, ShortText, Surface
 from streams.settings import is_loopback
 from streams.web_auth import UNAUTHORIZED, UNAUTHORIZED_HEADERS, bearer_matches
-from streams.web_headers import COPY
+from streams.web_headers import COPY, FORWARDED_BY
 
 ARRIVED = "hirestream.arrived"  # the scope key `StampArrival` writes
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
@@ -112,10 +115,13 @@ def check_bind(bind: str, token: str | None) -> None:
 
 
 def create_app(service: ScoringService, *, token: str | None = None,
-               member_copy: Callable[[str], str | None] | None = None) -> FastAPI:
+               member_copy: Callable[[str], str | None] | None = None,
+               forward: Callable[[str, bytes, str | None], Awaitable[Forwarded | None]] | None = None) -> FastAPI:
     """The API over `service`. `member_copy(member_id)`: which copy of the member's state
     this process holds, "active" (it owns the partition) or "standby" (restored from the
-    owner's changelog, at most its lag behind), or None; without it every member is here."""
+    owner's changelog, at most its lag behind), or None; without it every member is here.
+    `forward(member_id, body, authorization)`: the owner's answer for a member held
+    nowhere here (None when it cannot give one)."""
     api = FastAPI(title="hirestream scoring", version="1",
                   description="Rank jobs for a member (the 360Brew-style ranker over the live job index), "
                               "score items against a prompt prefix, readiness and metrics.")
@@ -136,12 +142,20 @@ def create_app(service: ScoringService, *, token: str | None = None,
     async def rank(body: RankBody, raw: Request) -> JSONResponse:
         """Ranked jobs for a member, with scores, reasons, the model id and timings."""
         arrived = raw.scope.get(ARRIVED, service.clock())
-        # (until the worker is ready its partitions are not assigned yet: then the
-        # request waits for readiness in the scoring path instead)
-        copy = member_copy(body.member_id) if member_copy is not None else None
+        copy = None
+        # Where the member is can be asked only once the worker is ready: until its tables
+        # are recovered its assignment may change, and a table read could find a partition
+        # it no longer holds. Not ready by the deadline: the scoring path says `expired`.
+        if member_copy is not None and await service.wait_ready(arrived + body.deadline_ms / 1000.0) is None:
+            copy = member_copy(body.member_id)
         if member_copy is not None and copy is None and all(service.readiness().values()):
-            return JSONResponse({"error": f"member {body.member_id!r} is held by another worker and this one "
-                                          "keeps no standby copy of it: ask that worker, raise "
+            if forward is not None and FORWARDED_BY not in raw.headers:
+                answer = await forward(body.member_id, await raw.body(), raw.headers.get("authorization"))
+                if answer is not None:
+                    return Response(answer.body, status_code=answer.status, headers=answer.headers,
+                                    media_type="application/json")
+            return JSONResponse({"error": f"member {body.member_id!r} is held by another worker, which could "
+                                          "not be asked, and this one keeps no standby copy of it: retry, raise "
                                           "HIRESTREAM_STANDBY_REPLICAS, or send a score request through Kafka"},
                                 status_code=503, headers={"Retry-After": "1"})
         request = ScoreRequest(request_id=body.request_id or uuid.uuid4().hex, member_id=body.member_id,

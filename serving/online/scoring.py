@@ -277,7 +277,7 @@ class ScoringService:
         late = self.clock() - deadline
         if late >= 0:
             return answer.unscored(ScoreStatus.EXPIRED, f"past its deadline on arrival ({late:.3f} s late)")
-        why_not = await self._wait_ready(deadline)
+        why_not = await self.wait_ready(deadline)
         answer.lap("ready")
         if why_not is not None:
             return answer.unscored(ScoreStatus.EXPIRED, why_not)
@@ -295,8 +295,9 @@ class ScoringService:
         finally:
             self.depth -= 1
 
-    async def _wait_ready(self, deadline: float) -> str | None:
-        """None once ready; why not, if the deadline came first."""
+    async def wait_ready(self, deadline: float) -> str | None:
+        """None once ready (the replica caught up, the checks true); why not, if the
+        deadline (epoch s) came first."""
         loop = asyncio.get_running_loop()
         if self.replica is not None and not self.replica.ready:
             if not await loop.run_in_executor(None, self.replica.wait_ready, deadline - self.clock()):

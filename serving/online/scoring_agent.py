@@ -20,9 +20,9 @@ job topics it saw at start, requests wait for it, up to their deadline.
 The HTTP API (`serving.online.http_api`, FastAPI under uvicorn) runs on the worker's own event
 loop as a faust service on `HIRESTREAM_SERVING_HTTP_PORT`, loopback unless
 `HIRESTREAM_SERVING_HTTP_BIND` says otherwise (then only with `HIRESTREAM_TOKEN`). It
-answers a member only when this worker holds the member's partition (one worker
-holds them all); a request for a member held elsewhere gets 503 and should go to
-that worker or through Kafka.
+ranks a member from this worker's active or standby copy of the member's state, and
+asks the worker that owns the member when it holds neither
+(`serving.online.rank_forwarding`).
 """
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ from faust.contrib.asgi import AsgiService
 
 from serving.online.engine import EngineConfig, MatchingEngine, load_encoder
 from serving.online.http_api import check_bind, create_app
+from serving.online.rank_forwarding import Forwarded, RankForwarder
 from serving.online.replica import IndexReplica
 from serving.online.results import result_event_id
 from serving.online.scorer import make_scorer
@@ -39,7 +40,7 @@ from serving.online.scoring import ScoringPolicy, ScoringService
 from serving.online.settings import get_serving_settings
 from streams.app import app, member_state, settings, source_topics
 from streams.decoding import decode_or_dead_letter
-from streams.member_reads import placement
+from streams.member_reads import placement, self_url
 from streams.schemas import ScoreCompleted, ScoreRequested, serialize
 from streams.state import MemberState
 from streams.topics import SCORE_REQUESTS, SCORE_RESULTS
@@ -119,8 +120,19 @@ def _member_copy(member_id: str) -> str | None:
     return here.value if here is not None else None
 
 
+_forwarder = RankForwarder(lambda: app.http_client, self_url, timeout=settings.forward_timeout)
+
+
+async def _forward(member_id: str, body: bytes, authorization: str | None) -> Forwarded | None:
+    """The answer of the worker holding the member's partition active, when that is not this one."""
+    owner = placement(member_id).owner
+    if owner is None or owner == self_url():
+        return None
+    return await _forwarder(owner, body, authorization)
+
+
 _token = settings.token.get_secret_value() if settings.token else None
-api = create_app(service, token=_token, member_copy=_member_copy)
+api = create_app(service, token=_token, member_copy=_member_copy, forward=_forward)
 
 if _serving.http_port:
     check_bind(_serving.http_bind, _token)
