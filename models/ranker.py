@@ -234,8 +234,10 @@ def answer_token_ids(tokenizer) -> tuple[int, int]:
     return ids[0], ids[1]
 
 
-def p_yes(logits2: torch.Tensor) -> torch.Tensor:
-    return torch.softmax(logits2.float(), dim=-1)[..., 0]
+def p_yes(logits2: torch.Tensor, offset: float = 0.0) -> torch.Tensor:
+    """softmax([logit(Yes) + offset, logit(No)])[0]: the checkpoint's `answer_offset`
+    (see `RankerPrompts.answer_offset`) is the bias a plain LM head cannot hold."""
+    return torch.sigmoid(logits2[..., 0].float() - logits2[..., 1].float() + offset)
 
 
 # ---- the ranker: model + tokenizer + budgets ----------------------------------------------
@@ -256,6 +258,14 @@ class RankerPrompts:
         self.budget = budget or PromptBudget()
         self.meta = dict(meta or {})
         self.yes_id, self.no_id = answer_token_ids(tokenizer)
+
+    @property
+    def answer_offset(self) -> float:
+        """Added to logit(Yes) - logit(No) before the softmax. Training fits the answer
+        with a bias (`models.ranker_training.Trainable`); a causal LM's head has none, so
+        the checkpoint keeps it here (`ranker.json`) and every reader of p(Yes) adds it:
+        rankings within a task do not depend on it, probabilities do."""
+        return float(self.meta.get("answer_offset", 0.0))
 
     @staticmethod
     def read_meta(path: Path | str) -> dict:
@@ -395,10 +405,13 @@ class Ranker(RankerPrompts):
             (path / "README.md").write_text(card)
         return path
 
-    def install_answer_head(self, rows: torch.Tensor) -> None:
+    def install_answer_head(self, rows: torch.Tensor, offset: float | None = None) -> None:
         """Write trained Yes/No rows into the LM head, untying it from the input
         embeddings first: the checkpoint stays a plain causal LM (what vLLM serves),
-        and the input embeddings of " Yes"/" No" stay the ones training saw."""
+        and the input embeddings of " Yes"/" No" stay the ones training saw. `offset`:
+        the answer's bias (`answer_offset`), kept as it is when None."""
+        if offset is not None:
+            self.meta["answer_offset"] = float(offset)
         head = self.model.get_output_embeddings()
         emb = self.model.get_input_embeddings()
         if head.weight.data_ptr() == emb.weight.data_ptr():
@@ -426,7 +439,8 @@ class Ranker(RankerPrompts):
               "padded": multi_item.score_padded_prompts, "single": multi_item.score_one_by_one}.get(method)
         if fn is None:
             raise ValueError(f"unknown scoring method {method!r}: one of {', '.join(self.METHODS)}")
-        return p_yes(fn(self.model, prefix_ids, bodies, markers, self.yes_id, self.no_id)).cpu().numpy()
+        return p_yes(fn(self.model, prefix_ids, bodies, markers, self.yes_id, self.no_id),
+                     self.answer_offset).cpu().numpy()
 
     def score(self, prefix: str, jobs: Sequence, task: str = "apply", phrasing: int = 0,
               method: str = "prefix_cache") -> np.ndarray:
@@ -449,7 +463,7 @@ class Ranker(RankerPrompts):
             logits = multi_item.score_rows_with_prefix_cache(self.model, [rows[i] for i in live], markers,
                                                              self.yes_id, self.no_id)
             for i, pair in zip(live, logits):
-                out[i] = p_yes(pair).cpu().numpy()
+                out[i] = p_yes(pair, self.answer_offset).cpu().numpy()
         for i, (p, bodies) in enumerate(rows):
             if not p and bodies:  # nothing to share: each prompt alone
                 out[i] = self.score_tasks("", requests[i][1], tasks, phrasing, method="single")

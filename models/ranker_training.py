@@ -57,6 +57,7 @@ class TrainConfig:
     frozen_blocks: int = 0  # lower decoder blocks kept as they are (their output cached)
     lora_rank: int = 0  # >0: LoRA adapters of this rank on the trained blocks (peft)
     task_weights: dict = field(default_factory=lambda: {"dismiss": 0.3})
+    scaled_head: bool = True  # the answer fitted on standardized hidden states, from the base rate (Trainable)
     precision: str = "auto"  # auto: bf16 where the CPU has it natively, else float32
     progress: bool = True
 
@@ -179,12 +180,42 @@ def bucket_batches(rows: Sequence[EncodedRow], tokens_per_step: int) -> list[lis
 
 @dataclass
 class Trainable:
-    """Which part of the model learns: blocks above `frozen`, the final norm, the head rows."""
+    """Which part of the model learns: blocks above `frozen`, the final norm, the head rows.
+
+    The answer is a logistic regression on the final hidden state at each answer
+    position, fitted as one should fit one: on standardized features, with a bias,
+    starting at the labels' base rate (`scaled_head`, the default):
+
+        logit(Yes) - logit(No) = (h - mean) / std . (head[0] - head[1]) + bias[0] - bias[1]
+
+    with mean and std of h measured before training. Fitted on the raw h instead (the
+    LM head's own rows, no bias), a decoder's hidden dimensions differ in scale by ~100x
+    and share a large mean: every Adam step mostly moved a bias through the mean and
+    the big dimensions, and the answer hardly learned. On a rule the prompt states
+    outright (Yes iff the job's title holds the member's occupation; real prompts,
+    today's recipe, 120 steps, 7.9k labels, logs-only probe), held-out AUC went from
+    0.53 +/- 0.04 on the raw head to 0.89 +/- 0.02 standardized. The checkpoint keeps
+    plain LM-head rows (`head_rows()`) and the bias they cannot hold as `answer_offset`
+    (`offset()`), so it stays a causal LM any server reads.
+    """
 
     ranker: Ranker
     frozen: int
-    head: torch.nn.Parameter
+    head: torch.nn.Parameter  # (2, d) Yes/No rows times `scale`
+    scale: torch.Tensor  # (d,) spread of the final hidden state at answer positions
+    mean: torch.Tensor  # (d,) its mean there
+    bias: torch.nn.Parameter  # (2,) Yes/No offsets of the centered features
     lora: bool = False
+
+    def head_rows(self) -> torch.Tensor:
+        """The Yes/No rows of the LM head, in the model's own units."""
+        return self.head / self.scale
+
+    def offset(self) -> float:
+        """What the rows alone leave out of logit(Yes) - logit(No): the checkpoint's
+        `answer_offset`."""
+        rows = self.head_rows().detach()
+        return float(self.bias[0] - self.bias[1] - self.mean @ (rows[0] - rows[1]))
 
     @property
     def model(self):
@@ -202,7 +233,8 @@ class Trainable:
     def upper_logits(self, hidden: torch.Tensor, packed: PackedRows) -> torch.Tensor:
         owner = _decoder_owner(self.model)
         hidden = run_blocks(owner, hidden, packed, self.layers()[self.frozen:])
-        return yes_no_logits(owner, answer_hidden(owner, hidden, packed), 0, 0, head=self.head)
+        h = answer_hidden(owner, hidden, packed)
+        return yes_no_logits(owner, h - self.mean.to(h.dtype), 0, 0, head=self.head_rows()) + self.bias
 
 
 def _decoder_owner(model):
@@ -214,7 +246,26 @@ def _decoder(model):
     return _decoder_owner(model).model
 
 
-def prepare_trainable(ranker: Ranker, cfg: TrainConfig) -> Trainable:
+def answer_stats(ranker: Ranker, rows: Sequence[EncodedRow], pad: int, sample: int = 64
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, std), each (d,), of the final (normed) hidden state at the answer
+    positions of up to `sample` rows, as the model stands before training."""
+    model = ranker.model
+    chosen = [rows[i] for i in np.linspace(0, len(rows) - 1, min(sample, len(rows))).astype(int)]
+    states = []
+    with torch.no_grad():
+        for start in range(0, len(chosen), 8):
+            batch = chosen[start:start + 8]
+            packed = pack_rows([(r.prefix, r.bodies, r.markers) for r in batch], pad_id=pad)
+            hidden = run_blocks(model, embed(model, packed), packed, model.model.layers)
+            states.append(answer_hidden(model, hidden, packed).float())
+    h = torch.cat(states)
+    return h.mean(0), h.std(0).clamp_min(1e-3)
+
+
+def prepare_trainable(ranker: Ranker, cfg: TrainConfig,
+                      stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> Trainable:
+    """Freeze what does not learn; `stats` (mean, std: see `Trainable`) default to 0 and 1."""
     model = ranker.model
     n_layers = len(model.model.layers)
     if not 0 <= cfg.frozen_blocks < n_layers:
@@ -233,8 +284,13 @@ def prepare_trainable(ranker: Ranker, cfg: TrainConfig) -> Trainable:
         for i in trained:
             model.model.layers[i].requires_grad_(True)
     _decoder(model).norm.requires_grad_(True)
-    head = _decoder_owner(model).get_output_embeddings().weight[[ranker.yes_id, ranker.no_id]].detach().clone()
-    return Trainable(ranker, cfg.frozen_blocks, torch.nn.Parameter(head), lora=cfg.lora_rank > 0)
+    rows = _decoder_owner(model).get_output_embeddings().weight[[ranker.yes_id, ranker.no_id]].detach().clone()
+    d = rows.shape[1]
+    mean, scale = stats if stats is not None else (torch.zeros(d), torch.ones(d))
+    # The logits start where the checkpoint's own scores are.
+    bias = (mean.to(rows.dtype) @ rows.T).detach() + torch.tensor([ranker.answer_offset, 0.0], dtype=rows.dtype)
+    return Trainable(ranker, cfg.frozen_blocks, torch.nn.Parameter(rows * scale.to(rows.dtype)), scale.to(rows.dtype),
+                     mean.to(rows.dtype), torch.nn.Parameter(bias), lora=cfg.lora_rank > 0)
 
 
 def finish(trainable: Trainable) -> None:
@@ -242,7 +298,7 @@ def finish(trainable: Trainable) -> None:
     ranker = trainable.ranker
     if trainable.lora:
         ranker.model = ranker.model.merge_and_unload()
-    ranker.install_answer_head(trainable.head)
+    ranker.install_answer_head(trainable.head_rows(), trainable.offset())
     for p in ranker.model.parameters():
         p.requires_grad_(False)
     ranker.model.eval()
@@ -285,13 +341,20 @@ def train(ranker: Ranker, rows: Sequence[TrainRow], cfg: TrainConfig,
     encoded = encode_rows(ranker, rows, cfg.task_weights)
     batches = bucket_batches(encoded, cfg.tokens_per_step)
     pad = ranker.tokenizer.pad_token_id or 0
-    trainable = prepare_trainable(ranker, cfg)
+    trainable = prepare_trainable(ranker, cfg, answer_stats(ranker, encoded, pad) if cfg.scaled_head else None)
+    if cfg.scaled_head:  # start at the labels' base rate: no step is spent undoing the LM's Yes/No bias
+        labels, weights = torch.cat([r.labels for r in encoded]), torch.cat([r.weights for r in encoded])
+        rate = float((labels * weights).sum() / weights.sum())
+        with torch.no_grad():
+            trainable.head.zero_()
+            trainable.bias.copy_(torch.tensor([math.log(rate / (1 - rate)), 0.0]))
     ranker.model.train()
     params = [p for p in ranker.model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW([
         {"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay, "lr": cfg.lr},
         {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0, "lr": cfg.lr},
         {"params": [trainable.head], "weight_decay": 0.0, "lr": cfg.head_lr},
+        {"params": [trainable.bias], "weight_decay": 0.0, "lr": 10 * cfg.head_lr},
     ])
     base_lrs = [g["lr"] for g in opt.param_groups]
     cache: dict[int, torch.Tensor] = {}  # batch -> frozen blocks' output (float16)
@@ -327,7 +390,7 @@ def train(ranker: Ranker, rows: Sequence[TrainRow], cfg: TrainConfig,
                 loss = batch_loss(trainable, batch, hidden, packed, dtype)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(params + [trainable.head], cfg.grad_clip)
+                torch.nn.utils.clip_grad_norm_(params + [trainable.head, trainable.bias], cfg.grad_clip)
                 opt.step()
                 report.steps += 1
                 report.rows += len(batch)
@@ -353,23 +416,29 @@ def train(ranker: Ranker, rows: Sequence[TrainRow], cfg: TrainConfig,
 
 
 def _evaluate(trainable: Trainable, report: TrainReport, on_eval) -> None:
-    """Score with the head rows as they are now (swapped into a copy of the LM head for
-    the call), then go on training."""
+    """Score with the head rows and offset as they are now (swapped into a copy of the
+    LM head and the ranker's meta for the call), then go on training."""
     ranker = trainable.ranker
     owner = _decoder_owner(ranker.model)
     lm_head = owner.get_output_embeddings()
     saved = lm_head.weight
     rows = torch.tensor([ranker.yes_id, ranker.no_id])
     temp = saved.detach().clone()
-    temp[rows] = trainable.head.detach()
+    temp[rows] = trainable.head_rows().detach()
     lm_head.weight = torch.nn.Parameter(temp, requires_grad=False)
     model, ranker.model = ranker.model, owner
+    offset = ranker.meta.get("answer_offset")
+    ranker.meta["answer_offset"] = trainable.offset()
     owner.eval()
     try:
         point = on_eval(report)
     finally:
         ranker.model = model
         lm_head.weight = saved
+        if offset is None:
+            ranker.meta.pop("answer_offset")
+        else:
+            ranker.meta["answer_offset"] = offset
         model.train()
     if point:
         report.curve.append({"labels": report.labels, "candidates": report.candidates, **point})

@@ -343,7 +343,8 @@ class VLLMScorer:
         out = np.empty(len(prompts), dtype=np.float64)
         for i, choice in enumerate(choices):
             lp = answer_logprobs(choice, (yes, no))
-            out[i] = 1.0 / (1.0 + math.exp(lp[1] - lp[0]))  # softmax over the two, as models.ranker.p_yes
+            # softmax over the two with the checkpoint's answer offset, as models.ranker.p_yes
+            out[i] = 1.0 / (1.0 + math.exp(lp[1] - lp[0] - self.prompts.answer_offset))
         return out
 
 
