@@ -108,6 +108,30 @@ def test_tiny_training_learns_each_task_from_its_question(tokenizer):
     assert p[3:, 1].min() > p[:3, 1].max()
 
 
+def test_a_checkpoint_scores_what_its_standardized_answer_computed(tokenizer, tmp_path):
+    """Training fits p(Yes) on centered, scaled hidden states with a bias; the checkpoint
+    keeps plain LM-head rows and the bias as `answer_offset`. Its scores, in process and
+    reloaded, are the training-time probabilities, not those shifted by the bias."""
+    from models.ranker_training import answer_stats, finish
+
+    ranker = tiny(tokenizer, seed=4)
+    encoded = encode_rows(ranker, [_row(tasks=("apply", "click"))], {})
+    trainable = prepare_trainable(ranker, TrainConfig(frozen_blocks=1), answer_stats(ranker, encoded, pad=0))
+    with torch.no_grad():  # a trained-looking answer: some direction, a bias far from 0
+        trainable.head.copy_(torch.randn(trainable.head.shape, generator=torch.Generator().manual_seed(0)))
+        trainable.bias.copy_(torch.tensor([1.5, -0.5]))
+    packed = pack_rows([(e.prefix, e.bodies, e.markers) for e in encoded])
+    with torch.no_grad():
+        logits = trainable.upper_logits(trainable.lower(packed).float(), packed)
+    trained = torch.sigmoid(logits[:, 0] - logits[:, 1]).view(len(JOBS), 2).numpy()
+    finish(trainable)
+    assert abs(ranker.answer_offset) > 0.5  # a bias the rows alone could not hold
+    np.testing.assert_allclose(ranker.score_tasks(PREFIX, JOBS, ["apply", "click"]), trained, atol=1e-4)
+    ranker.save(tmp_path / "ckpt")
+    np.testing.assert_allclose(Ranker.load(tmp_path / "ckpt", device="cpu").score_tasks(PREFIX, JOBS, ["apply", "click"]),
+                               trained, atol=1e-4)
+
+
 def test_training_is_deterministic_for_a_seed(tokenizer):
     runs = []
     for _ in range(2):
