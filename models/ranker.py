@@ -9,10 +9,11 @@ Every task (apply, click, save, dismiss, hire, search_relevance) is an
 instruction in the prompt (see `models.verbalizer`), never a separate head: the
 score of a (member, job, task) prompt is
 
-    p(Yes) = softmax([logit(" Yes"), logit(" No")])[0]   at the answer position,
+    p(Yes) = softmax([logit(" Yes") + answer_offset, logit(" No")])[0]   at the answer position,
 
-so the head is two rows of the LM's output embedding. Training (in
-`models.ranker_training`) puts its loss on exactly these two logits.
+so the head is two rows of the LM's output embedding and one number in `ranker.json`
+(the bias a causal LM's head has no room for). Training (in `models.ranker_training`)
+puts its loss on exactly this probability.
 
 Pure tensors and text: no Kafka, no streams.
 """

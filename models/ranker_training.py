@@ -12,7 +12,8 @@ Where the CPU time goes, and what this recipe does about it:
     their output is computed once and cached (float16) for every later epoch, so an
     epoch after the first runs only the upper blocks, forward and backward;
   * rows are bucketed by length, so a batch pads little;
-  * the Yes/No rows of the head are their own parameter with a higher learning rate;
+  * the answer is fitted on standardized hidden states with a bias, from the base
+    rate (`Trainable`), with its own, higher learning rate;
   * bf16 autocast where the CPU computes bf16 natively (AVX512-BF16 / AMX), float32
     elsewhere (said once);
   * optionally LoRA adapters (peft) on the upper blocks instead of full weights.
@@ -215,7 +216,8 @@ class Trainable:
         """What the rows alone leave out of logit(Yes) - logit(No): the checkpoint's
         `answer_offset`."""
         rows = self.head_rows().detach()
-        return float(self.bias[0] - self.bias[1] - self.mean @ (rows[0] - rows[1]))
+        bias = self.bias.detach()
+        return float(bias[0] - bias[1] - self.mean @ (rows[0] - rows[1]))
 
     @property
     def model(self):
@@ -453,7 +455,8 @@ def model_card(name: str, base: str, tasks: Sequence[str], data: str, report: Tr
 360Brew-style multi-task ranker: a decoder-only causal LM reads one prompt (instruction,
 member profile, past job interactions grouped by action, the question job) and answers
 " Yes" / " No" to a short question per task after the job. Score = softmax over the
-" Yes" / " No" logits at that question's last token.
+" Yes" / " No" logits at that question's last token, `answer_offset` (ranker.json)
+added to the " Yes" logit.
 
 - base: {base}
 - tasks (each a question, not a head): {", ".join(tasks)}
