@@ -93,8 +93,8 @@ def test_a_member_read_on_one_worker_is_answered_by_the_members_owner(cluster, t
                 p.send(f.member_upserted(unique_name("e"), member_id=mid, title=f"Title {i}"))
                 for k in range(i + 1):
                     p.send(f.action(f"{mid}-{k}", "view", k / 10, member_id=mid, job_id=f"j{k}"))
-        for i, mid in enumerate(members):
-            member_with(a, mid, lambda v, n=i + 1: v["counts"].get("view") == n, f"{mid}'s events")
+        for i, mid in enumerate(members):  # 120 s: a loaded machine can rebalance (and recover) meanwhile
+            member_with(a, mid, lambda v, n=i + 1: v["counts"].get("view") == n, f"{mid}'s events", timeout=120)
         active = wait_split([a, b], cluster[1], standbys=False)  # as it is now: a loaded machine can rebalance
         owner_of = {mid: 0 if java_partition(mid.encode(), cluster[1]) in active[0] else 1 for mid in members}
         assert set(owner_of.values()) == {0, 1}, "all members on one worker's partitions"
