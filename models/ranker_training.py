@@ -265,9 +265,11 @@ def answer_stats(ranker: Ranker, rows: Sequence[EncodedRow], pad: int, sample: i
     return h.mean(0), h.std(0).clamp_min(1e-3)
 
 
-def prepare_trainable(ranker: Ranker, cfg: TrainConfig,
-                      stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> Trainable:
-    """Freeze what does not learn; `stats` (mean, std: see `Trainable`) default to 0 and 1."""
+def prepare_trainable(ranker: Ranker, cfg: TrainConfig, stats: tuple[torch.Tensor, torch.Tensor] | None = None,
+                      base_rate: float | None = None) -> Trainable:
+    """Freeze what does not learn. Without `stats` the answer is the LM head's own rows
+    and the checkpoint's offset (the logits start where its scores are); with `stats`
+    (mean, std: see `Trainable`) it starts with no direction, at `base_rate`."""
     model = ranker.model
     n_layers = len(model.model.layers)
     if not 0 <= cfg.frozen_blocks < n_layers:
@@ -288,11 +290,14 @@ def prepare_trainable(ranker: Ranker, cfg: TrainConfig,
     _decoder(model).norm.requires_grad_(True)
     rows = _decoder_owner(model).get_output_embeddings().weight[[ranker.yes_id, ranker.no_id]].detach().clone()
     d = rows.shape[1]
-    mean, scale = stats if stats is not None else (torch.zeros(d), torch.ones(d))
-    # The logits start where the checkpoint's own scores are.
-    bias = (mean.to(rows.dtype) @ rows.T).detach() + torch.tensor([ranker.answer_offset, 0.0], dtype=rows.dtype)
-    return Trainable(ranker, cfg.frozen_blocks, torch.nn.Parameter(rows * scale.to(rows.dtype)), scale.to(rows.dtype),
-                     mean.to(rows.dtype), torch.nn.Parameter(bias), lora=cfg.lora_rank > 0)
+    if stats is None:
+        mean, scale, head, bias = torch.zeros(d), torch.ones(d), rows, [ranker.answer_offset, 0.0]
+    else:  # no step is spent undoing the LM's own Yes/No leaning
+        if base_rate is None or not 0 < base_rate < 1:
+            raise ValueError(f"a standardized answer starts at a base rate in (0, 1), got {base_rate}")
+        (mean, scale), head, bias = stats, torch.zeros_like(rows), [math.log(base_rate / (1 - base_rate)), 0.0]
+    return Trainable(ranker, cfg.frozen_blocks, torch.nn.Parameter(head), scale.to(rows.dtype), mean.to(rows.dtype),
+                     torch.nn.Parameter(torch.tensor(bias, dtype=rows.dtype)), lora=cfg.lora_rank > 0)
 
 
 def finish(trainable: Trainable) -> None:
@@ -343,13 +348,12 @@ def train(ranker: Ranker, rows: Sequence[TrainRow], cfg: TrainConfig,
     encoded = encode_rows(ranker, rows, cfg.task_weights)
     batches = bucket_batches(encoded, cfg.tokens_per_step)
     pad = ranker.tokenizer.pad_token_id or 0
-    trainable = prepare_trainable(ranker, cfg, answer_stats(ranker, encoded, pad) if cfg.scaled_head else None)
-    if cfg.scaled_head:  # start at the labels' base rate: no step is spent undoing the LM's Yes/No bias
+    if cfg.scaled_head:
         labels, weights = torch.cat([r.labels for r in encoded]), torch.cat([r.weights for r in encoded])
         rate = float((labels * weights).sum() / weights.sum())
-        with torch.no_grad():
-            trainable.head.zero_()
-            trainable.bias.copy_(torch.tensor([math.log(rate / (1 - rate)), 0.0]))
+        trainable = prepare_trainable(ranker, cfg, answer_stats(ranker, encoded, pad), base_rate=rate)
+    else:
+        trainable = prepare_trainable(ranker, cfg)
     ranker.model.train()
     params = [p for p in ranker.model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW([

@@ -49,7 +49,7 @@ from yarl import URL
 from streams.app import app, member_state, settings
 from streams.decoding import key_partition, partition_count
 from streams.topics import MEMBERS
-from streams.web_headers import COPY, FORWARDED_BY, PARTITION, SERVED_BY
+from streams.web_headers import COPY, FORWARDED_BY, PARTITION, SERVED_BY, hirestream_headers
 
 log = logging.getLogger(__name__)
 
@@ -141,9 +141,8 @@ async def _forward(web: View, request: Request, owner: str) -> Response | None:
             if resp.status >= 500:
                 log.info("member read: owner %s answered %d for %s", owner, resp.status, request.path)
                 return None
-            passed = {k: v for k, v in resp.headers.items() if k.lower().startswith("x-hirestream-")}
             return web.bytes(body, content_type=resp.content_type, status=resp.status,
-                             headers={**passed, FORWARDED_BY: self_url()})
+                             headers={**hirestream_headers(resp.headers), FORWARDED_BY: self_url()})
     except (aiohttp.ClientError, asyncio.TimeoutError) as err:
         log.info("member read: owner %s unreachable for %s: %r", owner, request.path, err)
         return None

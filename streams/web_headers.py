@@ -7,3 +7,8 @@ SERVED_BY = "X-Hirestream-Served-By"  # the worker that read its table
 COPY = "X-Hirestream-Copy"  # which copy of the member's state: "active" or "standby"
 PARTITION = "X-Hirestream-Partition"
 FORWARDED_BY = "X-Hirestream-Forwarded-By"  # the worker that forwarded the request
+
+
+def hirestream_headers(headers) -> dict[str, str]:
+    """The X-Hirestream-* headers of an answer, to relay with a forwarded one."""
+    return {k: v for k, v in headers.items() if k.lower().startswith("x-hirestream-")}

@@ -133,6 +133,32 @@ def test_a_member_read_on_one_worker_is_answered_by_the_members_owner(cluster, t
             w.stop()
 
 
+def members_with_their_own_jobs(cluster, active: list[set[int]], word: str) -> tuple[dict, dict]:
+    """Eight new members, each with one job only their own words match; (member -> job,
+    member -> index of the worker owning it in `active`). Both workers own some."""
+    uid = unique_name("u").replace("-", "")
+    members = {unique_name("m"): f"{word}{uid}x{i}" for i in range(8)}
+    own_job = {mid: unique_name("j") for mid in members}
+    with EventProducer(cluster[0]) as p:
+        for mid, w in members.items():
+            p.send(f.job_posted(unique_name("e"), 0, job_id=own_job[mid], title=f"Senior {w}",
+                                occupation=w.lower(), skills=[w]))
+            p.send(f.member_upserted(unique_name("e"), 0, member_id=mid, title=w, occupation=w.lower(), skills=[w]))
+    owner_of = {mid: 0 if java_partition(mid.encode(), cluster[1]) in active[0] else 1 for mid in members}
+    assert set(owner_of.values()) == {0, 1}, "all members on one worker's partitions"
+    return own_job, owner_of
+
+
+def ranked_first(worker: WorkerProcess, mid: str, job_id: str):
+    """The worker's /v1/rank answer once `job_id` comes first for `mid` (None before)."""
+    try:
+        got = worker.answer("/v1/rank", "POST", body={"member_id": mid, "k": 3}, base=worker.scoring_url)
+    except (urllib.error.URLError, ConnectionError):  # not listening yet
+        return None
+    top = ((got.body or {}).get("items") or [{}])[0].get("job_id")
+    return got if top == job_id else None
+
+
 def test_every_scoring_worker_ranks_every_member_from_its_active_or_its_standby_copy(cluster, tmp_path):
     """Two `serve` workers in one group, each with a standby copy of the other's
     partitions: /v1/rank on either ranks every member from that member's state (the job
@@ -140,31 +166,14 @@ def test_every_scoring_worker_ranks_every_member_from_its_active_or_its_standby_
     standby copy, and the header says which. (Before, the other answered 503.)"""
     a, b = start_pair(cluster, tmp_path, command="serve", serving_scorer="bm25")
     try:
-        active = wait_split([a, b], cluster[1], standbys=True)
-        uid = unique_name("u").replace("-", "")
-        members = {unique_name("m"): f"Glassblower{uid}x{i}" for i in range(8)}
-        own_job = {mid: unique_name("j") for mid in members}
-        with EventProducer(cluster[0]) as p:
-            for mid, word in members.items():
-                p.send(f.job_posted(unique_name("e"), 0, job_id=own_job[mid], title=f"Senior {word}",
-                                    occupation=word.lower(), skills=[word]))
-                p.send(f.member_upserted(unique_name("e"), 0, member_id=mid, title=word, occupation=word.lower(),
-                                         skills=[word]))
-        owner_of = {mid: 0 if java_partition(mid.encode(), cluster[1]) in active[0] else 1 for mid in members}
-        assert set(owner_of.values()) == {0, 1}, "all members on one worker's partitions"
-
-        def ranked_first(worker, mid):
-            try:
-                got = worker.answer("/v1/rank", "POST", body={"member_id": mid, "k": 3}, base=worker.scoring_url)
-            except (urllib.error.URLError, ConnectionError):  # not listening yet
-                return None
-            top = ((got.body or {}).get("items") or [{}])[0].get("job_id")
-            return (got.status, top, got.copy) if got.status == 200 and top == own_job[mid] else None
-        for mid in members:
-            got = [w.wait_for(lambda w=w: ranked_first(w, mid), 90, f"{mid} ranked from its state") for w in (a, b)]
+        own_job, owner_of = members_with_their_own_jobs(cluster, wait_split([a, b], cluster[1], standbys=True),
+                                                         "Glassblower")
+        for mid, job_id in own_job.items():
+            got = [w.wait_for(lambda w=w: ranked_first(w, mid, job_id), 90, f"{mid} ranked from its state")
+                   for w in (a, b)]
             owner = owner_of[mid]
-            assert got[owner] == (200, own_job[mid], "active")
-            assert got[1 - owner] == (200, own_job[mid], "standby")
+            assert (got[owner].status, got[owner].copy) == (200, "active")
+            assert (got[1 - owner].status, got[1 - owner].copy) == (200, "standby")
     finally:
         for w in (a, b):
             w.stop()
@@ -178,34 +187,17 @@ def test_a_scoring_worker_without_a_copy_of_the_member_asks_the_owner(cluster, t
     The workers carry the token in their settings; `answer` sends it."""
     a, b = start_pair(cluster, tmp_path, command="serve", serving_scorer="bm25", standby_replicas=0, token=TOKEN)
     try:
-        active = wait_split([a, b], cluster[1], standbys=False)
-        uid = unique_name("u").replace("-", "")
-        members = {unique_name("m"): f"Lampwright{uid}x{i}" for i in range(8)}
-        own_job = {mid: unique_name("j") for mid in members}
-        with EventProducer(cluster[0]) as p:
-            for mid, word in members.items():
-                p.send(f.job_posted(unique_name("e"), 0, job_id=own_job[mid], title=f"Senior {word}",
-                                    occupation=word.lower(), skills=[word]))
-                p.send(f.member_upserted(unique_name("e"), 0, member_id=mid, title=word, occupation=word.lower(),
-                                         skills=[word]))
-        owner_of = {mid: 0 if java_partition(mid.encode(), cluster[1]) in active[0] else 1 for mid in members}
-        assert set(owner_of.values()) == {0, 1}, "all members on one worker's partitions"
-
-        def ranked_first(worker, mid):
-            try:
-                got = worker.answer("/v1/rank", "POST", body={"member_id": mid, "k": 3}, base=worker.scoring_url)
-            except (urllib.error.URLError, ConnectionError):  # not listening yet
-                return None
-            top = ((got.body or {}).get("items") or [{}])[0].get("job_id")
-            return (got.status, top, got.copy, got.forwarded_by) if top == own_job[mid] else None
-        for mid in members:
-            got = [w.wait_for(lambda w=w: ranked_first(w, mid), 90, f"{mid} ranked from its state") for w in (a, b)]
+        own_job, owner_of = members_with_their_own_jobs(cluster, wait_split([a, b], cluster[1], standbys=False),
+                                                         "Lampwright")
+        for mid, job_id in own_job.items():
+            got = [w.wait_for(lambda w=w: ranked_first(w, mid, job_id), 90, f"{mid} ranked from its state")
+                   for w in (a, b)]
             owner = owner_of[mid]
             other = (a, b)[1 - owner]
-            assert got[owner] == (200, own_job[mid], "active", None)
-            assert got[1 - owner][:3] == (200, own_job[mid], "active")
-            assert got[1 - owner][3] == other.url, got
-        stranger = next(m for m in members if owner_of[m] == 0)
+            assert (got[owner].status, got[owner].copy, got[owner].forwarded_by) == (200, "active", None)
+            assert (got[1 - owner].status, got[1 - owner].copy, got[1 - owner].forwarded_by) == \
+                (200, "active", other.url)
+        stranger = next(m for m in own_job if owner_of[m] == 0)
         refused = b.answer("/v1/rank", "POST", token="wrong", body={"member_id": stranger, "k": 3},
                            base=b.scoring_url)
         assert refused.status == 401 and refused.forwarded_by is None

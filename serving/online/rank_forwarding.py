@@ -21,7 +21,7 @@ from typing import Callable, Mapping
 import aiohttp
 from yarl import URL
 
-from streams.web_headers import FORWARDED_BY
+from streams.web_headers import FORWARDED_BY, hirestream_headers
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +70,8 @@ class RankForwarder:
                     log.info("rank: owner %s answered %d", owner, resp.status)
                     self._addresses.pop(owner, None)  # it may have moved: ask again next time
                     return None
-                passed = {k: v for k, v in resp.headers.items() if k.lower().startswith("x-hirestream-")}
-                return Forwarded(resp.status, answer, {**passed, FORWARDED_BY: self._self_url()})
+                return Forwarded(resp.status, answer, {**hirestream_headers(resp.headers),
+                                                       FORWARDED_BY: self._self_url()})
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as err:
             log.info("rank: owner %s unreachable: %r", owner, err)
             self._addresses.pop(owner, None)
