@@ -6,12 +6,20 @@
 #
 #     bash bench/ranker_gpu.sh            # 3000 members x 21 days, 6 min of training
 #     MEMBERS=40 DAYS=6 MINUTES=0.2 bash bench/ranker_gpu.sh   # a smoke run on a CPU
-set -uo pipefail
+#
+# TOKENS: padded tokens per optimizer step (a GPU is idle at the CPU's 4096);
+# ZERO_SHOT_SLATES: slates scored with the held-out phrasing and task. The
+# quality bench's table and JSON land in bench/out/ as usual; its LR + text learning
+# curve is left to the CPU runs (minutes of CPU fits), the teacher's own curve is in
+# the checkpoint's learning_curve.json.
+set -euo pipefail
 OUT=${OUT:-bench/out/gpu}
 PY=${PYTHON:-.venv/bin/python}
 MEMBERS=${MEMBERS:-3000}
 DAYS=${DAYS:-21}
 MINUTES=${MINUTES:-6}
+TOKENS=${TOKENS:-16384}
+ZERO_SHOT_SLATES=${ZERO_SHOT_SLATES:-500}
 CKPT=${CKPT:-artifacts/ranker-teacher-gpu}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 COLUMNS=180
@@ -20,6 +28,6 @@ export PYTHONUNBUFFERED=1 COLUMNS=180
   $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"; } 2>&1 | tee "$OUT/ranker_env.txt"
 
 $PY -m infra.cli train ranker --model teacher --members "$MEMBERS" --days "$DAYS" --budget-minutes "$MINUTES" \
-  --curve-points 4 --out "$CKPT" 2>&1 | tee "$OUT/ranker_teacher_train.log"
-$PY bench/ranker_quality.py --ranker "$CKPT" --threads "$(nproc)" 2>&1 | tee "$OUT/ranker_teacher_quality.log"
+  --tokens-per-step "$TOKENS" --curve-points 4 --out "$CKPT" 2>&1 | tee "$OUT/ranker_teacher_train.log"
+$PY bench/ranker_quality.py --ranker "$CKPT" --threads "$(nproc)" --zero-shot-slates "$ZERO_SHOT_SLATES" --no-curve 2>&1 | tee "$OUT/ranker_teacher_quality.log"
 echo "ranker gpu check done in ${SECONDS}s"

@@ -291,13 +291,14 @@ def prepare_trainable(ranker: Ranker, cfg: TrainConfig, stats: tuple[torch.Tenso
     rows = _decoder_owner(model).get_output_embeddings().weight[[ranker.yes_id, ranker.no_id]].detach().clone()
     d = rows.shape[1]
     if stats is None:
-        mean, scale, head, bias = torch.zeros(d), torch.ones(d), rows, [ranker.answer_offset, 0.0]
+        mean, scale, head, bias = rows.new_zeros(d), rows.new_ones(d), rows, [ranker.answer_offset, 0.0]
     else:  # no step is spent undoing the LM's own Yes/No leaning
         if base_rate is None or not 0 < base_rate < 1:
             raise ValueError(f"a standardized answer starts at a base rate in (0, 1), got {base_rate}")
         (mean, scale), head, bias = stats, torch.zeros_like(rows), [math.log(base_rate / (1 - base_rate)), 0.0]
-    return Trainable(ranker, cfg.frozen_blocks, torch.nn.Parameter(head), scale.to(rows.dtype), mean.to(rows.dtype),
-                     torch.nn.Parameter(torch.tensor(bias, dtype=rows.dtype)), lora=cfg.lora_rank > 0)
+    on = dict(dtype=rows.dtype, device=rows.device)  # the model's: CPU or a GPU
+    return Trainable(ranker, cfg.frozen_blocks, torch.nn.Parameter(head), scale.to(**on), mean.to(**on),
+                     torch.nn.Parameter(torch.tensor(bias, **on)), lora=cfg.lora_rank > 0)
 
 
 def finish(trainable: Trainable) -> None:

@@ -71,3 +71,37 @@ def test_a_row_asks_its_questions_in_the_phrasing_of_its_instruction():
     assert {r.phrasing for r in rows} == set(TRAIN_PHRASINGS)  # enough rows to draw every phrasing
     for row in rows:
         assert row.prefix.startswith(with_instruction("", row.phrasing))
+
+
+def test_slates_scored_together_score_what_each_scores_alone():
+    """The GPU's evaluation path (`slates_per_pass` > 1, through `Ranker.score_many`)
+    gives every example the score of its slate's own pass, for each task and for a
+    held-out `ask`; the slates differ in their tasks and in their members."""
+    import numpy as np
+    import torch
+
+    from models.ranker import Ranker, StudentConfig, load_tokenizer, student_model
+    from serving.training.ranker_pipeline import score_examples
+
+    tok = load_tokenizer()
+    model = student_model(tok, StudentConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                             num_attention_heads=2, num_key_value_heads=1), seed=0)
+    with torch.no_grad():
+        model.get_input_embeddings().weight.mul_(20)  # spread the scores: a mix-up must show
+    ranker = Ranker(model, tok)
+    titles = ["Data Engineer", "Nurse", "Store Manager", "Welder", "Teacher", "Accountant", "Chef"]
+    exs = []
+    for m, (member, tasks) in enumerate([("m1", ("click", "apply")), ("m2", ("click", "apply")),
+                                         ("m3", ("save",)), ("m4", ("click", "apply"))]):
+        for d in (1, 2):
+            for k in range(3 + m):
+                title = titles[(m + d + k) % len(titles)]
+                exs += [Example(task=t, label=0, member_id=member,
+                                job=job(f"{member}-{d}-{k}", title=title, location=["Berlin", "Lima"][k % 2]),
+                                slate_id=f"{member}/feed/{d}", request_time=d * DAY, profile=profile(member),
+                                history=()) for t in tasks]
+    for ask in (None, "interest"):
+        alone = score_examples(ranker, exs, PromptCache(ranker), progress=False, ask=ask, slates_per_pass=1)
+        together = score_examples(ranker, exs, PromptCache(ranker), progress=False, ask=ask, slates_per_pass=4)
+        np.testing.assert_allclose(together, alone, atol=1e-5)
+        assert np.ptp(alone) > 1e-3  # well above the tolerance

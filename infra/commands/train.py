@@ -32,6 +32,8 @@ def command() -> None:
 @click.option("--frozen-blocks", type=int, default=None, help="Lower blocks kept frozen and cached.")
 @click.option("--lora-rank", type=int, default=None, help="Train LoRA adapters of this rank (peft) instead of "
                                                             "the upper blocks' full weights.")
+@click.option("--tokens-per-step", type=int, default=None,
+              help="Padded tokens per optimizer step (default 4096; a GPU wants more).")
 @click.option("--curve-points", type=int, default=4, show_default=True,
               help="Learning-curve probes on held-out slates (written to learning_curve.json; 0: none).")
 @click.option("--text-share", type=float, default=None,
@@ -41,14 +43,15 @@ def command() -> None:
 @click.option("--community-strength", type=float, default=None,
               help="Strength of latent communities' tastes (default: the simulator's; 0: none).")
 def ranker(model_kind, budget_minutes, steps, epochs, seed, out_dir, members, days, threads, lr, frozen_blocks,
-           lora_rank, curve_points, text_share, career_move_share, community_strength) -> None:
+           lora_rank, tokens_per_step, curve_points, text_share, career_move_share, community_strength) -> None:
     """Fine-tune the multi-task Yes/No ranker on replayed simulator events."""
     from serving.training.ranker_pipeline import train_ranker_on_simulator
 
     train_ranker_on_simulator(
         model_kind=model_kind, budget_minutes=budget_minutes, steps=steps, seed=seed, out_dir=out_dir,
         n_members=members, days=days, threads=threads, lr=lr, epochs=epochs, lora_rank=lora_rank,
-        frozen_blocks=frozen_blocks, curve_points=curve_points, text_share=text_share,
+        frozen_blocks=frozen_blocks, tokens_per_step=tokens_per_step, curve_points=curve_points,
+        text_share=text_share,
         career_move_share=career_move_share, community_strength=community_strength,
     )
 

@@ -185,27 +185,45 @@ def training_rows(examples: Sequence[Example], prompts: PromptCache, seed: int =
 
 
 def score_examples(ranker: Ranker, examples: Sequence[Example], prompts: PromptCache, phrasing: int = 0,
-                   progress: bool = True, method: str = "prefix_cache", ask: str | None = None) -> np.ndarray:
+                   progress: bool = True, method: str = "prefix_cache", ask: str | None = None,
+                   slates_per_pass: int | None = None) -> np.ndarray:
     """p(Yes) for each example, one pass per slate answering every task it asks.
 
     `ask` scores every example with one task's question instead of its own (e.g. the
-    held-out formulation "interest", never seen in training).
+    held-out formulation "interest", never seen in training). `slates_per_pass` slates
+    asking the same tasks share a pass (`Ranker.score_many`, the serving batcher's
+    call): default 32 on a GPU, which idles on one slate, and 1 on a CPU, which
+    would only compute the padding.
     """
     from tqdm.auto import tqdm
 
+    if slates_per_pass is None:
+        slates_per_pass = 32 if ranker.device.type == "cuda" and method == "prefix_cache" else 1
     index = {id(ex): i for i, ex in enumerate(examples)}
     scores = np.zeros(len(examples), dtype=np.float32)
-    slates = slates_of(examples)
-    for group in tqdm(slates.values(), desc=f"score (phrasing {phrasing}{', ' + ask if ask else ''})",
-                      disable=None if progress else True, mininterval=5):
-        tasks = [ask] if ask else sorted({ex.task for ex in group}, key=TASKS.index)
-        jobs = list(dict.fromkeys(ex.job.job_id for ex in group))
-        job_of = {ex.job.job_id: ex.job for ex in group}
-        p = ranker.score_tasks(prompts.prefix(group[0], phrasing), [job_of[j] for j in jobs], tasks,
-                               phrasing, method=method)
-        row, col = {j: i for i, j in enumerate(jobs)}, {t: i for i, t in enumerate(tasks)}
-        for ex in group:
-            scores[index[id(ex)]] = p[row[ex.job.job_id], col[ask or ex.task]]
+    by_tasks: dict[tuple[str, ...], list[list[Example]]] = {}
+    for group in slates_of(examples).values():
+        tasks = (ask,) if ask else tuple(sorted({ex.task for ex in group}, key=TASKS.index))
+        by_tasks.setdefault(tasks, []).append(group)
+    bar = tqdm(total=sum(map(len, by_tasks.values())), desc=f"score (phrasing {phrasing}{', ' + ask if ask else ''})",
+               disable=None if progress else True, mininterval=5)
+    for tasks, groups in by_tasks.items():
+        for start in range(0, len(groups), slates_per_pass):
+            chunk = groups[start:start + slates_per_pass]
+            jobs = [list(dict.fromkeys(ex.job.job_id for ex in group)) for group in chunk]
+            job_of = [{ex.job.job_id: ex.job for ex in group} for group in chunk]
+            requests = [(prompts.prefix(group[0], phrasing), [of[j] for j in ids])
+                        for group, ids, of in zip(chunk, jobs, job_of)]
+            if len(chunk) == 1:
+                ps = [ranker.score_tasks(*requests[0], tasks, phrasing, method=method)]
+            else:
+                ps = ranker.score_many(requests, tasks, phrasing)
+            for group, ids, p in zip(chunk, jobs, ps):
+                row, col = {j: i for i, j in enumerate(ids)}, {t: i for i, t in enumerate(tasks)}
+                for ex in group:
+                    scores[index[id(ex)]] = p[row[ex.job.job_id], col[ask or ex.task]]
+            bar.update(len(chunk))
+    bar.close()
     return scores
 
 
@@ -279,8 +297,8 @@ def train_ranker_on_simulator(model_kind: str = "pruned", budget_minutes: float 
                               steps: int | None = None, seed: int = 0, out_dir: Path | None = None,
                               n_members: int = 300, days: int = 21, threads: int | None = None,
                               lr: float | None = None, epochs: int | None = None, lora_rank: int | None = None,
-                              frozen_blocks: int | None = None, split: SimulatedSplit | None = None,
-                              curve_points: int = 0, text_share: float | None = None,
+                              frozen_blocks: int | None = None, tokens_per_step: int | None = None,
+                              split: SimulatedSplit | None = None, curve_points: int = 0, text_share: float | None = None,
                               career_move_share: float | None = None, community_strength: float | None = None,
                               ) -> tuple[Ranker, TrainReport, Path]:
     """Train a ranker of `model_kind` on the simulator's training days and save it."""
@@ -294,7 +312,8 @@ def train_ranker_on_simulator(model_kind: str = "pruned", budget_minutes: float 
     split = split or simulated_split(n_members=n_members, days=days, seed=seed, **signals)
     return train_ranker(model_kind, split.train, split.description, budget_minutes=budget_minutes, steps=steps,
                         seed=seed, out_dir=out_dir, threads=threads, lr=lr, epochs=epochs, lora_rank=lora_rank,
-                        frozen_blocks=frozen_blocks, held_out=split.held_out if curve_points else (),
+                        frozen_blocks=frozen_blocks, tokens_per_step=tokens_per_step,
+                        held_out=split.held_out if curve_points else (),
                         curve_points=curve_points, extra_meta={"sim_members": n_members, "sim_days": days,
                                                                "sim_seeds": [seed], **sim_meta(**signals)},
                         prepared_s=time.perf_counter() - t0)
@@ -304,8 +323,8 @@ def train_ranker(model_kind: str, train_examples: Sequence[Example], data_descri
                  budget_minutes: float | None = None, steps: int | None = None, seed: int = 0,
                  out_dir: Path | None = None, threads: int | None = None, lr: float | None = None,
                  epochs: int | None = None, lora_rank: int | None = None, frozen_blocks: int | None = None,
-                 held_out: Sequence[Example] = (), curve_points: int = 0, extra_meta: dict | None = None,
-                 prepared_s: float = 0.0) -> tuple[Ranker, TrainReport, Path]:
+                 tokens_per_step: int | None = None, held_out: Sequence[Example] = (), curve_points: int = 0,
+                 extra_meta: dict | None = None, prepared_s: float = 0.0) -> tuple[Ranker, TrainReport, Path]:
     """Train a ranker on labelled examples (from the simulator or a replayed log) and save it
     with its model card (and learning curve, when held-out examples are given)."""
     t0 = time.perf_counter()
@@ -314,7 +333,8 @@ def train_ranker(model_kind: str, train_examples: Sequence[Example], data_descri
     rows = training_rows(train_examples, PromptCache(ranker), seed=seed,
                          max_groups=rows_readable_in(budget_minutes) if on_cpu_budget else None)
     cfg = recipe_config(model_kind, steps=steps, budget_minutes=budget_minutes, seed=seed, threads=threads,
-                        lr=lr, epochs=epochs, lora_rank=lora_rank, frozen_blocks=frozen_blocks)
+                        lr=lr, epochs=epochs, lora_rank=lora_rank, frozen_blocks=frozen_blocks,
+                        tokens_per_step=tokens_per_step)
     n_labels = sum(len(r.labels) * len(r.tasks) for r in rows)
     print(f"{model_kind}: {len(rows)} training rows, {sum(len(r.labels) for r in rows)} jobs, {n_labels} "
           f"(job, task) labels, prepared in {prepared_s + time.perf_counter() - t0:.0f} s on {ranker.device}")
