@@ -62,6 +62,20 @@ The fixes (each found against faust-streaming 0.15.3 and aiokafka 0.14.0):
    partitions are paused again, as faust leaves them with its default buffer and as
    a `Table`'s writer never reads its own changelog; recovery still restores them
    whenever the worker is assigned them.
+
+8. The producer tracks every topic it produces to. aiokafka's client asks for the
+   metadata of every topic until it tracks one, then of the tracked topics only (and
+   replaces what it knew with the answer), and its producer tracks a topic only when
+   a send finds it missing. faust declares a topic before its first send, which
+   refreshes the metadata of all topics, so a worker's changelogs and DLQs were known
+   and never tracked. The first send to a topic the metadata did not show yet (a
+   changelog another worker of a new app id had just created, before this broker's
+   metadata showed it) made it the only tracked topic: the next refresh dropped every
+   other topic, and a record still lingering for one of them waited for a leader
+   until it expired (`producer_request_timeout`, 20 min), the commit's flush behind
+   it. Seen once in CI's chaos run: every partition read, nothing committed for 5 min,
+   the commit handler in `producer.flush()`. Now each topic is tracked from its first
+   send, so every refresh keeps all of them.
 """
 from __future__ import annotations
 
@@ -148,7 +162,7 @@ def apply() -> None:
     _wrap(AIOKafkaConsumerThread, "getmany", _fetch_a_snapshot)
     _replace(Recovery, "on_recovery_completed", on_recovery_completed)
     _wrap(Producer, "_settings_extra", _idempotent)
-    _wrap(Producer, "send", _watch_delivery)
+    _wrap(Producer, "send", lambda send: _watch_delivery(_track_every_topic(send)))
     _wrap(ThreadDelegateConsumer, "_commit", _commit_after_deliveries)
     _replace(TableManager, "changelog_queue", property(_changelog_queue))
     _replace(PartitionAssignor, "_global_table_standby_assignments", _global_table_standby_assignments)
@@ -262,12 +276,23 @@ def _idempotent(original: Callable) -> Callable:
     return _settings_extra
 
 
-# -- 4. a failed produce blocks the commit
+# -- 4. a failed produce blocks the commit (and 8. every topic produced to is tracked)
 def _watch_delivery(original: Callable) -> Callable:
     async def send(self: Producer, topic: str, *args: Any, **kwargs: Any):
         fut = await original(self, topic, *args, **kwargs)
         deliveries.watch(fut, topic)
         return fut
+    return send
+
+
+def _track_every_topic(original: Callable) -> Callable:
+    async def send(self: Producer, topic: str, *args: Any, **kwargs: Any):
+        client = self._ensure_producer().client
+        if topic not in client._topics:
+            # Tracked before the record is queued: no refresh can drop the topic while
+            # the record waits. (The refresh `add_topic` starts runs in the background.)
+            client.add_topic(topic)
+        return await original(self, topic, *args, **kwargs)
     return send
 
 

@@ -85,6 +85,7 @@ async def tasks_view(web: View, request: Request) -> Response:
         "flow_active": app.flow_control.is_active(),
         "offsets": _source_offsets(assigned),
         "agent_queue_sizes": {name: _queue_size(agent) for name, agent in app.agents.items()},
+        "producer_metadata": _producer_metadata(),
         "tasks": _task_stacks(asyncio.get_running_loop()),
         # aiokafka runs in a thread with a loop of its own.
         "consumer_thread_tasks": _task_stacks(consumer._thread.thread_loop),
@@ -119,6 +120,17 @@ def _source_offsets(assigned) -> dict[str, dict]:
             "acked_pending": len(consumer._acked.get(tp) or ()),
         }
     return out
+
+
+def _producer_metadata() -> dict:
+    """The topics the producer refreshes metadata for (all of them while this is empty)
+    and those its metadata shows now: a record for a topic it no longer shows waits for
+    a leader (see `streams.faust_fixes`, fix 8)."""
+    producer = app.producer._producer
+    if producer is None:
+        return {}
+    client = producer.client
+    return {"tracked": sorted(client._topics), "shown": sorted(client.cluster.topics())}
 
 
 def _queue_size(agent) -> int | None:

@@ -177,3 +177,73 @@ def test_an_assignment_leaves_out_a_global_changelog_the_metadata_does_not_show_
     assert assigned[changelogs[2]] == [0, 1, 2, 3]  # the other global table: every partition
     assert assigned[changelogs[0]] == [0, 1, 2, 3] and changelogs[1] not in assigned
 
+
+
+
+
+def test_a_record_lingering_when_the_producer_first_meets_a_topic_is_delivered(kafka_bootstrap, monkeypatch):
+    """Fix 8, on faust's own Producer (the class a worker's changelog and DLQ writes go
+    through). The producer knows topic `known` from a refresh of every topic's metadata
+    (as faust's declare-before-send leaves it) and has a record for it lingering; then
+    it first sends to `new`, which its metadata does not show. aiokafka alone tracked
+    `new` only, its refresh dropped `known`, and the record waited for a leader until it
+    expired (here: past the 20 s the test allows; faust: 20 min)."""
+    import faust
+    from aiokafka.structs import TopicPartition
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    from streams.delivery import deliveries
+
+    # Fix 4 ends the process when a watched record fails, as a stranded one does when
+    # the producer stops: here that must fail this test, not end the test run.
+    monkeypatch.setattr(deliveries, "watch", lambda fut, what: None)
+    known, new = unique_name("known"), unique_name("new")
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+
+    async def scenario() -> None:
+        producer = faust.App(unique_name("hs-producer"), broker=f"kafka://{kafka_bootstrap}",
+                             producer_linger=3.0).producer
+        await producer.start()
+        try:
+            client = producer._ensure_producer().client
+            admin.create_topics([NewTopic(known, 1, 1)])
+            while client.cluster.leader_for_partition(TopicPartition(known, 0)) in (None, -1):
+                await client.force_metadata_update()  # every topic's: nothing is tracked yet
+            lingering = await producer.send(known, b"k", b"v", None, None, None)
+            admin.create_topics([NewTopic(new, 1, 1)])
+            await producer.send(new, b"k", b"v", None, None, None)
+            await asyncio.wait_for(lingering, 20)
+            assert {known, new} <= set(client._topics)
+        finally:
+            # A stranded record holds the producer's stop until it expires: the timeout
+            # above has already failed the test then.
+            await asyncio.wait([asyncio.ensure_future(producer.stop())], timeout=15)
+    try:
+        asyncio.run(scenario())
+    finally:
+        admin.close()
+
+
+def test_a_worker_tracks_every_topic_it_produces_to(kafka_bootstrap, tmp_path):
+    """Fix 8 in a real worker: after its first changelog record and its first dead
+    letter, its producer's metadata tracks both topics (`/debug/tasks/` shows it);
+    without the fix it tracked none, and one refresh for a new topic dropped them."""
+    import uuid
+
+    from tests.stream_helpers import member_with
+    from tests.test_stream_worker import dead_letters, start_worker
+
+    app_id, mid = unique_name("hs-metadata"), unique_name("m")
+    broken = b'{"schema": "hirestream.v1", "event_id": "bad-' + uuid.uuid4().hex.encode() + b'", "type":'
+    worker = start_worker(kafka_bootstrap, tmp_path / "w", app_id)
+    try:
+        with EventProducer(kafka_bootstrap) as p:
+            p.send(f.member_upserted(unique_name("e"), member_id=mid))
+            p.send_raw("members", broken, key=mid.encode())
+        member_with(worker, mid, lambda v: v["profile"], "the profile")
+        mine = lambda recs: [r for r in recs if r.key == mid.encode()]  # noqa: E731
+        assert [r.value for r in mine(dead_letters(kafka_bootstrap, "members", mine))] == [broken]
+        tracked = set(worker.debug_tasks()["producer_metadata"]["tracked"])
+    finally:
+        worker.stop()
+    assert {f"{app_id}-member-state-changelog", "members.dlq"} <= tracked, tracked
