@@ -946,7 +946,8 @@ def score_rankers(args, markets: list[Market], per_market: list[Scores]) -> list
             for method, tasks in ranker_scores(ranker, name, market, not args.no_zero_shot,
                                                args.zero_shot_slates).items():
                 scores[method].update(tasks)
-            print(f"{name} on seed {market.seed}: scored in {time.perf_counter() - t:.0f} s")
+            print(f"{name} on seed {market.seed}: scored in {time.perf_counter() - t:.0f} s on {ranker.device}",
+                  flush=True)
     return names
 
 
@@ -964,9 +965,11 @@ def main(argv=None) -> None:
     if held_out_task_is_click(markets):
         protocol.notes.append(f"'{HELD_OUT_TASK}' labels equal the click labels here (no save or apply "
                               "without a click): only the question asked differs")
+    t = time.perf_counter()
     with threadpool_limits(1):  # BLAS threads made the sparse LR fits ~20x slower on a busy 2-core box
         runs = [BaselineRun.fit(m) for m in markets]
         per_market = [r.scores() for r in runs]
+    print(f"baselines fitted and scored in {time.perf_counter() - t:.0f} s", flush=True)
     names = score_rankers(args, markets, per_market)
     pools = [TaskPool.pool(t, markets, per_market) for t in EVAL_TASKS if all(t in m.held for m in markets)]
     results = [row for p in pools for seg in SEGMENTS for row in evaluate_segment(p, seg)]
