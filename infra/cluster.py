@@ -173,17 +173,25 @@ def wait_until_healthy(cluster: ClusterConfig, timeout: float, in_sync: bool = T
 
 def create_topics(cluster: ClusterConfig, timeout: float = 60.0) -> None:
     """The map's topics with replication factor 3 (`broker.create_topics`). A created
-    topic reaches each node's metadata a moment later, so the count check at the end of
-    `broker.create_topics` can ask a node that has not seen it yet: then wait until the
-    metadata lists every topic, and check again."""
-    plan = broker.topic_plan(get_settings().member_partitions)
+    topic reaches each node's metadata a moment later, and each admin call may ask
+    another node: its count check can see none of the topics one node has just listed
+    (seen in a fresh-clone `make test`: the check after a wait that one node passed
+    failed on the next). So the whole call, which only creates what is missing, is
+    repeated until its check passes, and the last refusal is kept for the timeout."""
+    last: list[BrokerError] = []
+
+    def created() -> bool:
+        try:
+            broker.create_topics(cluster.bootstrap, replication_factor=REPLICATION_FACTOR)
+            return True
+        except BrokerError as err:
+            log.info("topics not yet in the metadata everywhere (%s); waiting", err)
+            last[:] = [err]
+            return False
     try:
-        broker.create_topics(cluster.bootstrap, replication_factor=REPLICATION_FACTOR)
-    except BrokerError as err:
-        log.info("topics not yet in the metadata everywhere (%s); waiting", err)
-        wait_for(lambda: broker.partition_counts(cluster.bootstrap, list(plan)) == plan, timeout,
-                 "every topic of the map in the cluster's metadata", interval=0.25)
-        broker.create_topics(cluster.bootstrap, replication_factor=REPLICATION_FACTOR)
+        wait_for(created, timeout, "every topic of the map in the cluster's metadata", interval=0.5)
+    except TimeoutError as err:
+        raise BrokerError(f"{err}; last: {last[0] if last else 'none'}") from None
 
 
 @contextmanager
