@@ -61,6 +61,7 @@ class TrainConfig:
     scaled_head: bool = True  # the answer fitted on standardized hidden states, from the base rate (Trainable)
     precision: str = "auto"  # auto: bf16 where the CPU has it natively, else float32
     progress: bool = True
+    plain_progress_s: float = 60.0  # piped output (no bar): one status line this often
 
 
 @dataclass
@@ -372,6 +373,9 @@ def train(ranker: Ranker, rows: Sequence[TrainRow], cfg: TrainConfig,
     bar = tqdm(total=total_steps if not budget_s else None, desc="train ranker", unit="step",
                disable=None if cfg.progress else True, mininterval=5)
     start = time.perf_counter()
+    # Piped (CI logs, `| tee`) the bar is off: a plain line now and then instead.
+    plain_every = cfg.plain_progress_s if cfg.progress and bar.disable else None
+    last_plain = start
 
     def progress() -> float:
         nonlocal start
@@ -407,6 +411,10 @@ def train(ranker: Ranker, rows: Sequence[TrainRow], cfg: TrainConfig,
                 report.losses.append(loss.item())
                 bar.update(1)
                 bar.set_postfix(loss=f"{report.final_loss:.4f}", labels=report.labels, epoch=f"{report.epochs:.2f}")
+                if plain_every is not None and time.perf_counter() - last_plain >= plain_every:
+                    last_plain = time.perf_counter()
+                    print(f"train ranker: {report.steps} steps, {report.labels:,} labels, epoch {report.epochs:.2f}, "
+                          f"loss {report.final_loss:.4f}, {(last_plain - start) / 60:.1f} min", flush=True)
                 while pending_evals and report.labels >= pending_evals[0] and on_eval is not None:
                     pending_evals.pop(0)
                     t_eval = time.perf_counter()

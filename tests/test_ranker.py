@@ -69,6 +69,19 @@ def test_checkpoints_save_reload_and_score_identically(tokenizer, tmp_path, reci
     assert (tmp_path / "ckpt" / "README.md").read_text().startswith("# t")
 
 
+def test_piped_training_prints_plain_progress_lines(tokenizer, capsys, monkeypatch):
+    """With output piped the bar is off (TQDM_DISABLE, `infra.terminal.plain_when_piped`):
+    a long run still says how far it is, one plain line at a time; without progress, none."""
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    fast = {**FAST, "progress": True}
+    train(tiny(tokenizer), [_row()] * 3, TrainConfig(steps=3, plain_progress_s=0.0, **fast))
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("train ranker:")]
+    assert [ln.split(",")[0] for ln in lines] == ["train ranker: 1 steps", "train ranker: 2 steps",
+                                                  "train ranker: 3 steps"]
+    train(tiny(tokenizer), [_row()] * 3, TrainConfig(steps=3, plain_progress_s=0.0, **FAST))
+    assert "train ranker:" not in capsys.readouterr().out
+
+
 def test_the_answer_head_is_trained_without_touching_the_input_embeddings(tokenizer):
     ranker = tiny(tokenizer, seed=2)
     emb = ranker.model.get_input_embeddings().weight.clone()
