@@ -159,6 +159,14 @@ def ranked_first(worker: WorkerProcess, mid: str, job_id: str):
     return got if top == job_id else None
 
 
+def ranked_on_each(workers, own_job: dict, owner_of: dict):
+    """For each member with its own job: every worker's /v1/rank answer once that job
+    comes first, and the index of the worker owning the member."""
+    for mid, job_id in own_job.items():
+        yield ([w.wait_for(lambda w=w: ranked_first(w, mid, job_id), 90, f"{mid} ranked from its state")
+                for w in workers], owner_of[mid])
+
+
 def test_every_scoring_worker_ranks_every_member_from_its_active_or_its_standby_copy(cluster, tmp_path):
     """Two `serve` workers in one group, each with a standby copy of the other's
     partitions: /v1/rank on either ranks every member from that member's state (the job
@@ -168,10 +176,7 @@ def test_every_scoring_worker_ranks_every_member_from_its_active_or_its_standby_
     try:
         own_job, owner_of = members_with_their_own_jobs(cluster, wait_split([a, b], cluster[1], standbys=True),
                                                          "Glassblower")
-        for mid, job_id in own_job.items():
-            got = [w.wait_for(lambda w=w: ranked_first(w, mid, job_id), 90, f"{mid} ranked from its state")
-                   for w in (a, b)]
-            owner = owner_of[mid]
+        for got, owner in ranked_on_each((a, b), own_job, owner_of):
             assert (got[owner].status, got[owner].copy) == (200, "active")
             assert (got[1 - owner].status, got[1 - owner].copy) == (200, "standby")
     finally:
@@ -189,10 +194,7 @@ def test_a_scoring_worker_without_a_copy_of_the_member_asks_the_owner(cluster, t
     try:
         own_job, owner_of = members_with_their_own_jobs(cluster, wait_split([a, b], cluster[1], standbys=False),
                                                          "Lampwright")
-        for mid, job_id in own_job.items():
-            got = [w.wait_for(lambda w=w: ranked_first(w, mid, job_id), 90, f"{mid} ranked from its state")
-                   for w in (a, b)]
-            owner = owner_of[mid]
+        for got, owner in ranked_on_each((a, b), own_job, owner_of):
             other = (a, b)[1 - owner]
             assert (got[owner].status, got[owner].copy, got[owner].forwarded_by) == (200, "active", None)
             assert (got[1 - owner].status, got[1 - owner].copy, got[1 - owner].forwarded_by) == \

@@ -199,6 +199,8 @@ def score_examples(ranker: Ranker, examples: Sequence[Example], prompts: PromptC
 
     if slates_per_pass is None:
         slates_per_pass = 32 if ranker.device.type == "cuda" and method == "prefix_cache" else 1
+    if slates_per_pass > 1 and method != "prefix_cache":
+        raise ValueError(f"slates share a pass only over their prefix caches, not with method {method!r}")
     index = {id(ex): i for i, ex in enumerate(examples)}
     scores = np.zeros(len(examples), dtype=np.float32)
     by_tasks: dict[tuple[str, ...], list[list[Example]]] = {}
