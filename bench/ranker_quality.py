@@ -28,7 +28,15 @@ Protocol (printed before the results):
   Retention = (AUC - 0.5) of the held-out phrasing over the ranker's, delta-method SE.
 - Learning curve: AUC against labelled candidates of the task seen in training, for
   the LR + text on growing prefixes of its training days, and for each ranker from
-  `learning_curve.json` in its checkpoint when the trainer wrote one.
+  the checkpoints its training saved along the way (`train ranker --snapshots`:
+  `<ranker>/snapshots/`), each scored on the whole held-out set like the ranker
+  itself; without them, from the trainer's 120-slate probes (`learning_curve.json`).
+- What more data would buy: per task, a line through the ranker's curve points,
+  AUC = a + b ln(candidates) (weighted by 1/SE^2; the points share a held-out set and
+  nest, so the slope's SE is optimistic), and where it would meet the LR + text's AUC:
+  candidates needed and the training time at the run's own rate. Chosen before seeing
+  a curve: a line in log data is the usual shape of such curves over a decade or two,
+  and a slope within 2 SE of 0 is reported as no measurable gain.
 
     python bench/ranker_quality.py --ranker artifacts/ranker-student
     python bench/ranker_quality.py --members 150 --days 10 --seeds 1,2   # baselines only
@@ -57,7 +65,9 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from serving.evaluation.metrics import auc, auc_covariance, auc_se, excess_auc_ratio, ndcg_at_k  # noqa: E402
-from serving.training.ranker_pipeline import HELD_OUT_DAYS, PromptCache, groups_of, score_examples, simulated_split  # noqa: E402
+from serving.training.ranker_pipeline import (  # noqa: E402
+    HELD_OUT_DAYS, SNAPSHOTS, PromptCache, groups_of, score_examples, simulated_split,
+)
 from serving.training.training_examples import ENGAGED as ENGAGED_TASKS  # noqa: E402
 from serving.training.training_examples import RANKING_TASKS, Example  # noqa: E402
 from models.verbalizer import TASKS  # noqa: E402
@@ -760,13 +770,84 @@ def lr_text_curve(runs: list[BaselineRun]) -> list[dict]:
     return points
 
 
-def ranker_curve(path: str) -> list[dict]:
-    f = Path(path) / "learning_curve.json"
-    if not f.exists():
-        print(f"{path}: no learning_curve.json; the ranker's curve is skipped")
-        return []
-    return [dict(method=Path(path).name, task=p["task"], candidates=int(p["candidates"]), auc=float(p["auc"]),
-                 se=float(p.get("se", float("nan")))) for p in json.loads(f.read_text())]
+def ranker_curve(path: str, markets: list[Market], results: list[dict], threads: int) -> list[dict]:
+    """The ranker's learning curve: its snapshots and itself scored on the whole held-out
+    set; without snapshots, the trainer's probe points (`learning_curve.json`)."""
+    name = Path(path).name
+    snapshots = sorted((Path(path) / SNAPSHOTS).glob("*-candidates"))
+    if not snapshots:
+        f = Path(path) / "learning_curve.json"
+        if not f.exists():
+            print(f"{path}: no snapshots and no learning_curve.json; the ranker's curve is skipped")
+            return []
+        print(f"{path}: no snapshots (`train ranker --snapshots`): its curve is the trainer's 120-slate probes")
+        return [dict(method=name, task=p["task"], candidates=int(p["candidates"]), auc=float(p["auc"]),
+                     se=float(p.get("se", float("nan")))) for p in json.loads(f.read_text())]
+    import torch
+
+    from models.ranker import Ranker
+
+    torch.set_num_threads(threads)
+    final = json.loads((Path(path) / "ranker.json").read_text())["train_candidates"]
+    points = [dict(method=name, task=r["task"], candidates=int(final), auc=r["auc"], se=r["se"])
+              for r in results if r["method"] == name and r["segment"] == "all" and r["task"] in CURVE_TASKS]
+    for snap in snapshots:
+        t = time.perf_counter()
+        ranker = Ranker.load(snap)
+        per_market = [ranker_scores(ranker, snap.name, m, zero_shot=False) for m in markets]
+        for task in CURVE_TASKS:
+            if all(task in m.held for m in markets):
+                pool = TaskPool.pool(task, markets, per_market)
+                a, se = auc_se(pool.scores[snap.name], pool.labels, pool.members)
+                points.append(dict(method=name, task=task, candidates=int(ranker.meta["train_candidates"]), auc=a,
+                                   se=se))
+        print(f"{name} snapshot {snap.name}: scored in {time.perf_counter() - t:.0f} s", flush=True)
+    return points
+
+
+def extrapolate(curve: list[dict], results: list[dict], rankers: list[str]) -> list[dict]:
+    """Per ranker and task: the slope of AUC in ln(candidates) through its curve points,
+    and where that line meets the LR + text's AUC on all its training data."""
+    out = []
+    for path in rankers:
+        name, meta = Path(path).name, json.loads((Path(path) / "ranker.json").read_text())
+        per_minute = meta["train_candidates"] / max(meta["train_seconds"], 1e-9) * 60
+        for task in CURVE_TASKS:
+            pts = [p for p in curve if p["method"] == name and p["task"] == task and p["se"] > 0]
+            ref = [r for r in results if r["method"] == REFERENCE and r["segment"] == "all" and r["task"] == task]
+            if len(pts) < 3 or not ref:
+                continue
+            x = np.log([p["candidates"] for p in pts])
+            y, w = np.array([p["auc"] for p in pts]), 1 / np.array([p["se"] for p in pts]) ** 2
+            design = np.stack([np.ones_like(x), x], axis=1)
+            cov = np.linalg.inv(design.T @ (design * w[:, None]))
+            a, b = cov @ design.T @ (w * y)
+            b_se = float(np.sqrt(cov[1, 1]))
+            now = max(p["candidates"] for p in pts)
+            target = ref[0]["auc"]
+            row = dict(ranker=name, task=task, points=len(pts), slope_per_doubling=float(b * np.log(2)),
+                       slope_se=b_se * float(np.log(2)), lr_text_auc=target, candidates_now=int(now),
+                       line_auc_now=float(a + b * np.log(now)))
+            if b > 2 * b_se:
+                need = float(np.exp((target - a) / b))
+                row.update(candidates_needed=need, minutes_needed=need / per_minute)
+            out.append(row)
+    return out
+
+
+def extrapolation_lines(rows: list[dict]) -> list[str]:
+    lines = []
+    for r in rows:
+        head = (f"{r['ranker']:>16} {r['task']:<17} {r['slope_per_doubling']:+.3f} ± {r['slope_se']:.3f} per doubling; "
+                f"line at {r['candidates_now']:,} candidates {r['line_auc_now']:.3f}, LR + text {r['lr_text_auc']:.3f}: ")
+        if r["line_auc_now"] >= r["lr_text_auc"]:
+            lines.append(head + "already there on the line")
+        elif "candidates_needed" not in r:
+            lines.append(head + "no measurable gain with more data (slope within 2 SE of 0)")
+        else:
+            lines.append(head + f"meets it at ~{r['candidates_needed']:,.0f} candidates "
+                                f"(~{r['minutes_needed'] / 60:,.1f} h of training at this run's rate)")
+    return lines
 
 
 def plot_curve(points: list[dict], out: Path) -> None:
@@ -854,7 +935,7 @@ COUNT_HEADER = ("seed", "a ranker trained on it", "held-out members", "train exa
                 *(f"{t} n (pos)" for t in EVAL_TASKS))
 
 
-def report(protocol: Protocol, results, retained, counts, curve, rerun: str, seconds: float) -> None:
+def report(protocol: Protocol, results, retained, counts, curve, extrapolated, rerun: str, seconds: float) -> None:
     (rows, breaks), ret_rows, count_rows = result_tables(results, retained, counts)
     print("\nper marketplace (held-out examples, positives):")
     print(plain_table(COUNT_HEADER, count_rows))
@@ -867,17 +948,25 @@ def report(protocol: Protocol, results, retained, counts, curve, rerun: str, sec
     if ret_rows:
         print("\nZero-shot retention: (AUC - 0.5) kept, delta-method SE:")
         print(plain_table(RET_HEADER, ret_rows))
+    if extrapolated:
+        print("\nWhat more data would buy: AUC = a + b ln(candidates) through the ranker's curve, "
+              "to the LR + text's AUC:")
+        print("\n".join(extrapolation_lines(extrapolated)))
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "ranker_quality.json").write_text(json.dumps(dict(
         protocol=protocol.lines(), seeds=protocol.seeds, members=protocol.members, days=protocol.days,
         held_out_days=protocol.held_out_days, rankers=[t.path for t in protocol.trained],
         warnings=protocol.warnings, per_seed=counts, results=results, retention=retained,
-        learning_curve=curve, rerun=rerun), indent=2))
+        learning_curve=curve, extrapolation=extrapolated, rerun=rerun), indent=2))
     md = ["# Ranker quality", "", *(f"- {line}" for line in protocol.lines()), "",
           markdown_table(COUNT_HEADER, count_rows), "", markdown_table(COLUMNS, rows), ""]
     if ret_rows:
         md += [markdown_table(RET_HEADER, ret_rows), ""]
-    md += ["![learning curve](ranker_learning_curve.png)", "", f"Rerun: `{rerun}`", ""]
+    md += ["![learning curve](ranker_learning_curve.png)", ""]
+    if extrapolated:
+        md += ["What more data would buy (a line in ln(candidates) through the ranker's curve):", "",
+               *(f"- {line.strip()}" for line in extrapolation_lines(extrapolated)), ""]
+    md += [f"Rerun: `{rerun}`", ""]
     (OUT / "ranker_quality.md").write_text("\n".join(md))
     print(f"\nwrote {OUT}/ranker_quality.{{json,md}} in {seconds:.0f} s")
     print(f"rerun: {rerun}")
@@ -976,11 +1065,12 @@ def main(argv=None) -> None:
     retained = [r for p in pools for n in names for seg in SEGMENTS if (r := retention(p, n, seg))]
     with threadpool_limits(1):
         lr_curve = [] if args.no_curve else lr_text_curve(runs)
-    curve = lr_curve + [p for path in args.ranker for p in ranker_curve(path)]
+    curve = lr_curve + [p for path in args.ranker for p in ranker_curve(path, markets, results, args.threads)]
+    extrapolated = extrapolate(curve, results, args.ranker)
     OUT.mkdir(parents=True, exist_ok=True)
     plot_curve(curve, OUT / "ranker_learning_curve.png")
     counts = [r.counts(protocol.trained) for r in runs]
-    report(protocol, results, retained, counts, curve, rerun, time.perf_counter() - t0)
+    report(protocol, results, retained, counts, curve, extrapolated, rerun, time.perf_counter() - t0)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ Deterministic for a seed on a fixed thread count.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import random
@@ -313,6 +314,14 @@ def finish(trainable: Trainable) -> None:
     ranker.model.eval()
 
 
+def finished_copy(trainable: Trainable) -> Ranker:
+    """A scoring copy of the ranker as training has it now (`finish` applied to a copy:
+    head rows installed, LoRA merged); training goes on untouched. The tokenizer is shared."""
+    twin = copy.deepcopy(trainable, memo={id(trainable.ranker.tokenizer): trainable.ranker.tokenizer})
+    finish(twin)
+    return twin.ranker
+
+
 def _lr_scale(step: int, progress: float, cfg: TrainConfig) -> float:
     """Linear warm-up over the first steps, then a cosine to 10% over the budget."""
     if step < cfg.warmup_steps:
@@ -333,11 +342,14 @@ def batch_loss(trainable: Trainable, rows: Sequence[EncodedRow], hidden: torch.T
 
 def train(ranker: Ranker, rows: Sequence[TrainRow], cfg: TrainConfig,
           on_eval: Callable[[TrainReport], dict | None] | None = None,
-          eval_at: Sequence[int] = ()) -> TrainReport:
+          eval_at: Sequence[int] = (),
+          snapshot: Callable[[Ranker, TrainReport], None] | None = None) -> TrainReport:
     """Train in place, then leave the ranker a plain causal LM again (`finish`).
 
     `on_eval(report)` is called whenever the labels trained pass each of `eval_at`
-    (and at the end); what it returns is appended to `report.curve`.
+    (and at the end); what it returns is appended to `report.curve`. `snapshot(copy,
+    report)` is handed a finished copy of the ranker at each of `eval_at` (not at the
+    end: the ranker itself is that), to save. Neither counts as training time.
     """
     if not rows:
         raise ValueError("no training rows")
@@ -415,11 +427,15 @@ def train(ranker: Ranker, rows: Sequence[TrainRow], cfg: TrainConfig,
                     last_plain = time.perf_counter()
                     print(f"train ranker: {report.steps} steps, {report.labels:,} labels, epoch {report.epochs:.2f}, "
                           f"loss {report.final_loss:.4f}, {(last_plain - start) / 60:.1f} min", flush=True)
-                while pending_evals and report.labels >= pending_evals[0] and on_eval is not None:
+                while pending_evals and report.labels >= pending_evals[0]:
                     pending_evals.pop(0)
                     t_eval = time.perf_counter()
-                    _evaluate(trainable, report, on_eval)
-                    start += time.perf_counter() - t_eval  # probing is not training time
+                    report.seconds = t_eval - start
+                    if on_eval is not None:
+                        _evaluate(trainable, report, on_eval)
+                    if snapshot is not None:
+                        snapshot(finished_copy(trainable), report)
+                    start += time.perf_counter() - t_eval  # probing and saving are not training time
         report.stopped_by = "epochs"
         return report
     finally:

@@ -146,6 +146,32 @@ def test_a_checkpoint_scores_what_its_standardized_answer_computed(tokenizer, tm
                                trained, atol=1e-4)
 
 
+@pytest.mark.parametrize("recipe", [dict(frozen_blocks=1), dict(frozen_blocks=1, lora_rank=4)], ids=["full", "lora"])
+def test_snapshots_score_what_the_ranker_scored_then_and_leave_training_alone(tokenizer, tmp_path, recipe):
+    """A snapshot (`train(snapshot=...)`, the learning curve's checkpoints) is the ranker
+    as it stood at its milestone: reloaded, it scores what the in-training probe scored
+    there; and taking it changes nothing in the run that goes on."""
+    cfg = dict(steps=4, lr=1e-2, head_lr=1e-2, seed=6, **recipe, **FAST)
+    plain = tiny(tokenizer, seed=6)
+    train(plain, [_row()] * 4, TrainConfig(**cfg))
+    ranker, probed, saved = tiny(tokenizer, seed=6), [], []
+
+    def probe(report):
+        probed.append(ranker.score_tasks(PREFIX, JOBS, ["apply", "click"]))
+
+    def snapshot(twin, report):
+        saved.append(twin.save(tmp_path / f"{report.labels:03d}"))
+
+    train(ranker, [_row()] * 4, TrainConfig(**cfg), on_eval=probe, eval_at=[1, 13], snapshot=snapshot)
+    assert len(saved) == 2 and len(probed) == 3  # two milestones; the probe also runs at the end
+    for path, want in zip(saved, probed):
+        got = Ranker.load(path, device="cpu").score_tasks(PREFIX, JOBS, ["apply", "click"])
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    assert not np.allclose(probed[0], probed[1], atol=1e-3)  # the snapshots are of different models
+    np.testing.assert_allclose(ranker.score_tasks(PREFIX, JOBS, ["apply", "click"]),
+                               plain.score_tasks(PREFIX, JOBS, ["apply", "click"]), atol=1e-6)
+
+
 def test_training_is_deterministic_for_a_seed(tokenizer):
     runs = []
     for _ in range(2):

@@ -1,6 +1,7 @@
 """bench/ranker_quality.py: the LR + text features, the held-out task's labels, the
 protocol's checks against a checkpoint's ranker.json, and the plain table."""
 import json
+import math
 from types import SimpleNamespace
 
 import numpy as np
@@ -280,3 +281,22 @@ def test_the_trainer_records_the_marketplace_signals_in_the_checkpoint(monkeypat
                     "sim_career_move_share": 0.0, "sim_community_strength": 0.0}
     trained = Q.TrainedOn("x", 40, 9, [4], 4, 0.35, seen["sim_career_move_share"], seen["sim_community_strength"])
     assert (trained.career_move_share, trained.community_strength) == (0.0, 0.0)
+
+
+def test_extrapolation_meets_the_reference_where_the_line_does(tmp_path):
+    """AUC = 0.5 + 0.02 ln(candidates) through the points: the LR + text's 0.70 is met at
+    e^10 candidates, and at 1,000 candidates a minute that takes e^10 / 1000 minutes; a flat
+    curve buys nothing measurable."""
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "ranker.json").write_text(json.dumps({"train_candidates": 60_000, "train_seconds": 3600}))
+    rising = [dict(method="r", task="click", candidates=n, auc=0.5 + 0.02 * math.log(n), se=0.01)
+              for n in (1_000, 4_000, 16_000)]
+    flat = [dict(method="r", task="apply", candidates=n, auc=0.6 + (0.004 if n == 4_000 else 0), se=0.02)
+            for n in (1_000, 4_000, 16_000)]
+    results = [dict(method=Q.REFERENCE, segment="all", task=t, auc=0.70) for t in ("click", "apply")]
+    rows = {r["task"]: r for r in Q.extrapolate(rising + flat, results, [str(tmp_path / "r")])}
+    assert rows["click"]["candidates_needed"] == pytest.approx(math.exp(10), rel=1e-6)
+    assert rows["click"]["minutes_needed"] == pytest.approx(math.exp(10) / 1000, rel=1e-6)
+    assert rows["click"]["slope_per_doubling"] == pytest.approx(0.02 * math.log(2), rel=1e-6)
+    assert "candidates_needed" not in rows["apply"]
+    assert "no measurable gain" in Q.extrapolation_lines([rows["apply"]])[0]

