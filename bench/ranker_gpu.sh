@@ -33,5 +33,5 @@ export PYTHONUNBUFFERED=1 COLUMNS=180
 
 $PY -m infra.cli train ranker --model teacher --members "$MEMBERS" --days "$DAYS" --budget-minutes "$MINUTES" \
   --tokens-per-step "$TOKENS" --curve-points 4 --out "$CKPT" 2>&1 | tee "$OUT/ranker_teacher_train.log"
-$PY bench/ranker_quality.py --ranker "$CKPT" --threads "$(nproc)" --zero-shot-slates "$ZERO_SHOT_SLATES" --no-curve 2>&1 | tee "$OUT/ranker_teacher_quality.log"
+$PY bench/ranker_quality.py --ranker "$CKPT" --threads "$(nproc)" --zero-shot-slates "$ZERO_SHOT_SLATES" --no-curve --no-held-out-marketplace 2>&1 | tee "$OUT/ranker_teacher_quality.log"
 echo "ranker gpu check done in ${SECONDS}s"

@@ -26,6 +26,11 @@ Protocol (printed before the results):
   task formulation ("interest": will the member click, save or apply? on view slates),
   scored through `score_examples(..., ask="interest")` where the pipeline has `ask`.
   Retention = (AUC - 0.5) of the held-out phrasing over the ranker's, delta-method SE.
+- The held-out marketplace (streams/simulator/held_out.py; `--no-held-out-marketplace`
+  skips it): its own table, nothing chosen on it. The LRs fit their coefficients on its
+  training days with the regularization the tuning marketplaces chose (their median);
+  the rankers, trained elsewhere, score it as they are: occupations, signal mix and size
+  they never saw. `--held-out-slates` random slates per task of its scored days.
 - Learning curve: AUC against labelled candidates of the task seen in training, for
   the LR + text on growing prefixes of its training days, and for each ranker from
   the checkpoints its training saved along the way (`train ranker --snapshots`:
@@ -66,8 +71,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from serving.evaluation.metrics import auc, auc_covariance, auc_se, excess_auc_ratio, ndcg_at_k  # noqa: E402
 from serving.training.ranker_pipeline import (  # noqa: E402
-    HELD_OUT_DAYS, SNAPSHOTS, PromptCache, groups_of, score_examples, simulated_split,
+    HELD_OUT_DAYS, SNAPSHOTS, PromptCache, groups_of, score_examples, simulated_split, split_marketplace,
 )
+from streams.simulator.held_out import HELD_OUT_MARKETPLACE, refuse_tuning  # noqa: E402
 from serving.training.training_examples import ENGAGED as ENGAGED_TASKS  # noqa: E402
 from serving.training.training_examples import RANKING_TASKS, Example  # noqa: E402
 from models.verbalizer import TASKS  # noqa: E402
@@ -503,6 +509,7 @@ class Market:
     train: dict[str, list[Example]]
     held: dict[str, list[Example]]
     truth: RequestTruth
+    config: object = None  # its MarketplaceConfig
 
     @classmethod
     def simulate(cls, seed: int, protocol: Protocol) -> "Market":
@@ -515,7 +522,18 @@ class Market:
                                 progress=False, on_event=truth.watch, text_share=protocol.text_share,
                                 **protocol.signals)
         held = cap_groups(split.held_out, protocol.max_groups, seed)
-        return cls(seed, split.description, by_task(split.train), by_task(held), truth)
+        return cls(seed, split.description, by_task(split.train), by_task(held), truth, split.config)
+
+    @classmethod
+    def held_out_marketplace(cls, max_slates: int) -> "Market":
+        """The declared held-out marketplace (streams/simulator/held_out.py): its training
+        days fit the baselines' coefficients; `max_slates` random slates per task of its
+        scored days are evaluated (all of them would take the ranker ~8x the tuning set)."""
+        cfg, train_days = HELD_OUT_MARKETPLACE.config, HELD_OUT_MARKETPLACE.train_days
+        truth = RequestTruth((cfg.start + timedelta(days=train_days)).timestamp())
+        split = split_marketplace(cfg, cfg.days - train_days, progress=False, on_event=truth.watch)
+        held = cap_groups(split.held_out, max_slates, cfg.seed)
+        return cls(cfg.seed, split.description, by_task(split.train), by_task(held), truth, cfg)
 
     def counts(self, trained: list[TrainedOn]) -> dict:
         return {"seed": self.seed, "description": self.description,
@@ -547,7 +565,9 @@ class BaselineRun:
     chosen_c: dict[tuple[str, bool], float] = field(default_factory=dict)
 
     @classmethod
-    def fit(cls, market: Market) -> "BaselineRun":
+    def fit(cls, market: Market, frozen_c: dict[tuple[str, bool], float] | None = None) -> "BaselineRun":
+        """`frozen_c`: the LRs' regularization chosen elsewhere (the held-out marketplace
+        takes the tuning marketplaces'), else chosen on this marketplace's training days."""
         train_all = [ex for v in market.train.values() for ex in v]
         held_all = [ex for v in market.held.values() for ex in v]
         jobs = {ex.job.job_id: ex for ex in train_all + held_all}
@@ -555,7 +575,7 @@ class BaselineRun:
         text = TextFeatures().fit(train_all)
         train, held = Design.build(train_all, bm25, text), Design.build(held_all, bm25, text)
         used = train.used_columns()
-        return cls(market, bm25, train.keep_columns(used), held.keep_columns(used))
+        return cls(market, bm25, train.keep_columns(used), held.keep_columns(used), dict(frozen_c or {}))
 
     def scores(self) -> Scores:
         out: Scores = defaultdict(dict)
@@ -590,6 +610,8 @@ class BaselineRun:
         once per task and model: a baseline tuned as a team would tune it."""
         key = (task, with_text)
         if key not in self.chosen_c:
+            if self.market.config is not None:
+                refuse_tuning(self.market.config, "the LRs' regularization")
             train = self.market.train.get(task, [])
             cut = int(0.8 * len(train))
             fit, val = train[:cut], train[cut:]
@@ -835,6 +857,12 @@ def extrapolate(curve: list[dict], results: list[dict], rankers: list[str]) -> l
     return out
 
 
+def held_intro(held: dict) -> str:
+    return (f"The {held['label']}: nothing chosen on it (the LRs' regularization frozen from the tuning "
+            "marketplaces; the rankers trained elsewhere: occupations, signals and size they never saw); "
+            f"{held['slates_per_task']} random slates per task of its scored days")
+
+
 def extrapolation_lines(rows: list[dict]) -> list[str]:
     lines = []
     for r in rows:
@@ -935,7 +963,34 @@ COUNT_HEADER = ("seed", "a ranker trained on it", "held-out members", "train exa
                 *(f"{t} n (pos)" for t in EVAL_TASKS))
 
 
-def report(protocol: Protocol, results, retained, counts, curve, extrapolated, rerun: str, seconds: float) -> None:
+def frozen_choices(runs: list[BaselineRun]) -> dict[tuple[str, bool], float]:
+    """The LRs' regularization for the held-out marketplace: per task and model, the
+    (lower) median of what the tuning marketplaces chose."""
+    keys = {k for r in runs for k in r.chosen_c}
+    return {k: sorted(r.chosen_c[k] for r in runs if k in r.chosen_c)[(sum(k in r.chosen_c for r in runs) - 1) // 2]
+            for k in keys}
+
+
+def evaluate_held_out_marketplace(args, protocol: Protocol, runs: list[BaselineRun]) -> dict:
+    """Every baseline and ranker on the held-out marketplace, nothing chosen on it: the
+    LRs fit their coefficients on its training days with the tuning marketplaces'
+    regularization; the rankers were trained elsewhere and score it as they are."""
+    t = time.perf_counter()
+    market = Market.held_out_marketplace(args.held_out_slates)
+    with threadpool_limits(1):
+        # a task no tuning marketplace chose for keeps the LR's default, as one without both classes does
+        defaults = {(task, text): 1.0 for task in market.train for text in (False, True)}
+        run = BaselineRun.fit(market, {**defaults, **frozen_choices(runs)})
+        per_market = [run.scores()]
+    score_rankers(argparse.Namespace(**{**vars(args), "no_zero_shot": True}), [market], per_market)
+    pools = [TaskPool.pool(task, [market], per_market) for task in EVAL_TASKS if task in market.held]
+    results = [row for p in pools for seg in SEGMENTS for row in evaluate_segment(p, seg)]
+    print(f"held-out marketplace: simulated, fitted and scored in {time.perf_counter() - t:.0f} s", flush=True)
+    return dict(label=HELD_OUT_MARKETPLACE.label, slates_per_task=args.held_out_slates,
+                counts=run.counts(protocol.trained), results=results)
+
+
+def report(protocol: Protocol, results, retained, counts, curve, extrapolated, held, rerun: str, seconds: float) -> None:
     (rows, breaks), ret_rows, count_rows = result_tables(results, retained, counts)
     print("\nper marketplace (held-out examples, positives):")
     print(plain_table(COUNT_HEADER, count_rows))
@@ -948,6 +1003,11 @@ def report(protocol: Protocol, results, retained, counts, curve, extrapolated, r
     if ret_rows:
         print("\nZero-shot retention: (AUC - 0.5) kept, delta-method SE:")
         print(plain_table(RET_HEADER, ret_rows))
+    if held:
+        print(f"\n{held_intro(held)}")
+        (h_rows, h_breaks), _, h_counts = result_tables(held["results"], [], [held["counts"]])
+        print(plain_table(COUNT_HEADER, h_counts))
+        print(plain_table(COLUMNS, h_rows, h_breaks))
     if extrapolated:
         print("\nWhat more data would buy: AUC = a + b ln(candidates) through the ranker's curve, "
               "to the LR + text's AUC:")
@@ -957,11 +1017,15 @@ def report(protocol: Protocol, results, retained, counts, curve, extrapolated, r
         protocol=protocol.lines(), seeds=protocol.seeds, members=protocol.members, days=protocol.days,
         held_out_days=protocol.held_out_days, rankers=[t.path for t in protocol.trained],
         warnings=protocol.warnings, per_seed=counts, results=results, retention=retained,
-        learning_curve=curve, extrapolation=extrapolated, rerun=rerun), indent=2))
+        learning_curve=curve, extrapolation=extrapolated, held_out_marketplace=held, rerun=rerun), indent=2))
     md = ["# Ranker quality", "", *(f"- {line}" for line in protocol.lines()), "",
           markdown_table(COUNT_HEADER, count_rows), "", markdown_table(COLUMNS, rows), ""]
     if ret_rows:
         md += [markdown_table(RET_HEADER, ret_rows), ""]
+    if held:
+        (h_rows, _), _, h_counts = result_tables(held["results"], [], [held["counts"]])
+        md += [f"## {held_intro(held)}", "", markdown_table(COUNT_HEADER, h_counts), "",
+               markdown_table(COLUMNS, h_rows), ""]
     md += ["![learning curve](ranker_learning_curve.png)", ""]
     if extrapolated:
         md += ["What more data would buy (a line in ln(candidates) through the ranker's curve):", "",
@@ -999,6 +1063,10 @@ def parse_args(argv=None):
                     help="score the held-out phrasing and task on this many random slates per marketplace "
                          "(default: all); they are compared with the reference on that sample")
     ap.add_argument("--no-curve", action="store_true", help="skip the LR + text learning curve")
+    ap.add_argument("--no-held-out-marketplace", dest="held_out_marketplace", action="store_false",
+                    help="skip the held-out marketplace's table (streams/simulator/held_out.py)")
+    ap.add_argument("--held-out-slates", type=int, default=1000,
+                    help="random slates per task scored on the held-out marketplace")
     return ap.parse_args(argv)
 
 
@@ -1009,10 +1077,11 @@ def rerun_command(args, protocol: Protocol) -> str:
              f"--career-move-share {_or_default(protocol.career_move_share, 'career_move_share'):g}",
              f"--community-strength {_or_default(protocol.community_strength, 'community_strength'):g}"]
     for flag, on in (("--allow-mismatch", args.allow_mismatch), ("--no-zero-shot", args.no_zero_shot),
-                     ("--no-curve", args.no_curve)):
+                     ("--no-curve", args.no_curve), ("--no-held-out-marketplace", not args.held_out_marketplace)):
         parts += [flag] if on else []
     parts += [f"--max-groups {args.max_groups}"] if args.max_groups else []
     parts += [f"--zero-shot-slates {args.zero_shot_slates}"] if args.zero_shot_slates else []
+    parts += [f"--held-out-slates {args.held_out_slates}"] if args.held_out_marketplace and args.held_out_slates != 1000 else []
     return " ".join(parts)
 
 
@@ -1070,7 +1139,8 @@ def main(argv=None) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     plot_curve(curve, OUT / "ranker_learning_curve.png")
     counts = [r.counts(protocol.trained) for r in runs]
-    report(protocol, results, retained, counts, curve, extrapolated, rerun, time.perf_counter() - t0)
+    held = evaluate_held_out_marketplace(args, protocol, runs) if args.held_out_marketplace else None
+    report(protocol, results, retained, counts, curve, extrapolated, held, rerun, time.perf_counter() - t0)
 
 
 if __name__ == "__main__":

@@ -68,3 +68,28 @@ def test_only_the_listed_files_name_the_held_out_marketplace():
     for fn in (RQ.tune_day, RQ.choose_weights, RQ.train_plm4job, RQ.plm4job_embedder,
                encoder_training.train_link_prediction):
         assert "held_out" not in inspect.getsource(fn).lower().replace("held-out", ""), fn.__name__
+
+
+def test_the_ranker_quality_bench_chooses_nothing_on_the_held_out_marketplace():
+    """Its LRs' regularization is the one thing the ranker bench chooses per marketplace:
+    on the held-out one it must come from the tuning marketplaces, or the bench refuses."""
+    from bench import ranker_quality as Q
+    from serving.training.ranker_pipeline import split_marketplace
+
+    truth = Q.RequestTruth(0.0)
+    split = split_marketplace(TINY_HELD_OUT, held_out_days=2, progress=False, on_event=truth.watch)
+    market = Q.Market(TINY_HELD_OUT.seed, split.description, Q.by_task(split.train), Q.by_task(split.held_out),
+                      truth, split.config)
+    with pytest.raises(HeldOutTuningError, match="regularization"):
+        Q.BaselineRun.fit(market).scores()
+    frozen = {(task, text): 0.3 for task in market.train for text in (False, True)}
+    run = Q.BaselineRun.fit(market, frozen)
+    scores = run.scores()
+    assert len(scores[Q.REFERENCE]["click"]) == len(market.held["click"]) and run.chosen_c == frozen
+
+
+def test_the_held_out_marketplace_takes_the_median_of_the_tuning_choices():
+    from bench import ranker_quality as Q
+
+    runs = [argparse.Namespace(chosen_c={("click", True): c, ("apply", True): 1.0}) for c in (0.03, 1.0, 0.3)]
+    assert Q.frozen_choices(runs) == {("click", True): 0.3, ("apply", True): 1.0}

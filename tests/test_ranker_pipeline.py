@@ -73,22 +73,18 @@ def test_a_row_asks_its_questions_in_the_phrasing_of_its_instruction():
         assert row.prefix.startswith(with_instruction("", row.phrasing))
 
 
-def test_slates_scored_together_score_what_each_scores_alone():
-    """The GPU's evaluation path (`slates_per_pass` > 1, through `Ranker.score_many`)
-    gives every example the score of its slate's own pass, for each task and for a
-    held-out `ask`; the slates differ in their tasks and in their members."""
-    import numpy as np
+def tiny_ranker_and_slates():
+    """A small random ranker (scores spread, so a mix-up shows) and 8 slates of 4 members
+    that differ in their tasks."""
     import torch
 
     from models.ranker import Ranker, StudentConfig, load_tokenizer, student_model
-    from serving.training.ranker_pipeline import score_examples
 
     tok = load_tokenizer()
     model = student_model(tok, StudentConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                                              num_attention_heads=2, num_key_value_heads=1), seed=0)
     with torch.no_grad():
-        model.get_input_embeddings().weight.mul_(20)  # spread the scores: a mix-up must show
-    ranker = Ranker(model, tok)
+        model.get_input_embeddings().weight.mul_(20)
     titles = ["Data Engineer", "Nurse", "Store Manager", "Welder", "Teacher", "Accountant", "Chef"]
     exs = []
     for m, (member, tasks) in enumerate([("m1", ("click", "apply")), ("m2", ("click", "apply")),
@@ -100,8 +96,36 @@ def test_slates_scored_together_score_what_each_scores_alone():
                                 job=job(f"{member}-{d}-{k}", title=title, location=["Berlin", "Lima"][k % 2]),
                                 slate_id=f"{member}/feed/{d}", request_time=d * DAY, profile=profile(member),
                                 history=()) for t in tasks]
+    return Ranker(model, tok), exs
+
+
+def test_slates_scored_together_score_what_each_scores_alone():
+    """The GPU's evaluation path (`slates_per_pass` > 1, through `Ranker.score_many`)
+    gives every example the score of its slate's own pass, for each task and for a
+    held-out `ask`; the slates differ in their tasks and in their members."""
+    import numpy as np
+
+    from serving.training.ranker_pipeline import score_examples
+
+    ranker, exs = tiny_ranker_and_slates()
     for ask in (None, "interest"):
         alone = score_examples(ranker, exs, PromptCache(ranker), progress=False, ask=ask, slates_per_pass=1)
         together = score_examples(ranker, exs, PromptCache(ranker), progress=False, ask=ask, slates_per_pass=4)
         np.testing.assert_allclose(together, alone, atol=1e-5)
         assert np.ptp(alone) > 1e-3  # well above the tolerance
+
+
+def test_piped_scoring_prints_plain_progress_lines(capsys, monkeypatch):
+    """With output piped the bar is off (TQDM_DISABLE): a long evaluation still says how
+    far it is, one plain line at a time; without progress, none."""
+    from serving.training import ranker_pipeline
+    from serving.training.ranker_pipeline import score_examples
+
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    monkeypatch.setattr(ranker_pipeline, "PLAIN_PROGRESS_S", 0.0)
+    ranker, exs = tiny_ranker_and_slates()
+    score_examples(ranker, exs, PromptCache(ranker))
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("score (phrasing 0)")]
+    assert [ln.split(",")[0] for ln in lines] == [f"score (phrasing 0): {n}/8 slates" for n in range(1, 9)]
+    score_examples(ranker, exs, PromptCache(ranker), progress=False)
+    assert "slates" not in capsys.readouterr().out

@@ -27,6 +27,7 @@ from streams.settings import get_settings
 
 HELD_OUT_DAYS = 4
 SNAPSHOTS = "snapshots"  # a checkpoint's folder of checkpoints saved along its training
+PLAIN_PROGRESS_S = 60.0  # piped output (no bar): a scoring status line this often
 TRAIN_PHRASINGS = tuple(range(len(INSTRUCTIONS) - 1))  # the last is held out
 ZERO_SHOT_PHRASING = -1
 
@@ -37,6 +38,7 @@ class SimulatedSplit:
     held_out: list[Example]
     cutoff: float
     description: str
+    config: object = None  # the MarketplaceConfig it was simulated from
 
 
 def simulated_split(n_members: int = 300, days: int = 21, seed: int = 7, held_out_days: int = HELD_OUT_DAYS,
@@ -53,28 +55,36 @@ def simulated_split(n_members: int = 300, days: int = 21, seed: int = 7, held_ou
     `career_move_share` and `community_strength` the graph signals (0 and 0: the
     marketplace before them, which the 2026-12 checkpoints were trained on).
     """
-    from tqdm.auto import tqdm
+    from streams.simulator import MarketplaceConfig
 
-    from streams.simulator import Marketplace, MarketplaceConfig
-
-    if days <= held_out_days:
-        raise ValueError(f"days={days} leaves nothing to train on with {held_out_days} held-out days")
     n_jobs = n_jobs or 2 * n_members
     cfg = MarketplaceConfig(seed=seed, n_members=n_members, n_companies=max(5, n_jobs // 20), n_jobs=n_jobs, days=days,
                             **sim_overrides(text_share, career_move_share, community_strength))
+    return split_marketplace(cfg, held_out_days, progress, on_event)
+
+
+def split_marketplace(cfg, held_out_days: int = HELD_OUT_DAYS, progress: bool = True,
+                      on_event: Callable[[object, object], None] | None = None) -> SimulatedSplit:
+    """`simulated_split` of any marketplace configuration (e.g. the held-out marketplace)."""
+    from tqdm.auto import tqdm
+
+    from streams.simulator import Marketplace
+
+    if cfg.days <= held_out_days:
+        raise ValueError(f"days={cfg.days} leaves nothing to train on with {held_out_days} held-out days")
     market = Marketplace(cfg)
     events = tqdm(market.events(), desc="replay simulator", unit="event", disable=None if progress else True)
     if on_event is not None:
         events = _tapped(events, lambda ev: on_event(market.truth, ev))
     examples = build_examples(events)
-    cutoff = (cfg.start + timedelta(days=days - held_out_days)).timestamp()
+    cutoff = (cfg.start + timedelta(days=cfg.days - held_out_days)).timestamp()
     train_ex, held = split_by_time(examples, cutoff)
-    description = (f"simulated marketplace (seed {seed}, {n_members} members, {n_jobs} jobs, {days} days, "
-                   f"text-stated wishes {cfg.text_preference_share:g}, career moves {cfg.career_move_share:g}, "
+    description = (f"simulated marketplace (seed {cfg.seed}, {cfg.n_members} members, {cfg.n_jobs} jobs, {cfg.days} "
+                   f"days, text-stated wishes {cfg.text_preference_share:g}, career moves {cfg.career_move_share:g}, "
                    f"community strength {cfg.community_strength:g}); "
-                   f"first {days - held_out_days} days train ({len(train_ex)} examples), "
+                   f"first {cfg.days - held_out_days} days train ({len(train_ex)} examples), "
                    f"last {held_out_days} held out ({len(held)} examples)")
-    return SimulatedSplit(train_ex, held, cutoff, description)
+    return SimulatedSplit(train_ex, held, cutoff, description, cfg)
 
 
 def sim_overrides(text_share: float | None = None, career_move_share: float | None = None,
@@ -209,8 +219,11 @@ def score_examples(ranker: Ranker, examples: Sequence[Example], prompts: PromptC
     for group in slates_of(examples).values():
         tasks = (ask,) if ask else tuple(sorted({ex.task for ex in group}, key=TASKS.index))
         by_tasks.setdefault(tasks, []).append(group)
-    bar = tqdm(total=sum(map(len, by_tasks.values())), desc=f"score (phrasing {phrasing}{', ' + ask if ask else ''})",
-               disable=None if progress else True, mininterval=5)
+    desc, total, done = f"score (phrasing {phrasing}{', ' + ask if ask else ''})", sum(map(len, by_tasks.values())), 0
+    bar = tqdm(total=total, desc=desc, disable=None if progress else True, mininterval=5)
+    # Piped (CI logs, `| tee`) the bar is off: a plain line now and then instead.
+    plain_every = PLAIN_PROGRESS_S if progress and bar.disable else None
+    start = last_plain = time.perf_counter()
     for tasks, groups in by_tasks.items():
         for start in range(0, len(groups), slates_per_pass):
             chunk = groups[start:start + slates_per_pass]
@@ -227,6 +240,10 @@ def score_examples(ranker: Ranker, examples: Sequence[Example], prompts: PromptC
                 for ex in group:
                     scores[index[id(ex)]] = p[row[ex.job.job_id], col[ask or ex.task]]
             bar.update(len(chunk))
+            done += len(chunk)
+            if plain_every is not None and time.perf_counter() - last_plain >= plain_every:
+                last_plain = time.perf_counter()
+                print(f"{desc}: {done}/{total} slates, {(last_plain - start) / 60:.1f} min", flush=True)
     bar.close()
     return scores
 

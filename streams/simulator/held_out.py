@@ -55,6 +55,7 @@ READERS = (
     "streams/simulator/held_out.py",
     "bench/retrieval_quality.py",
     "bench/encoder_ablation.py",
+    "bench/ranker_quality.py",
     "tests/test_held_out.py",
 )
 
