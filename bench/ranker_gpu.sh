@@ -15,7 +15,10 @@
 #
 # On an H200 (2026-12-04) the defaults took 46 s to prepare 162k (job, task) labels and
 # 3.5 min to train on 222k; the quality bench's held-out scoring (~2,600 slates) then
-# needed more than the 2 minutes left in a 10-minute call: time it first next time.
+# needed more than the 2 minutes left in a 10-minute call: one small pass per member's
+# jobs. So before it, bench/ranker_eval_speed.py times 400 slates one a pass, 32 a pass
+# in per-member batches, and 32 a pass with members mixed in each batch (`mix_prefixes`,
+# now the GPU's default), and checks that they score alike.
 set -euo pipefail
 OUT=${OUT:-bench/out/gpu}
 PY=${PYTHON:-.venv/bin/python}
@@ -33,5 +36,6 @@ export PYTHONUNBUFFERED=1 COLUMNS=180
 
 $PY -m infra.cli train ranker --model teacher --members "$MEMBERS" --days "$DAYS" --budget-minutes "$MINUTES" \
   --tokens-per-step "$TOKENS" --curve-points 4 --out "$CKPT" 2>&1 | tee "$OUT/ranker_teacher_train.log"
+$PY bench/ranker_eval_speed.py --ranker "$CKPT" --members 300 --slates 400 2>&1 | tee "$OUT/ranker_eval_speed.log"
 $PY bench/ranker_quality.py --ranker "$CKPT" --threads "$(nproc)" --zero-shot-slates "$ZERO_SHOT_SLATES" --no-curve --no-held-out-marketplace 2>&1 | tee "$OUT/ranker_teacher_quality.log"
 echo "ranker gpu check done in ${SECONDS}s"

@@ -281,12 +281,16 @@ def prefix_caches(model, prefixes: Sequence[Ids]) -> list[tuple[torch.Tensor, to
 
 
 def segments_over_prefixes(model, prefixes: Sequence[Ids], segments: Sequence[Segment],
-                           batch: int = 64) -> torch.Tensor:
+                           batch: int = 64, mix_prefixes: bool = False) -> torch.Tensor:
     """(N, d) final hidden states at every segment's answers, in order: each prefix is
-    encoded once (several in one padded pass), and each prefix's segments run as padded
-    batches over its own KV cache rows, cut to its own length. A batch never mixes
-    prefixes: one member's cache is then a view expanded to the batch, not a copy per
-    segment, and no segment attends over another prefix's padding."""
+    encoded once (several in one padded pass), and segments run as padded batches over
+    their prefixes' KV cache rows, each seeing its own prefix's length only.
+
+    By default a batch never mixes prefixes: one member's cache is then a view expanded
+    to the batch, not a copy per segment (what a CPU wants: no copies, and batches are
+    big enough). `mix_prefixes` fills batches across prefixes, gathering each segment's
+    own cache row (a copy): one pass for many members' few candidates each, where a
+    GPU would otherwise run one small pass per member."""
     from transformers import DynamicCache
 
     if any(len(p) == 0 for p in prefixes):
@@ -294,27 +298,33 @@ def segments_over_prefixes(model, prefixes: Sequence[Ids], segments: Sequence[Se
     device, dtype = model.device, model.dtype
     layers = prefix_caches(model, prefixes)
     out = []
-    for chunk in _runs_of_one_prefix(segments, batch):
-        row, P = chunk[0].prefix, len(prefixes[chunk[0].prefix])
-        K = len(chunk)
+    for chunk in (_batches(segments, batch) if mix_prefixes else _runs_of_one_prefix(segments, batch)):
+        rows = [seg.prefix for seg in chunk]
+        lengths = [len(prefixes[r]) for r in rows]
+        P, K = max(lengths), len(chunk)
         S = max(len(seg.ids) for seg in chunk)
         ids = torch.zeros((K, S), dtype=torch.long)
         positions = torch.full((K, S), P, dtype=torch.long)
         allowed = torch.zeros((K, S, P + S), dtype=torch.bool)
-        allowed[:, :, :P] = True
         answers = []
         for k, seg in enumerate(chunk):
-            n = len(seg.ids)
+            n, own = len(seg.ids), lengths[k]
             ids[k, :n] = torch.as_tensor(seg.ids, dtype=torch.long)
-            positions[k, :n] = P + seg.positions
+            positions[k, :n] = own + seg.positions
+            allowed[k, :, :own] = True  # its own prefix, never the padding after it
             allowed[k, :n, P:P + n] = seg.allowed
             allowed[k, n:, P + n:] = torch.eye(S - n, dtype=torch.bool)  # padding: itself only
             answers.extend((k, o) for o in seg.answers)
         mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
         # A fresh cache per batch: `update` appends the blocks' keys in place, so the
         # prefix's cache cannot be shared as is.
-        seg_cache = DynamicCache(ddp_cache_data=[(k[row:row + 1, :, :P].expand(K, -1, -1, -1),
-                                                  v[row:row + 1, :, :P].expand(K, -1, -1, -1)) for k, v in layers])
+        if len(set(rows)) == 1:
+            r = rows[0]
+            kv = [(k[r:r + 1, :, :P].expand(K, -1, -1, -1), v[r:r + 1, :, :P].expand(K, -1, -1, -1)) for k, v in layers]
+        else:
+            at = torch.tensor(rows, device=device)
+            kv = [(k[at, :, :P], v[at, :, :P]) for k, v in layers]
+        seg_cache = DynamicCache(ddp_cache_data=kv)
         hidden = model.model(
             input_ids=ids.to(device), attention_mask=mask[:, None].to(device),
             position_ids=positions.to(device), past_key_values=seg_cache, use_cache=True,
@@ -323,6 +333,12 @@ def segments_over_prefixes(model, prefixes: Sequence[Ids], segments: Sequence[Se
         c = torch.tensor([o for _, o in answers], device=device)
         out.append(hidden[r, c])
     return torch.cat(out)
+
+
+def _batches(segments: Sequence[Segment], batch: int):
+    """The segments in order, cut into batches of at most `batch`, prefixes mixed."""
+    for start in range(0, len(segments), batch):
+        yield segments[start:start + batch]
 
 
 def _runs_of_one_prefix(segments: Sequence[Segment], batch: int):
@@ -346,14 +362,15 @@ def score_with_prefix_cache(model, prefix_ids: Ids, bodies: Sequence[Ids], marke
 
 
 def score_rows_with_prefix_cache(model, rows: Sequence[tuple[Ids, Sequence[Ids]]], markers: Sequence[Ids],
-                                 yes_id: int, no_id: int, batch: int = 64) -> list[torch.Tensor]:
+                                 yes_id: int, no_id: int, batch: int = 64,
+                                 mix_prefixes: bool = False) -> list[torch.Tensor]:
     """Several members at once (dynamic batching across requests): every row's prefix
-    once, all in one padded pass, then each row's job blocks in padded batches over its
-    own member's cache. A (K_i, T, 2) tensor per row."""
+    once, all in one padded pass, then the job blocks in padded batches over their own
+    member's cache (`segments_over_prefixes`). A (K_i, T, 2) tensor per row."""
     segments = [seg for r, (_, bodies) in enumerate(rows) for seg in job_segments(r, bodies, markers)]
     if not segments:
         return [torch.zeros((0, len(markers), 2)) for _ in rows]
-    hidden = segments_over_prefixes(model, [p for p, _ in rows], segments, batch)
+    hidden = segments_over_prefixes(model, [p for p, _ in rows], segments, batch, mix_prefixes)
     logits = yes_no_logits(model, hidden, yes_id, no_id)
     sizes = [len(bodies) * len(markers) for _, bodies in rows]
     return [part.view(len(bodies), len(markers), 2) for part, (_, bodies) in zip(logits.split(sizes), rows)]

@@ -450,10 +450,13 @@ class Ranker(RankerPrompts):
 
     @torch.inference_mode()
     def score_many(self, requests: Sequence[tuple[str, Sequence]], tasks: Sequence[str],
-                   phrasing: int = 0) -> list[np.ndarray]:
+                   phrasing: int = 0, mix_prefixes: bool | None = None) -> list[np.ndarray]:
         """Several members' (prefix, jobs) in one pass over their prefix caches (the
         serving batcher's call): a (K_i, T) p(Yes) array per request, equal to
-        `score_tasks` of each alone."""
+        `score_tasks` of each alone. `mix_prefixes` (default: on a GPU) lets one job
+        batch hold several members' jobs (`multi_item.segments_over_prefixes`)."""
+        if mix_prefixes is None:
+            mix_prefixes = self.device.type == "cuda"
         from models import multi_item
 
         rows = [(self.encode_prefix(prefix), self.encode_jobs(jobs)) for prefix, jobs in requests]
@@ -462,7 +465,7 @@ class Ranker(RankerPrompts):
         out = [np.zeros((len(bodies), len(tasks)), dtype=np.float32) for _, bodies in rows]
         if live:
             logits = multi_item.score_rows_with_prefix_cache(self.model, [rows[i] for i in live], markers,
-                                                             self.yes_id, self.no_id)
+                                                             self.yes_id, self.no_id, mix_prefixes=mix_prefixes)
             for i, pair in zip(live, logits):
                 out[i] = p_yes(pair, self.answer_offset).cpu().numpy()
         for i, (p, bodies) in enumerate(rows):

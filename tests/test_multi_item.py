@@ -103,13 +103,15 @@ def test_padded_batch_of_rows_matches_rows_alone(tiny_ranker):
     torch.testing.assert_close(batched, torch.cat([a, b]), atol=1e-4, rtol=1e-4)
 
 
-def test_several_members_in_one_pass_score_what_each_scores_alone(tiny_ranker):
+@pytest.mark.parametrize("mix_prefixes", [False, True], ids=["batch-per-member", "members-mixed"])
+def test_several_members_in_one_pass_score_what_each_scores_alone(tiny_ranker, mix_prefixes):
     """The serving batcher's call: members with prefixes of different lengths share one
-    padded prefix pass and mixed job batches, and each gets its own scores."""
+    padded prefix pass and job batches (one member's each, or mixed: the GPU's), and
+    each gets its own scores."""
     short = PREFIX.split("## Past job interactions")[0]
     longer = PREFIX + "Viewed: Data Analyst x3; Analytics Engineer\n\n"
     requests = [(PREFIX, SEGMENTS), (short, SEGMENTS[1:3]), (longer, SEGMENTS[::-1])]
-    together = tiny_ranker.score_many(requests, TASKS)
+    together = tiny_ranker.score_many(requests, TASKS, mix_prefixes=mix_prefixes)
     for (prefix, jobs), got in zip(requests, together):
         alone = tiny_ranker.score_tasks(prefix, jobs, TASKS, method="single")
         np.testing.assert_allclose(got, alone, atol=1e-4)

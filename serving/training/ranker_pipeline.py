@@ -198,14 +198,14 @@ def training_rows(examples: Sequence[Example], prompts: PromptCache, seed: int =
 
 def score_examples(ranker: Ranker, examples: Sequence[Example], prompts: PromptCache, phrasing: int = 0,
                    progress: bool = True, method: str = "prefix_cache", ask: str | None = None,
-                   slates_per_pass: int | None = None) -> np.ndarray:
+                   slates_per_pass: int | None = None, mix_prefixes: bool | None = None) -> np.ndarray:
     """p(Yes) for each example, one pass per slate answering every task it asks.
 
     `ask` scores every example with one task's question instead of its own (e.g. the
     held-out formulation "interest", never seen in training). `slates_per_pass` slates
     asking the same tasks share a pass (`Ranker.score_many`, the serving batcher's
     call): default 32 on a GPU, which idles on one slate, and 1 on a CPU, which
-    would only compute the padding.
+    would only compute the padding. `mix_prefixes`: see `Ranker.score_many`.
     """
     from tqdm.auto import tqdm
 
@@ -234,7 +234,7 @@ def score_examples(ranker: Ranker, examples: Sequence[Example], prompts: PromptC
             if len(chunk) == 1:
                 ps = [ranker.score_tasks(*requests[0], tasks, phrasing, method=method)]
             else:
-                ps = ranker.score_many(requests, tasks, phrasing)
+                ps = ranker.score_many(requests, tasks, phrasing, mix_prefixes=mix_prefixes)
             for group, ids, p in zip(chunk, jobs, ps):
                 row, col = {j: i for i, j in enumerate(ids)}, {t: i for i, t in enumerate(tasks)}
                 for ex in group:
