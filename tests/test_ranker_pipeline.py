@@ -127,5 +127,6 @@ def test_piped_scoring_prints_plain_progress_lines(capsys, monkeypatch):
     score_examples(ranker, exs, PromptCache(ranker))
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("score (phrasing 0)")]
     assert [ln.split(",")[0] for ln in lines] == [f"score (phrasing 0): {n}/8 slates" for n in range(1, 9)]
+    assert all(0 <= float(ln.split(", ")[1].removesuffix(" min")) < 5 for ln in lines)  # minutes since it began
     score_examples(ranker, exs, PromptCache(ranker), progress=False)
     assert "slates" not in capsys.readouterr().out

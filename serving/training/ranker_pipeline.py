@@ -223,7 +223,7 @@ def score_examples(ranker: Ranker, examples: Sequence[Example], prompts: PromptC
     bar = tqdm(total=total, desc=desc, disable=None if progress else True, mininterval=5)
     # Piped (CI logs, `| tee`) the bar is off: a plain line now and then instead.
     plain_every = PLAIN_PROGRESS_S if progress and bar.disable else None
-    start = last_plain = time.perf_counter()
+    began = last_plain = time.perf_counter()
     for tasks, groups in by_tasks.items():
         for start in range(0, len(groups), slates_per_pass):
             chunk = groups[start:start + slates_per_pass]
@@ -243,7 +243,7 @@ def score_examples(ranker: Ranker, examples: Sequence[Example], prompts: PromptC
             done += len(chunk)
             if plain_every is not None and time.perf_counter() - last_plain >= plain_every:
                 last_plain = time.perf_counter()
-                print(f"{desc}: {done}/{total} slates, {(last_plain - start) / 60:.1f} min", flush=True)
+                print(f"{desc}: {done}/{total} slates, {(last_plain - began) / 60:.1f} min", flush=True)
     bar.close()
     return scores
 
