@@ -292,6 +292,8 @@ class TrainedOn:
     # without them was written before they existed: trained on a marketplace without.
     career_move_share: float = 0.0
     community_strength: float = 0.0
+    train_candidates: int | None = None  # what its training read: the learning curve's last point
+    train_seconds: float | None = None
 
     @classmethod
     def read(cls, path: str) -> "TrainedOn":
@@ -303,7 +305,8 @@ class TrainedOn:
         return cls(path, meta.get("sim_members"), meta.get("sim_days"), [int(s) for s in seeds],
                    int(meta.get("sim_held_out_days", meta.get("held_out_days", HELD_OUT_DAYS))),
                    meta.get("sim_text_share"), float(meta.get("sim_career_move_share", 0.0)),
-                   float(meta.get("sim_community_strength", 0.0)))
+                   float(meta.get("sim_community_strength", 0.0)), meta.get("train_candidates"),
+                   meta.get("train_seconds"))
 
     def training_days(self, seed: int) -> int:
         """Days of `seed`'s marketplace this ranker trained on (0 when it never saw it)."""
@@ -793,10 +796,10 @@ def lr_text_curve(runs: list[BaselineRun]) -> list[dict]:
     return points
 
 
-def ranker_curve(path: str, markets: list[Market], results: list[dict], threads: int) -> list[dict]:
+def ranker_curve(trained: TrainedOn, markets: list[Market], results: list[dict], threads: int) -> list[dict]:
     """The ranker's learning curve: its snapshots and itself scored on the whole held-out
     set; without snapshots, the trainer's probe points (`learning_curve.json`)."""
-    name = Path(path).name
+    path, name = trained.path, Path(trained.path).name
     snapshots = sorted((Path(path) / SNAPSHOTS).glob("*-candidates"))
     if not snapshots:
         f = Path(path) / "learning_curve.json"
@@ -811,8 +814,7 @@ def ranker_curve(path: str, markets: list[Market], results: list[dict], threads:
     from models.ranker import Ranker
 
     torch.set_num_threads(threads)
-    final = json.loads((Path(path) / "ranker.json").read_text())["train_candidates"]
-    points = [dict(method=name, task=r["task"], candidates=int(final), auc=r["auc"], se=r["se"])
+    points = [dict(method=name, task=r["task"], candidates=int(trained.train_candidates), auc=r["auc"], se=r["se"])
               for r in results if r["method"] == name and r["segment"] == "all" and r["task"] in CURVE_TASKS]
     for snap in snapshots:
         t = time.perf_counter()
@@ -828,13 +830,13 @@ def ranker_curve(path: str, markets: list[Market], results: list[dict], threads:
     return points
 
 
-def extrapolate(curve: list[dict], results: list[dict], rankers: list[str]) -> list[dict]:
+def extrapolate(curve: list[dict], results: list[dict], rankers: list[TrainedOn]) -> list[dict]:
     """Per ranker and task: the slope of AUC in ln(candidates) through its curve points,
     and where that line meets the LR + text's AUC on all its training data."""
     out = []
-    for path in rankers:
-        name, meta = Path(path).name, json.loads((Path(path) / "ranker.json").read_text())
-        per_minute = meta["train_candidates"] / max(meta["train_seconds"], 1e-9) * 60
+    for trained in rankers:
+        name = Path(trained.path).name
+        per_minute = (trained.train_candidates or 0) / max(trained.train_seconds or 0, 1e-9) * 60
         for task in CURVE_TASKS:
             pts = [p for p in curve if p["method"] == name and p["task"] == task and p["se"] > 0]
             ref = [r for r in results if r["method"] == REFERENCE and r["segment"] == "all" and r["task"] == task]
@@ -985,7 +987,7 @@ def evaluate_held_out_marketplace(args, protocol: Protocol, runs: list[BaselineR
         defaults = {(task, text): 1.0 for task in market.train for text in (False, True)}
         run = BaselineRun.fit(market, {**defaults, **frozen_choices(runs)})
         per_market = [run.scores()]
-    score_rankers(argparse.Namespace(**{**vars(args), "no_zero_shot": True}), [market], per_market)
+    score_rankers(args.ranker, args.threads, [market], per_market, zero_shot=False)
     pools = [TaskPool.pool(task, [market], per_market) for task in EVAL_TASKS if task in market.held]
     results = [row for p in pools for seg in SEGMENTS for row in evaluate_segment(p, seg)]
     print(f"held-out marketplace: simulated, fitted and scored in {time.perf_counter() - t:.0f} s", flush=True)
@@ -1088,24 +1090,24 @@ def rerun_command(args, protocol: Protocol) -> str:
     return " ".join(parts)
 
 
-def score_rankers(args, markets: list[Market], per_market: list[Scores]) -> list[str]:
+def score_rankers(paths: list[str], threads: int, markets: list[Market], per_market: list[Scores],
+                  zero_shot: bool, zero_shot_slates: int | None = None) -> list[str]:
     """Adds each ranker's rows to every marketplace's scores; returns the rankers' names."""
     import torch
 
     from models.ranker import Ranker
 
-    torch.set_num_threads(args.threads)
-    if args.ranker and not args.no_zero_shot and not ranker_has_ask():
+    torch.set_num_threads(threads)
+    if paths and zero_shot and not ranker_has_ask():
         print(f"held-out task '{HELD_OUT_TASK}' skipped: serving.training.ranker_pipeline.score_examples has no `ask` "
               "keyword yet (the ranker rebuild adds it)")
     names = []
-    for path in args.ranker:
+    for path in paths:
         ranker, name = Ranker.load(path), Path(path).name
         names.append(name)
         for market, scores in zip(markets, per_market):
             t = time.perf_counter()
-            for method, tasks in ranker_scores(ranker, name, market, not args.no_zero_shot,
-                                               args.zero_shot_slates).items():
+            for method, tasks in ranker_scores(ranker, name, market, zero_shot, zero_shot_slates).items():
                 scores[method].update(tasks)
             print(f"{name} on seed {market.seed}: scored in {time.perf_counter() - t:.0f} s on {ranker.device}",
                   flush=True)
@@ -1131,14 +1133,14 @@ def main(argv=None) -> None:
         runs = [BaselineRun.fit(m) for m in markets]
         per_market = [r.scores() for r in runs]
     print(f"baselines fitted and scored in {time.perf_counter() - t:.0f} s", flush=True)
-    names = score_rankers(args, markets, per_market)
+    names = score_rankers(args.ranker, args.threads, markets, per_market, not args.no_zero_shot, args.zero_shot_slates)
     pools = [TaskPool.pool(t, markets, per_market) for t in EVAL_TASKS if all(t in m.held for m in markets)]
     results = [row for p in pools for seg in SEGMENTS for row in evaluate_segment(p, seg)]
     retained = [r for p in pools for n in names for seg in SEGMENTS if (r := retention(p, n, seg))]
     with threadpool_limits(1):
         lr_curve = [] if args.no_curve else lr_text_curve(runs)
-    curve = lr_curve + [p for path in args.ranker for p in ranker_curve(path, markets, results, args.threads)]
-    extrapolated = extrapolate(curve, results, args.ranker)
+    curve = lr_curve + [p for t in protocol.trained for p in ranker_curve(t, markets, results, args.threads)]
+    extrapolated = extrapolate(curve, results, protocol.trained)
     OUT.mkdir(parents=True, exist_ok=True)
     plot_curve(curve, OUT / "ranker_learning_curve.png")
     counts = [r.counts(protocol.trained) for r in runs]

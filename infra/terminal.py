@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 PIPED_WIDTH = 240  # wide enough for every table the CLI prints; rich tables never pad to it
 
@@ -26,3 +27,19 @@ def console(min_width: int = 0):
         probe = Console()
         return Console(width=max(probe.width, min_width)) if min_width else probe
     return Console(width=max(PIPED_WIDTH, min_width))
+
+
+class PlainTicker:
+    """Where a progress bar is off (output piped), when the next plain status line is
+    due: every `every_s` seconds, and never when `on` is false (the bar is showing, or
+    progress was not asked for)."""
+
+    def __init__(self, on: bool, every_s: float) -> None:
+        self.every_s = every_s if on else None
+        self._last = time.perf_counter()
+
+    def due(self) -> bool:
+        if self.every_s is None or time.perf_counter() - self._last < self.every_s:
+            return False
+        self._last = time.perf_counter()
+        return True

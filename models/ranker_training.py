@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from infra.terminal import PlainTicker
 from models.cpu import native_bf16_cpu
 from models.multi_item import PackedRows, answer_hidden, embed, pack_rows, run_blocks, yes_no_logits
 from models.ranker import Ranker
@@ -386,8 +387,7 @@ def train(ranker: Ranker, rows: Sequence[TrainRow], cfg: TrainConfig,
                disable=None if cfg.progress else True, mininterval=5)
     start = time.perf_counter()
     # Piped (CI logs, `| tee`) the bar is off: a plain line now and then instead.
-    plain_every = cfg.plain_progress_s if cfg.progress and bar.disable else None
-    last_plain = start
+    plain = PlainTicker(cfg.progress and bar.disable, cfg.plain_progress_s)
 
     def progress() -> float:
         nonlocal start
@@ -423,10 +423,9 @@ def train(ranker: Ranker, rows: Sequence[TrainRow], cfg: TrainConfig,
                 report.losses.append(loss.item())
                 bar.update(1)
                 bar.set_postfix(loss=f"{report.final_loss:.4f}", labels=report.labels, epoch=f"{report.epochs:.2f}")
-                if plain_every is not None and time.perf_counter() - last_plain >= plain_every:
-                    last_plain = time.perf_counter()
+                if plain.due():
                     print(f"train ranker: {report.steps} steps, {report.labels:,} labels, epoch {report.epochs:.2f}, "
-                          f"loss {report.final_loss:.4f}, {(last_plain - start) / 60:.1f} min", flush=True)
+                          f"loss {report.final_loss:.4f}, {(time.perf_counter() - start) / 60:.1f} min", flush=True)
                 while pending_evals and report.labels >= pending_evals[0]:
                     pending_evals.pop(0)
                     t_eval = time.perf_counter()

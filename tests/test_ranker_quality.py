@@ -294,7 +294,7 @@ def test_extrapolation_meets_the_reference_where_the_line_does(tmp_path):
     flat = [dict(method="r", task="apply", candidates=n, auc=0.6 + (0.004 if n == 4_000 else 0), se=0.02)
             for n in (1_000, 4_000, 16_000)]
     results = [dict(method=Q.REFERENCE, segment="all", task=t, auc=0.70) for t in ("click", "apply")]
-    rows = {r["task"]: r for r in Q.extrapolate(rising + flat, results, [str(tmp_path / "r")])}
+    rows = {r["task"]: r for r in Q.extrapolate(rising + flat, results, [Q.TrainedOn.read(str(tmp_path / "r"))])}
     assert rows["click"]["candidates_needed"] == pytest.approx(math.exp(10), rel=1e-6)
     assert rows["click"]["minutes_needed"] == pytest.approx(math.exp(10) / 1000, rel=1e-6)
     assert rows["click"]["slope_per_doubling"] == pytest.approx(0.02 * math.log(2), rel=1e-6)

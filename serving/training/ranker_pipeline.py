@@ -18,6 +18,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from infra.terminal import PlainTicker
 from models.prompting import with_instruction
 from models.ranker import PromptBudget, Ranker, StudentConfig, default_device
 from models.ranker_training import TrainConfig, TrainReport, TrainRow, model_card, train
@@ -219,11 +220,11 @@ def score_examples(ranker: Ranker, examples: Sequence[Example], prompts: PromptC
     for group in slates_of(examples).values():
         tasks = (ask,) if ask else tuple(sorted({ex.task for ex in group}, key=TASKS.index))
         by_tasks.setdefault(tasks, []).append(group)
-    desc, total, done = f"score (phrasing {phrasing}{', ' + ask if ask else ''})", sum(map(len, by_tasks.values())), 0
+    desc = f"score (phrasing {phrasing}{', ' + ask if ask else ''})"
+    total, done = sum(map(len, by_tasks.values())), 0
     bar = tqdm(total=total, desc=desc, disable=None if progress else True, mininterval=5)
     # Piped (CI logs, `| tee`) the bar is off: a plain line now and then instead.
-    plain_every = PLAIN_PROGRESS_S if progress and bar.disable else None
-    began = last_plain = time.perf_counter()
+    plain, began = PlainTicker(progress and bar.disable, PLAIN_PROGRESS_S), time.perf_counter()
     for tasks, groups in by_tasks.items():
         for start in range(0, len(groups), slates_per_pass):
             chunk = groups[start:start + slates_per_pass]
@@ -241,9 +242,8 @@ def score_examples(ranker: Ranker, examples: Sequence[Example], prompts: PromptC
                     scores[index[id(ex)]] = p[row[ex.job.job_id], col[ask or ex.task]]
             bar.update(len(chunk))
             done += len(chunk)
-            if plain_every is not None and time.perf_counter() - last_plain >= plain_every:
-                last_plain = time.perf_counter()
-                print(f"{desc}: {done}/{total} slates, {(last_plain - began) / 60:.1f} min", flush=True)
+            if plain.due():
+                print(f"{desc}: {done}/{total} slates, {(time.perf_counter() - began) / 60:.1f} min", flush=True)
     bar.close()
     return scores
 
