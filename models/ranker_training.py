@@ -60,6 +60,9 @@ class TrainConfig:
     frozen_blocks: int = 0  # lower decoder blocks kept as they are (their output cached)
     lora_rank: int = 0  # >0: LoRA adapters of this rank on the trained blocks (peft)
     task_weights: dict = field(default_factory=lambda: {"dismiss": 0.3})
+    # Added to the checkpoint's answer offset: the log share of negatives the training
+    # rows kept (thinned negatives inflate the odds of Yes by its inverse).
+    answer_shift: float = 0.0
     scaled_head: bool = True  # the answer fitted on standardized hidden states, from the base rate (Trainable)
     precision: str = "auto"  # auto: bf16 where the CPU has it natively, else float32
     progress: bool = True
@@ -210,6 +213,7 @@ class Trainable:
     mean: torch.Tensor  # (d,) its mean there
     bias: torch.nn.Parameter  # (2,) Yes/No offsets of the centered features
     lora: bool = False
+    shift: float = 0.0  # added to the offset only (TrainConfig.answer_shift): training never sees it
 
     def head_rows(self) -> torch.Tensor:
         """The Yes/No rows of the LM head, in the model's own units."""
@@ -220,7 +224,7 @@ class Trainable:
         `answer_offset`."""
         rows = self.head_rows().detach()
         bias = self.bias.detach()
-        return float(bias[0] - bias[1] - self.mean @ (rows[0] - rows[1]))
+        return float(bias[0] - bias[1] - self.mean @ (rows[0] - rows[1])) + self.shift
 
     @property
     def model(self):
@@ -303,7 +307,7 @@ def prepare_trainable(ranker: Ranker, cfg: TrainConfig, stats: tuple[torch.Tenso
         (mean, scale), head, bias = stats, torch.zeros_like(rows), [math.log(base_rate / (1 - base_rate)), 0.0]
     on = dict(dtype=rows.dtype, device=rows.device)  # the model's: CPU or a GPU
     return Trainable(ranker, cfg.frozen_blocks, torch.nn.Parameter(head), scale.to(**on), mean.to(**on),
-                     torch.nn.Parameter(torch.tensor(bias, **on)), lora=cfg.lora_rank > 0)
+                     torch.nn.Parameter(torch.tensor(bias, **on)), lora=cfg.lora_rank > 0, shift=cfg.answer_shift)
 
 
 def finish(trainable: Trainable) -> None:

@@ -181,6 +181,21 @@ def test_training_is_deterministic_for_a_seed(tokenizer):
     np.testing.assert_array_equal(runs[0], runs[1])
 
 
+def test_the_answer_shift_moves_only_the_saved_offset(tokenizer):
+    """`answer_shift` (the log share of negatives kept) is added to the checkpoint's
+    offset, so every score's logit moves by exactly that; training itself is untouched."""
+    runs = []
+    for shift in (0.0, -1.2):
+        ranker = tiny(tokenizer, seed=5)
+        train(ranker, [_row()] * 3, TrainConfig(steps=3, seed=5, frozen_blocks=1, answer_shift=shift, **FAST))
+        runs.append(ranker)
+    assert runs[1].answer_offset - runs[0].answer_offset == pytest.approx(-1.2, abs=1e-6)
+    for a, b in zip(runs[0].model.parameters(), runs[1].model.parameters()):
+        assert torch.equal(a, b)
+    logit = lambda p: np.log(p) - np.log1p(-p)  # noqa: E731
+    np.testing.assert_allclose(logit(runs[1].score(PREFIX, JOBS)) - logit(runs[0].score(PREFIX, JOBS)), -1.2, atol=1e-4)
+
+
 def test_mismatched_labels_are_refused(tokenizer):
     with pytest.raises(ValueError, match="3 jobs and labels shaped"):
         encode_rows(tiny(tokenizer), [TrainRow(PREFIX, JOBS, ["apply"], [[1]])], {})

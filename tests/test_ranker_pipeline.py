@@ -1,6 +1,11 @@
 """serving.training.ranker_pipeline.training_rows: one row per member-day, every task of every
 job shown that day, a prefix no newer than the day's first slate, and a row cap."""
-from serving.training.ranker_pipeline import TRAIN_PHRASINGS, PromptCache, training_rows
+import math
+import random
+
+import pytest
+
+from serving.training.ranker_pipeline import TRAIN_PHRASINGS, PromptCache, negative_log_keep, training_rows
 from serving.training.training_examples import Example
 from tests.factories import job, profile
 
@@ -59,6 +64,56 @@ def test_max_groups_builds_only_that_many_prompts():
     rows = training_rows(exs, PromptCache(ranker), max_groups=3)
     assert len(rows) == 3 and len(ranker.built) == 3
     assert len(training_rows(exs, PromptCache(FakeRanker()))) == 10
+
+
+def thinnable_days(n_members=40, n_days=10, seed=0):
+    """Member-days of 4 jobs x (click, apply), with positives on about a third of the days."""
+    rng = random.Random(seed)
+    out = []
+    for m in range(n_members):
+        for d in range(1, n_days + 1):
+            hit = rng.random() < 0.35
+            for k, j in enumerate(("a", "b", "c", "d")):
+                for task in ("click", "apply"):
+                    t = d * DAY + 3600
+                    out.append(Example(task=task, label=int(hit and k == 0 and (task == "click" or d % 2 == 0)),
+                                       member_id=f"m{m}", job=job(f"{j}{d}", title=f"Job {j}{d}"),
+                                       slate_id=f"m{m}/feed/{t:.0f}", request_time=t, profile=profile(f"m{m}"),
+                                       history=()))
+    return out
+
+
+def test_thinning_keeps_every_positive_job_and_a_share_of_the_negative_ones():
+    exs = thinnable_days()
+    full = training_rows(exs, PromptCache(FakeRanker()))
+    built = FakeRanker()
+    thin = training_rows(exs, PromptCache(built), keep_negatives=0.3)
+    # a job: its member-day's context (the instruction's phrasing is drawn per row) and its body
+    jobs = lambda rows: {(r.prefix.rsplit("context of", 1)[1], s): ys  # noqa: E731
+                         for r in rows for s, ys in zip(r.segments, r.labels)}
+    all_jobs, kept = jobs(full), jobs(thin)
+    positive = {k for k, ys in all_jobs.items() if any(ys)}
+    assert positive and positive <= set(kept)  # no positive is ever dropped
+    assert set(kept) <= set(all_jobs) and all(kept[k] == all_jobs[k] for k in kept)
+    negative = [k for k in all_jobs if k not in positive]
+    share = sum(k in kept for k in negative) / len(negative)
+    assert 0.2 < share < 0.4, share  # 0.3 of ~1,000 negative jobs
+    # a day without any positive is dropped whole, so its prompt is never built
+    assert len(built.built) == len(thin) < len(full)
+    assert training_rows(exs, PromptCache(FakeRanker()), keep_negatives=0.3) == thin  # by seed
+    assert training_rows(exs, PromptCache(FakeRanker()), keep_negatives=1.0) == full
+
+
+def test_the_offset_shift_is_the_log_share_of_negative_labels_kept():
+    exs = thinnable_days(n_members=200)
+    full = training_rows(exs, PromptCache(FakeRanker()))
+    thin = training_rows(exs, PromptCache(FakeRanker()), keep_negatives=0.3)
+    negatives = lambda rows: sum(len(ys) - sum(ys) for r in rows for ys in r.labels)  # noqa: E731
+    truth = math.log(negatives(thin) / negatives(full))
+    assert negative_log_keep(thin, 0.3) == pytest.approx(truth, abs=0.05)
+    assert negative_log_keep(full, 1.0) == 0.0
+    with pytest.raises(ValueError, match="keep_negatives"):
+        training_rows(exs, PromptCache(FakeRanker()), keep_negatives=0)
 
 
 def test_a_row_asks_its_questions_in_the_phrasing_of_its_instruction():

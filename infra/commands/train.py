@@ -45,11 +45,14 @@ def command() -> None:
               help="Share of applies and hires along career paths (default: the simulator's; 0: none).")
 @click.option("--community-strength", type=float, default=None,
               help="Strength of latent communities' tastes (default: the simulator's; 0: none).")
+@click.option("--keep-negatives", type=float, default=None,
+              help="Share of jobs with no positive label on any task kept for training (default: the recipe's); "
+                   "the answer's offset is shifted to undo it.")
 def ranker(model_kind, budget_minutes, steps, epochs, seed, out_dir, members, days, threads, lr, frozen_blocks,
            lora_rank, tokens_per_step, curve_points, snapshots, text_share, career_move_share,
-           community_strength) -> None:
+           community_strength, keep_negatives) -> None:
     """Fine-tune the multi-task Yes/No ranker on replayed simulator events."""
-    from serving.training.ranker_pipeline import train_ranker_on_simulator
+    from serving.training.ranker_pipeline import KEEP_NEGATIVES, train_ranker_on_simulator
 
     train_ranker_on_simulator(
         model_kind=model_kind, budget_minutes=budget_minutes, steps=steps, seed=seed, out_dir=out_dir,
@@ -57,6 +60,7 @@ def ranker(model_kind, budget_minutes, steps, epochs, seed, out_dir, members, da
         frozen_blocks=frozen_blocks, tokens_per_step=tokens_per_step, curve_points=curve_points,
         snapshots=snapshots, text_share=text_share,
         career_move_share=career_move_share, community_strength=community_strength,
+        keep_negatives=KEEP_NEGATIVES if keep_negatives is None else keep_negatives,
     )
 
 

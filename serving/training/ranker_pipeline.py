@@ -7,6 +7,7 @@ so the quality table measures exactly what training optimized.
 from __future__ import annotations
 
 import json
+import math
 import random
 import shutil
 import time
@@ -157,18 +158,27 @@ def _member_day(ex: Example) -> tuple:
 
 def training_rows(examples: Sequence[Example], prompts: PromptCache, seed: int = 0,
                   max_jobs: int = 24, tasks: Sequence[str] = TASKS,
-                  max_groups: int | None = None) -> list[TrainRow]:
+                  max_groups: int | None = None, keep_negatives: float = 1.0) -> list[TrainRow]:
     """Multi-task rows: one per member-day (and surface), every job shown that day
     asked every task its slate has; phrasings mixed among the training ones.
 
-    `max_groups` keeps a random sample of that many member-days: building a prompt costs
-    more than grouping, so a short budget should not pay for rows it will never read."""
+    `keep_negatives` < 1 keeps that share of the jobs with no positive label on any task
+    (a member-day with none at all is kept or dropped whole, so its prefix is not paid
+    for): they are three quarters of the jobs shown and carry the least per token.
+    `negative_log_keep` gives the logit shift that undoes it. `max_groups` keeps a
+    random sample of that many member-days (after that thinning): building a prompt
+    costs more than grouping, so a short budget should not pay for rows it will never read."""
+    if not 0 < keep_negatives <= 1:
+        raise ValueError(f"keep_negatives must be in (0, 1], got {keep_negatives}")
     rng = random.Random(seed)
+    thin = random.Random(seed + 2)
     groups: dict[tuple, list[Example]] = defaultdict(list)
     for ex in sorted(examples, key=lambda e: (e.request_time, e.slate_id)):
         if ex.task in tasks:
             groups[_member_day(ex)].append(ex)
     keys = sorted(groups, key=str)
+    if keep_negatives < 1:
+        keys = [k for k in keys if any(ex.label for ex in groups[k]) or thin.random() < keep_negatives]
     if max_groups is not None and len(keys) > max_groups:
         keys = sorted(random.Random(seed + 1).sample(keys, max_groups), key=str)
     rows = []
@@ -184,6 +194,8 @@ def training_rows(examples: Sequence[Example], prompts: PromptCache, seed: int =
         # A job shown on one slate of the day but asked fewer tasks there (a search slate
         # without a query) is left out rather than given labels it never had.
         job_ids = [j for j in jobs if len(labels[j]) == len(row_tasks)]
+        if keep_negatives < 1 and any(any(labels[j].values()) for j in job_ids):
+            job_ids = [j for j in job_ids if any(labels[j].values()) or thin.random() < keep_negatives]
         if not job_ids:
             continue
         # One phrasing for the instruction and the questions, as serving asks them.
@@ -195,6 +207,23 @@ def training_rows(examples: Sequence[Example], prompts: PromptCache, seed: int =
                                  [[labels[j][t] for t in row_tasks] for j in chunk], phrasing))
     rng.shuffle(rows)
     return rows
+
+
+def negative_log_keep(rows: Sequence[TrainRow], keep_negatives: float) -> float:
+    """log of the share of negative labels that `training_rows(..., keep_negatives)`
+    kept, estimated from the rows it returned: the model's odds of Yes are those of the
+    data divided by it, so adding it to the answer's logit restores the scores' scale
+    (one shift for every task: the thinned jobs are negative on all of them)."""
+    if keep_negatives >= 1:
+        return 0.0
+    kept = thinned = 0
+    for r in rows:
+        for ys in r.labels:
+            kept += len(ys) - sum(ys)
+            if not any(ys):
+                thinned += len(ys)
+    dropped = thinned * (1 - keep_negatives) / keep_negatives  # expected, for each one kept
+    return math.log(kept / (kept + dropped)) if kept else 0.0
 
 
 def score_examples(ranker: Ranker, examples: Sequence[Example], prompts: PromptCache, phrasing: int = 0,
@@ -268,6 +297,8 @@ BUDGET = PromptBudget()
 # click / apply / search 0.642 / 0.711 / 0.616; at 400 (all 7,958 rows, 0.57 epochs,
 # 697 steps, the CPU shared with tests for a few minutes) 0.611 / 0.578 / 0.576.
 ROWS_PER_CPU_MINUTE = 150
+# Share of the jobs without any positive label that training keeps (`training_rows`).
+KEEP_NEGATIVES = 1.0
 
 
 def rows_readable_in(budget_minutes: float) -> int:
@@ -325,7 +356,8 @@ def train_ranker_on_simulator(model_kind: str = "pruned", budget_minutes: float 
                               frozen_blocks: int | None = None, tokens_per_step: int | None = None,
                               split: SimulatedSplit | None = None, curve_points: int = 0, snapshots: bool = False,
                               text_share: float | None = None, career_move_share: float | None = None,
-                              community_strength: float | None = None) -> tuple[Ranker, TrainReport, Path]:
+                              community_strength: float | None = None,
+                              keep_negatives: float = KEEP_NEGATIVES) -> tuple[Ranker, TrainReport, Path]:
     """Train a ranker of `model_kind` on the simulator's training days and save it."""
     import torch
 
@@ -337,7 +369,7 @@ def train_ranker_on_simulator(model_kind: str = "pruned", budget_minutes: float 
     split = split or simulated_split(n_members=n_members, days=days, seed=seed, **signals)
     return train_ranker(model_kind, split.train, split.description, budget_minutes=budget_minutes, steps=steps,
                         seed=seed, out_dir=out_dir, threads=threads, lr=lr, epochs=epochs, lora_rank=lora_rank,
-                        frozen_blocks=frozen_blocks, tokens_per_step=tokens_per_step,
+                        frozen_blocks=frozen_blocks, tokens_per_step=tokens_per_step, keep_negatives=keep_negatives,
                         held_out=split.held_out if curve_points else (),
                         curve_points=curve_points, snapshots=snapshots, extra_meta={"sim_members": n_members, "sim_days": days,
                                                                "sim_seeds": [seed], **sim_meta(**signals)},
@@ -349,8 +381,8 @@ def train_ranker(model_kind: str, train_examples: Sequence[Example], data_descri
                  out_dir: Path | None = None, threads: int | None = None, lr: float | None = None,
                  epochs: int | None = None, lora_rank: int | None = None, frozen_blocks: int | None = None,
                  tokens_per_step: int | None = None, held_out: Sequence[Example] = (), curve_points: int = 0,
-                 snapshots: bool = False, extra_meta: dict | None = None, prepared_s: float = 0.0
-                 ) -> tuple[Ranker, TrainReport, Path]:
+                 snapshots: bool = False, extra_meta: dict | None = None, prepared_s: float = 0.0,
+                 keep_negatives: float = KEEP_NEGATIVES) -> tuple[Ranker, TrainReport, Path]:
     """Train a ranker on labelled examples (from the simulator or a replayed log) and save it
     with its model card (and learning curve, when held-out examples are given). With
     `snapshots`, a checkpoint is also saved at each curve point, in `<out>/snapshots/`."""
@@ -358,10 +390,11 @@ def train_ranker(model_kind: str, train_examples: Sequence[Example], data_descri
     ranker = new_ranker(model_kind, seed=seed).to(default_device())
     on_cpu_budget = budget_minutes and not steps and ranker.device.type == "cpu"  # a GPU reads far more
     rows = training_rows(train_examples, PromptCache(ranker), seed=seed,
-                         max_groups=rows_readable_in(budget_minutes) if on_cpu_budget else None)
+                         max_groups=rows_readable_in(budget_minutes) if on_cpu_budget else None,
+                         keep_negatives=keep_negatives)
     cfg = recipe_config(model_kind, steps=steps, budget_minutes=budget_minutes, seed=seed, threads=threads,
                         lr=lr, epochs=epochs, lora_rank=lora_rank, frozen_blocks=frozen_blocks,
-                        tokens_per_step=tokens_per_step)
+                        tokens_per_step=tokens_per_step, answer_shift=negative_log_keep(rows, keep_negatives))
     n_labels = sum(len(r.labels) * len(r.tasks) for r in rows)
     print(f"{model_kind}: {len(rows)} training rows, {sum(len(r.labels) for r in rows)} jobs, {n_labels} "
           f"(job, task) labels, prepared in {prepared_s + time.perf_counter() - t0:.0f} s on {ranker.device}")
@@ -381,7 +414,8 @@ def train_ranker(model_kind: str, train_examples: Sequence[Example], data_descri
     recipe = {"model": model_kind, "layers": PRESETS[model_kind]["layers"] or "all",
               "frozen blocks (cached)": cfg.frozen_blocks, "LoRA rank": cfg.lora_rank or "none (full weights)",
               "lr / head lr": f"{cfg.lr:g} / {cfg.head_lr:g}", "task weights": cfg.task_weights,
-              "tokens per step": cfg.tokens_per_step, "precision": report.precision}
+              "tokens per step": cfg.tokens_per_step, "precision": report.precision,
+              "all-negative jobs kept": f"{keep_negatives:g} (answer offset {cfg.answer_shift:+.3f})"}
     ranker.meta.update({**training_meta(model_kind, seed, extra_meta, report),
                         "recipe": {k: str(v) for k, v in recipe.items()}})
     base = {
