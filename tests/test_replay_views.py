@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from serving.evaluation.replay import ReplayConfig, Variant, replay
+from serving.evaluation.replay import ReplayConfig, Variant, replay, sampled_warnings
 from serving.evaluation.report import NO_POSITIVES, headline_rows, markdown, rich_table
 from serving.online.scorer import BM25Scorer, PopularityScorer
 from streams.state import MemberState
@@ -95,6 +95,22 @@ def test_a_task_without_positives_warns_in_the_table_and_the_report(result):
     report = markdown(result, {})
     assert "Warnings" in report and "NO POSITIVES in 3 impressions" in report
     assert "NO POSITIVES" in rich_table(result).caption
+
+
+def test_a_model_scored_on_a_sample_gets_its_own_warning(result):
+    """A slow model (the LM ranker) scores a sample of the points: its own few
+    positives, not the first model's, say whether its row is noise."""
+    sampled = replay(_log(), [Variant("popularity", PopularityScorer()), Variant("bm25", BM25Scorer(), sample=0.0)],
+                     CONFIG)
+    warnings = sampled.replay["warnings"]
+    assert "bm25: task 'view': no evaluation points at all" in warnings
+    assert not any(w.startswith("popularity:") for w in warnings)
+    cell = lambda n, p: {"all": {"view": {"all": {"impressions": n, "positives": p}}}}  # noqa: E731
+    metrics = {"popularity": cell(1158, 48), "ranker": cell(105, 3), "bm25": cell(1158, 48)}
+    assert sampled_warnings(metrics, ["popularity", "ranker", "bm25"], ("view",), 20) == [
+        "ranker: task 'view': only 3 positives in 105 impressions (fewer than 20): its metrics are noise"]
+    # every model on every point: the first model's warnings already speak for all
+    assert not any(w.startswith("bm25:") for w in result.replay["warnings"])
 
 
 def test_views_make_a_member_warm():

@@ -300,6 +300,7 @@ class Replayer:
         catalog_size = sum(1 for e in engine.catalog.values() if e.job is not None)
         metrics = self._summarize(groups, catalog_size)
         warnings = positive_warnings(metrics, self.variants[0].name, (*cfg.tasks, "hire"), cfg.min_positives)
+        warnings += sampled_warnings(metrics, [v.name for v in self.variants], (*cfg.tasks, "hire"), cfg.min_positives)
         over_time = {v.name: {task: {str(d): M.nanmean(daily[(v.name, task, d)])
                                      for d in sorted({d for (n, tk, d) in daily if n == v.name and tk == task})}
                               for task in cfg.tasks} for v in self.variants}
@@ -460,6 +461,23 @@ def positive_warnings(metrics: Mapping[str, Any], variant: str, tasks: Sequence[
         elif n < minimum:
             out.append(f"task {task!r}: only {n} positives in {impressions:,} impressions (fewer than {minimum}): "
                        f"its metrics are noise")
+    return out
+
+
+def sampled_warnings(metrics: Mapping[str, Any], variants: Sequence[str], tasks: Sequence[str],
+                     minimum: int) -> list[str]:
+    """`positive_warnings` for each variant after the first whose points differ from the
+    first's (a slow model scores a sample): its few positives are noise of its own, and
+    the first variant's counts do not speak for it."""
+    def counts(variant: str, task: str):
+        cell = metrics.get(variant, {}).get(ALL, {}).get(task, {}).get("all")
+        return None if cell is None else (cell["impressions"], cell["positives"])
+
+    out = []
+    for variant in variants[1:]:
+        for task in tasks:
+            if counts(variant, task) != counts(variants[0], task):
+                out += [f"{variant}: {w}" for w in positive_warnings(metrics, variant, (task,), minimum)]
     return out
 
 
