@@ -629,7 +629,7 @@ def create_topics(bootstrap: str, member_partitions: int | None = None,
     An existing topic with another partition count is an error, not something to
     fix quietly: adding partitions would move keys and break co-partitioning.
     """
-    from kafka.errors import TopicAlreadyExistsError, for_code
+    from kafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
     settings = get_settings()
     plan = topic_plan(member_partitions or settings.member_partitions)
@@ -645,6 +645,10 @@ def create_topics(bootstrap: str, member_partitions: int | None = None,
                  for name, n in missing.items()},
                 raise_errors=False, wait_for_metadata=True,
             )
+        except KafkaError as err:
+            # e.g. UnknownBrokerIdError while a new cluster's controller is known before
+            # its broker (seen in a fresh-clone `make test`): a refusal callers can wait out
+            raise BrokerError(f"creating topics on {bootstrap} failed: {type(err).__name__}: {err}") from err
         finally:
             admin.close()
         for topic in result["topics"]:
