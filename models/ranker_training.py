@@ -237,7 +237,7 @@ class Trainable:
         """Output of the embeddings and frozen blocks (no gradient: it never changes),
         in the training precision: in float32 this pass cost twice the upper blocks'
         forward (bf16), and it runs once for every row the first epoch reads."""
-        with torch.no_grad(), _autocast(packed.input_ids, dtype):
+        with torch.no_grad(), _autocast(_decoder_owner(self.model).device, dtype):
             hidden = embed(_decoder_owner(self.model), packed)
             return run_blocks(_decoder_owner(self.model), hidden, packed, self.layers()[: self.frozen])
 
@@ -336,14 +336,15 @@ def _lr_scale(step: int, progress: float, cfg: TrainConfig) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _autocast(like: torch.Tensor, dtype: torch.dtype):
-    """Autocast to the training precision on `like`'s device (off for float32)."""
-    return torch.autocast(device_type=like.device.type, dtype=dtype, enabled=dtype != torch.float32)
+def _autocast(device: torch.device, dtype: torch.dtype):
+    """Autocast to the training precision on the model's device (off for float32); the
+    packed ids are built on the CPU, so they cannot say where the model runs."""
+    return torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype != torch.float32)
 
 
 def batch_loss(trainable: Trainable, rows: Sequence[EncodedRow], hidden: torch.Tensor, packed: PackedRows,
                dtype: torch.dtype) -> torch.Tensor:
-    with _autocast(hidden, dtype):
+    with _autocast(hidden.device, dtype):
         logits = trainable.upper_logits(hidden.float(), packed).float()
     labels = torch.cat([r.labels for r in rows]).to(logits.device)
     weights = torch.cat([r.weights for r in rows]).to(logits.device)

@@ -178,7 +178,7 @@ def training_rows(examples: Sequence[Example], prompts: PromptCache, seed: int =
             groups[_member_day(ex)].append(ex)
     keys = sorted(groups, key=str)
     if keep_negatives < 1:
-        keys = [k for k in keys if any(ex.label for ex in groups[k]) or thin.random() < keep_negatives]
+        keys = [k for k in keys if _has_positive(groups[k]) or thin.random() < keep_negatives]
     if max_groups is not None and len(keys) > max_groups:
         keys = sorted(random.Random(seed + 1).sample(keys, max_groups), key=str)
     rows = []
@@ -194,7 +194,7 @@ def training_rows(examples: Sequence[Example], prompts: PromptCache, seed: int =
         # A job shown on one slate of the day but asked fewer tasks there (a search slate
         # without a query) is left out rather than given labels it never had.
         job_ids = [j for j in jobs if len(labels[j]) == len(row_tasks)]
-        if keep_negatives < 1 and any(any(labels[j].values()) for j in job_ids):
+        if keep_negatives < 1 and _has_positive(group):  # a day without any was thinned whole above
             job_ids = [j for j in job_ids if any(labels[j].values()) or thin.random() < keep_negatives]
         if not job_ids:
             continue
@@ -207,6 +207,10 @@ def training_rows(examples: Sequence[Example], prompts: PromptCache, seed: int =
                                  [[labels[j][t] for t in row_tasks] for j in chunk], phrasing))
     rng.shuffle(rows)
     return rows
+
+
+def _has_positive(group: Sequence[Example]) -> bool:
+    return any(ex.label for ex in group)
 
 
 def negative_log_keep(rows: Sequence[TrainRow], keep_negatives: float) -> float:
