@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "produce",
     "broker",
     "train",
+    "compress",
     "simulate",
     "record",
     "replay",

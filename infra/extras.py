@@ -51,6 +51,7 @@ EXTRA_OF_COMMAND = {
     "simulate": "all",  # the simulator draws on numpy and scikit-learn
     "replay": "all",
     "train": "all",
+    "compress": "all",
 }
 
 

@@ -5,7 +5,9 @@ and the tasks asked of each job (click, save, apply, dismiss ...), with a 0/1 la
 per (job, task). Rows are packed with the block mask of `models.multi_item`, so one
 forward pass trains every task of every job, each answer seeing only the prefix and
 its own job, exactly as at serving time. The loss is the 2-way cross-entropy of the
-Yes/No head at each answer position, weighted per task (dismiss is mostly noise).
+Yes/No head at each answer position, weighted per task (dismiss is mostly noise);
+a student distilled from a teacher mixes in the forward KL to the teacher's Yes/No at
+each answer (`distillation_loss`; the teacher's answers from `models.distillation`).
 
 Where the CPU time goes, and what this recipe does about it:
   * the token embeddings and the lower `frozen_blocks` decoder blocks are frozen and
@@ -64,6 +66,10 @@ class TrainConfig:
     # rows kept (thinned negatives inflate the odds of Yes by its inverse).
     answer_shift: float = 0.0
     scaled_head: bool = True  # the answer fitted on standardized hidden states, from the base rate (Trainable)
+    # Distillation (rows carry `teacher` log-odds): the loss is (1 - w) * hard-label BCE
+    # + w * T^2 * forward KL(teacher || student) on each answer's Yes/No, at temperature T.
+    distil_weight: float = 0.0
+    distil_temperature: float = 2.0
     precision: str = "auto"  # auto: bf16 where the CPU has it natively, else float32
     progress: bool = True
     plain_progress_s: float = 60.0  # piped output (no bar): one status line this often
@@ -79,6 +85,7 @@ class TrainRow:
     tasks: list[str]
     labels: list[list[int]]
     phrasing: int = 0  # which phrasing of the task questions this row asks
+    teacher: list[list[float]] | None = None  # a teacher's log-odds of Yes, [job][task] (distillation)
 
 
 @dataclass
@@ -137,6 +144,7 @@ class EncodedRow:
     markers: list[list[int]]
     labels: torch.Tensor  # (jobs * tasks,) job-major, as pack_rows orders answers
     weights: torch.Tensor  # same shape: the task weight of each answer
+    teacher: torch.Tensor | None = None  # same shape: a teacher's log-odds of Yes
 
     @property
     def n_tokens(self) -> int:
@@ -161,7 +169,9 @@ def encode_rows(ranker: Ranker, rows: Sequence[TrainRow], task_weights: dict) ->
         out.append(EncodedRow(prefixes[r.prefix], [bodies[s] for s in r.segments],
                               ranker.encode_markers(r.tasks, r.phrasing),
                               torch.tensor([y for ys in r.labels for y in ys], dtype=torch.float32),
-                              torch.tensor(weights * len(r.segments), dtype=torch.float32)))
+                              torch.tensor(weights * len(r.segments), dtype=torch.float32),
+                              None if r.teacher is None else
+                              torch.tensor([t for ts in r.teacher for t in ts], dtype=torch.float32)))
     return out
 
 
@@ -343,14 +353,37 @@ def _autocast(device: torch.device, dtype: torch.dtype):
 
 
 def batch_loss(trainable: Trainable, rows: Sequence[EncodedRow], hidden: torch.Tensor, packed: PackedRows,
-               dtype: torch.dtype) -> torch.Tensor:
+               dtype: torch.dtype, cfg: TrainConfig | None = None) -> torch.Tensor:
     with _autocast(hidden.device, dtype):
         logits = trainable.upper_logits(hidden.float(), packed).float()
     labels = torch.cat([r.labels for r in rows]).to(logits.device)
     weights = torch.cat([r.weights for r in rows]).to(logits.device)
     # 2-way softmax over [Yes, No] = a logistic on their difference.
-    per_answer = F.binary_cross_entropy_with_logits(logits[:, 0] - logits[:, 1], labels, reduction="none")
+    student = logits[:, 0] - logits[:, 1]
+    per_answer = F.binary_cross_entropy_with_logits(student, labels, reduction="none")
+    if cfg is not None and cfg.distil_weight > 0:
+        per_answer = (1 - cfg.distil_weight) * per_answer + cfg.distil_weight * distillation_loss(
+            student, _teacher_of(rows).to(student.device) - trainable.shift, cfg.distil_temperature)
     return (per_answer * weights).sum() / weights.sum()
+
+
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Per answer: T^2 * KL(teacher || student) of the two Yes/No distributions at
+    temperature T, from log-odds. As a cross-entropy with the teacher's soft label,
+    minus the teacher's own entropy, so a perfect student's loss is 0 (the T^2 keeps
+    gradients on the hard loss's scale, as Hinton et al. do)."""
+    t = temperature
+    target = torch.sigmoid(teacher / t)
+    cross = F.binary_cross_entropy_with_logits(student / t, target, reduction="none")
+    entropy = F.binary_cross_entropy_with_logits(teacher / t, target, reduction="none")
+    return t * t * (cross - entropy)
+
+
+def _teacher_of(rows: Sequence[EncodedRow]) -> torch.Tensor:
+    missing = sum(r.teacher is None for r in rows)
+    if missing:
+        raise ValueError(f"distillation needs the teacher's answers on every row; {missing} rows have none")
+    return torch.cat([r.teacher for r in rows])
 
 
 def train(ranker: Ranker, rows: Sequence[TrainRow], cfg: TrainConfig,
@@ -422,7 +455,7 @@ def train(ranker: Ranker, rows: Sequence[TrainRow], cfg: TrainConfig,
                 hidden = cache[b] if cache[b] is not None else trainable.lower(packed, dtype)
                 for g, lr in zip(opt.param_groups, base_lrs):
                     g["lr"] = lr * _lr_scale(report.steps, progress(), cfg)
-                loss = batch_loss(trainable, batch, hidden, packed, dtype)
+                loss = batch_loss(trainable, batch, hidden, packed, dtype, cfg)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params + [trainable.head, trainable.bias], cfg.grad_clip)
