@@ -171,10 +171,12 @@ def save_student(student: Ranker, recipe: CompressRecipe, teacher_path: Path | s
     last = reports[-1]
     minutes = sum(r.seconds for r in reports) / 60
     params = n_parameters(student.model)
+    weights_mb = sum(t.numel() * t.element_size() for t in student.model.state_dict().values()) / 1e6
     card_recipe = {"recipe": recipe.recipe, "teacher": str(teacher_path),
                    "shape": shape_of(student.model.config),
                    "parameters": f"{params:,} ({params / teacher_params:.2f} of the teacher's {teacher_params:,}); "
                                  f"{n_block_parameters(student.model):,} in the decoder blocks",
+                   "weights on disk": f"{weights_mb:.0f} MB ({next(student.model.parameters()).dtype})",
                    "distillation": f"weight {recipe.distil_weight:g}, temperature {recipe.temperature:g}"
                                    if recipe.distil_weight else "none (hard labels only)",
                    "training minutes (all stages)": f"{minutes:.1f} in {len(reports)} stage(s)",
@@ -193,5 +195,6 @@ def save_student(student: Ranker, recipe: CompressRecipe, teacher_path: Path | s
                       "folder>`.")
     student.save(out, card)
     size = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
-    print(f"saved {out}: {params:,} parameters, {size / 1e6:.0f} MB on disk, {minutes:.1f} min of training")
+    print(f"saved {out}: {params:,} parameters, {size / 1e6:.0f} MB on disk with the tokenizer, "
+          f"{minutes:.1f} min of training")
     return out
