@@ -29,7 +29,7 @@ from typing import Sequence
 
 from models.pruning import PruneShape, measure_importance, n_block_parameters, prune, shape_of
 from models.ranker import Ranker, keep_first_layers, n_parameters
-from models.ranker_training import TrainConfig, TrainReport, TrainRow, model_card, train
+from models.ranker_training import TrainConfig, TrainReport, TrainRow, encode_rows, model_card, train
 from serving.training.ranker_pipeline import (
     KEEP_NEGATIVES,
     PRESETS,
@@ -112,9 +112,9 @@ def gradual_shapes(full: dict, target: PruneShape, steps: int) -> list[PruneShap
 
 
 def calibration(student: Ranker, rows: Sequence[TrainRow], n: int) -> list[list[tuple]]:
-    """The first `n` training rows as packed-row tuples, in batches of 4."""
-    picked = [(student.encode_prefix(r.prefix), [student.encode_segment(s) for s in r.segments],
-               student.encode_markers(r.tasks, r.phrasing)) for r in rows[:n]]
+    """The first `n` training rows as packed-row tuples (tokenized as training does), in
+    batches of 4."""
+    picked = [(r.prefix, r.bodies, r.markers) for r in encode_rows(student, rows[:n], {})]
     return [picked[i:i + 4] for i in range(0, len(picked), 4)]
 
 
