@@ -135,9 +135,9 @@ def test_a_member_read_on_one_worker_is_answered_by_the_members_owner(cluster, t
 
 def members_with_their_own_jobs(cluster, active: list[set[int]], word: str) -> tuple[dict, dict]:
     """Eight new members, each with one job only their own words match; (member -> job,
-    member -> index of the worker owning it in `active`). Both workers own some."""
+    member -> index of the worker owning it in `active`). Each worker owns four."""
     uid = unique_name("u").replace("-", "")
-    members = {unique_name("m"): f"{word}{uid}x{i}" for i in range(8)}
+    members = {mid: f"{word}{uid}x{i}" for i, mid in enumerate(members_owned_by_each(cluster[1], active, 4))}
     own_job = {mid: unique_name("j") for mid in members}
     with EventProducer(cluster[0]) as p:
         for mid, w in members.items():
@@ -147,6 +147,18 @@ def members_with_their_own_jobs(cluster, active: list[set[int]], word: str) -> t
     owner_of = {mid: 0 if java_partition(mid.encode(), cluster[1]) in active[0] else 1 for mid in members}
     assert set(owner_of.values()) == {0, 1}, "all members on one worker's partitions"
     return own_job, owner_of
+
+
+def members_owned_by_each(partitions: int, active: list[set[int]], n: int) -> list[str]:
+    """n new member ids on each worker's partitions, alternating. Chosen, not drawn:
+    eight random ids all land on one worker's half about once in 128 runs."""
+    chosen: list[list[str]] = [[] for _ in active]
+    while any(len(c) < n for c in chosen):
+        mid = unique_name("m")
+        owner = next(i for i, parts in enumerate(active) if java_partition(mid.encode(), partitions) in parts)
+        if len(chosen[owner]) < n:
+            chosen[owner].append(mid)
+    return [mid for pair in zip(*chosen) for mid in pair]
 
 
 def ranked_first(worker: WorkerProcess, mid: str, job_id: str):
