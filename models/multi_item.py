@@ -51,10 +51,11 @@ def yes_no_logits(model, hidden: torch.Tensor, yes_id: int, no_id: int,
 
 def label_logits(model, hidden: torch.Tensor, token_ids: Sequence[int],
                  head: torch.Tensor | None = None) -> torch.Tensor:
-    """(..., d) -> (..., L): the LM head's logits of `token_ids` only."""
+    """(..., d) -> (..., L): the LM head's logits of `token_ids` only, in float32 whatever
+    the model's dtype (the answer is a difference of two logits; bf16 rounds it)."""
     lm_head = model.get_output_embeddings()
     rows = lm_head.weight[list(token_ids)] if head is None else head
-    out = hidden @ rows.T.to(hidden.dtype)
+    out = hidden.float() @ rows.T.float()
     if getattr(lm_head, "bias", None) is not None:
         out = out + lm_head.bias[list(token_ids)]
     return out

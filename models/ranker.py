@@ -364,7 +364,12 @@ class Ranker(RankerPrompts):
         from transformers import AutoModelForCausalLM
 
         meta = cls.read_meta(path)
-        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32, attn_implementation="sdpa")
+        if meta.get("quantization"):
+            from models.quantization import load_quantized
+
+            model = load_quantized(path, meta["quantization"])
+        else:
+            model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32, attn_implementation="sdpa")
         budget = PromptBudget(**meta.get("budget", {}))
         ranker = cls(model, load_tokenizer(path), budget, meta)
         return ranker.to(device or default_device())
@@ -395,10 +400,16 @@ class Ranker(RankerPrompts):
         return self
 
     def save(self, path: Path | str, card: str | None = None) -> Path:
-        """HF files (`save_pretrained`), the tokenizer, budgets and a model card."""
+        """HF files (`save_pretrained`), the tokenizer, budgets and a model card; a
+        quantized model (`meta["quantization"]`) as `models.quantization` stores it."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(path)
+        if self.meta.get("quantization"):
+            from models.quantization import save_quantized
+
+            save_quantized(self.model, path)
+        else:
+            self.model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
         meta = {**self.meta, "budget": asdict(self.budget), "yes_id": self.yes_id, "no_id": self.no_id}
         (path / RANKER_META).write_text(json.dumps(meta, indent=2, default=str))

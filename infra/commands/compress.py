@@ -1,4 +1,4 @@
-"""`hirestream compress`: a smaller ranker from a trained one (distil, prune, re-distil)."""
+"""`hirestream compress`: a smaller ranker from a trained one (distil, prune, re-distil, quantize)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,10 +9,12 @@ import click
 @click.command(name="compress")
 @click.option("--teacher", "teacher", type=click.Path(path_type=Path, exists=True, file_okay=False), required=True,
               help="A checkpoint written by `hirestream train ranker`.")
-@click.option("--recipe", type=click.Choice(["sft", "distil", "prune-oneshot", "prune-gradual"]), required=True,
+@click.option("--recipe", type=click.Choice(["sft", "distil", "prune-oneshot", "prune-gradual",
+                                           "bf16", "int8", "int8-weight", "int4-weight"]), required=True,
               help="sft / distil: the teacher's first --layers blocks, trained on hard labels only / mixed with "
                    "the teacher's answers; prune-*: the whole teacher cut by calibrated importance to the shape below "
-                   "at once / in --gradual-steps cuts, each re-distilled.")
+                   "at once / in --gradual-steps cuts, each re-distilled; bf16 / int8 / int8-weight / int4-weight: "
+                   "--teacher itself (any trained checkpoint) quantized, no training.")
 @click.option("--budget-minutes", type=float, default=20.0, show_default=True, help="Training time in all.")
 @click.option("--steps", type=int, default=None, help="Optimizer steps in all instead of the time budget.")
 @click.option("--layers", type=int, default=4, show_default=True, help="sft / distil: the student's depth.")
@@ -33,15 +35,23 @@ import click
               help="Checkpoint folder (default artifacts/ranker-<recipe>).")
 def command(teacher, recipe, budget_minutes, steps, layers, intermediate_size, kv_groups, heads_per_group, prune_layers,
             gradual_steps, distil_weight, temperature, frozen_blocks, seed, threads, out_dir) -> None:
-    """Distil, prune and re-distil a trained ranker into a smaller one, with its model card."""
+    """Distil, prune, re-distil or quantize a trained ranker into a smaller one, with its model card."""
     from models.pruning import PruneShape
-    from serving.training.compression import HALF, CompressRecipe, compress
+    from models.quantization import RECIPES as QUANTIZED
+    from serving.training.compression import HALF, CompressRecipe, compress, quantize_checkpoint
     from streams.settings import get_settings
 
+    artifacts = get_settings().artifacts_dir
+    if recipe in QUANTIZED:
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        quantize_checkpoint(teacher, recipe, out_dir or artifacts / f"ranker-{recipe}")
+        return
     asked = PruneShape(intermediate_size=intermediate_size, kv_groups=kv_groups, heads_per_group=heads_per_group,
                        layers=prune_layers)
     shape = asked if asked.describe() else HALF
-    artifacts = get_settings().artifacts_dir
     plan = CompressRecipe(recipe, budget_minutes=budget_minutes, steps=steps, layers=layers, shape=shape,
                           gradual_steps=gradual_steps, distil_weight=distil_weight, temperature=temperature,
                           frozen_blocks=frozen_blocks, seed=seed, threads=threads)

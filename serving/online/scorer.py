@@ -258,6 +258,12 @@ class VLLMScorer:
 
         self.model_dir = Path(model_dir)
         self.prompts = RankerPrompts.load_prompts(self.model_dir)
+        if self.prompts.meta.get("quantization"):
+            # Its integer weights are torchao/aten tensors in quantized.pt, a format
+            # vLLM does not read; the in-process scorer does.
+            raise ValueError(f"{self.model_dir} is a {self.prompts.meta['quantization']} checkpoint that only the "
+                             f"in-process scorer reads: serve it as ranker:{self.model_dir}, or its float source "
+                             f"({self.prompts.meta.get('quantized_from', '?')}) through vLLM")
         self.name = name or f"vllm:{self.model_dir.name}"
         self.timeout = timeout
         self.server = None  # the server this scorer started (and stops on close), if any

@@ -19,6 +19,10 @@ The teacher's answers are computed once per (teacher, rows) and cached on disk
 (`models.distillation`). Each student is saved as a plain checkpoint (`Ranker.load`,
 transformers, vLLM) with a model card: parameters, bytes on disk, recipe, teacher,
 minutes of training.
+
+The quantization recipes (`models.quantization.RECIPES`: bf16, int8, int8-weight,
+int4-weight) train nothing: `quantize_checkpoint` stores any trained checkpoint's
+weights in fewer bits, for `Ranker.load` (and so the in-process scorer) to read.
 """
 from __future__ import annotations
 
@@ -164,6 +168,63 @@ def compress(teacher_path: Path | str, recipe: CompressRecipe, out_dir: Path | s
         reports.append(train(student, rows, cfg))
     return student, save_student(student, recipe, teacher_path, teacher_params, reports, split.description,
                                  Path(out_dir))
+
+
+def calibrator(ranker: Ranker, source: Path | str, n_rows: int = 16, seed: int = 0):
+    """A function that runs `n_rows` of the source's own training prompts (its
+    marketplace's member-days, tokenized as training does) through a model."""
+    from models.multi_item import embed, pack_rows, run_blocks
+
+    split = teacher_split(Ranker.read_meta(source), progress=False)
+    rows = training_rows(split.train, PromptCache(ranker), seed=seed, max_groups=n_rows)
+    batches = calibration(ranker, rows, n_rows)
+    pad_id = ranker.tokenizer.pad_token_id
+
+    def run(model) -> None:
+        for batch in batches:
+            packed = pack_rows(batch, pad_id=pad_id)
+            run_blocks(model, embed(model, packed), packed, model.model.layers)
+
+    return run
+
+
+def quantize_checkpoint(source: Path | str, recipe: str, out: Path | str) -> Path:
+    """The checkpoint at `source` with its decoder blocks quantized by `recipe`, in a
+    folder of its own with a model card (no training)."""
+    from models.quantization import RECIPES as QUANT, bytes_on_disk, compute_dtype, quantize
+
+    t0 = time.perf_counter()
+    ranker = Ranker.load(source, device="cpu")
+    float_mb = bytes_on_disk(source) / 1e6
+    dtype = compute_dtype()
+    quantize(ranker.model, recipe, dtype, calibrate=calibrator(ranker, source) if recipe == "int8" else None)
+    ranker.meta.update({"quantization": recipe, "model_kind": f"quantized:{recipe}", "quantized_from": str(source),
+                        "compute_dtype": str(dtype).removeprefix("torch.")})
+    out = Path(out)
+    ranker.save(out)
+    mb = bytes_on_disk(out) / 1e6
+    params = n_parameters(ranker.model)
+    (out / "README.md").write_text(f"""# ranker-{recipe}
+
+The ranker at `{source}` with its weights quantized, no training: {QUANT[recipe].summary}.
+Embeddings, norms and the LM head stay in {ranker.meta["compute_dtype"]}; the Yes/No logits are computed in
+float32. Prompts, tasks and `answer_offset` are the source's (see its card).
+
+- weights on disk: {mb:.0f} MB ({mb / float_mb:.2f} of the source's {float_mb:.0f} MB), `quantized.pt`
+- parameters counted as floats: {params:,} (linear layers held as integer buffers are not counted)
+- quantized in {time.perf_counter() - t0:.1f} s
+
+## Use
+
+    from models.ranker import Ranker
+    ranker = Ranker.load("<this folder>")   # reads ranker.json's "quantization"
+
+Not a plain `transformers` or vLLM checkpoint: those read the source's float weights.
+Quality and speed beside the source's: `python bench/compression.py`.
+""")
+    print(f"saved {out}: {recipe}, {mb:.0f} MB of weights ({mb / float_mb:.2f} of {float_mb:.0f} MB), "
+          f"{time.perf_counter() - t0:.1f} s")
+    return out
 
 
 def save_student(student: Ranker, recipe: CompressRecipe, teacher_path: Path | str, teacher_params: int,
