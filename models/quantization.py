@@ -223,3 +223,10 @@ def bytes_on_disk(path: Path | str) -> int:
     """Weights only: the float checkpoint's safetensors or the quantized state dict."""
     path = Path(path)
     return sum(f.stat().st_size for f in (path / "model.safetensors", path / WEIGHTS_FILE) if f.exists())
+
+
+def n_weights(model: nn.Module) -> int:
+    """Parameters as the float model counts them, integer-held ones included (an
+    `Int4Linear`'s weights are buffers, not parameters)."""
+    return sum(p.numel() for p in model.parameters()) + sum(
+        m.in_features * m.out_features for m in model.modules() if isinstance(m, Int4Linear))

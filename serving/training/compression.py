@@ -191,7 +191,7 @@ def calibrator(ranker: Ranker, source: Path | str, n_rows: int = 16, seed: int =
 def quantize_checkpoint(source: Path | str, recipe: str, out: Path | str) -> Path:
     """The checkpoint at `source` with its decoder blocks quantized by `recipe`, in a
     folder of its own with a model card (no training)."""
-    from models.quantization import RECIPES as QUANT, bytes_on_disk, compute_dtype, quantize
+    from models.quantization import RECIPES as QUANT, bytes_on_disk, compute_dtype, n_weights, quantize
 
     t0 = time.perf_counter()
     ranker = Ranker.load(source, device="cpu")
@@ -203,7 +203,7 @@ def quantize_checkpoint(source: Path | str, recipe: str, out: Path | str) -> Pat
     out = Path(out)
     ranker.save(out)
     mb = bytes_on_disk(out) / 1e6
-    params = n_parameters(ranker.model)
+    params = n_weights(ranker.model)
     (out / "README.md").write_text(f"""# ranker-{recipe}
 
 The ranker at `{source}` with its weights quantized, no training: {QUANT[recipe].summary}.
@@ -211,7 +211,7 @@ Embeddings, norms and the LM head stay in {ranker.meta["compute_dtype"]}; the Ye
 float32. Prompts, tasks and `answer_offset` are the source's (see its card).
 
 - weights on disk: {mb:.0f} MB ({mb / float_mb:.2f} of the source's {float_mb:.0f} MB), `quantized.pt`
-- parameters counted as floats: {params:,} (linear layers held as integer buffers are not counted)
+- parameters: {params:,}, as many as the source's
 - quantized in {time.perf_counter() - t0:.1f} s
 
 ## Use
