@@ -24,6 +24,9 @@ wording):
   request; the ratio to the teacher's in the same run.
 - Parameters as the float model counts them; MB: the weights' file on disk.
   Minutes: training time on the artifact's card (quantized: seconds to quantize).
+- Where the parameters are: the teacher's embeddings, head and blocks, and how many
+  distinct token ids its prompts use (3,000 training member-days of its marketplace):
+  what a student at 1/10 of the parameters would have to give up.
 - Targets (issue 16), each read with its SE: a distilled student keeps >= 97 % of the
   teacher's (AUC - 0.5) at <= 1/10 of its parameters and beats the SFT-only student;
   int8 >= 1.5x faster losing <= 0.005 AUC; 50 % pruned + re-distilled >= 1.7x faster
@@ -59,6 +62,7 @@ MAKE = {"sft-4": "--recipe sft --layers 4 --budget-minutes 5 --steps 300 --threa
         "prune-oneshot": "--recipe prune-oneshot --budget-minutes 5 --steps 300 --threads 1",
         "prune-gradual": "--recipe prune-gradual --budget-minutes 5 --steps 300 --threads 1"}
 QUANTIZED = ("bf16", "int8", "int8-weight", "int4-weight")
+PLOTTED = ("click", "apply", "save", "search_relevance")  # dismiss is near chance for every ranker
 
 
 def default_artifacts(teacher: Path) -> dict[str, Path]:
@@ -110,6 +114,31 @@ def quality(pool: "rq.TaskPool", names: list[str]) -> list[dict]:
     return out
 
 
+def parameter_split(ranker) -> dict:
+    """The teacher's parameters by where they sit, and the share of its vocabulary its
+    own prompts use."""
+    from models.ranker import n_parameters
+    from serving.training.compression import teacher_split
+    from serving.training.ranker_pipeline import PromptCache, training_rows
+
+    model = ranker.model
+    embed, head = model.get_input_embeddings().weight, model.get_output_embeddings().weight
+    total = n_parameters(model)
+    tied = embed.data_ptr() == head.data_ptr()
+    split = teacher_split(ranker.meta, progress=False)
+    rows = training_rows(split.train, PromptCache(ranker), seed=0, max_groups=3000)
+    used: set[int] = set()
+    for row in rows:
+        used.update(ranker.encode_prefix(row.prefix))
+        for segment in row.segments:
+            used.update(ranker.encode_segment(segment))
+        for marker in ranker.encode_markers(row.tasks, row.phrasing):
+            used.update(marker)
+    return dict(total=total, embeddings=embed.numel(), head=0 if tied else head.numel(),
+                blocks=sum(p.numel() for p in model.model.layers.parameters()), vocabulary=embed.shape[0],
+                ids_used=len(used), member_days=len(rows))
+
+
 def verdict(value: float, se: float, threshold: float, higher_is_better: bool = True) -> str:
     if not (value == value and se == se):
         return "n/a (no positives in this sample)"
@@ -150,18 +179,21 @@ def plot(rows: dict[str, dict], by_task: dict[str, dict[str, dict]], out: Path) 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    tasks = [t for t in PLOTTED if t in by_task]
     fig, ax = plt.subplots(figsize=(7.5, 5))
     for name, row in rows.items():
-        aucs = [by_task[t][name]["auc"] for t in by_task]
-        ses = [by_task[t][name]["se"] for t in by_task]
-        mean, se = np.mean(aucs), np.sqrt(np.sum(np.square(ses))) / len(ses)
+        aucs = np.array([by_task[t][name]["auc"] for t in tasks])
+        ses = np.array([by_task[t][name]["se"] for t in tasks])
+        ok = ~np.isnan(aucs)
+        mean, se = aucs[ok].mean(), np.sqrt(np.sum(np.square(ses[ok]))) / max(ok.sum(), 1)
         ax.errorbar(row["candidates_per_s"], mean, yerr=se, fmt="o", capsize=3)
         ax.annotate(f"{name} ({row['mb']:.0f} MB)", (row["candidates_per_s"], mean), textcoords="offset points",
                     xytext=(5, 5), fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("candidates / s, multi-item scoring on this CPU (log)")
-    ax.set_ylabel(f"mean AUC over {', '.join(by_task)}")
-    ax.set_title("Compressed rankers: quality against throughput (error bar: 1 SE, tasks independent)")
+    ax.set_ylabel(f"mean AUC: {', '.join(tasks)}")
+    ax.set_title("Compressed rankers: quality against throughput\n(bar: 1 SE, tasks taken as independent)",
+                 fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
@@ -211,6 +243,7 @@ def main(argv=None) -> None:
     engine = marketplace(200, 0)
     teacher_ranker = Ranker.load(teacher, device="cpu")
     requests = requests_for(engine, teacher_ranker, "today", args.k, args.speed_requests + 1)
+    where = parameter_split(teacher_ranker)
     del teacher_ranker
     print(f"held-out: {sum(len(v) for m in markets for v in m.held.values())} examples; speed: "
           f"{len(requests) - 1} requests of {args.k} candidates", flush=True)
@@ -243,10 +276,19 @@ def main(argv=None) -> None:
         for t, p in pools.items():
             aucs, cov = auc_covariance([p.scores["distil-4"], p.scores["sft-4"]], p.labels, p.members)
             pair[t] = (float(aucs[0] - aucs[1]), float(np.sqrt(max(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1], 0))))
-    report(args, protocol, rows, by_task, pair, missing, time.perf_counter() - t0)
+    report(args, protocol, rows, by_task, pair, missing, where, time.perf_counter() - t0)
 
 
-def report(args, protocol, rows, by_task, pair, missing, seconds: float) -> None:
+def where_lines(w: dict) -> list[str]:
+    share = lambda n: f"{n / 1e6:.1f}M ({n / w['total']:.0%})"  # noqa: E731
+    return [f"teacher parameters {w['total'] / 1e6:.1f}M: embeddings {share(w['embeddings'])}, LM head "
+            f"{share(w['head']) if w['head'] else 'tied to them'}, decoder blocks {share(w['blocks'])}; "
+            f"1/10 of it is {w['total'] / 10e6:.1f}M",
+            f"its prompts ({w['member_days']:,} training member-days) use {w['ids_used']:,} of the "
+            f"{w['vocabulary']:,} token ids ({w['ids_used'] / w['vocabulary']:.1%})"]
+
+
+def report(args, protocol, rows, by_task, pair, missing, where, seconds: float) -> None:
     header = ["artifact", "params (M)", "MB", "train min", "cand/s", "x teacher", "rank agr."]
     for t in by_task:
         header += [f"{t} AUC", "retention"]
@@ -267,14 +309,18 @@ def report(args, protocol, rows, by_task, pair, missing, seconds: float) -> None
     plot(rows, by_task, OUT / "compression.png")
     md = ["# Compressed rankers", "", f"- CPU: {cpu_name()}; {args.threads} torch threads",
           *[f"- {line}" for line in protocol.lines()[:2]], "",
-          rq.markdown_table(tuple(header), table), "", "Targets (issue 16):", "",
+          rq.markdown_table(tuple(header), table), "", *[f"- {line}" for line in where_lines(where)], "",
+          "Targets (issue 16):", "",
           *[f"- {line}" for line in lines], *([""] + [f"- {m}" for m in missing] if missing else []), "",
           "![quality against throughput](compression.png)", "", f"Rerun: `{rerun}`", ""]
     (OUT / "compression.md").write_text("\n".join(md))
-    (OUT / "compression.json").write_text(json.dumps(dict(rows=rows, quality=by_task, distil_vs_sft=pair,
+    (OUT / "compression.json").write_text(json.dumps(dict(rows=rows, quality=by_task, distil_vs_sft=pair, where=where,
                                                           missing=missing, cpu=cpu_name()), indent=2, default=str))
     print()
     print(rq.plain_table(tuple(header), table))
+    print()
+    for line in where_lines(where):
+        print(line)
     print("\nTargets (issue 16):")
     for line in lines + missing:
         print(f"  {line}")

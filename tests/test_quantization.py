@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from scipy.stats import spearmanr
 
 from models.quantization import RECIPES, WEIGHTS_FILE, Int4Linear, bytes_on_disk
 from models.ranker import Ranker
