@@ -1,7 +1,8 @@
-"""Quantized rankers (issue 16): integer weights really stored, the float model's scores
-within a stated tolerance and its slate order within a stated rank correlation, and
-each artifact round-trips through `hirestream compress`, `Ranker.load` and the
-in-process scorer serving uses.
+"""Quantized rankers (issue 16): integer weights really stored, the float model's answer
+states and scores kept within stated tolerances, and each artifact round-tripping
+through `hirestream compress`, `Ranker.load` and the in-process scorer serving uses.
+How well a trained ranker's slate order survives is bench/compression.py's "rank agr."
+column (see TOLERANCE).
 
 The model is SmolLM2-135M's first 4 blocks (real weights, real activations with the
 outliers integer activations struggle with) with an answer head that reads something:
