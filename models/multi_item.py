@@ -100,11 +100,15 @@ class PackedRows:
                           self.allowed.to(device), self.answer_index)
 
 
+def row_length(prefix: Ids, bodies: Sequence[Ids], markers: Sequence[Ids]) -> int:
+    """Tokens of one packed row: the prefix, then each body followed by every marker."""
+    return len(prefix) + sum(len(b) for b in bodies) + len(bodies) * sum(len(m) for m in markers)
+
+
 def pack_rows(rows: Sequence[tuple[Ids, Sequence[Ids], Sequence[Ids]]], pad_id: int = 0) -> PackedRows:
     """Pack rows of (prefix ids, [job body ids, ...], [task marker ids, ...]) into one
     right-padded batch; every body of a row is asked every marker of that row."""
-    lengths = [len(p) + sum(len(b) for b in bodies) + len(bodies) * sum(len(m) for m in markers)
-               for p, bodies, markers in rows]
+    lengths = [row_length(p, bodies, markers) for p, bodies, markers in rows]
     if not rows or min(lengths) == 0:
         raise ValueError(f"cannot pack empty rows (lengths {lengths})")
     for r, (_, bodies, markers) in enumerate(rows):

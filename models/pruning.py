@@ -33,7 +33,7 @@ from typing import Iterable, Sequence
 import torch
 from torch import nn
 
-from models.multi_item import PackedRows, embed, run_blocks
+from models.multi_item import PackedRows, embed, row_length, run_blocks
 
 Row = tuple[Sequence[int], Sequence[Sequence[int]], Sequence[Sequence[int]]]  # prefix, bodies, markers
 
@@ -76,9 +76,8 @@ def _head_dim(config) -> int:
 def valid_tokens(rows: Sequence[Row], packed: PackedRows) -> torch.Tensor:
     """(B, L) bool: the positions that hold a row's tokens (not padding)."""
     mask = torch.zeros(packed.input_ids.shape, dtype=torch.bool)
-    for r, (prefix, bodies, markers) in enumerate(rows):
-        n = len(prefix) + sum(len(b) for b in bodies) + len(bodies) * sum(len(m) for m in markers)
-        mask[r, :n] = True
+    for r, row in enumerate(rows):
+        mask[r, :row_length(*row)] = True
     return mask
 
 

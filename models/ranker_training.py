@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 
 from infra.terminal import PlainTicker
 from models.cpu import native_bf16_cpu
-from models.multi_item import PackedRows, answer_hidden, embed, pack_rows, run_blocks, yes_no_logits
+from models.multi_item import PackedRows, answer_hidden, embed, pack_rows, row_length, run_blocks, yes_no_logits
 from models.ranker import Ranker
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ class EncodedRow:
 
     @property
     def n_tokens(self) -> int:
-        return len(self.prefix) + sum(len(b) for b in self.bodies) + len(self.bodies) * sum(map(len, self.markers))
+        return row_length(self.prefix, self.bodies, self.markers)
 
 
 def encode_rows(ranker: Ranker, rows: Sequence[TrainRow], task_weights: dict) -> list[EncodedRow]:

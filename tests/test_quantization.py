@@ -55,24 +55,16 @@ def slates(marketplace_rows):
 def float_dir(tmp_path_factory, marketplace_rows):
     from sklearn.linear_model import LogisticRegression
 
-    from models.multi_item import answer_hidden, embed, pack_rows, run_blocks
-
     torch.set_num_threads(1)
     ranker = Ranker.teacher(layers=4)
-    model = ranker.model
-    encoded = [(ranker.encode_prefix(r.prefix), ranker.encode_jobs(r.segments), ranker.encode_markers(r.tasks, r.phrasing))
-               for r in marketplace_rows]
+    encoded = [(ranker.encode_prefix(r.prefix), ranker.encode_jobs(r.segments),
+                ranker.encode_markers(r.tasks, r.phrasing)) for r in marketplace_rows]
     labels = np.array([y for r in marketplace_rows for job in r.labels for y in job])
-    with torch.no_grad():
-        states = []
-        for i in range(0, len(encoded), 4):
-            packed = pack_rows(encoded[i:i + 4], pad_id=ranker.tokenizer.pad_token_id)
-            states.append(answer_hidden(model, run_blocks(model, embed(model, packed), packed, model.model.layers), packed))
-        states = torch.cat(states).numpy()
-        assert 0 < labels.sum() < len(labels) == len(states)
-        head = LogisticRegression(C=1.0, max_iter=2000).fit(states, labels)
-        no = model.get_output_embeddings().weight[ranker.no_id]
-        yes = no + torch.as_tensor(head.coef_[0], dtype=no.dtype)
+    states = torch.cat([answer_states(ranker, encoded[i:i + 4]) for i in range(0, len(encoded), 4)]).numpy()
+    assert 0 < labels.sum() < len(labels) == len(states)
+    head = LogisticRegression(C=1.0, max_iter=2000).fit(states, labels)
+    no = ranker.model.get_output_embeddings().weight[ranker.no_id].detach()
+    yes = no + torch.as_tensor(head.coef_[0], dtype=no.dtype)
     ranker.install_answer_head(torch.stack([yes, no]), offset=float(head.intercept_[0]))
     ranker.meta.update(SIM)  # the marketplace int8 calibrates on
     return ranker.save(tmp_path_factory.mktemp("float"))
@@ -110,7 +102,8 @@ def test_a_quantized_ranker_keeps_the_float_answer_states_and_scores(recipe, flo
             for prefix, jobs in slates[:4]]
     want, have = answer_states(reference, rows), answer_states(ranker, rows)
     relative = ((have - want).norm(dim=1) / want.norm(dim=1)).max().item()
-    worst_p = max(np.abs(ranker.score(prefix, jobs, "apply") - f).max() for (prefix, jobs), f in zip(slates, float_scores))
+    worst_p = max(np.abs(ranker.score(prefix, jobs, "apply") - f).max()
+                  for (prefix, jobs), f in zip(slates, float_scores))
     max_state, max_p = TOLERANCE[recipe]
     assert relative <= max_state and worst_p <= max_p, (recipe, relative, worst_p)
 
@@ -127,7 +120,7 @@ def test_the_blocks_are_stored_as_integers_and_the_answer_head_as_floats(recipe,
     compress(float_dir, recipe, tmp_path)
     assert not (tmp_path / "model.safetensors").exists() and (tmp_path / WEIGHTS_FILE).exists()
     state = torch.load(tmp_path / WEIGHTS_FILE, weights_only=True)
-    block = state["model.layers.0.mlp.up_proj.weight" if recipe != "int4-weight" else "model.layers.0.mlp.up_proj.packed"]
+    block = state["model.layers.0.mlp.up_proj." + ("packed" if recipe == "int4-weight" else "weight")]
     stored = block.qdata if hasattr(block, "qdata") else block
     assert stored.dtype == (torch.uint8 if recipe == "int4-weight" else torch.int8)
     assert state["lm_head.weight"].is_floating_point() and state["model.embed_tokens.weight"].is_floating_point()
