@@ -87,7 +87,7 @@ RECIPES = {
 
 
 def compute_dtype() -> torch.dtype:
-    """bf16 where the CPU (or GPU) multiplies it natively, else float32 (said once)."""
+    """bf16 where the CPU (or GPU) multiplies it natively, else float32, with a warning."""
     if torch.cuda.is_available() or native_bf16_cpu():
         return torch.bfloat16
     log.warning("this CPU has no native bf16 (no AVX512-BF16/AMX): quantized rankers compute in float32")
