@@ -108,7 +108,7 @@ def quality(pool: "rq.TaskPool", names: list[str]) -> list[dict]:
     out = []
     for i, name in enumerate(names):
         diff_se = float(np.sqrt(max(cov[i, i] + cov[0, 0] - 2 * cov[i, 0], 0.0)))
-        kept, kept_se = excess_auc_ratio(aucs, cov, num=i, den=0)
+        kept, kept_se = excess_auc_ratio(aucs, cov, num=i, den=0) if i else (1.0, 0.0)  # the teacher: by definition
         out.append(dict(task=pool.task, artifact=name, auc=float(aucs[i]), se=float(np.sqrt(cov[i, i])),
                         diff=float(aucs[i] - aucs[0]), diff_se=diff_se, retention=kept, retention_se=kept_se))
     return out
