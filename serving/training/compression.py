@@ -207,8 +207,9 @@ def quantize_checkpoint(source: Path | str, recipe: str, out: Path | str) -> Pat
     (out / "README.md").write_text(f"""# ranker-{recipe}
 
 The ranker at `{source}` with its weights quantized, no training: {QUANT[recipe].summary}.
-Embeddings, norms and the LM head stay in {ranker.meta["compute_dtype"]}; the Yes/No logits are computed in
-float32. Prompts, tasks and `answer_offset` are the source's (see its card).
+Embeddings, norms and the LM head are kept in floating point ({ranker.meta["compute_dtype"]}); the
+Yes/No logits are computed in float32. Prompts, tasks and `answer_offset` are the
+source's (see its card).
 
 - weights on disk: {mb:.0f} MB ({mb / float_mb:.2f} of the source's {float_mb:.0f} MB), `quantized.pt`
 - parameters: {params:,}, as many as the source's
