@@ -30,6 +30,7 @@ EXTRA_OF_MODULE = {
     "safetensors": "models",
     "gguf": "models",
     "peft": "models",
+    "torchao": "models",
     "huggingface_hub": "models",
     "fastapi": "serving",
     "uvicorn": "serving",
