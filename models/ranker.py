@@ -372,7 +372,9 @@ class Ranker(RankerPrompts):
             model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32, attn_implementation="sdpa")
         budget = PromptBudget(**meta.get("budget", {}))
         ranker = cls(model, load_tokenizer(path), budget, meta)
-        return ranker.to(device or default_device())
+        # Quantized weights are laid out for the CPU (int4 runs torch's CPU kernel): on a
+        # GPU they stay on the CPU unless a device is asked for.
+        return ranker.to(device or ("cpu" if meta.get("quantization") else default_device()))
 
     @classmethod
     def teacher(cls, budget: PromptBudget | None = None, layers: int | None = None,
