@@ -3,8 +3,7 @@
     python bench/compression.py                       # ~1 h on 2 idle cores
     python bench/compression.py --max-groups 40 --speed-requests 2    # a smoke run
 
-Protocol (fixed before the first run; logs/protocol_compression.md keeps its first
-wording):
+Protocol (fixed before the first run, 2026-12-05):
 - Rows: the teacher (`--teacher`, default artifacts/ranker-thin) and each artifact
   `--artifact NAME=DIR` names (default: the SFT-only and distilled 4-block students,
   the 50 % pruned + re-distilled ones, one-shot and gradual, as `hirestream compress`
