@@ -1,6 +1,6 @@
 """Compressed rankers side by side (issue 16): one held-out set, one table, one plot.
 
-    python bench/compression.py                       # ~1 h on 2 idle cores
+    python bench/compression.py                       # ~31 min on 2 idle cores
     python bench/compression.py --max-groups 40 --speed-requests 2    # a smoke run
 
 Protocol (fixed before the first run, 2026-12-05):
