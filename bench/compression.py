@@ -117,6 +117,7 @@ def parameter_split(ranker) -> dict:
     """The teacher's parameters by where they sit, and the share of its vocabulary its
     own prompts use."""
     from models.ranker import n_parameters
+    from models.ranker_training import encode_rows
     from serving.training.compression import teacher_split
     from serving.training.ranker_pipeline import PromptCache, training_rows
 
@@ -126,13 +127,7 @@ def parameter_split(ranker) -> dict:
     tied = embed.data_ptr() == head.data_ptr()
     split = teacher_split(ranker.meta, progress=False)
     rows = training_rows(split.train, PromptCache(ranker), seed=0, max_groups=3000)
-    used: set[int] = set()
-    for row in rows:
-        used.update(ranker.encode_prefix(row.prefix))
-        for segment in row.segments:
-            used.update(ranker.encode_segment(segment))
-        for marker in ranker.encode_markers(row.tasks, row.phrasing):
-            used.update(marker)
+    used = {t for r in encode_rows(ranker, rows, {}) for ids in (r.prefix, *r.bodies, *r.markers) for t in ids}
     return dict(total=total, embeddings=embed.numel(), head=0 if tied else head.numel(),
                 blocks=sum(p.numel() for p in model.model.layers.parameters()), vocabulary=embed.shape[0],
                 ids_used=len(used), member_days=len(rows))

@@ -168,10 +168,15 @@ def answer_hidden(model, hidden: torch.Tensor, packed: PackedRows) -> torch.Tens
     return model.model.norm(hidden[rows, cols])
 
 
+def answer_states(model, packed: PackedRows) -> torch.Tensor:
+    """(N, d) final-normed hidden states at every answer position after every block:
+    all the answer head reads."""
+    return answer_hidden(model, run_blocks(model, embed(model, packed), packed, model.model.layers), packed)
+
+
 def answer_logits(model, packed: PackedRows, yes_id: int, no_id: int) -> torch.Tensor:
     """(N, 2) Yes/No logits at every answer position, in packing order."""
-    hidden = run_blocks(model, embed(model, packed), packed, model.model.layers)
-    return yes_no_logits(model, answer_hidden(model, hidden, packed), yes_id, no_id)
+    return yes_no_logits(model, answer_states(model, packed), yes_id, no_id)
 
 
 # ---- scoring ----------------------------------------------------------------------------------

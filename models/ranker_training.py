@@ -40,7 +40,8 @@ from tqdm.auto import tqdm
 
 from infra.terminal import PlainTicker
 from models.cpu import native_bf16_cpu
-from models.multi_item import PackedRows, answer_hidden, embed, pack_rows, row_length, run_blocks, yes_no_logits
+from models.multi_item import (PackedRows, answer_hidden, answer_states, embed, pack_rows, row_length, run_blocks,
+                               yes_no_logits)
 from models.ranker import Ranker
 
 log = logging.getLogger(__name__)
@@ -278,8 +279,7 @@ def answer_stats(ranker: Ranker, rows: Sequence[EncodedRow], pad: int, sample: i
         for start in range(0, len(chosen), 8):
             batch = chosen[start:start + 8]
             packed = pack_rows([(r.prefix, r.bodies, r.markers) for r in batch], pad_id=pad)
-            hidden = run_blocks(model, embed(model, packed), packed, model.model.layers)
-            states.append(answer_hidden(model, hidden, packed).float())
+            states.append(answer_states(model, packed).float())
     h = torch.cat(states)
     return h.mean(0), h.std(0).clamp_min(1e-3)
 

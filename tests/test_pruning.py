@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.multi_item import answer_hidden, embed, pack_rows, run_blocks, score_multi_item, score_one_by_one
+from models.multi_item import answer_states, pack_rows, score_multi_item, score_one_by_one
 from models.pruning import Importance, PruneShape, measure_importance, n_block_parameters, prune
 from models.ranker import Ranker
 
@@ -45,7 +45,7 @@ def answers(ranker: Ranker, rows) -> torch.Tensor:
     model = ranker.model
     with torch.no_grad():
         packed = pack_rows(rows, pad_id=ranker.tokenizer.pad_token_id)
-        return answer_hidden(model, run_blocks(model, embed(model, packed), packed, model.model.layers), packed)
+        return answer_states(model, packed)
 
 
 def test_pruning_to_the_whole_shape_changes_nothing(prompts):

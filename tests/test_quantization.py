@@ -86,12 +86,10 @@ def compress(float_dir, recipe: str, out) -> None:
 
 def answer_states(ranker: Ranker, rows) -> torch.Tensor:
     """Final-normed hidden states at every answer position: all the head reads."""
-    from models.multi_item import answer_hidden, embed, pack_rows, run_blocks
+    from models.multi_item import answer_states, pack_rows
 
-    model = ranker.model
     with torch.no_grad():
-        packed = pack_rows(rows, pad_id=ranker.tokenizer.pad_token_id)
-        return answer_hidden(model, run_blocks(model, embed(model, packed), packed, model.model.layers), packed).float()
+        return answer_states(ranker.model, pack_rows(rows, pad_id=ranker.tokenizer.pad_token_id)).float()
 
 
 @pytest.mark.parametrize("recipe", list(TOLERANCE))

@@ -173,7 +173,7 @@ def compress(teacher_path: Path | str, recipe: CompressRecipe, out_dir: Path | s
 def calibrator(ranker: Ranker, source: Path | str, n_rows: int = 16, seed: int = 0):
     """A function that runs `n_rows` of the source's own training prompts (its
     marketplace's member-days, tokenized as training does) through a model."""
-    from models.multi_item import embed, pack_rows, run_blocks
+    from models.multi_item import answer_states, pack_rows
 
     split = teacher_split(Ranker.read_meta(source), progress=False)
     rows = training_rows(split.train, PromptCache(ranker), seed=seed, max_groups=n_rows)
@@ -182,8 +182,7 @@ def calibrator(ranker: Ranker, source: Path | str, n_rows: int = 16, seed: int =
 
     def run(model) -> None:
         for batch in batches:
-            packed = pack_rows(batch, pad_id=pad_id)
-            run_blocks(model, embed(model, packed), packed, model.model.layers)
+            answer_states(model, pack_rows(batch, pad_id=pad_id))
 
     return run
 
