@@ -258,7 +258,21 @@ class RankerPrompts:
         self.tokenizer = tokenizer
         self.budget = budget or PromptBudget()
         self.meta = dict(meta or {})
-        self.yes_id, self.no_id = answer_token_ids(tokenizer)
+        self.vocabulary = None
+        if self.meta.get("vocabulary"):
+            from models.vocabulary import Vocabulary
+
+            self.vocabulary = Vocabulary.from_kept(tokenizer, self.meta["vocabulary"])
+        self.yes_id, self.no_id = self._answer_ids()
+
+    def _answer_ids(self) -> tuple[int, int]:
+        ids = answer_token_ids(self.tokenizer)
+        if self.vocabulary is None:
+            return ids
+        missing = [i for i in ids if i not in self.vocabulary.new_id]
+        if missing:
+            raise ValueError(f"the trimmed vocabulary lacks the answer ids {missing}")
+        return self.vocabulary.new_id[ids[0]], self.vocabulary.new_id[ids[1]]
 
     @property
     def answer_offset(self) -> float:
@@ -303,6 +317,15 @@ class RankerPrompts:
         # split_special_tokens: "<|im_start|>" in an About text is characters, not id 1.
         return self.tokenizer(text, add_special_tokens=False, split_special_tokens=True, **kwargs)
 
+    def _model_ids(self, ids: list[int]) -> list[int]:
+        """Tokenizer ids in the model's numbering: the same ids, or a trimmed
+        vocabulary's (`models.vocabulary`)."""
+        return ids if self.vocabulary is None else self.vocabulary.encode(ids)
+
+    def encode_text(self, text: str) -> list[int]:
+        """Any text as the model's ids."""
+        return self._model_ids(self._ids(text).input_ids)
+
     def encode_prefix(self, prefix: str) -> list[int]:
         """Prefix token ids as they are inside the whole prompt, cut to the budget if
         `models.prompting` did not already fit it.
@@ -314,20 +337,20 @@ class RankerPrompts:
         """
         enc = self._ids(prefix + SEGMENT_START, return_offsets_mapping=True)
         ids = [i for i, (_, end) in zip(enc.input_ids, enc.offset_mapping) if end <= len(prefix)]
-        return ids[: self.budget.max_prefix_tokens]
+        return self._model_ids(ids)[: self.budget.max_prefix_tokens]
 
     def encode_segment(self, segment: str) -> list[int]:
         """A job body's ids within budget, always ending with the answers header: the
         markers follow it, so its tail must survive a pathological job."""
-        ids = self._ids(segment).input_ids
+        ids = self.encode_text(segment)
         cap = self.budget.max_segment_tokens
         if len(ids) <= cap:
             return ids
-        tail = self._ids("\n" + segment.rsplit("\n", 1)[-1]).input_ids
+        tail = self.encode_text("\n" + segment.rsplit("\n", 1)[-1])
         return ids[: cap - len(tail)] + tail
 
     def encode_markers(self, tasks: Sequence[str], phrasing: int = 0) -> list[list[int]]:
-        return [self._ids(answer_marker(t, phrasing)).input_ids for t in tasks]
+        return [self.encode_text(answer_marker(t, phrasing)) for t in tasks]
 
     def encode_jobs(self, jobs: Sequence) -> list[list[int]]:
         return [self.encode_segment(j if isinstance(j, str) else job_segment(j)) for j in jobs]
@@ -512,7 +535,7 @@ class Ranker(RankerPrompts):
         return probs.cpu().numpy()
 
     def _as_ids(self, text_or_ids: str | Sequence[int]) -> list[int]:
-        return self._ids(text_or_ids).input_ids if isinstance(text_or_ids, str) else [int(t) for t in text_or_ids]
+        return self.encode_text(text_or_ids) if isinstance(text_or_ids, str) else [int(t) for t in text_or_ids]
 
 
 def default_device() -> torch.device:

@@ -10,11 +10,13 @@ import click
 @click.option("--teacher", "teacher", type=click.Path(path_type=Path, exists=True, file_okay=False), required=True,
               help="A checkpoint written by `hirestream train ranker`.")
 @click.option("--recipe", type=click.Choice(["sft", "distil", "prune-oneshot", "prune-gradual",
-                                           "bf16", "int8", "int8-weight", "int4-weight"]), required=True,
+                                           "trim-vocab", "bf16", "int8", "int8-weight", "int4-weight"]),
+              required=True,
               help="sft / distil: the teacher's first --layers blocks, trained on hard labels only / mixed with "
                    "the teacher's answers; prune-*: the whole teacher cut by calibrated importance to the shape below "
-                   "at once / in --gradual-steps cuts, each re-distilled; bf16 / int8 / int8-weight / int4-weight: "
-                   "--teacher itself (any trained checkpoint) quantized, no training.")
+                   "at once / in --gradual-steps cuts, each re-distilled; trim-vocab: --teacher's embedding and LM head "
+                   "cut to the token ids its prompts use; bf16 / int8 / int8-weight / int4-weight: --teacher itself "
+                   "(any trained checkpoint) quantized. The last five train nothing.")
 @click.option("--budget-minutes", type=float, default=20.0, show_default=True, help="Training time in all.")
 @click.option("--steps", type=int, default=None, help="Optimizer steps in all instead of the time budget.")
 @click.option("--layers", type=int, default=4, show_default=True, help="sft / distil: the student's depth.")
@@ -38,10 +40,13 @@ def command(teacher, recipe, budget_minutes, steps, layers, intermediate_size, k
     """Distil, prune, re-distil or quantize a trained ranker into a smaller one, with its model card."""
     from models.pruning import PruneShape
     from models.quantization import RECIPES as QUANTIZED
-    from serving.training.compression import HALF, CompressRecipe, compress, quantize_checkpoint
+    from serving.training.compression import HALF, CompressRecipe, compress, quantize_checkpoint, trim_checkpoint
     from streams.settings import get_settings
 
     artifacts = get_settings().artifacts_dir
+    if recipe == "trim-vocab":
+        trim_checkpoint(teacher, out_dir or artifacts / "ranker-trim-vocab")
+        return
     if recipe in QUANTIZED:
         if threads:
             import torch

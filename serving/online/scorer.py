@@ -264,6 +264,12 @@ class VLLMScorer:
             raise ValueError(f"{self.model_dir} is a {self.prompts.meta['quantization']} checkpoint that only the "
                              f"in-process scorer reads: serve it as ranker:{self.model_dir}, or its float source "
                              f"({self.prompts.meta.get('quantized_from', '?')}) through vLLM")
+        if self.prompts.vocabulary is not None:
+            # Its token ids are renumbered (ranker.json's "vocabulary"): not checked with
+            # vLLM, which loads the tokenizer's 49,152 ids beside a smaller head.
+            raise ValueError(f"{self.model_dir} has a trimmed vocabulary that only the in-process scorer reads: "
+                             f"serve it as ranker:{self.model_dir}, or its source "
+                             f"({self.prompts.meta.get('trimmed_from', '?')}) through vLLM")
         self.name = name or f"vllm:{self.model_dir.name}"
         self.timeout = timeout
         self.server = None  # the server this scorer started (and stops on close), if any

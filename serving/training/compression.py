@@ -227,6 +227,73 @@ Quality and speed beside the source's: `python bench/compression.py`.
     return out
 
 
+def prompt_token_ids(ranker: Ranker, source: Path | str) -> set[int]:
+    """Every token id the source's prompts use: its training member-days as training
+    encodes them, and every instruction and question phrasing (held-out ones included)."""
+    from models.verbalizer import HELD_OUT_TASKS, INSTRUCTIONS, TASK_QUESTIONS, answer_marker
+    from models.prompting import with_instruction
+
+    split = teacher_split(Ranker.read_meta(source), progress=False)
+    rows = training_rows(split.train, PromptCache(ranker))
+    used = {i for r in encode_rows(ranker, rows, {})
+            for ids in (r.prefix, *r.bodies, *r.markers) for i in ids}
+    for phrasing in range(len(INSTRUCTIONS)):
+        used.update(ranker.encode_prefix(with_instruction("", phrasing)))
+    for task, phrasings in {**TASK_QUESTIONS, **HELD_OUT_TASKS}.items():
+        for phrasing in range(len(phrasings)):
+            used.update(ranker.encode_text(answer_marker(task, phrasing)))
+    return used | {ranker.yes_id, ranker.no_id}
+
+
+def trim_checkpoint(source: Path | str, out: Path | str) -> Path:
+    """The checkpoint at `source` with its embedding and LM head cut to the token ids its
+    prompts use (`models.vocabulary`), in a folder of its own with a model card (no
+    training; quantize the result, not the other way round)."""
+    from models.quantization import bytes_on_disk
+    from models.vocabulary import Vocabulary, trim_model
+
+    t0 = time.perf_counter()
+    ranker = Ranker.load(source, device="cpu")
+    if ranker.meta.get("quantization") or ranker.vocabulary is not None:
+        raise ValueError(f"{source} is already {'quantized' if ranker.meta.get('quantization') else 'trimmed'}: "
+                         "trim a float checkpoint (then quantize it)")
+    before = n_parameters(ranker.model)
+    vocab = Vocabulary.trimmed(ranker.tokenizer, prompt_token_ids(ranker, source))
+    trim_model(ranker.model, vocab)
+    ranker.meta.update({"vocabulary": vocab.kept, "model_kind": "trimmed-vocabulary", "trimmed_from": str(source)})
+    ranker.vocabulary = vocab
+    ranker.yes_id, ranker.no_id = ranker._answer_ids()
+    after = n_parameters(ranker.model)
+    out = Path(out)
+    ranker.save(out)
+    mb = bytes_on_disk(out) / 1e6
+    (out / "README.md").write_text(f"""# ranker-trim-vocab
+
+The ranker at `{source}` with its input embedding and LM head cut to {len(vocab):,} of the
+tokenizer's {len(ranker.tokenizer):,} ids, no training: the ids its prompts use (its
+training member-days, every instruction and question phrasing, " Yes"/" No") and every id
+no BPE merge produces (bytes, special tokens), so any text still encodes; a word
+outside them is spelled by smaller kept tokens (`models.vocabulary`).
+
+- parameters: {after:,} ({after / before:.2f} of the source's {before:,})
+- weights on disk: {mb:.0f} MB
+- trimmed in {time.perf_counter() - t0:.1f} s
+
+## Use
+
+    from models.ranker import Ranker
+    ranker = Ranker.load("<this folder>")   # reads ranker.json's "vocabulary"
+
+A plain causal LM of {len(vocab):,} ids for `transformers`; its token ids are the
+tokenizer's renumbered by ranker.json's "vocabulary" (id i of the model is the
+tokenizer's vocabulary[i]), so read it through `Ranker`, not the tokenizer alone.
+Quality and speed beside the source's: `python bench/compression.py`.
+""")
+    print(f"saved {out}: {len(vocab):,} token ids, {after:,} parameters ({after / before:.2f} of {before:,}), "
+          f"{mb:.0f} MB, {time.perf_counter() - t0:.1f} s")
+    return out
+
+
 def save_student(student: Ranker, recipe: CompressRecipe, teacher_path: Path | str, teacher_params: int,
                  reports: Sequence[TrainReport], data: str, out: Path) -> Path:
     last = reports[-1]
