@@ -10,6 +10,14 @@ Protocol (fixed before the first run, 2026-12-05):
   writes them, and the teacher quantized by every `models.quantization` recipe). A
   quantized row missing on disk is made here (`compress --recipe ...`: seconds, no
   training); a trained row missing is listed with the command that makes it.
+  Added on 2026-12-05, before any of their figures were seen: 50 % pruned students cut
+  to 4 blocks (`prune-4`) and to 3 blocks of 608 MLP neurons (`prune-3`: 608 rather
+  than 640 so that, vocabulary trimmed, it fits 1/10 of the teacher's parameters;
+  chosen from the parameter count alone), and rows that chain untrained steps
+  after a row ("prune-3+trim-vocab+int8-weight": its vocabulary trimmed to the ids its
+  prompts use, then int8 weights; a bare "trim-vocab" is the teacher's), made here like
+  the quantized rows. The 1/10 target below is then read for every distilled student
+  (distil-*, prune-* and their chains), not only distil-4.
 - Quality: the teacher's own marketplace (its ranker.json's seed, members, days and
   signals), every example of its held-out days (`--max-groups` caps slates per task
   for a smoke run), scored as bench/ranker_quality.py scores them (one pass per
@@ -55,29 +63,61 @@ from serving.evaluation.metrics import auc_covariance, excess_auc_ratio  # noqa:
 OUT = HERE / "out"
 TASKS = ("click", "apply", "save", "search_relevance", "dismiss")
 TRAINED = {"sft-4": "ranker-sft4", "distil-4": "ranker-distil4",
-           "prune-oneshot": "ranker-prune-oneshot", "prune-gradual": "ranker-prune-gradual"}
+           "prune-oneshot": "ranker-prune-oneshot", "prune-gradual": "ranker-prune-gradual",
+           "prune-4": "ranker-prune4", "prune-3": "ranker-prune3"}
 MAKE = {"sft-4": "--recipe sft --layers 4 --budget-minutes 5 --steps 300 --threads 1",
         "distil-4": "--recipe distil --layers 4 --budget-minutes 5 --steps 300 --threads 1",
         "prune-oneshot": "--recipe prune-oneshot --budget-minutes 5 --steps 300 --threads 1",
-        "prune-gradual": "--recipe prune-gradual --budget-minutes 5 --steps 300 --threads 1"}
+        "prune-gradual": "--recipe prune-gradual --budget-minutes 5 --steps 300 --threads 1",
+        "prune-4": "--recipe prune-oneshot --intermediate-size 640 --kv-groups 2 --prune-layers 4 "
+                   "--budget-minutes 5 --steps 400 --threads 1",
+        "prune-3": "--recipe prune-oneshot --intermediate-size 608 --kv-groups 2 --prune-layers 3 "
+                   "--budget-minutes 5 --steps 400 --threads 1"}
 QUANTIZED = ("bf16", "int8", "int8-weight", "int4-weight")
+# Steps that train nothing, chained after a row's name: "prune-3+trim-vocab+int8-weight"
+# is prune-3 trimmed, then quantized; a bare step ("int8-weight") applies to the teacher.
+# Each intermediate lives next to its source: <source folder>-<step>.
+UNTRAINED_STEPS = ("trim-vocab",) + QUANTIZED
+DERIVED = ("trim-vocab", "prune-oneshot+int8-weight", "prune-3+trim-vocab", "prune-3+trim-vocab+int8-weight")
 PLOTTED = ("click", "apply", "save", "search_relevance")  # dismiss is near chance for every ranker
+
+
+def chain(name: str) -> tuple[str, list[str]]:
+    """A row's trained source and the untrained steps after it."""
+    parts = name.split("+")
+    return ("teacher", parts) if parts[0] in UNTRAINED_STEPS else (parts[0], parts[1:])
+
+
+def derived_path(sources: dict[str, Path], name: str) -> Path:
+    base, steps = chain(name)
+    return Path(f"{sources[base]}-{'-'.join(steps)}")
 
 
 def default_artifacts(teacher: Path) -> dict[str, Path]:
     rows = {name: teacher.parent / folder for name, folder in TRAINED.items()}
-    return rows | {recipe: teacher.parent / f"{teacher.name}-{recipe}" for recipe in QUANTIZED}
+    rows |= {recipe: teacher.parent / f"{teacher.name}-{recipe}" for recipe in QUANTIZED}
+    return rows | {name: derived_path({"teacher": teacher, **rows}, name) for name in DERIVED}
 
 
-def ensure_quantized(name: str, path: Path, teacher: Path) -> None:
-    from serving.training.compression import quantize_checkpoint
+def ensure_derived(name: str, path: Path, sources: dict[str, Path]) -> None:
+    """Make a missing row whose name chains untrained steps (seconds each): from its
+    trained source's folder, each step into <previous folder>-<step>, the last into `path`."""
+    from serving.training.compression import quantize_checkpoint, trim_checkpoint
 
-    if name in QUANTIZED and not (path / "config.json").exists():
-        quantize_checkpoint(teacher, name, path)
+    base, steps = chain(name)
+    if (path / "config.json").exists() or not steps or base not in sources \
+            or any(step not in UNTRAINED_STEPS for step in steps):
+        return
+    source = sources[base]
+    for i, step in enumerate(steps):
+        out = path if i == len(steps) - 1 else Path(f"{source}-{step}")
+        if not (out / "config.json").exists() and (source / "config.json").exists():
+            trim_checkpoint(source, out) if step == "trim-vocab" else quantize_checkpoint(source, step, out)
+        source = out
 
 
 def card_minutes(meta: dict) -> str:
-    if meta.get("quantization"):
+    if meta.get("quantization") or meta.get("model_kind") == "trimmed-vocabulary":
         return "0 (no training)"
     seconds = meta.get("train_seconds")
     return f"{seconds / 60:.1f}" if seconds is not None else "?"
@@ -143,14 +183,12 @@ def verdict(value: float, se: float, threshold: float, higher_is_better: bool = 
 def targets(rows: dict[str, dict], by_task: dict[str, dict[str, dict]], pair: dict) -> list[str]:
     lines = []
     teacher_params = rows["teacher"]["parameters"]
-    for name in ("distil-4",):
-        if name not in rows:
-            continue
+    for name in (n for n in rows if chain(n)[0].startswith(("distil", "prune"))):  # every distilled student
         share = rows[name]["parameters"] / teacher_params
         for task, q in by_task.items():
             r = q[name]
             lines.append(f"{name} {task}: retention {r['retention']:.2f} +- {r['retention_se']:.2f} vs 0.97: "
-                         f"{verdict(r['retention'], r['retention_se'], 0.97)}; parameters {share:.2f} of the "
+                         f"{verdict(r['retention'], r['retention_se'], 0.97)}; parameters {share:.3f} of the "
                          f"teacher's (target <= 0.10: {'met' if share <= 0.10 else 'missed'})")
     for task, (diff, se) in pair.items():
         lines.append(f"distil-4 - sft-4 {task}: {diff:+.3f} +- {se:.3f}: "
@@ -222,7 +260,7 @@ def main(argv=None) -> None:
     artifacts = {"teacher": teacher} | {name: Path(p) for name, p in wanted.items()}
     missing = []
     for name, path in list(artifacts.items()):
-        ensure_quantized(name, path, teacher)
+        ensure_derived(name, path, artifacts)
         if not (path / "config.json").exists():
             missing.append(f"{name}: not built; `hirestream compress --teacher {teacher} {MAKE.get(name, '')} "
                            f"--out {path}`")
