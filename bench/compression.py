@@ -18,6 +18,12 @@ Protocol (fixed before the first run, 2026-12-05):
   prompts use, then int8 weights; a bare "trim-vocab" is the teacher's), made here like
   the quantized rows. The 1/10 target below is then read for every distilled student
   (distil-*, prune-* and their chains), not only distil-4.
+  Added the same day after prune-3 and prune-4 were measured (they kept 0.1-0.4 of
+  the teacher's AUC - 0.5: cutting blocks lost most of it): all 8 blocks kept and
+  cut narrower instead, to 192 MLP neurons and 1 key/value group of 3 query heads
+  (`prune-small` one-shot, `prune-small-gradual` in 3 cuts; 5.0M block parameters,
+  so that trimmed they fit 1/10 of the teacher's), and their trimmed int8-weight
+  chains.
 - Quality: the teacher's own marketplace (its ranker.json's seed, members, days and
   signals), every example of its held-out days (`--max-groups` caps slates per task
   for a smoke run), scored as bench/ranker_quality.py scores them (one pass per
@@ -64,7 +70,8 @@ OUT = HERE / "out"
 TASKS = ("click", "apply", "save", "search_relevance", "dismiss")
 TRAINED = {"sft-4": "ranker-sft4", "distil-4": "ranker-distil4",
            "prune-oneshot": "ranker-prune-oneshot", "prune-gradual": "ranker-prune-gradual",
-           "prune-4": "ranker-prune4", "prune-3": "ranker-prune3"}
+           "prune-4": "ranker-prune4", "prune-3": "ranker-prune3",
+           "prune-small": "ranker-prune-small-oneshot", "prune-small-gradual": "ranker-prune-small-gradual"}
 MAKE = {"sft-4": "--recipe sft --layers 4 --budget-minutes 5 --steps 300 --threads 1",
         "distil-4": "--recipe distil --layers 4 --budget-minutes 5 --steps 300 --threads 1",
         "prune-oneshot": "--recipe prune-oneshot --budget-minutes 5 --steps 300 --threads 1",
@@ -72,13 +79,18 @@ MAKE = {"sft-4": "--recipe sft --layers 4 --budget-minutes 5 --steps 300 --threa
         "prune-4": "--recipe prune-oneshot --intermediate-size 640 --kv-groups 2 --prune-layers 4 "
                    "--budget-minutes 5 --steps 400 --threads 1",
         "prune-3": "--recipe prune-oneshot --intermediate-size 608 --kv-groups 2 --prune-layers 3 "
-                   "--budget-minutes 5 --steps 400 --threads 1"}
+                   "--budget-minutes 5 --steps 400 --threads 1",
+        "prune-small": "--recipe prune-oneshot --intermediate-size 192 --kv-groups 1 "
+                       "--budget-minutes 5 --steps 400 --threads 1",
+        "prune-small-gradual": "--recipe prune-gradual --intermediate-size 192 --kv-groups 1 "
+                               "--budget-minutes 5 --steps 400 --threads 1"}
 QUANTIZED = ("bf16", "int8", "int8-weight", "int4-weight")
 # Steps that train nothing, chained after a row's name: "prune-3+trim-vocab+int8-weight"
 # is prune-3 trimmed, then quantized; a bare step ("int8-weight") applies to the teacher.
 # Each intermediate lives next to its source: <source folder>-<step>.
 UNTRAINED_STEPS = ("trim-vocab",) + QUANTIZED
-DERIVED = ("trim-vocab", "prune-oneshot+int8-weight", "prune-3+trim-vocab", "prune-3+trim-vocab+int8-weight")
+DERIVED = ("trim-vocab", "prune-oneshot+int8-weight", "prune-3+trim-vocab", "prune-3+trim-vocab+int8-weight",
+           "prune-small+trim-vocab+int8-weight", "prune-small-gradual+trim-vocab+int8-weight")
 PLOTTED = ("click", "apply", "save", "search_relevance")  # dismiss is near chance for every ranker
 
 
