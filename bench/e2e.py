@@ -2,7 +2,7 @@
 against a real `hirestream serve` worker, for a bounded time.
 
     python bench/e2e.py                                   # ~5 min on 2 cores
-    python bench/e2e.py --scorers bm25,ranker:/abs/artifacts/ranker-q --rate 40,4 --duration 20
+    python bench/e2e.py --scorers bm25,ranker:/abs/artifacts/ranker-prune-oneshot-trim-vocab-int8-weight --rate 40,0.9 --duration 20
 
 Protocol (fixed before the first run):
 - The project's own broker (`infra.broker.private_broker`, topics with `--partitions`
@@ -475,7 +475,9 @@ HEADER = ("scorer", "via", "rate", "n", "offered/s", "results/s", "p50 ms", "p99
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    default_ranker = Path(__file__).resolve().parent.parent / "artifacts" / "ranker-q"  # absolute
+    # The LM tier named for serving on a CPU (bench/compression.py: the teacher's quality
+    # at 4x its speed): ranker-prune-oneshot, vocabulary trimmed, int8 weights.
+    default_ranker = Path(__file__).resolve().parent.parent / "artifacts" / "ranker-prune-oneshot-trim-vocab-int8-weight"
     ap.add_argument("--scorers", default=f"bm25,ranker:{default_ranker}",
                     help="HIRESTREAM_SERVING_SCORER specs, comma-separated (absolute checkpoint paths)")
     ap.add_argument("--rate", default=None,
