@@ -24,7 +24,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -516,26 +516,49 @@ class Ranker(RankerPrompts):
         """(N, L) p(label token next | query + item) per item, SGLang's scoring API.
         Texts are tokenized on their own (member text never becomes a special token) and
         their ids concatenated; with `item_first` the item comes before the query and
-        nothing is shared, so each prompt runs alone in a padded batch."""
+        nothing is shared, so each prompt runs alone in a padded batch. Ids given are
+        the tokenizer's, whatever the checkpoint's vocabulary (a trimmed one renumbers
+        them here; a label outside it is refused)."""
         from models import multi_item
 
-        vocab = self.model.get_output_embeddings().weight.shape[0]
+        vocab = self.model.get_output_embeddings().weight.shape[0] if self.vocabulary is None else len(self.tokenizer)
         bad = [t for t in label_token_ids if not 0 <= t < vocab]
         if bad or not label_token_ids:
             raise ValueError(f"label_token_ids must be 1+ ids in [0, {vocab}); got {list(label_token_ids)[:8]}")
+        labels = list(label_token_ids)
+        if self.vocabulary is not None:
+            outside = [t for t in labels if t not in self.vocabulary.new_id]
+            if outside:
+                raise ValueError(f"label_token_ids {outside[:8]} are not in this checkpoint's trimmed vocabulary")
+            labels = [self.vocabulary.new_id[t] for t in labels]
+        if any(not isinstance(x, str) and not all(0 <= int(t) < vocab for t in x) for x in [query, *items]):
+            raise ValueError(f"token ids must be in [0, {vocab})")
         q = self._as_ids(query)
         xs = [self._as_ids(item) for item in items]
         if any(not x for x in xs):
             raise ValueError("every item needs at least one token")
-        if any(not 0 <= t < vocab for x in [q, *xs] for t in x):
-            raise ValueError(f"token ids must be in [0, {vocab})")
         if not xs:
-            return np.zeros((0, len(label_token_ids)), dtype=np.float32)
-        probs = multi_item.label_probabilities(self.model, q, xs, label_token_ids, apply_softmax, item_first)
+            return np.zeros((0, len(labels)), dtype=np.float32)
+        probs = multi_item.label_probabilities(self.model, q, xs, labels, apply_softmax, item_first)
         return probs.cpu().numpy()
 
     def _as_ids(self, text_or_ids: str | Sequence[int]) -> list[int]:
-        return self.encode_text(text_or_ids) if isinstance(text_or_ids, str) else [int(t) for t in text_or_ids]
+        """Text, or the tokenizer's ids, as the model's ids."""
+        return self.encode_text(text_or_ids) if isinstance(text_or_ids, str) \
+            else self._model_ids([int(t) for t in text_or_ids])
+
+    def trim_vocabulary(self, used: Iterable[int]) -> None:
+        """Cut the embedding and LM head to the `used` token ids and every id no BPE
+        merge produces (`models.vocabulary`); ranker.json then records the kept ids."""
+        from models.vocabulary import Vocabulary, trim_model
+
+        if self.vocabulary is not None:
+            raise ValueError("this ranker's vocabulary is already trimmed")
+        vocab = Vocabulary.trimmed(self.tokenizer, used)
+        trim_model(self.model, vocab)
+        self.vocabulary = vocab
+        self.meta["vocabulary"] = vocab.kept
+        self.yes_id, self.no_id = self._answer_ids()
 
 
 def default_device() -> torch.device:

@@ -106,6 +106,19 @@ def test_text_outside_the_kept_ids_is_spelled_and_scored(trimmed, slates):
     assert np.isfinite(p).all() and ((0 < p) & (p < 1)).all()
 
 
+def test_the_scoring_api_takes_the_tokenizers_ids_on_a_trimmed_ranker(source, trimmed, slates):
+    before, after = Ranker.load(source, device="cpu"), Ranker.load(trimmed, device="cpu")
+    prefix, jobs = slates[2]
+    labels = [before.yes_id, before.no_id]  # the tokenizer's ids, as an SGLang client sends them
+    items_as_ids = [before.encode_segment(job) for job in jobs[:3]]
+    for query, items in ((prefix, jobs[:3]), (before.encode_prefix(prefix), items_as_ids)):
+        np.testing.assert_allclose(after.label_probabilities(query, items, labels),
+                                   before.label_probabilities(query, items, labels), rtol=0, atol=1e-5)
+    outside = next(i for i in range(len(before.tokenizer)) if i not in after.vocabulary.new_id)
+    with pytest.raises(ValueError, match="not in this checkpoint's trimmed vocabulary"):
+        after.label_probabilities(prefix, jobs[:1], [outside])
+
+
 def test_a_trimmed_ranker_loads_with_plain_transformers_and_gives_the_same_logits(trimmed, slates):
     from transformers import AutoModelForCausalLM
 
@@ -119,14 +132,16 @@ def test_a_trimmed_ranker_loads_with_plain_transformers_and_gives_the_same_logit
     assert abs(p - ranker.score(prefix, jobs[:1], "apply")[0]) < 1e-5
 
 
-def test_a_trimmed_ranker_quantizes_and_serves_in_process_but_vllm_refuses_it(trimmed, slates, tmp_path):
+def test_a_trimmed_ranker_quantizes_and_serves_in_process_but_vllm_refuses_it(source, trimmed, slates, tmp_path):
     from serving.online.scorer import VLLMScorer, make_scorer
 
-    compress(trimmed, "int8-weight", tmp_path)
-    quantized, float_ = Ranker.load(tmp_path, device="cpu"), Ranker.load(trimmed, device="cpu")
-    assert quantized.meta["vocabulary"] == float_.meta["vocabulary"]
-    for prefix, jobs in slates[:3]:
-        assert np.abs(quantized.score(prefix, jobs, "apply") - float_.score(prefix, jobs, "apply")).max() < 0.008
+    compress(trimmed, "int8-weight", tmp_path / "trimmed")
+    compress(source, "int8-weight", tmp_path / "whole")
+    quantized, whole = Ranker.load(tmp_path / "trimmed", device="cpu"), Ranker.load(tmp_path / "whole", device="cpu")
+    assert quantized.meta["vocabulary"] == Ranker.read_meta(trimmed)["vocabulary"]
+    for prefix, jobs in slates[:3]:  # the same int8 blocks: trimming changes no score
+        np.testing.assert_allclose(quantized.score(prefix, jobs, "apply"), whole.score(prefix, jobs, "apply"),
+                                   rtol=0, atol=1e-5)
     assert make_scorer(f"ranker:{trimmed}").name.endswith(trimmed.name)
     with pytest.raises(ValueError, match="trimmed vocabulary"):
         VLLMScorer(trimmed, url="http://127.0.0.1:9")

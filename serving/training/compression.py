@@ -250,7 +250,6 @@ def trim_checkpoint(source: Path | str, out: Path | str) -> Path:
     prompts use (`models.vocabulary`), in a folder of its own with a model card (no
     training; quantize the result, not the other way round)."""
     from models.quantization import bytes_on_disk
-    from models.vocabulary import Vocabulary, trim_model
 
     t0 = time.perf_counter()
     ranker = Ranker.load(source, device="cpu")
@@ -258,11 +257,9 @@ def trim_checkpoint(source: Path | str, out: Path | str) -> Path:
         raise ValueError(f"{source} is already {'quantized' if ranker.meta.get('quantization') else 'trimmed'}: "
                          "trim a float checkpoint (then quantize it)")
     before = n_parameters(ranker.model)
-    vocab = Vocabulary.trimmed(ranker.tokenizer, prompt_token_ids(ranker, source))
-    trim_model(ranker.model, vocab)
-    ranker.meta.update({"vocabulary": vocab.kept, "model_kind": "trimmed-vocabulary", "trimmed_from": str(source)})
-    ranker.vocabulary = vocab
-    ranker.yes_id, ranker.no_id = ranker._answer_ids()
+    ranker.trim_vocabulary(prompt_token_ids(ranker, source))
+    vocab = ranker.vocabulary
+    ranker.meta.update({"model_kind": "trimmed-vocabulary", "trimmed_from": str(source)})
     after = n_parameters(ranker.model)
     out = Path(out)
     ranker.save(out)
