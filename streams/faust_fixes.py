@@ -76,6 +76,17 @@ The fixes (each found against faust-streaming 0.15.3 and aiokafka 0.14.0):
    it. Seen once in CI's chaos run: every partition read, nothing committed for 5 min,
    the commit handler in `producer.flush()`. Now each topic is tracked from its first
    send, so every refresh keeps all of them.
+
+9. A partition with no committed offset is rewound too. faust drops records it
+   fetched at the wrong moment (flow stopped for a rebalance, a generation changed
+   mid-batch, the agents' queues emptied as recovery ends) and relies on
+   `perform_seek` -> `seek_to_committed` to read them again. aiokafka's
+   `seek_to_committed` seeks only partitions whose committed offset is above 0, so
+   a partition nothing was ever committed on kept its position past the dropped
+   records. Seen in CI's chaos run: a hire, the first record of its partition,
+   fetched during a rebalance and never applied (position 1, nothing read, nothing
+   committed). Such partitions are now seeked to their earliest offset, as
+   `auto_offset_reset="earliest"` would place a fresh consumer.
 """
 from __future__ import annotations
 
@@ -83,7 +94,7 @@ import asyncio
 import hashlib
 import inspect
 import logging
-from typing import Any, Callable, Optional, Set
+from typing import Any, Callable, Mapping, Optional, Set
 
 import faust
 from aiokafka.structs import TopicPartition
@@ -110,6 +121,7 @@ _ORIGINAL_SOURCE = {
     (ThreadDelegateConsumer, "_commit"): "a20eec84e4b2ed50",
     (TableManager, "changelog_queue"): "9c7f4cac57ef1706",
     (PartitionAssignor, "_global_table_standby_assignments"): "b956f05703d92ce5",
+    (AIOKafkaConsumerThread, "seek_to_committed"): "775ab0adc4b052ab",
     # Not replaced, but re-implemented by `streams.tables` (changelog records held for
     # the ordered hand-off): a change here must be carried over there.
     (Collection, "send_changelog"): "3dd3884e1b5fc0e1",
@@ -119,6 +131,9 @@ _ORIGINAL_SOURCE = {
 
 # The worker log says this once per recovery, so a test can see the fixed path ran.
 RECOVERY_MARK = "hirestream recovery: source partitions paused in aiokafka and seeked"
+
+# Fix 9 says this whenever it seeks partitions that aiokafka left where they were.
+REWIND_MARK = "hirestream seek: partitions with no committed offset seeked to their earliest offset"
 
 log = logging.getLogger(__name__)
 _applied = False
@@ -166,6 +181,7 @@ def apply() -> None:
     _wrap(ThreadDelegateConsumer, "_commit", _commit_after_deliveries)
     _replace(TableManager, "changelog_queue", property(_changelog_queue))
     _replace(PartitionAssignor, "_global_table_standby_assignments", _global_table_standby_assignments)
+    _wrap(AIOKafkaConsumerThread, "seek_to_committed", _rewind_never_committed)
 
 
 def _replace(owner: type, name: str, new: Any) -> None:
@@ -183,6 +199,28 @@ def _fetch_a_snapshot(original: Callable) -> Callable:
         snapshot = frozenset(active_partitions) if active_partitions is not None else None
         return await original(self, snapshot, timeout)
     return getmany
+
+
+# -- 9. a partition with no committed offset is rewound to its earliest one
+def _rewind_never_committed(original: Callable) -> Callable:
+    async def seek_to_committed(self: AIOKafkaConsumerThread) -> Mapping[TP, Optional[int]]:
+        committed = await original(self)
+        # aiokafka seeked only `offset and offset > 0`; the rest keep their position.
+        # Changelog partitions are not the group's to seek: faust positions them itself
+        # (recovery, standbys, global tables), from the tables' own offsets.
+        changelogs = self.app.tables.changelog_topics
+        unseeked = [tp for tp, offset in committed.items()
+                    if (offset is None or offset <= 0) and tp.topic not in changelogs]
+        if unseeked:
+            await self.call_thread(_seek_to_earliest, self._ensure_consumer(), unseeked)
+            log.info("%s: %d", REWIND_MARK, len(unseeked))
+        return committed
+    return seek_to_committed
+
+
+async def _seek_to_earliest(consumer: Any, tps: list) -> None:
+    for tp, offset in (await consumer.beginning_offsets(tps)).items():
+        consumer.seek(tp, offset)
 
 
 # -- 2. recovery seeks the source partitions while they are paused in aiokafka

@@ -57,6 +57,7 @@ def test_a_real_worker_recovers_through_the_fixed_path(kafka_bootstrap, tmp_path
     `Recovery.on_recovery_completed` (not `_resume_streams`), and the worker's log says
     the fixed one ran, with every source partition paused in aiokafka during its seek."""
     from streams.settings import Settings
+    from streams.topics import ALL_TOPICS
     from tests.stream_helpers import member_with
     from tests.test_stream_worker import start_worker
 
@@ -79,6 +80,14 @@ def test_a_real_worker_recovers_through_the_fixed_path(kafka_bootstrap, tmp_path
     global_partitions = 2 * Settings().member_partitions  # job-catalog and companies
     assert all(f"own global-table changelog partitions left paused: {global_partitions})" in line
                for line in marks), marks
+    # Fix 9 on the path a worker takes: its first start has committed nothing on any
+    # source partition, and faust's seek rewound them to their earliest offsets; never
+    # a changelog partition (faust positions those from the tables' own offsets).
+    rewinds = [line for line in worker.log_path.read_text(errors="replace").splitlines()
+               if faust_fixes.REWIND_MARK in line]
+    assert rewinds, "fix 9 never ran in the worker"
+    source_partitions = len(ALL_TOPICS) * Settings().member_partitions + 1  # + faust's leader topic
+    assert all(0 < int(line.rsplit(":", 1)[1]) <= source_partitions for line in rewinds), rewinds
 
 
 def _recovery_marks(worker) -> list[str]:
@@ -247,3 +256,59 @@ def test_a_worker_tracks_every_topic_it_produces_to(kafka_bootstrap, tmp_path):
     finally:
         worker.stop()
     assert {f"{app_id}-member-state-changelog", "members.dlq"} <= tracked, tracked
+
+
+@pytest.mark.kafka
+def test_a_partition_never_committed_is_rewound_past_records_fetched_before_the_seek(kafka_bootstrap):
+    """Fix 9, with faust's consumer thread over a real aiokafka group consumer on the
+    real broker. faust drops records fetched while a rebalance or recovery is under way
+    and counts on `seek_to_committed` to read them again. A fresh partition's records
+    are fetched (the position passes them, nothing is committed), then faust seeks to
+    committed: the records must be read again. aiokafka alone seeks only partitions
+    committed above 0, so they were gone (a hire lost in CI's chaos run)."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.structs import TopicPartition
+    from kafka import KafkaProducer
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    topic = unique_name("hs-never-committed")
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        admin.create_topics([NewTopic(topic, 1, 1)])
+    finally:
+        admin.close()
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    for i in range(3):
+        producer.send(topic, key=b"k", value=f"record {i}".encode())
+    producer.flush()
+    producer.close()
+    tp = TopicPartition(topic, 0)
+
+    async def read_three(consumer) -> list[bytes]:
+        got: list[bytes] = []
+        deadline = asyncio.get_running_loop().time() + 30
+        while len(got) < 3 and asyncio.get_running_loop().time() < deadline:
+            got += [r.value for rs in (await consumer.getmany(timeout_ms=500)).values() for r in rs]
+        return got
+
+    async def scenario():
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, group_id=unique_name("hs-g"),
+                                    enable_auto_commit=False, auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            first = await read_three(consumer)
+            position, committed = await consumer.position(tp), await consumer.committed(tp)
+            # faust's thread runs the consumer's calls on its own loop; here, on this one.
+            thread = SimpleNamespace(_ensure_consumer=lambda: consumer,
+                                     call_thread=lambda fn, *args, **kwargs: fn(*args, **kwargs),
+                                     app=SimpleNamespace(tables=SimpleNamespace(changelog_topics=set())))
+            seek_result = await AIOKafkaConsumerThread.seek_to_committed(thread)
+            again = await read_three(consumer)
+        finally:
+            await consumer.stop()
+        return first, position, committed, seek_result, again
+
+    first, position, committed, seek_result, again = asyncio.run(scenario())
+    assert first == [b"record 0", b"record 1", b"record 2"] and position == 3 and committed is None
+    assert seek_result == {tp: None}  # faust's bookkeeping still sees "never committed"
+    assert again == first
