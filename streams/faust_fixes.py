@@ -219,8 +219,11 @@ def _rewind_never_committed(original: Callable) -> Callable:
 
 
 async def _seek_to_earliest(consumer: Any, tps: list) -> None:
-    for tp, offset in (await consumer.beginning_offsets(tps)).items():
-        consumer.seek(tp, offset)
+    earliest = await consumer.beginning_offsets(tps)
+    assigned = consumer.assignment()  # a rebalance may have taken some while we asked
+    for tp, offset in earliest.items():
+        if tp in assigned:
+            consumer.seek(tp, offset)
 
 
 # -- 2. recovery seeks the source partitions while they are paused in aiokafka
