@@ -38,8 +38,9 @@ Protocol (fixed before the first run, 2026-12-05):
 - Parameters as the float model counts them; MB: the weights' file on disk.
   Minutes: training time on the artifact's card (quantized: seconds to quantize).
 - Where the parameters are: the teacher's embeddings, head and blocks, and how many
-  distinct token ids its prompts use (3,000 training member-days of its marketplace):
-  what a student at 1/10 of the parameters would have to give up.
+  distinct token ids its prompts use (`compression.prompt_token_ids`: every training
+  member-day of its marketplace and every phrasing, what `trim-vocab` keeps besides
+  the byte tokens; until 2026-12-05 it counted 3,000 member-days only).
 - Targets (issue 16), each read with its SE: a distilled student keeps >= 97 % of the
   teacher's (AUC - 0.5) at <= 1/10 of its parameters and beats the SFT-only student;
   int8 >= 1.5x faster losing <= 0.005 AUC; 50 % pruned + re-distilled >= 1.7x faster
@@ -169,20 +170,15 @@ def parameter_split(ranker) -> dict:
     """The teacher's parameters by where they sit, and the share of its vocabulary its
     own prompts use."""
     from models.ranker import n_parameters
-    from models.ranker_training import encode_rows
-    from serving.training.compression import teacher_split
-    from serving.training.ranker_pipeline import PromptCache, training_rows
+    from serving.training.compression import prompt_token_ids
 
     model = ranker.model
     embed, head = model.get_input_embeddings().weight, model.get_output_embeddings().weight
     total = n_parameters(model)
     tied = embed.data_ptr() == head.data_ptr()
-    split = teacher_split(ranker.meta, progress=False)
-    rows = training_rows(split.train, PromptCache(ranker), seed=0, max_groups=3000)
-    used = {t for r in encode_rows(ranker, rows, {}) for ids in (r.prefix, *r.bodies, *r.markers) for t in ids}
     return dict(total=total, embeddings=embed.numel(), head=0 if tied else head.numel(),
                 blocks=sum(p.numel() for p in model.model.layers.parameters()), vocabulary=embed.shape[0],
-                ids_used=len(used), member_days=len(rows))
+                ids_used=len(prompt_token_ids(ranker)))
 
 
 def verdict(value: float, se: float, threshold: float, higher_is_better: bool = True) -> str:
@@ -328,7 +324,7 @@ def where_lines(w: dict) -> list[str]:
     return [f"teacher parameters {w['total'] / 1e6:.1f}M: embeddings {share(w['embeddings'])}, LM head "
             f"{share(w['head']) if w['head'] else 'tied to them'}, decoder blocks {share(w['blocks'])}; "
             f"1/10 of it is {w['total'] / 10e6:.1f}M",
-            f"its prompts ({w['member_days']:,} training member-days) use {w['ids_used']:,} of the "
+            f"its prompts (every training member-day and phrasing) use {w['ids_used']:,} of the "
             f"{w['vocabulary']:,} token ids ({w['ids_used'] / w['vocabulary']:.1%})"]
 
 

@@ -19,7 +19,6 @@ piece is kept. The text is the same; only an unusual word costs a few more token
 from __future__ import annotations
 
 import json
-from functools import lru_cache
 from typing import Iterable, Sequence
 
 import torch
@@ -29,12 +28,7 @@ from torch import nn
 def merge_parts(tokenizer) -> dict[int, tuple[int, int]]:
     """id -> (left id, right id) for every token a BPE merge produces (the first merge
     that produces it: the one the tokenizer applies)."""
-    return dict(_merge_parts(tokenizer.backend_tokenizer.to_str()))
-
-
-@lru_cache(maxsize=4)
-def _merge_parts(tokenizer_json: str) -> tuple[tuple[int, tuple[int, int]], ...]:
-    model = json.loads(tokenizer_json)["model"]
+    model = json.loads(tokenizer.backend_tokenizer.to_str())["model"]
     if model.get("type") != "BPE":
         raise ValueError(f"vocabulary trimming needs a BPE tokenizer, not {model.get('type')!r}")
     vocab = model["vocab"]
@@ -44,7 +38,7 @@ def _merge_parts(tokenizer_json: str) -> tuple[tuple[int, tuple[int, int]], ...]
         joined = vocab.get(left + right)
         if joined is not None and joined not in parts:
             parts[joined] = (vocab[left], vocab[right])
-    return tuple(parts.items())
+    return parts
 
 
 class Vocabulary:

@@ -258,18 +258,17 @@ class VLLMScorer:
 
         self.model_dir = Path(model_dir)
         self.prompts = RankerPrompts.load_prompts(self.model_dir)
-        if self.prompts.meta.get("quantization"):
-            # Its integer weights are torchao/aten tensors in quantized.pt, a format
-            # vLLM does not read; the in-process scorer does.
-            raise ValueError(f"{self.model_dir} is a {self.prompts.meta['quantization']} checkpoint that only the "
-                             f"in-process scorer reads: serve it as ranker:{self.model_dir}, or its float source "
-                             f"({self.prompts.meta.get('quantized_from', '?')}) through vLLM")
+        # What vLLM cannot serve from a folder: quantized.pt holds torchao/aten tensors it
+        # does not read, and a trimmed vocabulary renumbers the token ids (not checked
+        # with vLLM, which would load the tokenizer's 49,152 ids beside a smaller head).
+        meta = self.prompts.meta
+        why = [f"is a {meta['quantization']} checkpoint"] if meta.get("quantization") else []
         if self.prompts.vocabulary is not None:
-            # Its token ids are renumbered (ranker.json's "vocabulary"): not checked with
-            # vLLM, which loads the tokenizer's 49,152 ids beside a smaller head.
-            raise ValueError(f"{self.model_dir} has a trimmed vocabulary that only the in-process scorer reads: "
-                             f"serve it as ranker:{self.model_dir}, or its source "
-                             f"({self.prompts.meta.get('trimmed_from', '?')}) through vLLM")
+            why.append("has a trimmed vocabulary")
+        if why:
+            raise ValueError(f"{self.model_dir} {' and '.join(why)}, which only the in-process scorer reads: serve "
+                             f"it as ranker:{self.model_dir}, or the checkpoint it was made from "
+                             f"({meta.get('quantized_from') or meta.get('trimmed_from', '?')}) through vLLM")
         self.name = name or f"vllm:{self.model_dir.name}"
         self.timeout = timeout
         self.server = None  # the server this scorer started (and stops on close), if any

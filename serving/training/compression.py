@@ -227,13 +227,14 @@ Quality and speed beside the source's: `python bench/compression.py`.
     return out
 
 
-def prompt_token_ids(ranker: Ranker, source: Path | str) -> set[int]:
-    """Every token id the source's prompts use: its training member-days as training
-    encodes them, and every instruction and question phrasing (held-out ones included)."""
+def prompt_token_ids(ranker: Ranker) -> set[int]:
+    """Every token id a trained ranker's prompts use: its marketplace's training
+    member-days as training encodes them, and every instruction and question phrasing
+    (held-out ones included)."""
     from models.verbalizer import HELD_OUT_TASKS, INSTRUCTIONS, TASK_QUESTIONS, answer_marker
     from models.prompting import with_instruction
 
-    split = teacher_split(Ranker.read_meta(source), progress=False)
+    split = teacher_split(ranker.meta, progress=False)
     rows = training_rows(split.train, PromptCache(ranker))
     used = {i for r in encode_rows(ranker, rows, {})
             for ids in (r.prefix, *r.bodies, *r.markers) for i in ids}
@@ -257,7 +258,7 @@ def trim_checkpoint(source: Path | str, out: Path | str) -> Path:
         raise ValueError(f"{source} is already {'quantized' if ranker.meta.get('quantization') else 'trimmed'}: "
                          "trim a float checkpoint (then quantize it)")
     before = n_parameters(ranker.model)
-    ranker.trim_vocabulary(prompt_token_ids(ranker, source))
+    ranker.trim_vocabulary(prompt_token_ids(ranker))
     vocab = ranker.vocabulary
     ranker.meta.update({"model_kind": "trimmed-vocabulary", "trimmed_from": str(source)})
     after = n_parameters(ranker.model)
