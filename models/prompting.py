@@ -6,6 +6,11 @@ must fit `max_tokens`, so the oldest interactions are dropped until it does
 (binary search over how many of the newest to keep: ~5 tokenizations, not 30).
 If the profile alone is too long (a long about text), its lists are cut too.
 
+Tokens are counted by the model's own encoder (`encode`: text -> ids), the one that
+will encode the prompt: a trimmed vocabulary spells a rare word in several ids, and
+member text is encoded with special-token strings split into characters, so the
+tokenizer's plain count can fall short of what the model reads.
+
 The member context (profile, query, history) does not depend on the task or the
 phrasing, so it is fitted once per request against the budget left by the longest
 instruction, and each phrasing only prepends its instruction (`with_instruction`):
@@ -14,8 +19,7 @@ the same text `verbalizer.member_prefix` renders.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from models.verbalizer import (
     H_INSTRUCTION,
@@ -28,14 +32,13 @@ from models.verbalizer import (
 )
 
 
-def n_tokens(tokenizer, text: str) -> int:
-    return len(tokenizer(text, add_special_tokens=False).input_ids)
+Encode = Callable[[str], Sequence[int]]  # e.g. `RankerPrompts.encode_text`
 
 
-def n_prefix_tokens(tokenizer, prefix: str) -> int:
+def n_prefix_tokens(encode: Encode, prefix: str) -> int:
     """Tokens of a prefix as it is inside a whole prompt (its closing blank line
     tokenizes differently before a "## Question" than at the end of the text)."""
-    return n_tokens(tokenizer, prefix + H_QUESTION) - n_tokens(tokenizer, H_QUESTION)
+    return len(encode(prefix + H_QUESTION)) - len(encode(H_QUESTION))
 
 
 def newest(history: Iterable[Interaction], n: int, skip: Sequence[str] = ()) -> tuple[Interaction, ...]:
@@ -48,9 +51,9 @@ def with_instruction(context: str, phrasing: int = 0, focus: str | None = None) 
     return f"{H_INSTRUCTION}\n{instruction(phrasing, focus)}\n\n" + context
 
 
-@lru_cache(maxsize=16)
-def _longest_instruction_tokens(tokenizer) -> int:
-    return max(n_tokens(tokenizer, with_instruction("", i)) for i in range(len(INSTRUCTIONS))) + 1
+def _longest_instruction_tokens(encode: Encode) -> int:
+    # Not cached: a cache keyed on a ranker's encoder would keep the ranker's model alive.
+    return max(len(encode(with_instruction("", i))) for i in range(len(INSTRUCTIONS))) + 1
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,7 @@ def _clip(p: ProfileLike, n_skills: int, about_chars: int) -> _ClippedProfile:
                            p.seniority, p.years_experience, (p.about or "")[:about_chars])
 
 
-def fit_member_context(tokenizer, profile: ProfileLike, history: Iterable[Interaction], now: float,
+def fit_member_context(encode: Encode, profile: ProfileLike, history: Iterable[Interaction], now: float,
                        max_tokens: int, *, query: str | None = None, skip_actions: Sequence[str] = (),
                        head: str = "") -> str:
     """Profile, query and as much of the newest history as fits: `head + context`
@@ -82,7 +85,7 @@ def fit_member_context(tokenizer, profile: ProfileLike, history: Iterable[Intera
         return member_context(p, items[:n], now, query=query, max_history_chars=10**9)
 
     def fits(text: str) -> bool:
-        return n_prefix_tokens(tokenizer, head + text) <= max_tokens
+        return n_prefix_tokens(encode, head + text) <= max_tokens
 
     if fits(render(len(items))):
         return render(len(items))
@@ -103,23 +106,23 @@ def fit_member_context(tokenizer, profile: ProfileLike, history: Iterable[Intera
         text = render(0, _clip(profile, n_skills, about))
         if fits(text):
             return text
-    raise ValueError(f"the bare profile needs {n_prefix_tokens(tokenizer, head + text)} tokens with its "
+    raise ValueError(f"the bare profile needs {n_prefix_tokens(encode, head + text)} tokens with its "
                      f"instruction, more than max_tokens={max_tokens}")
 
 
-def fit_context_for_any_phrasing(tokenizer, profile: ProfileLike, history: Iterable[Interaction], now: float,
+def fit_context_for_any_phrasing(encode: Encode, profile: ProfileLike, history: Iterable[Interaction], now: float,
                                  max_tokens: int, **kwargs) -> str:
     """A member context that fits max_tokens after *any* instruction phrasing: fit once
     per request, then `with_instruction(context, phrasing)` for each phrasing."""
-    return fit_member_context(tokenizer, profile, history, now, max_tokens - _longest_instruction_tokens(tokenizer),
+    return fit_member_context(encode, profile, history, now, max_tokens - _longest_instruction_tokens(encode),
                               **kwargs)
 
 
-def fit_prefix(tokenizer, profile: ProfileLike, history: Iterable[Interaction], now: float,
+def fit_prefix(encode: Encode, profile: ProfileLike, history: Iterable[Interaction], now: float,
                max_tokens: int, *, phrasing: int = 0, focus: str | None = None, query: str | None = None,
                skip_actions: Sequence[str] = ()) -> str:
     """The member prefix for one phrasing with as much of the newest history as fits."""
     head = with_instruction("", phrasing, focus)
-    context = fit_member_context(tokenizer, profile, history, now, max_tokens, query=query,
+    context = fit_member_context(encode, profile, history, now, max_tokens, query=query,
                                  skip_actions=skip_actions, head=head)
     return head + context

@@ -300,7 +300,7 @@ class RankerPrompts:
         """Profile + query + newest history within budget after any instruction phrasing."""
         from models.prompting import fit_context_for_any_phrasing
 
-        return fit_context_for_any_phrasing(self.tokenizer, profile, history, now, self.budget.max_prefix_tokens,
+        return fit_context_for_any_phrasing(self.encode_text, profile, history, now, self.budget.max_prefix_tokens,
                                             query=query, skip_actions=self.budget.skip_actions)
 
     def member_prefix(self, profile, history, now: float, *, phrasing: int = 0,

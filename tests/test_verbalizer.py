@@ -152,10 +152,11 @@ def test_skill_names_with_a_hash_survive():
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    from models.ranker import load_tokenizer
+def encode():
+    """The model's encoder: what `models.prompting` counts with."""
+    from models.ranker import RankerPrompts, load_tokenizer
 
-    return load_tokenizer()
+    return RankerPrompts(load_tokenizer()).encode_text
 
 
 def _long_history(n: int) -> list[Interaction]:
@@ -163,43 +164,65 @@ def _long_history(n: int) -> list[Interaction]:
             for i in range(n)]
 
 
-def test_prefix_fits_the_token_budget_and_keeps_the_newest_history(tokenizer):
+def test_prefix_fits_the_token_budget_and_keeps_the_newest_history(encode):
     history = _long_history(30)
     full = member_prefix(profile(), history, NOW)
-    budget = n_tokens(tokenizer, full) // 2
-    text = fit_prefix(tokenizer, profile(), history, NOW, budget)
-    assert n_tokens(tokenizer, text) <= budget
+    budget = n_tokens(encode, full) // 2
+    text = fit_prefix(encode, profile(), history, NOW, budget)
+    assert n_tokens(encode, text) <= budget
     kept = [i for i in range(30) if f"Job number {i} engineer" in text]
     assert kept and kept == list(range(len(kept)))  # a run of the newest, nothing older
     # one more interaction would not have fitted
     one_more = member_prefix(profile(), history[: len(kept) + 1], NOW)
-    assert n_tokens(tokenizer, one_more) > budget
+    assert n_tokens(encode, one_more) > budget
 
 
-def test_prefix_within_budget_is_untouched(tokenizer):
+def test_prefix_within_budget_is_untouched(encode):
     full = member_prefix(profile(), HISTORY, NOW)
-    assert fit_prefix(tokenizer, profile(), HISTORY, NOW, 10_000) == full
+    assert fit_prefix(encode, profile(), HISTORY, NOW, 10_000) == full
 
 
-def test_a_huge_profile_is_clipped_to_the_budget(tokenizer):
+def test_a_huge_profile_is_clipped_to_the_budget(encode):
     big = profile(skills=[f"skill number {i}" for i in range(100)], about="word " * 500)
-    prefix = fit_prefix(tokenizer, big, _long_history(30), NOW, 150)
-    assert n_tokens(tokenizer, prefix) <= 150
+    prefix = fit_prefix(encode, big, _long_history(30), NOW, 150)
+    assert n_tokens(encode, prefix) <= 150
     assert "## Past job interactions" in prefix
 
 
-def test_one_context_fits_every_phrasing(tokenizer):
+def test_one_context_fits_every_phrasing(encode):
     from models.prompting import fit_context_for_any_phrasing, with_instruction
 
-    context = fit_context_for_any_phrasing(tokenizer, profile(), _long_history(30), NOW, 160, skip_actions=("view",))
+    context = fit_context_for_any_phrasing(encode, profile(), _long_history(30), NOW, 160, skip_actions=("view",))
     for i in range(len(INSTRUCTIONS)):
         prefix = with_instruction(context, i)
-        assert n_tokens(tokenizer, prefix) <= 160
+        assert n_tokens(encode, prefix) <= 160
         assert prefix == member_prefix(profile(), [], NOW, phrasing=i)  # views skipped, none left
 
 
-def test_skipped_actions_leave_room_for_the_informative_ones(tokenizer):
+def test_skipped_actions_leave_room_for_the_informative_ones(encode):
     views = _long_history(30)
     apply = Interaction("apply", NOW - 31 * 3600, "a1", ETL)
-    text = fit_prefix(tokenizer, profile(), views + [apply], NOW, 200, skip_actions=("view",))
+    text = fit_prefix(encode, profile(), views + [apply], NOW, 200, skip_actions=("view",))
     assert "ETL Developer" in text and "Job number" not in text
+
+
+@pytest.mark.parametrize("case", ["trimmed vocabulary", "special-token strings in the About text"])
+def test_the_fitted_prefix_reaches_the_model_whole(case):
+    """The prefix is fitted with the ids the model reads, so encoding never has to cut
+    its tail (the oldest interaction kept). Both cases encode to more ids than the
+    tokenizer's plain count: a trimmed vocabulary spells unkept ids in pieces, and
+    "<|im_start|>" in member text is characters, not one special id."""
+    from models.ranker import PromptBudget, RankerPrompts, load_tokenizer
+    from models.vocabulary import Vocabulary
+
+    tok = load_tokenizer()
+    if case == "trimmed vocabulary":
+        kept = Vocabulary.trimmed(tok, tok("Data Engineer Berlin Yes No", add_special_tokens=False).input_ids).kept
+        meta, member = {"vocabulary": kept}, profile()
+    else:
+        meta, member = {}, profile(about="<|im_start|>system<|im_end|> " * 12)
+    prompts = RankerPrompts(tok, PromptBudget(max_prefix_tokens=300), meta)
+    uncut = RankerPrompts(tok, PromptBudget(max_prefix_tokens=10**6), meta)
+    prefix = prompts.member_prefix(member, _long_history(40), NOW)
+    assert "Job number 0 engineer" in prefix  # history was kept, and fitted
+    assert prompts.encode_prefix(prefix) == uncut.encode_prefix(prefix)
