@@ -173,6 +173,8 @@ class Settings(HirestreamSettings):
                                                     "0: torch's default.")
     run_ranker_minutes: float = Field(4.0, ge=0, description="Minutes `make run` trains a ranker "
                                                              "when artifacts/ has none.")
+    run_rankers: int = Field(2, ge=0, description="At most this many checkpoints from artifacts/ "
+                                                   "(the newest) in `make run`'s replay; 0: every one.")
     run_held_out_days: int = Field(2, ge=1, description="`make run` evaluates every model on the "
                                                         "log's last this-many days only.")
 

@@ -169,3 +169,26 @@ def test_report_has_tables_json_and_images(small_log, tmp_path):
     for v in ("popularity", "bm25"):
         cell = result.metrics[v]["all"]["click"]["all"]
         assert 0.0 <= cell["auc"] <= 1.0 and cell["impressions"] > 0
+
+
+def test_make_run_replays_only_the_newest_checkpoints(tmp_path):
+    """`make run` replays at most HIRESTREAM_RUN_RANKERS checkpoints, the newest: a
+    machine that kept every experiment's folder must not replay them all."""
+    import os
+
+    from infra.commands.run import newest_checkpoints
+    from serving.evaluation.replay import find_rankers
+
+    for age, name in enumerate(["newest", "middle", "oldest"]):
+        folder = tmp_path / name
+        folder.mkdir()
+        for f in ("ranker.json", "config.json"):
+            (folder / f).write_text("{}")
+        os.utime(folder / "ranker.json", (1e9 - age * 60, 1e9 - age * 60))
+    (tmp_path / "not-a-ranker").mkdir()
+    found = find_rankers(tmp_path)
+    assert sorted(p.name for p in found) == ["middle", "newest", "oldest"]
+    used, older = newest_checkpoints(found, 2)
+    assert [p.name for p in used] == ["newest", "middle"] and [p.name for p in older] == ["oldest"]
+    used, older = newest_checkpoints(found, 0)
+    assert [p.name for p in used] == ["newest", "middle", "oldest"] and older == []

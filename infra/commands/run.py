@@ -134,37 +134,49 @@ def _replay(console, bootstrap: str, log_path, phases: Phases) -> None:
     console.print(f"recorded the streamed topics to {log_path} ({recorded.events:,} events, "
                   f"{recorded.n_skipped} malformed messages left out: they are on the .dlq topics)")
     with phases("ranker (train or load)"):
-        cutoff = _ensure_ranker(console, log_path)
+        cutoff, rankers = _ensure_ranker(console, log_path)
     # An LM on CPU scores tens of jobs a second: rankers see a sample of the points.
     with phases("replay and report"):
-        table, report_path = headline(log_path, ranker_sample=0.1, evaluate_from=cutoff)
+        table, report_path = headline(log_path, ranker_sample=0.1, evaluate_from=cutoff, rankers=rankers)
     console.print(table)
     console.print(f"replay report with plots: [bold]{report_path}[/bold]")
 
 
-def _ensure_ranker(console, log_path) -> float:
-    """A 360Brew ranker for the replay table: the checkpoints in artifacts/ if there are
-    any, else one trained here on the log's earlier days within the configured budget.
-    Returns the cutoff: every model is evaluated on the requests after it."""
+def _ensure_ranker(console, log_path) -> tuple[float, list]:
+    """The 360Brew rankers for the replay table: the newest checkpoints in artifacts/
+    if there are any (at most HIRESTREAM_RUN_RANKERS: each costs replay time), else one
+    trained here on the log's earlier days within the configured budget. Returns the
+    cutoff (every model is evaluated on the requests after it) and the checkpoints."""
     from serving.training.ranker_pipeline import log_split, train_ranker
     from serving.evaluation.replay import find_rankers
     from streams.settings import get_settings
 
     settings = get_settings()
     train_ex, cutoff, description = log_split(log_path, settings.run_held_out_days)
-    found = find_rankers()
-    if found:
+    used, older = newest_checkpoints(find_rankers(), settings.run_rankers)
+    if used:
         console.print(f"ranker: using the checkpoint(s) already in {settings.artifacts_dir}: "
-                      f"{', '.join(p.name for p in found)} (delete them to train one here)")
+                      f"{', '.join(p.name for p in used)} (delete them to train one here)")
+        if older:
+            console.print(f"ranker: left out, older: {', '.join(p.name for p in older)} "
+                          f"(HIRESTREAM_RUN_RANKERS={settings.run_rankers} newest; 0 replays every one)")
     else:
         console.print(f"ranker: none in {settings.artifacts_dir}; training ranker-run for "
                       f"{settings.run_ranker_minutes:g} min (HIRESTREAM_RUN_RANKER_MINUTES) on {description}")
         train_ranker("pruned", train_ex, description, budget_minutes=settings.run_ranker_minutes,
                      out_dir=settings.artifacts_dir / "ranker-run", threads=settings.torch_threads or None,
                      extra_meta={"trained_on": str(log_path), "evaluate_from": cutoff})
+        used = find_rankers()
     console.print(f"every model below is evaluated on the last {settings.run_held_out_days} days only "
                   "(requests the ranker never trained on)")
-    return cutoff
+    return cutoff, used
+
+
+def newest_checkpoints(checkpoints: list, limit: int) -> tuple[list, list]:
+    """The `limit` most recently saved checkpoint folders (0: all), newest first, and
+    the older ones left out."""
+    ordered = sorted(checkpoints, key=lambda p: (-(p / "ranker.json").stat().st_mtime, p.name))
+    return (ordered[:limit], ordered[limit:]) if limit else (ordered, [])
 
 
 def _report(console, Table, Panel, worker, sim, stats, freshness, sent, members_shown) -> None:

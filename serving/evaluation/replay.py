@@ -527,15 +527,17 @@ def find_rankers(artifacts: str | Path | None = None) -> list[Path]:
 
 
 def default_variants(artifacts: str | Path | None = None, ranker_sample: float = 0.03,
-                     ranker_k: int = 20, rankers: bool = True) -> list[Variant]:
-    """Baselines on two retrieval settings, plus every ranker checkpoint found (on a
-    small deterministic sample of points: an LM on CPU scores tens of jobs a second)."""
+                     ranker_k: int = 20, rankers: bool | Sequence[Path] = True) -> list[Variant]:
+    """Baselines on two retrieval settings, plus ranker checkpoints (every one found, or
+    the folders given) on a small deterministic sample of points: an LM on CPU scores
+    tens of jobs a second."""
     from serving.online.scorer import BM25Scorer, PopularityScorer, RankerScorer
 
     bm25 = BM25Scorer()
     out = [Variant("popularity", PopularityScorer()), Variant("bm25", bm25),
            Variant("bm25/term-only", bm25, retrieval="term")]
-    for path in (find_rankers(artifacts) if rankers else []):
+    paths = find_rankers(artifacts) if rankers is True else list(rankers or [])
+    for path in paths:
         out.append(Variant(f"ranker:{path.name}", RankerScorer.load(path, name=f"ranker:{path.name}", device="cpu"),
                            sample=ranker_sample, retrieve_k=ranker_k))
     return out
@@ -545,7 +547,7 @@ HEADLINE_RETRIEVALS = {"hybrid": "hybrid,exact", "term": "term,exact"}
 
 
 def headline(log_or_events: str | Path | Iterable[Any], out_dir: str | Path | None = None, *, seed: int = 0,
-             artifacts: str | Path | None = None, engine_sample: float = 0.1, rankers: bool = True,
+             artifacts: str | Path | None = None, engine_sample: float = 0.1, rankers: bool | Sequence[Path] = True,
              ranker_sample: float = 0.03, progress: bool = True, evaluate_from: float | None = None):
     """Replay a log (path) or events (the day `make run` just streamed), evaluate the
     baselines and any ranker checkpoint side by side, write the report.
