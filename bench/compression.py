@@ -24,6 +24,11 @@ Protocol (fixed before the first run, 2026-12-05):
   (`prune-small` one-shot, `prune-small-gradual` in 3 cuts; 5.0M block parameters,
   so that trimmed they fit 1/10 of the teacher's), and their trimmed int8-weight
   chains.
+  Added 2026-12-05 (the next day's session; the run was declared in the previous
+  session's note, 08:34, before it was trained or measured): `prune-small-gradual-more`,
+  the same gradual cut re-distilled on 4x the member-days (3,000: `--budget-minutes 20`
+  sizes the rows) for 3x the steps (1,200, on 2 threads), and its trimmed int8-weight
+  chain: does more re-distillation data close the small students' gap?
 - Quality: the teacher's own marketplace (its ranker.json's seed, members, days and
   signals), every example of its held-out days (`--max-groups` caps slates per task
   for a smoke run), scored as bench/ranker_quality.py scores them (one pass per
@@ -72,7 +77,8 @@ TASKS = ("click", "apply", "save", "search_relevance", "dismiss")
 TRAINED = {"sft-4": "ranker-sft4", "distil-4": "ranker-distil4",
            "prune-oneshot": "ranker-prune-oneshot", "prune-gradual": "ranker-prune-gradual",
            "prune-4": "ranker-prune4", "prune-3": "ranker-prune3",
-           "prune-small": "ranker-prune-small-oneshot", "prune-small-gradual": "ranker-prune-small-gradual"}
+           "prune-small": "ranker-prune-small-oneshot", "prune-small-gradual": "ranker-prune-small-gradual",
+           "prune-small-gradual-more": "ranker-prune-small-gradual-more"}
 MAKE = {"sft-4": "--recipe sft --layers 4 --budget-minutes 5 --steps 300 --threads 1",
         "distil-4": "--recipe distil --layers 4 --budget-minutes 5 --steps 300 --threads 1",
         "prune-oneshot": "--recipe prune-oneshot --budget-minutes 5 --steps 300 --threads 1",
@@ -84,14 +90,17 @@ MAKE = {"sft-4": "--recipe sft --layers 4 --budget-minutes 5 --steps 300 --threa
         "prune-small": "--recipe prune-oneshot --intermediate-size 192 --kv-groups 1 "
                        "--budget-minutes 5 --steps 400 --threads 1",
         "prune-small-gradual": "--recipe prune-gradual --intermediate-size 192 --kv-groups 1 "
-                               "--budget-minutes 5 --steps 400 --threads 1"}
+                               "--budget-minutes 5 --steps 400 --threads 1",
+        "prune-small-gradual-more": "--recipe prune-gradual --intermediate-size 192 --kv-groups 1 "
+                                    "--budget-minutes 20 --steps 1200 --threads 2"}
 QUANTIZED = ("bf16", "int8", "int8-weight", "int4-weight")
 # Steps that train nothing, chained after a row's name: "prune-3+trim-vocab+int8-weight"
 # is prune-3 trimmed, then quantized; a bare step ("int8-weight") applies to the teacher.
 # Each intermediate lives next to its source: <source folder>-<step>.
 UNTRAINED_STEPS = ("trim-vocab",) + QUANTIZED
 DERIVED = ("trim-vocab", "prune-oneshot+int8-weight", "prune-3+trim-vocab", "prune-3+trim-vocab+int8-weight",
-           "prune-small+trim-vocab+int8-weight", "prune-small-gradual+trim-vocab+int8-weight")
+           "prune-small+trim-vocab+int8-weight", "prune-small-gradual+trim-vocab+int8-weight",
+           "prune-small-gradual-more+trim-vocab+int8-weight")
 PLOTTED = ("click", "apply", "save", "search_relevance")  # dismiss is near chance for every ranker
 
 
