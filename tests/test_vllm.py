@@ -293,6 +293,26 @@ def test_vllm_scores_equal_the_torch_rankers(checkpoint):
 
 @pytest.mark.slow
 @needs_vllm
+def test_vllm_serves_a_trimmed_vocabulary_as_the_torch_ranker_scores_it(checkpoint, tmp_path):
+    """A trimmed checkpoint (issue 16) through vLLM: the prompts go as the model's own
+    ids, the answers are read by its Yes/No ids. Kept: the ids of the first member's
+    prompts only, so the others' text is spelled in pieces of the kept ids."""
+    torch.set_num_threads(1)
+    ranker = Ranker.load(checkpoint, device="cpu")
+    first = members()[0]
+    used = {i for ids in ranker.prompt_ids(ranker.member_prefix(first.profile, first.history, NOW), JOBS[:2], TASKS)
+            for i in ids}
+    ranker.trim_vocabulary(used | {ranker.yes_id, ranker.no_id})
+    assert ranker.model.get_input_embeddings().weight.shape[0] < len(ranker.tokenizer) // 10
+    trimmed = ranker.save(tmp_path / "trimmed-ranker")
+    reference = RankerScorer(Ranker.load(trimmed, device="cpu"))
+    with make_scorer(f"vllm:{trimmed}") as scorer:
+        want = _assert_equal_to_torch(scorer, reference, members(), TASKS)
+        assert want.std() > 0.05
+
+
+@pytest.mark.slow
+@needs_vllm
 @pytest.mark.skipif(not (REAL_CHECKPOINT / "config.json").exists(),
                     reason=f"no trained ranker at {REAL_CHECKPOINT} (git-ignored; set HIRESTREAM_TEST_RANKER)")
 def test_vllm_scores_equal_the_torch_rankers_on_a_trained_checkpoint():

@@ -1,7 +1,7 @@
 """A ranker cut to the token ids its prompts use (issue 16, `models.vocabulary`): every
 text still encodes and reads back the same, the prompts it was cut for score exactly
 as before, and the cut checkpoint loads through `Ranker.load`, plain `transformers`
-and quantization, while vLLM refuses it with the reason.
+and quantization (vLLM serves it too: tests/test_vllm.py).
 
 The model is SmolLM2-135M's first 2 blocks, untrained for ranking: trimming must keep
 every score whatever the weights, so no trained head is needed.
@@ -132,7 +132,8 @@ def test_a_trimmed_ranker_loads_with_plain_transformers_and_gives_the_same_logit
     assert abs(p - ranker.score(prefix, jobs[:1], "apply")[0]) < 1e-5
 
 
-def test_a_trimmed_ranker_quantizes_and_serves_in_process_but_vllm_refuses_it(source, trimmed, slates, tmp_path):
+def test_a_trimmed_ranker_quantizes_and_serves_in_process_and_vllm_refuses_only_the_quantized_one(
+        source, trimmed, slates, tmp_path):
     from serving.online.scorer import VLLMScorer, make_scorer
 
     compress(trimmed, "int8-weight", tmp_path / "trimmed")
@@ -143,8 +144,8 @@ def test_a_trimmed_ranker_quantizes_and_serves_in_process_but_vllm_refuses_it(so
         np.testing.assert_allclose(quantized.score(prefix, jobs, "apply"), whole.score(prefix, jobs, "apply"),
                                    rtol=0, atol=1e-5)
     assert make_scorer(f"ranker:{trimmed}").name.endswith(trimmed.name)
-    with pytest.raises(ValueError, match="trimmed vocabulary"):
-        VLLMScorer(trimmed, url="http://127.0.0.1:9")
+    with pytest.raises(ValueError, match="int8-weight checkpoint, which only the in-process scorer reads"):
+        VLLMScorer(tmp_path / "trimmed", url="http://127.0.0.1:9")
 
 
 def test_trimming_a_trimmed_or_quantized_checkpoint_is_refused(trimmed, tmp_path):

@@ -258,17 +258,15 @@ class VLLMScorer:
 
         self.model_dir = Path(model_dir)
         self.prompts = RankerPrompts.load_prompts(self.model_dir)
-        # What vLLM cannot serve from a folder: quantized.pt holds torchao/aten tensors it
-        # does not read, and a trimmed vocabulary renumbers the token ids (not checked
-        # with vLLM, which would load the tokenizer's 49,152 ids beside a smaller head).
+        # quantized.pt holds torchao/aten tensors vLLM does not read. A trimmed vocabulary
+        # is served as it is: the prompts are sent as the model's own ids and the answers
+        # read by the model's Yes/No ids (`RankerPrompts` renumbers both), so the server's
+        # tokenizer, with its 49,152 ids, only names the one token it samples.
         meta = self.prompts.meta
-        why = [f"is a {meta['quantization']} checkpoint"] if meta.get("quantization") else []
-        if self.prompts.vocabulary is not None:
-            why.append("has a trimmed vocabulary")
-        if why:
-            raise ValueError(f"{self.model_dir} {' and '.join(why)}, which only the in-process scorer reads: serve "
-                             f"it as ranker:{self.model_dir}, or the checkpoint it was made from "
-                             f"({meta.get('quantized_from') or meta.get('trimmed_from', '?')}) through vLLM")
+        if meta.get("quantization"):
+            raise ValueError(f"{self.model_dir} is a {meta['quantization']} checkpoint, which only the in-process "
+                             f"scorer reads: serve it as ranker:{self.model_dir}, or the checkpoint it was made "
+                             f"from ({meta.get('quantized_from', '?')}) through vLLM")
         self.name = name or f"vllm:{self.model_dir.name}"
         self.timeout = timeout
         self.server = None  # the server this scorer started (and stops on close), if any
