@@ -13,10 +13,16 @@ Recipes (`RECIPES`):
     at run time (torchao's `Int8DynamicActivationInt8WeightConfig`), everything else in
     the compute dtype. A few input channels carry activations far larger than the rest
     (the outliers that scrambled an earlier int8 try's scores), so the int8 grid per
-    token is set by them; SmoothQuant (torchao's, alpha 0.5) divides each channel by a
-    factor measured on calibration prompts and multiplies the weights by it, moving the
-    range into the weights. On ranker-thin it halved the largest score error and raised
-    the slates' rank agreement with float from 0.981 to 0.991.
+    token is set by them; SmoothQuant (alpha 0.5) divides each channel by a factor
+    measured on calibration prompts and multiplies the weights that read it by the same
+    factor, moving the range into the weights. The division is folded into the op
+    before (`smooth`: the norms, and the up projection for the down projection's
+    input), so the smoothed float model computes exactly what the original does and
+    the int8 model is plain W8A8: the same integers vLLM's int8 kernels multiply
+    (`save_for_vllm` writes them in the compressed-tensors format it reads). Until
+    2026-12-05 torchao's SmoothQuant divided inside each linear, with a factor per
+    linear that no upstream op can absorb; on ranker-thin it had halved the largest
+    score error and raised the slates' rank agreement with float from 0.981 to 0.991.
   * `int8-weight`: int8 weights per output channel, activations unquantized (torchao's
     `Int8WeightOnlyConfig`): half of bf16's bytes for the blocks.
   * `int4-weight`: 4-bit weights in groups of 64 input channels, each group with its
@@ -77,8 +83,8 @@ def _int8_weight_only():
 
 RECIPES = {
     "bf16": QuantRecipe("bf16", "every weight bf16", None),
-    "int8": QuantRecipe("int8", "blocks' linears int8 weights and per-token int8 activations, "
-                        f"SmoothQuant alpha {SMOOTHQUANT_ALPHA} (torchao)", _int8_dynamic),
+    "int8": QuantRecipe("int8", "blocks' linears int8 weights and per-token int8 activations (torchao), "
+                        f"SmoothQuant alpha {SMOOTHQUANT_ALPHA} folded into the norms", _int8_dynamic),
     "int8-weight": QuantRecipe("int8-weight", "blocks' linears int8 weights per channel (torchao)",
                                _int8_weight_only),
     "int4-weight": QuantRecipe("int4-weight", f"blocks' linears 4-bit weights in groups of {INT4_GROUP} "
@@ -145,27 +151,50 @@ def _to_int4(model: nn.Module, dtype: torch.dtype) -> None:
                 setattr(module, child_name, Int4Linear.from_linear(child, dtype=dtype))
 
 
-def _smoothed_int8(model: nn.Module, calibrate: Callable[[nn.Module], None] | None) -> None:
-    """SmoothQuant then int8: observe each block linear's input ranges while `calibrate`
-    runs prompts, then fold the smoothing into the weights and quantize them. Without
-    `calibrate` (loading a saved one) the modules only take the saved types' shapes."""
-    from torchao.prototype.smoothquant import SmoothQuantConfig
-    from torchao.prototype.smoothquant.core import SmoothQuantObservedLinear
-    from torchao.quantization import quantize_
-    from torchao.quantization.quantize_.common.quantization_step import QuantizationStep
+@torch.no_grad()
+def smooth(model: nn.Module, calibrate: Callable[[nn.Module], None], alpha: float = SMOOTHQUANT_ALPHA) -> None:
+    """SmoothQuant folded into the float weights, in place: the model computes the same
+    function (up to float rounding), with each smoothed input's channel j divided by
 
-    def config(step):
-        return SmoothQuantConfig(base_config=_int8_dynamic(), step=step, alpha=SMOOTHQUANT_ALPHA,
-                                 use_running_absmax=True)
+        s_j = max|X_j|^alpha / max|W_:,j|^(1 - alpha)
 
-    if calibrate is None:
-        quantize_(model, config(QuantizationStep.PREPARE_FOR_LOADING), filter_fn=block_linear)
-        return
-    quantize_(model, config(QuantizationStep.PREPARE), filter_fn=block_linear)
-    with torch.no_grad():
+    (X over the calibration prompts `calibrate(model)` runs; W over every linear that
+    reads the input) and those linears' column j multiplied by it. Smoothed where the
+    division can be absorbed by the op before, as SmoothQuant and llm-compressor do:
+    q/k/v read the input norm (its weight is divided), gate/up the post-attention norm,
+    down reads silu(gate)·up (up's row j is divided). The attention output that o_proj
+    reads is left as it is: its channels mix query heads that share a key/value group."""
+    layers = [m for m in model.modules() if hasattr(m, "self_attn") and hasattr(m, "mlp")]
+    if not layers:
+        raise ValueError("smooth: no decoder layers with self_attn and mlp found")
+    readers = {}  # the first linear of each smoothed input -> running max |x_j|
+    hooks = []
+    for layer in layers:
+        for first in (layer.self_attn.q_proj, layer.mlp.gate_proj, layer.mlp.down_proj):
+            readers[first] = torch.zeros(first.in_features)
+
+            def observe(module, args):
+                x = args[0].detach().abs().float().reshape(-1, module.in_features)
+                torch.maximum(readers[module], x.amax(0), out=readers[module])
+
+            hooks.append(first.register_forward_pre_hook(observe))
+    try:
         calibrate(model)
-    quantize_(model, config(QuantizationStep.CONVERT),
-              filter_fn=lambda m, fqn: isinstance(m, SmoothQuantObservedLinear))
+    finally:
+        for h in hooks:
+            h.remove()
+    for layer in layers:
+        attn, mlp = layer.self_attn, layer.mlp
+        for before, linears in ((layer.input_layernorm.weight, [attn.q_proj, attn.k_proj, attn.v_proj]),
+                                (layer.post_attention_layernorm.weight, [mlp.gate_proj, mlp.up_proj]),
+                                (mlp.up_proj.weight, [mlp.down_proj])):
+            x_max = readers[linears[0]].clamp(min=1e-5)
+            w_max = torch.stack([l.weight.abs().float().amax(0) for l in linears]).amax(0).clamp(min=1e-5)
+            scale = (x_max.pow(alpha) / w_max.pow(1 - alpha)).clamp(min=1e-5)
+            for l in linears:
+                l.weight.mul_(scale.to(l.weight.dtype))
+            # a norm's weight is a vector over channels; up's rows are its output channels
+            before.div_((scale if before.dim() == 1 else scale[:, None]).to(before.dtype))
 
 
 def quantize(model: nn.Module, recipe: str, dtype: torch.dtype | None = None,
@@ -182,11 +211,11 @@ def quantize(model: nn.Module, recipe: str, dtype: torch.dtype | None = None,
 
 def _quantize(model: nn.Module, recipe: str, dtype: torch.dtype | None, calibrate) -> nn.Module:
     dtype = dtype or compute_dtype()
+    if recipe == "int8" and calibrate is not None:
+        smooth(model.float(), calibrate)  # measured and folded in float32, before any rounding
     model.to(torch.bfloat16 if recipe == "bf16" else dtype)
     if recipe == "int4-weight":
         _to_int4(model, dtype)
-    elif recipe == "int8":
-        _smoothed_int8(model, calibrate)
     elif RECIPES[recipe].make_config is not None:
         from torchao.quantization import quantize_
 
@@ -217,6 +246,56 @@ def load_quantized(path: Path | str, recipe: str, dtype: torch.dtype | None = No
     state = torch.load(path / WEIGHTS_FILE, map_location="cpu", weights_only=True)
     model.load_state_dict(state, strict=True, assign=True)
     return model.eval()
+
+
+VLLM_DIR = "vllm"  # inside an int8 artifact: the same integers in the format vLLM reads
+
+
+def save_for_vllm(model: nn.Module, path: Path | str) -> Path:
+    """An `int8` model as vLLM's compressed-tensors loader reads it (W8A8: int8 weights
+    with a float32 scale per output channel, activations quantized per token at run
+    time): torchao's own integers and scales for the blocks' linears, every other
+    weight as it is. A plain folder of config.json and model.safetensors."""
+    import json
+
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tensors = {}
+    for name, module in model.named_modules():
+        if block_linear(module, name):
+            weight = module.weight
+            if not hasattr(weight, "qdata"):
+                raise ValueError(f"save_for_vllm: {name} is not int8 (an `int8` recipe model is needed)")
+            if getattr(weight, "act_pre_scale", None) is not None:  # torchao's own SmoothQuant, before 2026-12-05
+                raise ValueError(f"save_for_vllm: {name} divides its input inside the layer, which vLLM "
+                                 "cannot: re-make the checkpoint with `hirestream compress --recipe int8`")
+            tensors[f"{name}.weight"] = weight.qdata.contiguous()
+            tensors[f"{name}.weight_scale"] = weight.scale.float().reshape(-1, 1).contiguous()
+            if module.bias is not None:
+                tensors[f"{name}.bias"] = module.bias.detach().contiguous()
+    for name, tensor in model.state_dict().items():
+        if name.rsplit(".", 1)[0] not in {n for n, m in model.named_modules() if block_linear(m, n)}:
+            tensors[name] = tensor.detach().contiguous()
+    save_file(tensors, str(path / "model.safetensors"))
+    config = model.config.to_dict()
+    quant = {"num_bits": 8, "type": "int", "symmetric": True, "group_size": None, "block_structure": None,
+             "actorder": None, "observer": None, "observer_kwargs": {}}
+    config["quantization_config"] = {
+        "quant_method": "compressed-tensors", "format": "int-quantized", "quantization_status": "compressed",
+        "config_groups": {"group_0": {
+            "targets": ["Linear"],
+            "weights": {**quant, "strategy": "channel", "dynamic": False},
+            "input_activations": {**quant, "strategy": "token", "dynamic": True},
+            "output_activations": None}},
+        # everything outside the blocks stays float, as in the torch model
+        "ignore": sorted(n for n, m in model.named_modules()
+                         if isinstance(m, nn.Linear) and not block_linear(m, n)),
+        "kv_cache_scheme": None,
+    }
+    (path / "config.json").write_text(json.dumps(config, indent=2, default=str))
+    return path
 
 
 def bytes_on_disk(path: Path | str) -> int:

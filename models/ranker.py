@@ -430,9 +430,12 @@ class Ranker(RankerPrompts):
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         if self.meta.get("quantization"):
-            from models.quantization import save_quantized
+            from models.quantization import VLLM_DIR, save_for_vllm, save_quantized
 
             save_quantized(self.model, path)
+            if self.meta["quantization"] == "int8":  # the one recipe vLLM's CPU kernels multiply
+                save_for_vllm(self.model, path / VLLM_DIR)
+                self.tokenizer.save_pretrained(path / VLLM_DIR)
         else:
             self.model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)

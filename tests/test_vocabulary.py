@@ -144,7 +144,7 @@ def test_a_trimmed_ranker_quantizes_and_serves_in_process_and_vllm_refuses_only_
         np.testing.assert_allclose(quantized.score(prefix, jobs, "apply"), whole.score(prefix, jobs, "apply"),
                                    rtol=0, atol=1e-5)
     assert make_scorer(f"ranker:{trimmed}").name.endswith(trimmed.name)
-    with pytest.raises(ValueError, match="int8-weight checkpoint, which only the in-process scorer reads"):
+    with pytest.raises(ValueError, match="int8-weight checkpoint without a vllm/ copy"):
         VLLMScorer(tmp_path / "trimmed", url="http://127.0.0.1:9")
 
 

@@ -258,15 +258,23 @@ class VLLMScorer:
 
         self.model_dir = Path(model_dir)
         self.prompts = RankerPrompts.load_prompts(self.model_dir)
-        # quantized.pt holds torchao/aten tensors vLLM does not read. A trimmed vocabulary
-        # is served as it is: the prompts are sent as the model's own ids and the answers
-        # read by the model's Yes/No ids (`RankerPrompts` renumbers both), so the server's
-        # tokenizer, with its 49,152 ids, only names the one token it samples.
+        # A trimmed vocabulary is served as it is: the prompts are sent as the model's own
+        # ids and the answers read by the model's Yes/No ids (`RankerPrompts` renumbers
+        # both), so the server's tokenizer, with its 49,152 ids, only names the one token
+        # it samples. An int8 (W8A8) checkpoint is served from the copy of its integers
+        # it holds in vLLM's format; vLLM's CPU build has no kernel for the other recipes.
+        from models.quantization import VLLM_DIR
+
         meta = self.prompts.meta
+        served = self.model_dir
         if meta.get("quantization"):
-            raise ValueError(f"{self.model_dir} is a {meta['quantization']} checkpoint, which only the in-process "
-                             f"scorer reads: serve it as ranker:{self.model_dir}, or the checkpoint it was made "
-                             f"from ({meta.get('quantized_from', '?')}) through vLLM")
+            served = self.model_dir / VLLM_DIR
+            if not (served / "config.json").exists():
+                raise ValueError(f"{self.model_dir} is a {meta['quantization']} checkpoint without a {VLLM_DIR}/ "
+                                 "copy (vLLM's CPU build multiplies int8 weights only with int8 activations: "
+                                 "the int8 recipe), which only the in-process scorer reads: serve it as "
+                                 f"ranker:{self.model_dir}, or the checkpoint it was made from "
+                                 f"({meta.get('quantized_from', '?')}) through vLLM, or make an int8 one")
         self.name = name or f"vllm:{self.model_dir.name}"
         self.timeout = timeout
         self.server = None  # the server this scorer started (and stops on close), if any
@@ -274,8 +282,9 @@ class VLLMScorer:
         if not url:
             from infra.vllm_server import ServerConfig, start
 
-            settings = {"max_model_len": self.max_prompt_tokens(), **server_settings}
-            self.server = start(ServerConfig(model_dir=self.model_dir, **settings), timeout=timeout)
+            settings = {"max_model_len": self.max_prompt_tokens(), "served_name": self.model_dir.name,
+                        **server_settings}
+            self.server = start(ServerConfig(model_dir=served, **settings), timeout=timeout)
             atexit.register(self.close)  # a process that forgets close() still stops it cleanly
             url = self.server.url
         self.url = url.rstrip("/")
