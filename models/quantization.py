@@ -171,7 +171,7 @@ def smooth(model: nn.Module, calibrate: Callable[[nn.Module], None], alpha: floa
     hooks = []
     for layer in layers:
         for first in (layer.self_attn.q_proj, layer.mlp.gate_proj, layer.mlp.down_proj):
-            readers[first] = torch.zeros(first.in_features)
+            readers[first] = torch.zeros(first.in_features, device=first.weight.device)
 
             def observe(module, args):
                 x = args[0].detach().abs().float().reshape(-1, module.in_features)
@@ -263,20 +263,20 @@ def save_for_vllm(model: nn.Module, path: Path | str) -> Path:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     tensors = {}
-    for name, module in model.named_modules():
-        if block_linear(module, name):
-            weight = module.weight
-            if not hasattr(weight, "qdata"):
-                raise ValueError(f"save_for_vllm: {name} is not int8 (an `int8` recipe model is needed)")
-            if getattr(weight, "act_pre_scale", None) is not None:  # torchao's own SmoothQuant, before 2026-12-05
-                raise ValueError(f"save_for_vllm: {name} divides its input inside the layer, which vLLM "
-                                 "cannot: re-make the checkpoint with `hirestream compress --recipe int8`")
-            tensors[f"{name}.weight"] = weight.qdata.contiguous()
-            tensors[f"{name}.weight_scale"] = weight.scale.float().reshape(-1, 1).contiguous()
-            if module.bias is not None:
-                tensors[f"{name}.bias"] = module.bias.detach().contiguous()
+    blocks = {name: module for name, module in model.named_modules() if block_linear(module, name)}
+    for name, module in blocks.items():
+        weight = module.weight
+        if not hasattr(weight, "qdata"):
+            raise ValueError(f"save_for_vllm: {name} is not int8 (an `int8` recipe model is needed)")
+        if getattr(weight, "act_pre_scale", None) is not None:  # torchao's own SmoothQuant, before 2026-12-05
+            raise ValueError(f"save_for_vllm: {name} divides its input inside the layer, which vLLM "
+                             "cannot: re-make the checkpoint with `hirestream compress --recipe int8`")
+        tensors[f"{name}.weight"] = weight.qdata.contiguous()
+        tensors[f"{name}.weight_scale"] = weight.scale.float().reshape(-1, 1).contiguous()
+        if module.bias is not None:
+            tensors[f"{name}.bias"] = module.bias.detach().contiguous()
     for name, tensor in model.state_dict().items():
-        if name.rsplit(".", 1)[0] not in {n for n, m in model.named_modules() if block_linear(m, n)}:
+        if name.rsplit(".", 1)[0] not in blocks:
             tensors[name] = tensor.detach().contiguous()
     save_file(tensors, str(path / "model.safetensors"))
     config = model.config.to_dict()
