@@ -352,8 +352,11 @@ def test_vllm_serves_an_int8_checkpoint_as_the_torch_ranker_scores_it(checkpoint
 @pytest.mark.skipif(not (REAL_CHECKPOINT / "config.json").exists(),
                     reason=f"no trained ranker at {REAL_CHECKPOINT} (git-ignored; set HIRESTREAM_TEST_RANKER)")
 def test_vllm_scores_equal_the_torch_rankers_on_a_trained_checkpoint():
+    """Float, trimmed or int8 (served from its W8A8 copy; measured 0.013 at most on
+    ranker-thin's, whose float parts compute in bf16 in process)."""
     torch.set_num_threads(2)
     reference = RankerScorer(Ranker.load(REAL_CHECKPOINT, device="cpu"))
+    atol = INT8_ATOL if reference.ranker.meta.get("quantization") == "int8" else 1e-3
     with make_scorer(f"vllm:{REAL_CHECKPOINT}") as scorer:
-        want = _assert_equal_to_torch(scorer, reference, members(), ["apply", "click"])
+        want = _assert_equal_to_torch(scorer, reference, members(), ["apply", "click"], atol=atol)
         assert want.std() > 0.01
