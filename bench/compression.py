@@ -31,7 +31,9 @@ Protocol (fixed before the first run, 2026-12-05):
   chain: does more re-distillation data close the small students' gap?
   Added the same day after that row was measured (retention about doubled, with data
   and steps grown together): `prune-small-gradual-data`, the 3,000 member-days with the
-  original 400 steps, to tell the data's share from the steps'.
+  original 400 steps, to tell the data's share from the steps'. And, after that one
+  was measured (it kept what the 750 member-days kept), the other corner:
+  `prune-small-gradual-steps`, the original 750 member-days for 1,200 steps.
 - Quality: the teacher's own marketplace (its ranker.json's seed, members, days and
   signals), every example of its held-out days (`--max-groups` caps slates per task
   for a smoke run), scored as bench/ranker_quality.py scores them (one pass per
@@ -82,7 +84,8 @@ TRAINED = {"sft-4": "ranker-sft4", "distil-4": "ranker-distil4",
            "prune-4": "ranker-prune4", "prune-3": "ranker-prune3",
            "prune-small": "ranker-prune-small-oneshot", "prune-small-gradual": "ranker-prune-small-gradual",
            "prune-small-gradual-more": "ranker-prune-small-gradual-more",
-           "prune-small-gradual-data": "ranker-prune-small-gradual-data"}
+           "prune-small-gradual-data": "ranker-prune-small-gradual-data",
+           "prune-small-gradual-steps": "ranker-prune-small-gradual-steps"}
 MAKE = {"sft-4": "--recipe sft --layers 4 --budget-minutes 5 --steps 300 --threads 1",
         "distil-4": "--recipe distil --layers 4 --budget-minutes 5 --steps 300 --threads 1",
         "prune-oneshot": "--recipe prune-oneshot --budget-minutes 5 --steps 300 --threads 1",
@@ -98,7 +101,9 @@ MAKE = {"sft-4": "--recipe sft --layers 4 --budget-minutes 5 --steps 300 --threa
         "prune-small-gradual-more": "--recipe prune-gradual --intermediate-size 192 --kv-groups 1 "
                                     "--budget-minutes 20 --steps 1200 --threads 2",
         "prune-small-gradual-data": "--recipe prune-gradual --intermediate-size 192 --kv-groups 1 "
-                                    "--budget-minutes 20 --steps 400 --threads 2"}
+                                    "--budget-minutes 20 --steps 400 --threads 2",
+        "prune-small-gradual-steps": "--recipe prune-gradual --intermediate-size 192 --kv-groups 1 "
+                                     "--budget-minutes 5 --steps 1200 --threads 2"}
 QUANTIZED = ("bf16", "int8", "int8-weight", "int4-weight")
 # Steps that train nothing, chained after a row's name: "prune-3+trim-vocab+int8-weight"
 # is prune-3 trimmed, then quantized; a bare step ("int8-weight") applies to the teacher.
