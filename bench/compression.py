@@ -86,6 +86,7 @@ TRAINED = {"sft-4": "ranker-sft4", "distil-4": "ranker-distil4",
            "prune-small-gradual-more": "ranker-prune-small-gradual-more",
            "prune-small-gradual-data": "ranker-prune-small-gradual-data",
            "prune-small-gradual-steps": "ranker-prune-small-gradual-steps"}
+SMALL_GRADUAL = "--recipe prune-gradual --intermediate-size 192 --kv-groups 1"  # 1/10 once trimmed
 MAKE = {"sft-4": "--recipe sft --layers 4 --budget-minutes 5 --steps 300 --threads 1",
         "distil-4": "--recipe distil --layers 4 --budget-minutes 5 --steps 300 --threads 1",
         "prune-oneshot": "--recipe prune-oneshot --budget-minutes 5 --steps 300 --threads 1",
@@ -96,14 +97,11 @@ MAKE = {"sft-4": "--recipe sft --layers 4 --budget-minutes 5 --steps 300 --threa
                    "--budget-minutes 5 --steps 400 --threads 1",
         "prune-small": "--recipe prune-oneshot --intermediate-size 192 --kv-groups 1 "
                        "--budget-minutes 5 --steps 400 --threads 1",
-        "prune-small-gradual": "--recipe prune-gradual --intermediate-size 192 --kv-groups 1 "
-                               "--budget-minutes 5 --steps 400 --threads 1",
-        "prune-small-gradual-more": "--recipe prune-gradual --intermediate-size 192 --kv-groups 1 "
-                                    "--budget-minutes 20 --steps 1200 --threads 2",
-        "prune-small-gradual-data": "--recipe prune-gradual --intermediate-size 192 --kv-groups 1 "
-                                    "--budget-minutes 20 --steps 400 --threads 2",
-        "prune-small-gradual-steps": "--recipe prune-gradual --intermediate-size 192 --kv-groups 1 "
-                                     "--budget-minutes 5 --steps 1200 --threads 2"}
+        "prune-small-gradual": f"{SMALL_GRADUAL} --budget-minutes 5 --steps 400 --threads 1",
+        # the same cut re-distilled longer (steps) and on more member-days (the budget sizes them)
+        "prune-small-gradual-more": f"{SMALL_GRADUAL} --budget-minutes 20 --steps 1200 --threads 2",
+        "prune-small-gradual-data": f"{SMALL_GRADUAL} --budget-minutes 20 --steps 400 --threads 2",
+        "prune-small-gradual-steps": f"{SMALL_GRADUAL} --budget-minutes 5 --steps 1200 --threads 2"}
 QUANTIZED = ("bf16", "int8", "int8-weight", "int4-weight")
 # Steps that train nothing, chained after a row's name: "prune-3+trim-vocab+int8-weight"
 # is prune-3 trimmed, then quantized; a bare step ("int8-weight") applies to the teacher.
