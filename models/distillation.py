@@ -17,7 +17,7 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from models.multi_item import answer_logits, pack_rows
+from models.multi_item import answer_logits
 from models.ranker import Ranker
 
 
@@ -28,14 +28,13 @@ def teacher_logits(teacher: Ranker, rows: Sequence, tokens_per_batch: int = 4096
     from models.ranker_training import bucket_batches, encode_rows
 
     encoded = encode_rows(teacher, rows, {})
-    pad = teacher.tokenizer.pad_token_id or 0
     out: list[list[list[float]] | None] = [None] * len(rows)
     model = teacher.model.eval()
     batches = bucket_batches(encoded, tokens_per_batch)
     with torch.no_grad():
         for batch in tqdm(batches, desc="teacher logits", unit="batch", disable=None if progress else True,
                           mininterval=5):
-            packed = pack_rows([(encoded[i].prefix, encoded[i].bodies, encoded[i].markers) for i in batch], pad_id=pad)
+            packed = teacher.pack([(encoded[i].prefix, encoded[i].bodies, encoded[i].markers) for i in batch])
             logits = answer_logits(model, packed, teacher.yes_id, teacher.no_id).float()
             diff = (logits[:, 0] - logits[:, 1] + teacher.answer_offset).tolist()
             at = 0

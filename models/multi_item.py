@@ -105,9 +105,14 @@ def row_length(prefix: Ids, bodies: Sequence[Ids], markers: Sequence[Ids]) -> in
     return len(prefix) + sum(len(b) for b in bodies) + len(bodies) * sum(len(m) for m in markers)
 
 
-def pack_rows(rows: Sequence[tuple[Ids, Sequence[Ids], Sequence[Ids]]], pad_id: int = 0) -> PackedRows:
+def pack_rows(rows: Sequence[tuple[Ids, Sequence[Ids], Sequence[Ids]]], pad_id: int = 0,
+              body_position: int | None = None) -> PackedRows:
     """Pack rows of (prefix ids, [job body ids, ...], [task marker ids, ...]) into one
-    right-padded batch; every body of a row is asked every marker of that row."""
+    right-padded batch; every body of a row is asked every marker of that row.
+
+    `body_position` (a checkpoint's `jobs read alone` layout, `models.job_states`): each
+    body sees only itself, at positions from `body_position` whatever the prefix's
+    length, so its states do not depend on the member; only its markers see the prefix."""
     lengths = [row_length(p, bodies, markers) for p, bodies, markers in rows]
     if not rows or min(lengths) == 0:
         raise ValueError(f"cannot pack empty rows (lengths {lengths})")
@@ -126,12 +131,14 @@ def pack_rows(rows: Sequence[tuple[Ids, Sequence[Ids], Sequence[Ids]]], pad_id: 
         allowed[r, :P, :P] = torch.tril(torch.ones(P, P, dtype=torch.bool))
         marker_ids = [t for m in markers for t in m]
         start = P
+        if body_position is not None and body_position < P:
+            raise ValueError(f"row {r}: a prefix of {P} ids runs past the bodies' position {body_position}")
         for body in bodies:
             block, positions, offsets = candidate_block(len(body), [len(m) for m in markers])
             end = start + len(block)
             input_ids[r, start:end] = torch.as_tensor(list(body) + marker_ids, dtype=torch.long)
-            position_ids[r, start:end] = P + positions
-            allowed[r, start:end, :P] = True
+            position_ids[r, start:end] = (P if body_position is None else body_position) + positions
+            allowed[r, start + (0 if body_position is None else len(body)):end, :P] = True
             allowed[r, start:end, start:end] = block
             answers.extend((r, start + o) for o in offsets)
             start = end
@@ -183,11 +190,13 @@ def answer_logits(model, packed: PackedRows, yes_id: int, no_id: int) -> torch.T
 
 
 def score_multi_item(model, prefix_ids: Ids, bodies: Sequence[Ids], markers: Sequence[Ids],
-                     yes_id: int, no_id: int, max_jobs_per_pass: int = 64) -> torch.Tensor:
+                     yes_id: int, no_id: int, max_jobs_per_pass: int = 64,
+                     body_position: int | None = None) -> torch.Tensor:
     """(K, T) Yes/No logit pairs -> (K, T, 2) for K jobs and T task markers after one prefix."""
     out = []
     for start in range(0, len(bodies), max_jobs_per_pass):
-        packed = pack_rows([(prefix_ids, bodies[start:start + max_jobs_per_pass], markers)])
+        packed = pack_rows([(prefix_ids, bodies[start:start + max_jobs_per_pass], markers)],
+                           body_position=body_position)
         out.append(answer_logits(model, packed, yes_id, no_id))
     return torch.cat(out).view(len(bodies), len(markers), 2)
 

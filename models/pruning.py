@@ -82,7 +82,8 @@ def valid_tokens(rows: Sequence[Row], packed: PackedRows) -> torch.Tensor:
 
 
 @torch.no_grad()
-def measure_importance(model, batches: Iterable[Sequence[Row]], pad_id: int = 0, blocks: bool = True) -> Importance:
+def measure_importance(model, batches: Iterable[Sequence[Row]], pad_id: int = 0, blocks: bool = True,
+                       body_position: int | None = None) -> Importance:
     """Run the calibration rows (packed as training and scoring pack them): one pass
     per batch gathers the neurons' and heads' statistics, then one pass per
     skipped block measures the blocks (skipped when `blocks` is False: their scores
@@ -120,7 +121,7 @@ def measure_importance(model, batches: Iterable[Sequence[Row]], pad_id: int = 0,
         hooks.append(layer.self_attn.o_proj.register_forward_pre_hook(lambda m, args, i=i: add_heads(i, args)))
     try:
         for rows in batches:
-            packed = pack_rows(rows, pad_id=pad_id)
+            packed = pack_rows(rows, pad_id=pad_id, body_position=body_position)
             state["valid"] = valid_tokens(rows, packed).to(model.device)
             state["tokens"] += int(state["valid"].sum())
             state["record"] = True

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.multi_item import yes_no_logits
+from models.multi_item import PackedRows, yes_no_logits
 from models.verbalizer import ANSWER_NO, ANSWER_YES, H_QUESTION, answer_marker, job_segment
 
 log = logging.getLogger(__name__)
@@ -295,6 +295,27 @@ class RankerPrompts:
         meta = cls.read_meta(path)
         return RankerPrompts(load_tokenizer(path), PromptBudget(**meta.get("budget", {})), meta)
 
+    @property
+    def body_position(self) -> int | None:
+        """Where job bodies start in the *jobs read alone* layout (`models.job_states`):
+        each body sees only itself there, so its states are cached per job. None: the
+        360Brew layout, each body reading the member prefix before it."""
+        position = self.meta.get("body_position")
+        return None if position is None else int(position)
+
+    def pack(self, rows) -> "PackedRows":
+        """Rows of (prefix ids, [body ids, ...], [marker ids, ...]) packed as this
+        checkpoint reads them (`multi_item.pack_rows` in its layout): the one way
+        training, distillation and calibration lay out prompts."""
+        from models.multi_item import pack_rows
+
+        return pack_rows(rows, pad_id=self.tokenizer.pad_token_id or 0, body_position=self.body_position)
+
+    def read_jobs_alone(self) -> None:
+        """Switch a ranker to be trained in the jobs-read-alone layout: bodies from the
+        prefix budget's end (no prefix reaches past it)."""
+        self.meta["body_position"] = self.budget.max_prefix_tokens
+
     # -- prompts (the one way serving, training and replay build them for this model)
     def member_context(self, profile, history, now: float, query: str | None = None) -> str:
         """Profile + query + newest history within budget after any instruction phrasing."""
@@ -376,6 +397,19 @@ class Ranker(RankerPrompts):
     def __init__(self, model, tokenizer, budget: PromptBudget | None = None, meta: dict | None = None):
         super().__init__(tokenizer, budget, meta)
         self.model = model.eval()
+        self._job_states = None
+
+    @property
+    def job_states(self):
+        """The cache of job bodies' states (`models.job_states.JobStates`) of a
+        jobs-read-alone checkpoint; None in the 360Brew layout."""
+        from models.job_states import JobStates
+
+        if self.body_position is None:
+            return None
+        if self._job_states is None or self._job_states.model is not self.model:
+            self._job_states = JobStates(self.model, self.body_position)
+        return self._job_states
 
     @property
     def device(self) -> torch.device:
@@ -422,6 +456,7 @@ class Ranker(RankerPrompts):
 
     def to(self, device: str | torch.device) -> "Ranker":
         self.model.to(device)
+        self._job_states = None  # states live on the model's device
         return self
 
     def save(self, path: Path | str, card: str | None = None) -> Path:
@@ -475,12 +510,29 @@ class Ranker(RankerPrompts):
         prefix_ids = self.encode_prefix(prefix)
         bodies = self.encode_jobs(jobs)
         markers = self.encode_markers(tasks, phrasing)
-        fn = {"prefix_cache": multi_item.score_with_prefix_cache, "multi_item": multi_item.score_multi_item,
-              "padded": multi_item.score_padded_prompts, "single": multi_item.score_one_by_one}.get(method)
-        if fn is None:
+        if method not in self.METHODS:
             raise ValueError(f"unknown scoring method {method!r}: one of {', '.join(self.METHODS)}")
+        if self.body_position is not None:
+            return p_yes(self._score_jobs_alone(prefix_ids, bodies, markers, method), self.answer_offset).cpu().numpy()
+        fn = {"prefix_cache": multi_item.score_with_prefix_cache, "multi_item": multi_item.score_multi_item,
+              "padded": multi_item.score_padded_prompts, "single": multi_item.score_one_by_one}[method]
         return p_yes(fn(self.model, prefix_ids, bodies, markers, self.yes_id, self.no_id),
                      self.answer_offset).cpu().numpy()
+
+    def _score_jobs_alone(self, prefix_ids, bodies, markers, method: str) -> torch.Tensor:
+        """A jobs-read-alone checkpoint: over its cached job states (`prefix_cache`, the
+        serving path) or as the packed sequence training reads (`multi_item`). Plain
+        one-prompt reading would let the body see the member, which it was never trained to."""
+        from models import job_states, multi_item
+
+        if method == "prefix_cache":
+            return job_states.score_over_job_states(self.model, [(prefix_ids, bodies)], markers, self.yes_id,
+                                                    self.no_id, self.job_states)[0]
+        if method == "multi_item":
+            return multi_item.score_multi_item(self.model, prefix_ids, bodies, markers, self.yes_id, self.no_id,
+                                               body_position=self.body_position)
+        raise ValueError(f"method {method!r} reads each prompt as plain text; this checkpoint reads jobs alone "
+                         "(ranker.json body_position): use prefix_cache or multi_item")
 
     def score(self, prefix: str, jobs: Sequence, task: str = "apply", phrasing: int = 0,
               method: str = "prefix_cache") -> np.ndarray:
@@ -500,6 +552,11 @@ class Ranker(RankerPrompts):
 
         rows = [(self.encode_prefix(prefix), self.encode_jobs(jobs)) for prefix, jobs in requests]
         markers = self.encode_markers(tasks, phrasing)
+        if self.body_position is not None:
+            from models.job_states import score_over_job_states
+
+            logits = score_over_job_states(self.model, rows, markers, self.yes_id, self.no_id, self.job_states)
+            return [p_yes(pair, self.answer_offset).cpu().numpy() for pair in logits]
         live = [i for i, (p, bodies) in enumerate(rows) if p and bodies]
         out = [np.zeros((len(bodies), len(tasks)), dtype=np.float32) for _, bodies in rows]
         if live:

@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 
 from infra.terminal import PlainTicker
 from models.cpu import native_bf16_cpu
-from models.multi_item import (PackedRows, answer_hidden, answer_states, embed, pack_rows, row_length, run_blocks,
+from models.multi_item import (PackedRows, answer_hidden, answer_states, embed, row_length, run_blocks,
                                yes_no_logits)
 from models.ranker import Ranker
 
@@ -268,7 +268,7 @@ def _decoder(model):
     return _decoder_owner(model).model
 
 
-def answer_stats(ranker: Ranker, rows: Sequence[EncodedRow], pad: int, sample: int = 64
+def answer_stats(ranker: Ranker, rows: Sequence[EncodedRow], sample: int = 64
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean, std), each (d,), of the final (normed) hidden state at the answer
     positions of up to `sample` rows, as the model stands before training."""
@@ -278,7 +278,7 @@ def answer_stats(ranker: Ranker, rows: Sequence[EncodedRow], pad: int, sample: i
     with torch.no_grad():
         for start in range(0, len(chosen), 8):
             batch = chosen[start:start + 8]
-            packed = pack_rows([(r.prefix, r.bodies, r.markers) for r in batch], pad_id=pad)
+            packed = ranker.pack([(r.prefix, r.bodies, r.markers) for r in batch])
             states.append(answer_states(model, packed).float())
     h = torch.cat(states)
     return h.mean(0), h.std(0).clamp_min(1e-3)
@@ -407,11 +407,10 @@ def train(ranker: Ranker, rows: Sequence[TrainRow], cfg: TrainConfig,
     report.precision = str(dtype).replace("torch.", "")
     encoded = encode_rows(ranker, rows, cfg.task_weights)
     batches = bucket_batches(encoded, cfg.tokens_per_step)
-    pad = ranker.tokenizer.pad_token_id or 0
     if cfg.scaled_head:
         labels, weights = torch.cat([r.labels for r in encoded]), torch.cat([r.weights for r in encoded])
         rate = float((labels * weights).sum() / weights.sum())
-        trainable = prepare_trainable(ranker, cfg, answer_stats(ranker, encoded, pad), base_rate=rate)
+        trainable = prepare_trainable(ranker, cfg, answer_stats(ranker, encoded), base_rate=rate)
     else:
         trainable = prepare_trainable(ranker, cfg)
     ranker.model.train()
@@ -448,7 +447,7 @@ def train(ranker: Ranker, rows: Sequence[TrainRow], cfg: TrainConfig,
                     report.stopped_by = "time budget" if budget_s and report.steps < total_steps else "steps"
                     return report
                 batch = [encoded[i] for i in batches[b]]
-                packed = pack_rows([(r.prefix, r.bodies, r.markers) for r in batch], pad_id=pad)
+                packed = ranker.pack([(r.prefix, r.bodies, r.markers) for r in batch])
                 if b not in cache:
                     hidden = trainable.lower(packed, dtype)
                     cache[b] = hidden.to(torch.float16) if cfg.frozen_blocks else None

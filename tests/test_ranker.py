@@ -129,7 +129,7 @@ def test_a_checkpoint_scores_what_its_standardized_answer_computed(tokenizer, tm
 
     ranker = tiny(tokenizer, seed=4)
     encoded = encode_rows(ranker, [_row(tasks=("apply", "click"))], {})
-    trainable = prepare_trainable(ranker, TrainConfig(frozen_blocks=1), answer_stats(ranker, encoded, pad=0),
+    trainable = prepare_trainable(ranker, TrainConfig(frozen_blocks=1), answer_stats(ranker, encoded),
                                   base_rate=0.3)
     with torch.no_grad():  # a trained-looking answer: some direction, a bias far from 0
         trainable.head.copy_(torch.randn(trainable.head.shape, generator=torch.Generator().manual_seed(0)))

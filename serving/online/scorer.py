@@ -212,6 +212,15 @@ class RankerScorer:
                                     list(tasks), method=self.method)
         return {t: np.asarray(p[:, i], dtype=np.float64) for i, t in enumerate(tasks)}
 
+    def warm(self, jobs: Sequence[Job]) -> int:
+        """Compute the jobs' cached states ahead of their first request (a checkpoint
+        that reads jobs alone, `models.job_states`); how many jobs, 0 for other checkpoints."""
+        states = self.ranker.job_states
+        if states is None or not jobs:
+            return 0
+        states.warm(self.ranker.encode_jobs(jobs))
+        return len(jobs)
+
     def score_batch(self, jobs: Sequence[RankJob]) -> list[np.ndarray]:
         """Several members in one pass per task (`Ranker.score_many`): each prefix once,
         all their candidates as segments in shared batches."""
@@ -267,6 +276,10 @@ class VLLMScorer:
 
         meta = self.prompts.meta
         served = self.model_dir
+        if self.prompts.body_position is not None:
+            # vLLM reads plain causal prompts: the body would read the member it never saw in training.
+            raise ValueError(f"{self.model_dir} reads jobs alone (ranker.json body_position), a block mask vLLM "
+                             f"cannot take: serve it as ranker:{self.model_dir} (its job states are cached there)")
         if meta.get("quantization"):
             served = self.model_dir / VLLM_DIR
             if not (served / "config.json").exists():

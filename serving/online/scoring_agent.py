@@ -26,7 +26,10 @@ asks the worker that owns the member when it holds neither
 """
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
+import time
 
 from faust.contrib.asgi import AsgiService
 
@@ -67,9 +70,11 @@ def _tables_recovered() -> bool:
     return app.tables.recovery.completed.is_set()
 
 
+_job_states_warm = threading.Event()  # set once the open jobs' states are computed (or nothing to warm)
 service = ScoringService(engine, member_state=_member_state, replica=replica,
                          policy=ScoringPolicy.from_settings(_serving),
-                         ready_checks={"worker_tables_recovered": _tables_recovered})
+                         ready_checks={"worker_tables_recovered": _tables_recovered,
+                                       "job_states_warm": _job_states_warm.is_set})
 
 
 def _score_requests_lag() -> int | None:
@@ -152,6 +157,27 @@ if _serving.http_port:
 @app.task
 async def start_replica() -> None:
     replica.start()
+    await warm_job_states()
+
+
+async def warm_job_states() -> None:
+    """A ranker that reads jobs alone (`models.job_states`) computes every open job's
+    states once the replica has caught up, on the model thread, before /readyz says
+    ready: the first requests then pay only for jobs posted since. Other scorers have
+    nothing to warm."""
+    warm = getattr(engine.scorer, "warm", None)
+    try:
+        if warm is not None:
+            while not await asyncio.to_thread(replica.wait_ready, 1.0):
+                pass  # a bounded wait each time, so a stopping worker never leaves a thread behind
+            jobs = [e.job for e in list(engine.catalog.values()) if e.open and e.job is not None]
+            started = time.perf_counter()
+            n = await service.run_model(warm, jobs)
+            log.info("job states of %d open jobs computed in %.1f s", n, time.perf_counter() - started)
+    except Exception:  # the lazy path still computes each job at its first request
+        log.exception("warming the job states failed; jobs are computed at their first request instead")
+    finally:
+        _job_states_warm.set()
 
 
 @app.page("/serving/")

@@ -155,7 +155,8 @@ def compress(teacher_path: Path | str, recipe: CompressRecipe, out_dir: Path | s
     for shape in stages:
         if shape is not None:
             importance = measure_importance(student.model, calibration(student, rows, recipe.calibration_rows),
-                                            pad_id=student.tokenizer.pad_token_id, blocks=shape.layers is not None)
+                                            pad_id=student.tokenizer.pad_token_id, blocks=shape.layers is not None,
+                                            body_position=student.body_position)
             prune(student.model, importance, shape)
             print(f"  pruned to {shape_of(student.model.config)}: {n_block_parameters(student.model):,} block parameters")
         preset = PRESETS["pruned"]
@@ -173,16 +174,15 @@ def compress(teacher_path: Path | str, recipe: CompressRecipe, out_dir: Path | s
 def calibrator(ranker: Ranker, source: Path | str, n_rows: int = 16, seed: int = 0):
     """A function that runs `n_rows` of the source's own training prompts (its
     marketplace's member-days, tokenized as training does) through a model."""
-    from models.multi_item import answer_states, pack_rows
+    from models.multi_item import answer_states
 
     split = teacher_split(Ranker.read_meta(source), progress=False)
     rows = training_rows(split.train, PromptCache(ranker), seed=seed, max_groups=n_rows)
     batches = calibration(ranker, rows, n_rows)
-    pad_id = ranker.tokenizer.pad_token_id
 
     def run(model) -> None:
         for batch in batches:
-            answer_states(model, pack_rows(batch, pad_id=pad_id))
+            answer_states(model, ranker.pack(batch))
 
     return run
 

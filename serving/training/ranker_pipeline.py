@@ -371,7 +371,8 @@ def train_ranker_on_simulator(model_kind: str = "pruned", budget_minutes: float 
                               split: SimulatedSplit | None = None, curve_points: int = 0, snapshots: bool = False,
                               text_share: float | None = None, career_move_share: float | None = None,
                               community_strength: float | None = None,
-                              keep_negatives: float = KEEP_NEGATIVES) -> tuple[Ranker, TrainReport, Path]:
+                              keep_negatives: float = KEEP_NEGATIVES,
+                              jobs_alone: bool = False) -> tuple[Ranker, TrainReport, Path]:
     """Train a ranker of `model_kind` on the simulator's training days and save it."""
     import torch
 
@@ -384,7 +385,7 @@ def train_ranker_on_simulator(model_kind: str = "pruned", budget_minutes: float 
     return train_ranker(model_kind, split.train, split.description, budget_minutes=budget_minutes, steps=steps,
                         seed=seed, out_dir=out_dir, threads=threads, lr=lr, epochs=epochs, lora_rank=lora_rank,
                         frozen_blocks=frozen_blocks, tokens_per_step=tokens_per_step, keep_negatives=keep_negatives,
-                        held_out=split.held_out if curve_points else (),
+                        jobs_alone=jobs_alone, held_out=split.held_out if curve_points else (),
                         curve_points=curve_points, snapshots=snapshots, extra_meta={"sim_members": n_members, "sim_days": days,
                                                                "sim_seeds": [seed], **sim_meta(**signals)},
                         prepared_s=time.perf_counter() - t0)
@@ -396,12 +397,16 @@ def train_ranker(model_kind: str, train_examples: Sequence[Example], data_descri
                  epochs: int | None = None, lora_rank: int | None = None, frozen_blocks: int | None = None,
                  tokens_per_step: int | None = None, held_out: Sequence[Example] = (), curve_points: int = 0,
                  snapshots: bool = False, extra_meta: dict | None = None, prepared_s: float = 0.0,
-                 keep_negatives: float = KEEP_NEGATIVES) -> tuple[Ranker, TrainReport, Path]:
+                 keep_negatives: float = KEEP_NEGATIVES, jobs_alone: bool = False) -> tuple[Ranker, TrainReport, Path]:
     """Train a ranker on labelled examples (from the simulator or a replayed log) and save it
     with its model card (and learning curve, when held-out examples are given). With
-    `snapshots`, a checkpoint is also saved at each curve point, in `<out>/snapshots/`."""
+    `snapshots`, a checkpoint is also saved at each curve point, in `<out>/snapshots/`.
+    With `jobs_alone`, job bodies never read the member (`models.job_states`): serving
+    then caches each job's states and runs only the prefix and the answer markers."""
     t0 = time.perf_counter()
     ranker = new_ranker(model_kind, seed=seed).to(default_device())
+    if jobs_alone:
+        ranker.read_jobs_alone()
     on_cpu_budget = budget_minutes and not steps and ranker.device.type == "cpu"  # a GPU reads far more
     rows = training_rows(train_examples, PromptCache(ranker), seed=seed,
                          max_groups=rows_readable_in(budget_minutes) if on_cpu_budget else None,
@@ -429,6 +434,8 @@ def train_ranker(model_kind: str, train_examples: Sequence[Example], data_descri
               "frozen blocks (cached)": cfg.frozen_blocks, "LoRA rank": cfg.lora_rank or "none (full weights)",
               "lr / head lr": f"{cfg.lr:g} / {cfg.head_lr:g}", "task weights": cfg.task_weights,
               "tokens per step": cfg.tokens_per_step, "precision": report.precision,
+              "layout": (f"jobs read alone (bodies from position {ranker.body_position})" if jobs_alone
+                         else "360Brew (bodies read the member prefix)"),
               "all-negative jobs kept": f"{keep_negatives:g} (answer offset {cfg.answer_shift:+.3f})"}
     ranker.meta.update({**training_meta(model_kind, seed, extra_meta, report),
                         "recipe": {k: str(v) for k, v in recipe.items()}})

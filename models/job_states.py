@@ -1,0 +1,172 @@
+"""Jobs read alone: each job's keys and values computed once, reused by every member.
+
+In the 360Brew layout (`models.multi_item`) a job's body attends to the member prefix,
+so every request re-encodes all K bodies: at k = 50 that is most of a request's tokens
+(~60 ids a body against one prefix of ~380). A checkpoint trained in the *jobs read
+alone* layout (`ranker.json`: `"body_position": N`) lets each body see only itself, at
+positions N, N+1, ... whatever the member's prefix length, in every block. Its keys and
+values then depend on the job alone: they are computed once per job (when it is first
+scored, or ahead of time with `JobStates.warm`) and kept. A request runs only
+
+    [ prefix ]  +  K x [ marker ]        over the cached [ body_1 | ... | body_K ]
+
+so its cost is the prefix and ~4 marker ids a job, not the bodies. The markers still
+see both the member and the job in every block: the interaction happens there. This is
+PreTTR's idea (MacAvaney et al., SIGIR 2020: precompute the document's term states)
+with the query-document interaction left to a few answer tokens, and the same block
+mask training uses (`multi_item.pack_rows(..., body_position=N)`), so serving computes
+the function that was trained.
+
+The price is memory: a job's states are layers x 2 x KV heads x its ids x head dim
+numbers (8 blocks, 3 KV heads, 64 dims, 60 ids: 0.7 MB in float32). `JobStates` keeps
+the most recently used within a byte budget and recomputes what it dropped.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Sequence
+
+import torch
+
+from models.multi_item import Ids, prefix_caches, yes_no_logits
+
+JOB_STATE_BYTES = 1 << 30  # the cache's default budget: ~1,500 jobs of the 8-block teacher
+
+
+def body_states(model, bodies: Sequence[Ids], body_position: int, batch: int = 32) -> list[torch.Tensor]:
+    """Each body's (layers, 2, KV heads, len, head dim) keys and values, the body read
+    alone from position `body_position` (right-padded batches; padding only ever sees
+    itself, and a body never sees the padding after it)."""
+    device, dtype = model.device, model.dtype
+    out: list[torch.Tensor] = []
+    for start in range(0, len(bodies), batch):
+        chunk = [list(b) for b in bodies[start:start + batch]]
+        B, L = len(chunk), max(len(b) for b in chunk)
+        ids = torch.zeros((B, L), dtype=torch.long)
+        allowed = torch.eye(L, dtype=torch.bool).repeat(B, 1, 1)
+        for i, body in enumerate(chunk):
+            n = len(body)
+            ids[i, :n] = torch.as_tensor(body, dtype=torch.long)
+            allowed[i, :n, :n] = torch.tril(torch.ones(n, n, dtype=torch.bool))
+        mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
+        positions = (body_position + torch.arange(L)).expand(B, L)
+        cache = model.model(input_ids=ids.to(device), attention_mask=mask[:, None].to(device),
+                            position_ids=positions.to(device), use_cache=True).past_key_values
+        stacked = torch.stack([torch.stack([layer.keys, layer.values]) for layer in cache.layers])  # (l, 2, B, h, L, d)
+        for i, body in enumerate(chunk):
+            out.append(stacked[:, :, i, :, :len(body)].clone())
+    return out
+
+
+class JobStates:
+    """Job body ids -> their cached states, least recently used dropped past `max_bytes`.
+
+    Keyed by the body's ids, so an edited job (other text, other ids) is a new entry and
+    the old one ages out. The cache belongs to one model (a `Ranker`) and empties itself
+    when any of its weights changes in place (a training step, a loaded head): states of
+    other weights would score silently wrong."""
+
+    def __init__(self, model, body_position: int, max_bytes: int = JOB_STATE_BYTES):
+        self.model = model
+        self.body_position = body_position
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.hits = self.misses = 0
+        self._states: OrderedDict[tuple[int, ...], torch.Tensor] = OrderedDict()
+        self._lock = threading.Lock()
+        self._weights = self._weights_version()
+
+    def _weights_version(self) -> tuple:
+        # Every in-place write to a tensor bumps its version counter: (identity, version)
+        # of each parameter changes with any update, and reading it costs microseconds.
+        return tuple((id(p), p._version) for p in self.model.parameters())
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def get(self, bodies: Sequence[Ids]) -> list[torch.Tensor]:
+        """The states of every body, in order, computing the missing ones in one pass."""
+        keys = [tuple(int(t) for t in b) for b in bodies]
+        weights = self._weights_version()
+        with self._lock:
+            if weights != self._weights:
+                self._states.clear()
+                self.bytes, self._weights = 0, weights
+            found = {k: self._states[k] for k in keys if k in self._states}
+            for k in found:
+                self._states.move_to_end(k)
+        missing = list(dict.fromkeys(k for k in keys if k not in found))
+        self.hits += len(keys) - len(missing)
+        self.misses += len(missing)
+        if missing:
+            found.update(zip(missing, body_states(self.model, missing, self.body_position)))
+            with self._lock:
+                for k in missing:
+                    self._put(k, found[k])
+        return [found[k] for k in keys]
+
+    def warm(self, bodies: Sequence[Ids]) -> None:
+        """Compute and keep these bodies' states ahead of their first request."""
+        self.get(bodies)
+
+    def _put(self, key: tuple[int, ...], states: torch.Tensor) -> None:
+        if key in self._states:
+            return
+        size = states.numel() * states.element_size()
+        self._states[key] = states
+        self.bytes += size
+        while self.bytes > self.max_bytes and len(self._states) > 1:
+            _, old = self._states.popitem(last=False)
+            self.bytes -= old.numel() * old.element_size()
+
+
+def score_over_job_states(model, rows: Sequence[tuple[Ids, Sequence[Ids]]], markers: Sequence[Ids],
+                          yes_id: int, no_id: int, states: JobStates) -> list[torch.Tensor]:
+    """(K_i, T, 2) Yes/No logits per (prefix, bodies) row: every prefix encoded once (one
+    padded pass), then, per member, all its K x T markers as one row over
+    [its prefix | the K bodies' cached states]. Equal, within float rounding, to
+    `multi_item.score_multi_item(..., body_position=states.body_position)`."""
+    from transformers import DynamicCache
+
+    device, dtype = model.device, model.dtype
+    # An empty prefix (a member with no text at all) has no cache rows: its markers see the job only.
+    nonempty = [r for r, (p, _) in enumerate(rows) if p]
+    layers = prefix_caches(model, [rows[r][0] for r in nonempty]) if nonempty else []
+    cache_row = {r: i for i, r in enumerate(nonempty)}
+    marker_ids = [t for m in markers for t in m]
+    out = []
+    for r, (prefix, bodies) in enumerate(rows):
+        if not bodies:
+            out.append(torch.zeros((0, len(markers), 2), device=device))
+            continue
+        own = len(prefix)
+        if own > states.body_position:
+            raise ValueError(f"a prefix of {own} ids runs past the bodies' position {states.body_position}")
+        body = torch.cat(states.get(bodies), dim=3)  # (layers, 2, h, sum of body lengths, d)
+        c = cache_row.get(r)
+        kv = [(body[i, 0][None], body[i, 1][None]) if c is None else
+              (torch.cat([layers[i][0][c:c + 1, :, :own], body[i, 0][None]], dim=2),
+               torch.cat([layers[i][1][c:c + 1, :, :own], body[i, 1][None]], dim=2)) for i in range(body.shape[0])]
+        M, N = len(bodies) * len(marker_ids), own + body.shape[3]
+        ids = torch.as_tensor(marker_ids * len(bodies), dtype=torch.long)
+        positions = torch.empty(M, dtype=torch.long)
+        allowed = torch.zeros((M, N + M), dtype=torch.bool)
+        allowed[:, :own] = True
+        answers, q, seen = [], 0, own
+        for b in bodies:
+            n = len(b)
+            for m in markers:
+                w = len(m)
+                allowed[q:q + w, seen:seen + n] = True
+                allowed[q:q + w, N + q:N + q + w] = torch.tril(torch.ones(w, w, dtype=torch.bool))
+                positions[q:q + w] = states.body_position + n + torch.arange(w)
+                answers.append(q + w - 1)
+                q += w
+            seen += n
+        mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
+        hidden = model.model(input_ids=ids[None].to(device), attention_mask=mask[None, None].to(device),
+                             position_ids=positions[None].to(device), past_key_values=DynamicCache(ddp_cache_data=kv),
+                             use_cache=True).last_hidden_state[0]
+        out.append(yes_no_logits(model, hidden[answers], yes_id, no_id).view(len(bodies), len(markers), 2))
+    return out
