@@ -20,6 +20,15 @@ Protocol (fixed before the first run):
   prefix_cache  the prefix once, every candidate a segment over its KV cache
   prefix_cache x4  four members' requests in one call (`Ranker.score_many`, what
                 the serving batcher does when requests arrive together)
+  jobs_alone    (added 2026-12-05, after the rows above had been measured) the same
+                weights read in the jobs-read-alone layout (`models/job_states.py`):
+                each job's states computed once before the requests, as the serving
+                worker does for open jobs (that cost printed per job, not in the
+                requests'), then per request the prefix and one question per job over
+                them. Another function of the weights (a checkpoint must be trained
+                in that layout: `hirestream train ranker --jobs-alone`): its max|dp|
+                is not an agreement, and it can pass the bound, which counts the
+                bodies every other method re-reads per request.
   vllm          the same prompts (token ids) through vLLM's OpenAI server from
                 `.venv-vllm` (`make vllm`), float32, prefix caching on, one
                 /v1/completions request per member (`serving.online.scorer.VLLMScorer`);
@@ -122,6 +131,23 @@ def token_shape(ranker, requests) -> tuple[float, float]:
     prefix = np.mean([len(ranker.encode_prefix(p)) for p, _ in requests])
     segment = np.mean([len(ranker.encode_segment(job_segment(j))) + marker for _, jobs in requests for j in jobs])
     return float(prefix), float(segment)
+
+
+def run_jobs_alone(ranker, requests) -> dict:
+    """`jobs_alone`: the ranker's weights in the jobs-read-alone layout, every job's
+    states computed first (timed apart), then each request over them."""
+    from models.ranker import Ranker
+
+    alone = Ranker(ranker.model, ranker.tokenizer, ranker.budget, ranker.meta)
+    alone.read_jobs_alone()
+    jobs = list({id(j): j for _, js in requests for j in js}.values())
+    t = time.perf_counter()
+    alone.job_states.warm(alone.encode_jobs(jobs))
+    warm_s = time.perf_counter() - t
+    r = run_method(alone, "prefix_cache", requests)
+    print(f"  jobs_alone: {len(jobs)} jobs' states computed in {warm_s:.1f} s ({1000 * warm_s / len(jobs):.1f} ms "
+          f"a job, once), {alone.job_states.bytes / 2 ** 20:.0f} MiB", flush=True)
+    return {**r, "warm_s_per_job": warm_s / len(jobs), "job_state_bytes": alone.job_states.bytes}
 
 
 def run_method(ranker, method: str, requests, members_per_call: int = 1, sample: int | None = None) -> dict:
@@ -235,7 +261,7 @@ def main() -> None:
     ap.add_argument("--slow-requests", type=int, default=1, help="timed requests for single and padded")
     ap.add_argument("--slow-sample", type=int, default=20, help="candidates of each request single and padded time")
     ap.add_argument("--shapes", default="today,360brew")
-    ap.add_argument("--methods", default="single,padded,multi_item,prefix_cache,prefix_cache x4,vllm")
+    ap.add_argument("--methods", default="single,padded,multi_item,prefix_cache,prefix_cache x4,jobs_alone,vllm")
     ap.add_argument("--members", type=int, default=40)
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
@@ -289,7 +315,8 @@ def main() -> None:
             n = args.slow_requests if base in SLOW else args.requests
             n_requests = max(1, n // per_call) * per_call
             sample = min(args.slow_sample, args.k) if base in SLOW and args.slow_sample < args.k else None
-            r = run_method(ranker, base, requests[:n_requests], per_call, sample)
+            r = run_jobs_alone(ranker, requests[:n_requests]) if base == "jobs_alone" else \
+                run_method(ranker, base, requests[:n_requests], per_call, sample)
             r["sampled"] = sample
             results[method] = r
             print(f"  {method}: {r['candidates'] / r['wall_s']:.1f} candidates/s over {len(r['latencies_s'])} "
@@ -304,7 +331,7 @@ def main() -> None:
             over_padded = per_cpu / (padded["candidates"] / padded["cpu_s"]) if padded else float("nan")
             common = min(len(r["first_scores"]), len(agree["first_scores"])) if agree else 0
             diff = float(np.max(np.abs(r["first_scores"][:common] - agree["first_scores"][:common]))) \
-                if common else float("nan")
+                if common and method != "jobs_alone" else float("nan")  # another function: no agreement to show
             rows.append((shape, method + ("*" if r["sampled"] else ""), len(lat), f"{cps:.1f}", f"{per_cpu:.2f}",
                          f"{np.percentile(lat, 50):.2f}", f"{np.percentile(lat, 99):.2f}", f"{speedup:.1f}x",
                          f"{100 * speedup / bound:.0f}%", f"{over_padded:.1f}x", f"{100 * over_padded / bound:.0f}%",
@@ -315,11 +342,13 @@ def main() -> None:
                 "p50_s": float(np.percentile(lat, 50)), "p99_s": float(np.percentile(lat, 99)),
                 "x_single_per_cpu_s": speedup, "share_of_bound": speedup / bound,
                 "x_padded_per_cpu_s": over_padded, "share_of_bound_vs_padded": over_padded / bound,
-                "max_abs_diff_vs_single": diff, "timed_candidates_per_request": r["sampled"] or args.k}
+                "max_abs_diff_vs_single": diff, "timed_candidates_per_request": r["sampled"] or args.k,
+                **{key: r[key] for key in ("warm_s_per_job", "job_state_bytes") if key in r}}
     targets = []
     for shape, info in report["shapes"].items():
         methods_ = info["methods"]
-        inproc = {m: r for m, r in methods_.items() if m != "vllm" and m.split(" x")[0] not in SLOW}
+        # jobs_alone computes another function of the weights: not a way to score this checkpoint
+        inproc = {m: r for m, r in methods_.items() if m not in ("vllm", "jobs_alone") and m.split(" x")[0] not in SLOW}
         if "vllm" in methods_ and inproc:
             best = max(inproc, key=lambda m: inproc[m]["candidates_per_s"])
             ratio = inproc[best]["candidates_per_s"] / methods_["vllm"]["candidates_per_s"]

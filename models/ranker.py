@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.job_states import JOB_STATE_BYTES, JobStates
 from models.multi_item import PackedRows, yes_no_logits
 from models.verbalizer import ANSWER_NO, ANSWER_YES, H_QUESTION, answer_marker, job_segment
 
@@ -398,17 +399,17 @@ class Ranker(RankerPrompts):
         super().__init__(tokenizer, budget, meta)
         self.model = model.eval()
         self._job_states = None
+        self.job_state_bytes = JOB_STATE_BYTES  # the job-state cache's budget (serving sets its own)
 
     @property
     def job_states(self):
         """The cache of job bodies' states (`models.job_states.JobStates`) of a
         jobs-read-alone checkpoint; None in the 360Brew layout."""
-        from models.job_states import JobStates
-
         if self.body_position is None:
             return None
         if self._job_states is None or self._job_states.model is not self.model:
-            self._job_states = JobStates(self.model, self.body_position)
+            self._job_states = JobStates(self.model, self.body_position, self.job_state_bytes)
+        self._job_states.max_bytes = self.job_state_bytes
         return self._job_states
 
     @property

@@ -25,8 +25,8 @@ FAST = dict(broker_session_timeout=6.0, broker_heartbeat_interval=2.0, commit_in
 
 def start_serving(kafka_bootstrap, tmp, token=None, **serving):
     http_port = free_port()
-    settings = dict(FAST, serving_scorer="bm25", serving_http_port=http_port,
-                    **{f"serving_{k}": v for k, v in serving.items()})
+    settings = {**FAST, "serving_scorer": "bm25", "serving_http_port": http_port,
+                **{f"serving_{k}": v for k, v in serving.items()}}
     if token:
         settings["token"] = token
     w = WorkerProcess(kafka_bootstrap, tmp, free_port(), command="serve", app_id=unique_name("hs-http"),
@@ -127,6 +127,37 @@ def test_an_http_rank_returns_ranked_jobs_and_kafka_and_kcat_get_the_same(servin
 
 
 @pytest.mark.kafka
+def test_a_ranker_reading_jobs_alone_is_ready_once_warm_and_reranks_from_its_cache(kafka_bootstrap, tmp_path):
+    """A jobs-alone checkpoint (`models/job_states.py`) on a real `serve` worker: /readyz
+    waits for the open jobs' states, and a member's second ranking reads every job's
+    states from the cache (hits grow by its candidates, nothing is computed again)."""
+    import torch
+
+    from models.ranker import Ranker, StudentConfig
+
+    ranker = Ranker.student(StudentConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                          num_attention_heads=2, num_key_value_heads=1), teacher_embeddings=False)
+    with torch.no_grad():  # scores that differ between jobs, so the order is the model's
+        ranker.model.get_input_embeddings().weight.mul_(20)
+    ranker.read_jobs_alone()
+    ranker.save(tmp_path / "ckpt")
+    w, client = start_serving(kafka_bootstrap, tmp_path / "w", scorer=f"ranker:{tmp_path / 'ckpt'}")
+    try:
+        status, ready = client.get("/readyz")
+        assert status == 200 and ready["job_states_warm"] is True, ready
+        mid, jobs = marketplace(client, unique_name("u"))
+        first = wait_ranked(w, client, mid, jobs.values(), k=50)
+        assert first.status == ScoreStatus.OK and first.model_id.startswith("ranker:")
+        before = w._get("/serving/")["job_states"]
+        again = client.rank(mid, k=50, timeout=10)
+        after = w._get("/serving/")["job_states"]
+        assert ids(again) == ids(first)
+        assert after["misses"] == before["misses"] and after["hits"] >= before["hits"] + len(jobs), (before, after)
+    finally:
+        client.close()
+        w.stop()
+
+
 def test_a_job_closed_a_moment_earlier_is_not_ranked(serving):
     w, client = serving
     uid = unique_name("u").replace("-", "")

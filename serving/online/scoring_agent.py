@@ -59,6 +59,8 @@ engine = MatchingEngine(
     embedder=load_encoder(_serving.encoder),
 )
 replica = IndexReplica.for_serving(engine, settings.bootstrap, settings.app_id)
+if hasattr(engine.scorer, "ranker"):
+    engine.scorer.ranker.job_state_bytes = _serving.job_state_mb << 20
 
 
 def _member_state(member_id: str) -> MemberState | None:
@@ -186,8 +188,17 @@ async def serving_view(web, request):
                      "replica_lag": replica.lag, "replica_read": replica.read, "replica_invalid": replica.invalid,
                      "jobs_open": sum(1 for e in engine.catalog.values() if e.open), "hires": engine.links.hires,
                      "scorer": engine.model_id, "replica_error": repr(replica.error) if replica.error else None,
-                     "scoring_queue_depth": service.depth,
+                     "scoring_queue_depth": service.depth, "job_states": _job_state_figures(),
                      "http": f"http://{_serving.http_bind}:{_serving.http_port}" if _serving.http_port else None})
+
+
+def _job_state_figures() -> dict | None:
+    """The ranker's cached job states (`models.job_states`): jobs held, MiB, hits and misses."""
+    states = getattr(getattr(engine.scorer, "ranker", None), "job_states", None)
+    if states is None:
+        return None
+    return {"warm": _job_states_warm.is_set(), "jobs": len(states), "mib": round(states.bytes / 2 ** 20, 1),
+            "hits": states.hits, "misses": states.misses}
 
 
 def register_serving() -> None:

@@ -23,6 +23,10 @@ class ServingSettings(HirestreamSettings):
                                                             "member before ranking.")
     encoder: str | None = Field(None, description="A PLM4Job checkpoint for the replica's dense "
                                                   "column; unset: hashed terms.")
+    job_state_mb: int = Field(1024, ge=1, description="Memory a ranker that reads jobs alone may keep "
+                                                      "its jobs' cached states in "
+                                                      "(models/job_states.py); the least recently "
+                                                      "used beyond it are recomputed when next asked.")
 
     # The scoring service (serving/online/scoring.py): dynamic batching and its overload policy.
     batch_window_ms: float = Field(2.0, ge=0, le=5000, description="Milliseconds a batch waits "
