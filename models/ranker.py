@@ -30,8 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.job_states import JOB_STATE_BYTES, JobStates
-from models.multi_item import PackedRows, yes_no_logits
+from models.job_states import JOB_STATE_BYTES, JobStates, score_over_job_states
+from models.multi_item import PackedRows, pack_rows, score_multi_item, yes_no_logits
 from models.verbalizer import ANSWER_NO, ANSWER_YES, H_QUESTION, answer_marker, job_segment
 
 log = logging.getLogger(__name__)
@@ -308,8 +308,6 @@ class RankerPrompts:
         """Rows of (prefix ids, [body ids, ...], [marker ids, ...]) packed as this
         checkpoint reads them (`multi_item.pack_rows` in its layout): the one way
         training, distillation and calibration lay out prompts."""
-        from models.multi_item import pack_rows
-
         return pack_rows(rows, pad_id=self.tokenizer.pad_token_id or 0, body_position=self.body_position)
 
     def read_jobs_alone(self) -> None:
@@ -524,14 +522,12 @@ class Ranker(RankerPrompts):
         """A jobs-read-alone checkpoint: over its cached job states (`prefix_cache`, the
         serving path) or as the packed sequence training reads (`multi_item`). Plain
         one-prompt reading would let the body see the member, which it was never trained to."""
-        from models import job_states, multi_item
-
         if method == "prefix_cache":
-            return job_states.score_over_job_states(self.model, [(prefix_ids, bodies)], markers, self.yes_id,
-                                                    self.no_id, self.job_states)[0]
+            return score_over_job_states(self.model, [(prefix_ids, bodies)], markers, self.yes_id, self.no_id,
+                                         self.job_states)[0]
         if method == "multi_item":
-            return multi_item.score_multi_item(self.model, prefix_ids, bodies, markers, self.yes_id, self.no_id,
-                                               body_position=self.body_position)
+            return score_multi_item(self.model, prefix_ids, bodies, markers, self.yes_id, self.no_id,
+                                    body_position=self.body_position)
         raise ValueError(f"method {method!r} reads each prompt as plain text; this checkpoint reads jobs alone "
                          "(ranker.json body_position): use prefix_cache or multi_item")
 
@@ -554,8 +550,6 @@ class Ranker(RankerPrompts):
         rows = [(self.encode_prefix(prefix), self.encode_jobs(jobs)) for prefix, jobs in requests]
         markers = self.encode_markers(tasks, phrasing)
         if self.body_position is not None:
-            from models.job_states import score_over_job_states
-
             logits = score_over_job_states(self.model, rows, markers, self.yes_id, self.no_id, self.job_states)
             return [p_yes(pair, self.answer_offset).cpu().numpy() for pair in logits]
         live = [i for i, (p, bodies) in enumerate(rows) if p and bodies]
