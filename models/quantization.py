@@ -53,7 +53,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from models.cpu import native_bf16_cpu
+from models.cpu import native_bf16_cpu, native_int8_cpu
 
 log = logging.getLogger(__name__)
 
@@ -239,6 +239,9 @@ def load_quantized(path: Path | str, recipe: str, dtype: torch.dtype | None = No
     from transformers import AutoConfig, AutoModelForCausalLM
 
     path = Path(path)
+    if recipe == "int8" and not torch.cuda.is_available() and not native_int8_cpu():
+        log.warning("this CPU has no int8 dot-product instructions (AVX512-VNNI/AVX-VNNI/AMX-INT8): the int8 "
+                    "checkpoint %s runs many times slower than its float source here; serve that instead", path)
     config = AutoConfig.from_pretrained(path)
     # Built on the CPU, not the meta device: the rotary frequencies are buffers the
     # state dict does not hold.
