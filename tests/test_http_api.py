@@ -144,7 +144,7 @@ def test_a_ranker_reading_jobs_alone_is_ready_once_warm_and_reranks_from_its_cac
     w, client = start_serving(kafka_bootstrap, tmp_path / "w", scorer=f"ranker:{tmp_path / 'ckpt'}")
     try:
         status, ready = client.get("/readyz")
-        assert status == 200 and json.loads(ready)["job_states_warm"] is True, ready
+        assert status == 200 and ready["job_states_warm"] is True, ready
         mid, jobs = marketplace(client, unique_name("u"))
         first = wait_ranked(w, client, mid, jobs.values(), k=50)
         assert first.status == ScoreStatus.OK and first.model_id.startswith("ranker:")

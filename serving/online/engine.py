@@ -26,7 +26,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -115,8 +115,6 @@ class MatchingEngine:
         self.members: dict[str, MemberState] | None = {} if keep_members else None
         self._recent_ids: OrderedDict[str, None] = OrderedDict()
         self._index_ops: list[tuple[str, Any]] = []  # job writes not yet in the indexes
-        # Called with each job posted or edited while open (under the engine's lock: keep them cheap).
-        self.on_job_open: list[Callable[[Job], None]] = []
         self._lock = threading.RLock()  # the replica thread writes while requests read
         self.applied = 0
         self.last_event_time = 0.0
@@ -191,7 +189,7 @@ class MatchingEngine:
             return False
         self.catalog[job_id] = after
         if after.open:
-            self._upsert(after.job)
+            self._index_ops.append(("upsert", after.job))
         elif before is not None and before.open:
             self._index_ops.append(("delete", job_id))
         return True
@@ -206,7 +204,7 @@ class MatchingEngine:
                 return False
             self.catalog[job_id] = entry
             if entry.open and entry.job is not None:
-                self._upsert(entry.job)
+                self._index_ops.append(("upsert", entry.job))
             elif before is not None and before.open:
                 self._index_ops.append(("delete", job_id))
             self.applied += 1
@@ -216,11 +214,6 @@ class MatchingEngine:
                 apply_graph_event(graph, JobUpdated(event_id=entry.event_id, event_time=utc(entry.event_time),
                                                     payload=entry.job))
             return True
-
-    def _upsert(self, job: Job) -> None:
-        self._index_ops.append(("upsert", job))
-        for listener in self.on_job_open:
-            listener(job)
 
     def _flush_index(self) -> None:
         """Apply the job writes queued since the last read, in order, in batches.

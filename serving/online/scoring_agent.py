@@ -26,9 +26,10 @@ asks the worker that owns the member when it holds neither
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
-from collections import deque
+import time
 
 from faust.contrib.asgi import AsgiService
 
@@ -38,7 +39,7 @@ from serving.online.rank_forwarding import Forwarded, RankForwarder
 from serving.online.replica import IndexReplica
 from serving.online.results import result_event_id
 from serving.online.scorer import make_scorer
-from serving.online.scoring import Overloaded, ScoringPolicy, ScoringService
+from serving.online.scoring import ScoringPolicy, ScoringService
 from serving.online.settings import get_serving_settings
 from streams.app import app, member_state, settings, source_topics
 from streams.decoding import decode_or_dead_letter
@@ -71,11 +72,7 @@ def _tables_recovered() -> bool:
     return app.tables.recovery.completed.is_set()
 
 
-_job_states_warm = threading.Event()  # set once the start's backlog of jobs is computed (or nothing to warm)
-WARM_EVERY_S, WARM_BATCH = 0.2, 32
-_posted: deque = deque(maxlen=100_000)  # jobs whose states are still to compute; the oldest go first when full
-if callable(getattr(engine.scorer, "warm", None)) and getattr(engine.scorer.ranker, "job_states", None) is not None:
-    engine.on_job_open.append(_posted.append)
+_job_states_warm = threading.Event()  # set once the open jobs' states are computed (or nothing to warm)
 service = ScoringService(engine, member_state=_member_state, replica=replica,
                          policy=ScoringPolicy.from_settings(_serving),
                          ready_checks={"worker_tables_recovered": _tables_recovered,
@@ -162,25 +159,27 @@ if _serving.http_port:
 @app.task
 async def start_replica() -> None:
     replica.start()
+    await warm_job_states()
 
 
-@app.timer(interval=WARM_EVERY_S)
-async def warm_posted_jobs() -> None:
-    """A ranker that reads jobs alone (`models.job_states`) computes each job's states
-    when the replica receives it (posted, edited, or bootstrapped at start), on the model
-    thread between rankings, a few dozen jobs at a time, so a request pays only for jobs
-    it meets before this caught up. /readyz waits for the start's backlog."""
-    if not _posted:
-        if replica.ready:
-            _job_states_warm.set()
-        return
-    jobs = [_posted.popleft() for _ in range(min(WARM_BATCH, len(_posted)))]
+async def warm_job_states() -> None:
+    """A ranker that reads jobs alone (`models.job_states`) computes every open job's
+    states once the replica has caught up, on the model thread, before /readyz says
+    ready: the first requests then pay only for jobs posted since. Other scorers have
+    nothing to warm."""
+    warm = getattr(engine.scorer, "warm", None)
     try:
-        await service.run_model(engine.scorer.warm, jobs)
-    except Overloaded:  # busy ranking: these are computed at their first request instead
-        log.info("scoring queue full: %d posted jobs left to their first request", len(jobs))
-    except Exception:
-        log.exception("computing %d posted jobs' states failed; left to their first request", len(jobs))
+        if warm is not None:
+            while not await asyncio.to_thread(replica.wait_ready, 1.0):
+                pass  # a bounded wait each time, so a stopping worker never leaves a thread behind
+            jobs = [e.job for e in list(engine.catalog.values()) if e.open and e.job is not None]
+            started = time.perf_counter()
+            n = await service.run_model(warm, jobs)
+            log.info("job states of %d open jobs computed in %.1f s", n, time.perf_counter() - started)
+    except Exception:  # the lazy path still computes each job at its first request
+        log.exception("warming the job states failed; jobs are computed at their first request instead")
+    finally:
+        _job_states_warm.set()
 
 
 @app.page("/serving/")
