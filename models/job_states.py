@@ -38,26 +38,12 @@ JOB_STATE_BYTES = 1 << 30  # the cache's default budget: ~1,500 jobs of the 8-bl
 
 def body_states(model, bodies: Sequence[Ids], body_position: int, batch: int = 32) -> list[torch.Tensor]:
     """Each body's (layers, 2, KV heads, len, head dim) keys and values, the body read
-    alone from position `body_position` (right-padded batches; padding only ever sees
-    itself, and a body never sees the padding after it)."""
-    device, dtype = model.device, model.dtype
+    alone from position `body_position` (`multi_item.prefix_caches`' padded batches)."""
     out: list[torch.Tensor] = []
     for start in range(0, len(bodies), batch):
-        chunk = [list(b) for b in bodies[start:start + batch]]
-        B, L = len(chunk), max(len(b) for b in chunk)
-        ids = torch.zeros((B, L), dtype=torch.long)
-        allowed = torch.eye(L, dtype=torch.bool).repeat(B, 1, 1)
-        for i, body in enumerate(chunk):
-            n = len(body)
-            ids[i, :n] = torch.as_tensor(body, dtype=torch.long)
-            allowed[i, :n, :n] = torch.tril(torch.ones(n, n, dtype=torch.bool))
-        mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
-        positions = (body_position + torch.arange(L)).expand(B, L)
-        cache = model.model(input_ids=ids.to(device), attention_mask=mask[:, None].to(device),
-                            position_ids=positions.to(device), use_cache=True).past_key_values
-        stacked = torch.stack([torch.stack([layer.keys, layer.values]) for layer in cache.layers])  # (l, 2, B, h, L, d)
-        for i, body in enumerate(chunk):
-            out.append(stacked[:, :, i, :, :len(body)].clone())
+        chunk = bodies[start:start + batch]
+        stacked = torch.stack([torch.stack([k, v]) for k, v in prefix_caches(model, chunk, body_position)])
+        out.extend(stacked[:, :, i, :, :len(body)].clone() for i, body in enumerate(chunk))  # (l, 2, h, n, d)
     return out
 
 
@@ -134,6 +120,7 @@ def score_over_job_states(model, rows: Sequence[tuple[Ids, Sequence[Ids]]], mark
     nonempty = [r for r, (p, _) in enumerate(rows) if p]
     layers = prefix_caches(model, [rows[r][0] for r in nonempty]) if nonempty else []
     cache_row = {r: i for i, r in enumerate(nonempty)}
+    ends = torch.tensor(list(accumulate(len(m) for m in markers)), device=device) - 1  # each marker's answer
     out = []
     for r, (prefix, bodies) in enumerate(rows):
         if not bodies:
@@ -145,7 +132,6 @@ def score_over_job_states(model, rows: Sequence[tuple[Ids, Sequence[Ids]]], mark
         c = cache_row.get(r)
         prefix_kv = None if c is None else [(k[c:c + 1, :, :own], v[c:c + 1, :, :own]) for k, v in layers]
         hidden = marker_hidden(model, prefix_kv, states.get(bodies), markers, states.body_position)
-        ends = torch.tensor(list(accumulate(len(m) for m in markers)), device=device) - 1
         out.append(yes_no_logits(model, hidden[:, ends], yes_id, no_id))
     return out
 

@@ -276,15 +276,18 @@ def causal_segment(prefix: int, ids: Ids) -> Segment:
     return Segment(prefix, list(ids), torch.tril(torch.ones(n, n, dtype=torch.bool)), torch.arange(n), [n - 1])
 
 
-def prefix_caches(model, prefixes: Sequence[Ids]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def prefix_caches(model, prefixes: Sequence[Ids], first_position: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Each decoder layer's (keys, values) for the prefixes, (B, heads, P_max, d): one
     prefix runs alone (no padding, bit for bit the one-prompt prefix); several run as
     one right-padded batch, padding attending only to itself (a fully blocked row
-    would be NaN), and their segments must never look past their own prefix's length."""
+    would be NaN), and their segments must never look past their own prefix's length.
+    `first_position`: where the texts start (job bodies read alone sit after the prefix
+    budget, `models.job_states`)."""
     device, dtype = model.device, model.dtype
     if len(prefixes) == 1:
         ids = torch.tensor([list(prefixes[0])], device=device)
-        cache = model.model(input_ids=ids, use_cache=True).past_key_values
+        positions = (first_position + torch.arange(ids.shape[1], device=device))[None]
+        cache = model.model(input_ids=ids, position_ids=positions, use_cache=True).past_key_values
         return [(layer.keys, layer.values) for layer in cache.layers]
     B, P = len(prefixes), max(len(p) for p in prefixes)
     ids = torch.zeros((B, P), dtype=torch.long)
@@ -295,7 +298,8 @@ def prefix_caches(model, prefixes: Sequence[Ids]) -> list[tuple[torch.Tensor, to
         allowed[b, :n, :n] = torch.tril(torch.ones(n, n, dtype=torch.bool))
     mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
     cache = model.model(input_ids=ids.to(device), attention_mask=mask[:, None].to(device),
-                        position_ids=torch.arange(P).expand(B, P).to(device), use_cache=True).past_key_values
+                        position_ids=(first_position + torch.arange(P)).expand(B, P).to(device),
+                        use_cache=True).past_key_values
     return [(layer.keys, layer.values) for layer in cache.layers]
 
 
