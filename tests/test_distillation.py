@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -72,12 +73,17 @@ def test_a_distilled_student_is_nearer_its_teacher_than_the_hard_label_student(t
     from serving.training.ranker_pipeline import PromptCache, training_rows
 
     students = {}
-    for recipe, weight in (("sft", 0.0), ("distil", 1.0)):
-        # threads=1: `train` sets torch's process-wide thread count, and later modules'
-        # determinism tests (tests/test_encoder.py) run on the one thread they set.
-        plan = CompressRecipe(recipe, steps=40, layers=2, distil_weight=weight, frozen_blocks=0, threads=1)
-        students[recipe], out = compress(teacher_dir, plan, tmp_path / recipe, tmp_path / "cache", progress=False)
-        assert Ranker.load(out, device="cpu").meta["compression"]["recipe"] == recipe
+    # `train` sets torch's process-wide thread count: put it back, as later modules'
+    # determinism tests (tests/test_encoder.py) run on the thread count they set.
+    threads = torch.get_num_threads()
+    try:
+        for recipe, weight in (("sft", 0.0), ("distil", 1.0)):
+            plan = CompressRecipe(recipe, steps=40, layers=2, distil_weight=weight, frozen_blocks=0,
+                                  threads=min(2, os.cpu_count() or 1))
+            students[recipe], out = compress(teacher_dir, plan, tmp_path / recipe, tmp_path / "cache", progress=False)
+            assert Ranker.load(out, device="cpu").meta["compression"]["recipe"] == recipe
+    finally:
+        torch.set_num_threads(threads)
 
     teacher = Ranker.load(teacher_dir, device="cpu")
     held = teacher_split(teacher.meta, progress=False).held_out

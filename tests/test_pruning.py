@@ -40,6 +40,13 @@ def calibrate(ranker: Ranker, rows) -> Importance:
                               pad_id=ranker.tokenizer.pad_token_id)
 
 
+@pytest.fixture(scope="module")
+def importance(prompts) -> Importance:
+    """The fresh teacher's importance on the calibration rows: measured once (~40 s on
+    2 cores), as every `fresh()` teacher has the same weights. Read, never written."""
+    return calibrate(fresh(), prompts[0])
+
+
 def answers(ranker: Ranker, rows) -> torch.Tensor:
     """Final-normed hidden states at every answer position: what the ranker reads."""
     model = ranker.model
@@ -48,21 +55,21 @@ def answers(ranker: Ranker, rows) -> torch.Tensor:
         return answer_states(model, packed)
 
 
-def test_pruning_to_the_whole_shape_changes_nothing(prompts):
-    calibration, held_out = prompts
+def test_pruning_to_the_whole_shape_changes_nothing(prompts, importance):
+    _, held_out = prompts
     ranker = fresh()
     before = answers(ranker, held_out)
-    prune(ranker.model, calibrate(ranker, calibration), PruneShape())
+    prune(ranker.model, importance, PruneShape())
     torch.testing.assert_close(answers(ranker, held_out), before, rtol=0, atol=1e-5)
 
 
-def test_a_pruned_model_has_real_smaller_shapes_and_reloads_with_plain_transformers(prompts, tmp_path):
+def test_a_pruned_model_has_real_smaller_shapes_and_reloads_with_plain_transformers(prompts, importance, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    calibration, held_out = prompts
+    _, held_out = prompts
     ranker = fresh()
     blocks_before = n_block_parameters(ranker.model)
-    prune(ranker.model, calibrate(ranker, calibration), SHAPE)
+    prune(ranker.model, importance, SHAPE)
     model = ranker.model
     assert len(model.model.layers) == model.config.num_hidden_layers == 6
     layer = model.model.layers[0]
@@ -86,14 +93,12 @@ def test_a_pruned_model_has_real_smaller_shapes_and_reloads_with_plain_transform
 
 @pytest.mark.parametrize("shape", [PruneShape(intermediate_size=768), PruneShape(kv_groups=2)],
                          ids=["neurons", "heads"])
-def test_calibrated_choices_keep_the_model_nearer_itself_than_random_ones(prompts, shape):
+def test_calibrated_choices_keep_the_model_nearer_itself_than_random_ones(prompts, importance, shape):
     """On held-out prompts, what the importance keeps moves the hidden states at the
     answers (what a re-distilled head reads) less than the median of five random
     choices of the same shape does."""
-    calibration, held_out = prompts
-    ranker = fresh()
-    original = answers(ranker, held_out)
-    importance = calibrate(ranker, calibration)
+    _, held_out = prompts
+    original = answers(fresh(), held_out)
 
     def error(imp: Importance) -> float:
         twin = fresh()
@@ -109,25 +114,22 @@ def test_calibrated_choices_keep_the_model_nearer_itself_than_random_ones(prompt
     assert chosen < float(np.median(randoms)), (chosen, randoms)
 
 
-def test_a_shape_larger_than_the_model_is_refused(prompts):
-    calibration, _ = prompts
+def test_a_shape_larger_than_the_model_is_refused(importance):
     ranker = fresh()
     with pytest.raises(ValueError, match="kv_groups must be in 1..3, got 4"):
-        prune(ranker.model, calibrate(ranker, calibration), PruneShape(kv_groups=4))
+        prune(ranker.model, importance, PruneShape(kv_groups=4))
     assert len(ranker.model.model.layers) == 8  # refused before anything was cut
     assert ranker.model.model.layers[0].self_attn.k_proj.weight.shape[0] == 3 * 64
 
 
-def test_blocks_are_dropped_by_how_far_their_absence_moves_the_output(prompts):
+def test_blocks_are_dropped_by_how_far_their_absence_moves_the_output(prompts, importance):
     """Dropping the 2 blocks that drop-one importance ranks lowest moves the answers'
     hidden states far less than dropping the 2 it ranks highest. (Against random
     pairs it is no better than the median here: this pair moves them by 0.41 of their
     size, the best pair by 0.38; dropping one block at a time, measuring again
     between, chose the same pair.)"""
-    calibration, held_out = prompts
-    ranker = fresh()
-    original = answers(ranker, held_out)
-    importance = calibrate(ranker, calibration)
+    _, held_out = prompts
+    original = answers(fresh(), held_out)
     lowest = fresh()
     prune(lowest.model, importance, PruneShape(layers=6))
     highest = fresh()
