@@ -36,6 +36,7 @@ from models.multi_item import Ids, prefix_caches, yes_no_logits
 JOB_STATE_BYTES = 1 << 30  # the cache's default budget: ~1,500 jobs of the 8-block teacher
 
 
+@torch.no_grad()  # a kept state with its autograd graph would keep its batch's every activation alive
 def body_states(model, bodies: Sequence[Ids], body_position: int, batch: int = 32) -> list[torch.Tensor]:
     """Each body's (layers, 2, KV heads, len, head dim) keys and values, the body read
     alone from position `body_position` (`multi_item.prefix_caches`' padded batches)."""

@@ -81,6 +81,16 @@ def test_each_job_is_computed_once_whoever_asks(alone):
     assert (states.misses, states.hits) == (3, 3)
 
 
+def test_states_warmed_outside_a_scoring_call_hold_no_autograd_graph(alone):
+    """The serving worker warms jobs outside `score_tasks`' inference mode. A state that
+    kept its graph would keep every activation of its batch alive: 16 GB of RSS for
+    605 jobs' 435 MiB of states in one e2e run."""
+    assert torch.is_grad_enabled()
+    alone.job_states.warm(alone.encode_jobs(JOBS))
+    states = alone.job_states.get(alone.encode_jobs(JOBS))
+    assert all(s.grad_fn is None and not s.requires_grad for s in states)
+
+
 def test_the_cache_keeps_within_its_bytes(alone):
     bodies = alone.encode_jobs(JOBS)
     sizes = [s.numel() * s.element_size() for s in body_states(alone.model, bodies, alone.body_position)]
