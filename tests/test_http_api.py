@@ -128,9 +128,9 @@ def test_an_http_rank_returns_ranked_jobs_and_kafka_and_kcat_get_the_same(servin
 
 @pytest.mark.kafka
 def test_a_ranker_reading_jobs_alone_is_ready_once_warm_and_reranks_from_its_cache(kafka_bootstrap, tmp_path):
-    """A jobs-alone checkpoint (`models/job_states.py`) on a real `serve` worker: /readyz
-    waits for the open jobs' states, and a member's second ranking reads every job's
-    states from the cache (hits grow by its candidates, nothing is computed again)."""
+    """A jobs-alone checkpoint (`models/job_states.py`) on a real `serve` worker started
+    after the jobs were posted: /readyz waits until every open job's states are computed,
+    so the member's rankings compute nothing (misses stay, hits grow by its candidates)."""
     import torch
 
     from models.ranker import Ranker, StudentConfig
@@ -141,20 +141,24 @@ def test_a_ranker_reading_jobs_alone_is_ready_once_warm_and_reranks_from_its_cac
         ranker.model.get_input_embeddings().weight.mul_(20)
     ranker.read_jobs_alone()
     ranker.save(tmp_path / "ckpt")
+    with Client(kafka=kafka_bootstrap) as producer:
+        mid, jobs = marketplace(producer, unique_name("u"))
     # Only 8 candidates, all returned: an untrained ranker would push this member's jobs out
     # of a top 50 among the many jobs earlier tests posted; retrieval puts them first.
     w, client = start_serving(kafka_bootstrap, tmp_path / "w", scorer=f"ranker:{tmp_path / 'ckpt'}", retrieve_k=8)
     try:
         status, ready = client.get("/readyz")
         assert status == 200 and json.loads(ready)["job_states_warm"] is True, ready
-        mid, jobs = marketplace(client, unique_name("u"))
+        warmed = w._get("/serving/")
+        assert warmed["job_states"]["warmed"]["jobs"] >= warmed["jobs_open"] >= len(jobs), warmed
         first = wait_ranked(w, client, mid, jobs.values(), k=8)
         assert first.status == ScoreStatus.OK and first.model_id.startswith("ranker:")
         before = w._get("/serving/")["job_states"]
         again = client.rank(mid, k=8, timeout=10)
         after = w._get("/serving/")["job_states"]
         assert ids(again) == ids(first)
-        assert after["misses"] == before["misses"] and after["hits"] >= before["hits"] + len(jobs), (before, after)
+        assert before["misses"] == after["misses"] == warmed["job_states"]["misses"], (warmed, before, after)
+        assert after["hits"] >= before["hits"] + len(jobs), (before, after)
     finally:
         client.close()
         w.stop()

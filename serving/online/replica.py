@@ -74,6 +74,7 @@ class IndexReplica:
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
         self._lag: int | None = None  # messages behind the end offsets, None until assigned
+        self.lag_at = 0.0  # time.monotonic() when the end offsets `lag` is measured against were asked for
         self.start_offsets: dict[str, int] = {}  # "topic-partition" -> end offset seen at start
         self.error: BaseException | None = None
 
@@ -145,8 +146,10 @@ class IndexReplica:
                         log.info("index replica ready: %d messages read, end offsets at start %s",
                                  self.read, self.start_offsets)
                         self._ready.set()
+                    asked = time.monotonic()
                     end = consumer.end_offsets(parts)
                     self._lag = sum(max(0, end[tp] - consumer.position(tp)) for tp in parts)
+                    self.lag_at = asked
             finally:
                 consumer.close()
         except Exception as err:  # surfaced through `error` and the log; the worker goes on
