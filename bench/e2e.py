@@ -41,6 +41,9 @@ Protocol (fixed before the first run):
   and queue) are of the summed request -> result latency of the requests that
   reached retrieval; the rest of it is transport, the worker's loop and waiting to
   be read (for Kafka, consumer lag).
+- A ranker that reads jobs alone (`models.job_states`): its cache's jobs, MiB, hits
+  and misses from the worker's `/serving/` page after the solo requests and each run
+  (a miss is a job body computed inside a request).
 - Memory: the worker's RSS from /proc, sampled every 0.2 s during each run; its
   peak and its growth (last - first sample of the run).
 - Targets (issue 14, CPU, serving model at k = 50): p99 < 300 ms at the sustainable
@@ -56,6 +59,7 @@ import asyncio
 import json
 import os
 import shlex
+import shutil
 import sys
 import tempfile
 import threading
@@ -434,6 +438,12 @@ async def alone(url: str, members: Sequence[str], n: int) -> dict:
     return {stage: float(np.median([t.get(stage, 0.0) for t in rest])) for stage in STAGES}
 
 
+def job_state_figures(worker) -> dict | None:
+    """The worker's job-state cache (jobs, MiB, hits, misses), None for other scorers."""
+    page = worker._get("/serving/") or {}
+    return page.get("job_states")
+
+
 # ---- the run ------------------------------------------------------------------------------
 
 
@@ -494,6 +504,8 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=14)
     ap.add_argument("--partitions", type=int, default=3)
     ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--keep-logs", type=Path, default=None,
+                    help="copy each worker's log here when it stops (the run's own folder is deleted)")
     args = ap.parse_args()
 
     scorers = [s.strip() for s in args.scorers.split(",") if s.strip()]
@@ -518,7 +530,7 @@ def main() -> None:
     events, members = marketplace(args.members, args.days, args.seed)
     print(f"marketplace: seed {args.seed}, {len(members)} members with profiles, {len(events)} events; "
           f"k = {args.k} candidates ranked per request, {ITEMS} items asked, deadline {args.deadline_ms} ms", flush=True)
-    report = {"cpu": cpu_name(), "args": vars(args), "runs": [], "sustainable": {}}
+    report = {"cpu": cpu_name(), "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "runs": [], "sustainable": {}}
     rows = [HEADER]
     rng = np.random.default_rng(args.seed)
     with tempfile.TemporaryDirectory(prefix="hs-e2e-") as tmp, private_broker(Path(tmp) / "kafka") as bootstrap:
@@ -530,6 +542,9 @@ def main() -> None:
                 solo = asyncio.run(alone(url, members, 4))
                 print(f"{label}: one request alone: {solo['total']:.0f} ms (retrieve {solo['retrieve']:.0f} ms, "
                       f"rank {solo['rank']:.0f} ms; median of 3 after a warm-up)", flush=True)
+                if (states := job_state_figures(worker)) is not None:
+                    solo["job_states"] = states
+                    print(f"{label}: job states after the solo requests: {states}", flush=True)
                 if rates:
                     rate, how = rates[n], "--rate"
                 else:
@@ -552,11 +567,18 @@ def main() -> None:
                         sends = [o.scheduled for o in outcomes]
                         fig.update(rss.figures(), scorer=label, via=via, rate=r, worst_send_lateness_ms=late * 1e3,
                                    offered_per_s=len(sends) / (max(sends) - t0 + 1 / r))
+                        if (states := job_state_figures(worker)) is not None:
+                            fig["job_states"] = states
                         report["runs"].append(fig)
                         rows.append(row(label, via, r, fig))
                         print(table([HEADER, rows[-1]]).splitlines()[-1], flush=True)
+                        if "job_states" in fig:
+                            print(f"  job states: {fig['job_states']}", flush=True)
             finally:
                 worker.stop()
+                if args.keep_logs is not None:
+                    args.keep_logs.mkdir(parents=True, exist_ok=True)
+                    shutil.copy(worker.log_path, args.keep_logs / f"worker-{label.replace('/', '-')}.log")
 
     verdicts = verdict_lines(report, args.deadline_ms)
     print()
