@@ -61,7 +61,7 @@ class JobStates:
         self.body_position = body_position
         self.max_bytes = max_bytes
         self.bytes = 0
-        self.hits = self.misses = 0
+        self.hits = self.misses = self.warmed = 0  # warmed: computed ahead, outside a request
         self._states: OrderedDict[tuple[int, ...], torch.Tensor] = OrderedDict()
         self._lock = threading.Lock()
         self._weights = self._weights_version()
@@ -76,6 +76,14 @@ class JobStates:
 
     def get(self, bodies: Sequence[Ids]) -> list[torch.Tensor]:
         """The states of every body, in order, computing the missing ones in one pass."""
+        return self._get(bodies, count=True)
+
+    def warm(self, bodies: Sequence[Ids]) -> None:
+        """Compute and keep these bodies' states ahead of their first request (counted
+        in `warmed`, not as hits or misses: those are what requests met)."""
+        self._get(bodies, count=False)
+
+    def _get(self, bodies: Sequence[Ids], count: bool) -> list[torch.Tensor]:
         keys = [tuple(int(t) for t in b) for b in bodies]
         weights = self._weights_version()
         with self._lock:
@@ -86,18 +94,17 @@ class JobStates:
             for k in found:
                 self._states.move_to_end(k)
         missing = list(dict.fromkeys(k for k in keys if k not in found))
-        self.hits += len(keys) - len(missing)
-        self.misses += len(missing)
+        if count:
+            self.hits += len(keys) - len(missing)
+            self.misses += len(missing)
+        else:
+            self.warmed += len(missing)
         if missing:
             found.update(zip(missing, body_states(self.model, missing, self.body_position)))
             with self._lock:
                 for k in missing:
                     self._put(k, found[k])
         return [found[k] for k in keys]
-
-    def warm(self, bodies: Sequence[Ids]) -> None:
-        """Compute and keep these bodies' states ahead of their first request."""
-        self.get(bodies)
 
     def _put(self, key: tuple[int, ...], states: torch.Tensor) -> None:
         if key in self._states:

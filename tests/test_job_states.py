@@ -120,3 +120,10 @@ def test_a_trained_jobs_alone_checkpoint_reloads_and_serves_what_it_trained(alon
     loaded = Ranker.load(tmp_path / "ckpt", device="cpu")
     assert loaded.body_position == alone.budget.max_prefix_tokens
     np.testing.assert_allclose(loaded.score_tasks(PREFIX, JOBS, TASKS), trained, atol=1e-5)
+
+
+def test_jobs_computed_ahead_are_neither_hits_nor_misses(alone):
+    alone.job_states.warm(alone.encode_jobs(JOBS))
+    alone.score_tasks(PREFIX, JOBS, TASKS)
+    states = alone.job_states
+    assert (states.warmed, states.misses, states.hits) == (3, 0, 3)

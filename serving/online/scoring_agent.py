@@ -243,7 +243,8 @@ def _job_state_figures() -> dict | None:
     if states is None:
         return None
     return {"warm": _job_states_warm.is_set(), "warmed": warmer.figures(), "jobs": len(states),
-            "mib": round(states.bytes / 2 ** 20, 1), "hits": states.hits, "misses": states.misses}
+            "mib": round(states.bytes / 2 ** 20, 1), "hits": states.hits, "misses": states.misses,
+            "computed_ahead": states.warmed}
 
 
 def register_serving() -> None:
