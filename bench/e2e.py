@@ -43,7 +43,7 @@ Protocol (fixed before the first run):
   be read (for Kafka, consumer lag).
 - A ranker that reads jobs alone (`models.job_states`): its cache's jobs, MiB, hits
   and misses from the worker's `/serving/` page after the solo requests and each run
-  (a miss is a job body computed inside a request).
+  (a miss is a job body computed inside a request; computed_ahead: by the warmer).
 - Memory: the worker's RSS from /proc, sampled every 0.2 s during each run; its
   peak and its growth (last - first sample of the run).
 - Targets (issue 14, CPU, serving model at k = 50): p99 < 300 ms at the sustainable
