@@ -13,6 +13,8 @@ of the marketplace's labels on the answer states, its weights the " Yes" row min
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -35,6 +37,19 @@ TOLERANCE = {"bf16": (0.02, 0.006), "int8-weight": (0.035, 0.008), "int8": (0.08
 N_SLATES = 8 if native_int8_cpu() else 2
 SIM = {"sim_members": 30, "sim_days": 6, "sim_seeds": [5], "sim_text_share": 0.35,
        "sim_career_move_share": 0.25, "sim_community_strength": 1.0}
+
+
+# Both cores for the integer kernels (the slowest tests of the suite on CPUs without
+# VNNI); torch's process-wide count is put back for the modules after this one.
+THREADS = min(2, os.cpu_count() or 1)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(THREADS)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +75,6 @@ def slates(marketplace_rows):
 def float_dir(tmp_path_factory, marketplace_rows):
     from sklearn.linear_model import LogisticRegression
 
-    torch.set_num_threads(1)
     ranker = Ranker.teacher(layers=4)
     encoded = [(ranker.encode_prefix(r.prefix), ranker.encode_jobs(r.segments),
                 ranker.encode_markers(r.tasks, r.phrasing)) for r in marketplace_rows]
@@ -85,7 +99,7 @@ def compress(float_dir, recipe: str, out) -> None:
     from infra.cli import main as cli
 
     result = CliRunner().invoke(cli, ["compress", "--teacher", str(float_dir), "--recipe", recipe,
-                                      "--threads", "1", "--out", str(out)])
+                                      "--threads", str(THREADS), "--out", str(out)])
     assert result.exit_code == 0, result.output
 
 
