@@ -59,3 +59,15 @@ def test_a_job_that_fails_to_compute_is_left_to_its_first_request_not_retried_ev
     with pytest.raises(RuntimeError):
         warmer.warm(warmer.pending(limit=10))
     assert warmer.pending(limit=10) == [] and warmer.figures()["jobs"] == 0
+
+
+def test_after_a_scan_that_found_nothing_the_catalog_is_scanned_again_only_once_written():
+    catalog = {"a": CatalogEntry(job("a"), True, "e1", 1.0)}
+    applied = [1]
+    warmer = JobStateWarmer(catalog, len, Budget(), version=lambda: applied[0])
+    warmer.warm(warmer.pending(limit=10))
+    assert warmer.pending(limit=10) == []
+    catalog["b"] = CatalogEntry(job("b"), True, "e2", 2.0)
+    assert warmer.pending(limit=10) == []  # no write counted yet: not scanned
+    applied[0] += 1
+    assert [job_id for job_id, _, _ in warmer.pending(limit=10)] == ["b"]

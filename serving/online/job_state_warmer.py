@@ -9,9 +9,10 @@ changelog, after the worker has applied them: a freshly started worker's replica
 caught up (with an empty changelog) long before its catalog holds the jobs posted
 before the start. So the warmer does not warm a snapshot once; it follows the catalog.
 Each round takes the open jobs whose current entry (its event id: a posting or an
-edit) has no states yet, a few at a time. `caught_up` tells the readiness check when
-nothing is pending. It stops where the cache's byte budget would be full, since past
-that point warming one job evicts another.
+edit) has no states yet, a few at a time; after a round that found nothing pending,
+the catalog is scanned again only once its writer has applied something since. It stops where
+the cache's byte budget would be full, since past that point warming one job evicts
+another.
 """
 from __future__ import annotations
 
@@ -30,8 +31,11 @@ class JobStateWarmer:
     """Follows `catalog` (job id -> entry with `job`, `open`, `event_id`) and computes
     each open job's states once per entry with `warm(jobs)` (`RankerScorer.warm`)."""
 
-    def __init__(self, catalog: dict, warm: Callable[[Sequence[Job]], int], states):
+    def __init__(self, catalog: dict, warm: Callable[[Sequence[Job]], int], states,
+                 version: Callable[[], int] | None = None):
         self.catalog = catalog
+        self._version = version  # grows with every write to the catalog (MatchingEngine.applied)
+        self._scanned: int | None = None  # the version at a scan that found nothing pending
         self._warm = warm
         self.states = states  # models.job_states.JobStates: its bytes and budget
         self._done: dict[str, str] = {}  # job id -> event id of the entry whose states were computed
@@ -43,6 +47,9 @@ class JobStateWarmer:
         """Up to `limit` open jobs whose current entry has no states yet, oldest posting first."""
         if self.full:
             return []
+        version = self._version() if self._version is not None else None
+        if version is not None and version == self._scanned:
+            return []
         out = []
         for job_id, entry in list(self.catalog.items()):  # the replica thread writes the catalog
             if not entry.open:
@@ -51,6 +58,8 @@ class JobStateWarmer:
                 out.append((job_id, entry.event_id, entry.job))
                 if len(out) == limit:
                     break
+        if not out:
+            self._scanned = version
         return out
 
     @property

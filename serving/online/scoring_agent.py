@@ -79,24 +79,30 @@ service = ScoringService(engine, member_state=_member_state, replica=replica,
                                        "job_states_warm": _job_states_warm.is_set})
 
 
-def _topic_lag(topic: str) -> int | None:
-    """Messages on this worker's partitions of `topic` not yet read; None before the
-    first fetch has told the high watermark."""
+def _topic_behind(topic: str, done: str = "read") -> int | None:
+    """Messages on this worker's partitions of `topic` not yet read (`done="read"`) or
+    not yet applied and committed (`"committed"`); None before the first fetch has told
+    the high watermark."""
     consumer = getattr(app, "_consumer", None)
     if consumer is None:
         return None
-    lag = 0
+    behind = 0
     for tp in consumer.assignment():
         if tp.topic != topic:
             continue
-        end, read = consumer.highwater(tp), consumer._read_offset.get(tp)
+        end = consumer.highwater(tp)
         if end is None:
             return None
-        lag += max(0, end - (read + 1 if read is not None else 0))
-    return lag
+        if done == "read":  # faust keeps the last offset read, Kafka commits the next one
+            read = consumer._read_offset.get(tp)
+            upto = read + 1 if read is not None else 0
+        else:
+            upto = consumer._committed_offset.get(tp) or 0
+        behind += max(0, end - upto)
+    return behind
 
 
-service.metrics.watch_lag("score_requests", lambda: _topic_lag(SCORE_REQUESTS.name))
+service.metrics.watch_lag("score_requests", lambda: _topic_behind(SCORE_REQUESTS.name))
 
 
 async def answer(request: ScoreRequested) -> ScoreCompleted:
@@ -168,7 +174,8 @@ async def start_replica() -> None:
 WARM_EVERY_S = 0.25
 WARM_BATCH_STARTING, WARM_BATCH = 32, 4  # jobs a model call: ~1.6 s before ready, ~0.2 s after
 _states = getattr(getattr(engine.scorer, "ranker", None), "job_states", None)
-warmer = JobStateWarmer(engine.catalog, engine.scorer.warm, _states) if _states is not None else None
+warmer = (JobStateWarmer(engine.catalog, engine.scorer.warm, _states, version=lambda: engine.applied)
+          if _states is not None else None)
 if warmer is None:
     _job_states_warm.set()
 
@@ -183,26 +190,10 @@ def _catalog_in_replica() -> bool:
     the replica's catalog."""
     global _jobs_applied_at
     if _jobs_applied_at is None:
-        if _topic_uncommitted(JOBS.name) != 0:
+        if _topic_behind(JOBS.name, done="committed") != 0:
             return False
         _jobs_applied_at = time.monotonic()
     return replica.lag == 0 and replica.lag_at > _jobs_applied_at
-
-
-def _topic_uncommitted(topic: str) -> int | None:
-    """Messages on this worker's partitions of `topic` not yet applied and committed;
-    None before the first fetch has told the high watermark."""
-    consumer = getattr(app, "_consumer", None)
-    if consumer is None:
-        return None
-    behind = 0
-    for tp in consumer.assignment():
-        if tp.topic == topic:
-            end = consumer.highwater(tp)
-            if end is None:
-                return None
-            behind += max(0, end - (consumer._committed_offset.get(tp) or 0))
-    return behind
 
 
 @app.timer(interval=WARM_EVERY_S)
@@ -239,9 +230,9 @@ async def serving_view(web, request):
 
 def _job_state_figures() -> dict | None:
     """The ranker's cached job states (`models.job_states`): jobs held, MiB, hits and misses."""
-    states = getattr(getattr(engine.scorer, "ranker", None), "job_states", None)
-    if states is None:
+    if warmer is None:
         return None
+    states = warmer.states
     return {"warm": _job_states_warm.is_set(), "warmed": warmer.figures(), "jobs": len(states),
             "mib": round(states.bytes / 2 ** 20, 1), "hits": states.hits, "misses": states.misses,
             "computed_ahead": states.warmed}
