@@ -36,3 +36,15 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     with private_broker(tmp_path_factory.mktemp("kafka")) as bootstrap:
         yield bootstrap
+
+
+@pytest.fixture(scope="module")
+def both_cores():
+    """Torch on up to 2 threads for one module's model tests, the process-wide count put
+    back after (several modules set it to 1 on import, for their determinism checks)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    yield torch.get_num_threads()
+    torch.set_num_threads(before)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -65,7 +64,7 @@ def test_teacher_answers_are_cached_by_teacher_and_rows(teacher_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_distilled_student_is_nearer_its_teacher_than_the_hard_label_student(teacher_dir, tmp_path):
+def test_a_distilled_student_is_nearer_its_teacher_than_the_hard_label_student(teacher_dir, tmp_path, both_cores):
     """Same shape (the teacher's first 2 blocks), same rows, same steps: on held-out
     members' prompts, KL(teacher || student) of the Yes/No answers is lower when the
     student learned from the teacher's answers than from the labels alone."""
@@ -73,17 +72,12 @@ def test_a_distilled_student_is_nearer_its_teacher_than_the_hard_label_student(t
     from serving.training.ranker_pipeline import PromptCache, training_rows
 
     students = {}
-    # `train` sets torch's process-wide thread count: put it back, as later modules'
-    # determinism tests (tests/test_encoder.py) run on the thread count they set.
-    threads = torch.get_num_threads()
-    try:
-        for recipe, weight in (("sft", 0.0), ("distil", 1.0)):
-            plan = CompressRecipe(recipe, steps=40, layers=2, distil_weight=weight, frozen_blocks=0,
-                                  threads=min(2, os.cpu_count() or 1))
-            students[recipe], out = compress(teacher_dir, plan, tmp_path / recipe, tmp_path / "cache", progress=False)
-            assert Ranker.load(out, device="cpu").meta["compression"]["recipe"] == recipe
-    finally:
-        torch.set_num_threads(threads)
+    for recipe, weight in (("sft", 0.0), ("distil", 1.0)):
+        # `train` sets torch's process-wide thread count: `both_cores` puts it back after
+        # this module, as later modules' determinism tests (tests/test_encoder.py) need.
+        plan = CompressRecipe(recipe, steps=40, layers=2, distil_weight=weight, frozen_blocks=0, threads=both_cores)
+        students[recipe], out = compress(teacher_dir, plan, tmp_path / recipe, tmp_path / "cache", progress=False)
+        assert Ranker.load(out, device="cpu").meta["compression"]["recipe"] == recipe
 
     teacher = Ranker.load(teacher_dir, device="cpu")
     held = teacher_split(teacher.meta, progress=False).held_out

@@ -2,7 +2,6 @@
 plain transformers loads and the ranker scores with."""
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 
 import numpy as np
@@ -19,12 +18,8 @@ SHAPE = PruneShape(intermediate_size=768, kv_groups=2, heads_per_group=2, layers
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _threads():
-    """Both cores (other modules set torch's process-wide count to 1 on import); put back after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
-    yield
-    torch.set_num_threads(before)
+def _threads(both_cores):
+    return both_cores
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,6 @@ of the marketplace's labels on the answer states, its weights the " Yes" row min
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 import torch
@@ -39,17 +37,10 @@ SIM = {"sim_members": 30, "sim_days": 6, "sim_seeds": [5], "sim_text_share": 0.3
        "sim_career_move_share": 0.25, "sim_community_strength": 1.0}
 
 
-# Both cores for the integer kernels (the slowest tests of the suite on CPUs without
-# VNNI); torch's process-wide count is put back for the modules after this one.
-THREADS = min(2, os.cpu_count() or 1)
-
-
 @pytest.fixture(scope="module", autouse=True)
-def _threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(THREADS)
-    yield
-    torch.set_num_threads(before)
+def _threads(both_cores):
+    """Both cores for the integer kernels: the suite's slowest tests on CPUs without VNNI."""
+    return both_cores
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +90,7 @@ def compress(float_dir, recipe: str, out) -> None:
     from infra.cli import main as cli
 
     result = CliRunner().invoke(cli, ["compress", "--teacher", str(float_dir), "--recipe", recipe,
-                                      "--threads", str(THREADS), "--out", str(out)])
+                                      "--threads", str(torch.get_num_threads()), "--out", str(out)])
     assert result.exit_code == 0, result.output
 
 
