@@ -14,11 +14,17 @@ import json
 from pathlib import Path
 from typing import Sequence
 
+import time
+
 import torch
 from tqdm.auto import tqdm
 
+from infra.terminal import PlainTicker
 from models.multi_item import answer_logits
 from models.ranker import Ranker
+
+
+PLAIN_PROGRESS_S = 60.0  # piped output (no bar): a status line this often
 
 
 def teacher_logits(teacher: Ranker, rows: Sequence, tokens_per_batch: int = 4096,
@@ -31,9 +37,11 @@ def teacher_logits(teacher: Ranker, rows: Sequence, tokens_per_batch: int = 4096
     out: list[list[list[float]] | None] = [None] * len(rows)
     model = teacher.model.eval()
     batches = bucket_batches(encoded, tokens_per_batch)
+    bar = tqdm(batches, desc="teacher logits", unit="batch", disable=None if progress else True, mininterval=5)
+    # Piped (CI logs, `| tee`) the bar is off: minutes of teacher passes say where they are.
+    plain, began = PlainTicker(progress and bar.disable, PLAIN_PROGRESS_S), time.perf_counter()
     with torch.no_grad():
-        for batch in tqdm(batches, desc="teacher logits", unit="batch", disable=None if progress else True,
-                          mininterval=5):
+        for done, batch in enumerate(bar, 1):
             packed = teacher.pack([(encoded[i].prefix, encoded[i].bodies, encoded[i].markers) for i in batch])
             logits = answer_logits(model, packed, teacher.yes_id, teacher.no_id).float()
             diff = (logits[:, 0] - logits[:, 1] + teacher.answer_offset).tolist()
@@ -43,6 +51,9 @@ def teacher_logits(teacher: Ranker, rows: Sequence, tokens_per_batch: int = 4096
                 flat = diff[at:at + jobs * tasks]
                 out[i] = [flat[j * tasks:(j + 1) * tasks] for j in range(jobs)]
                 at += jobs * tasks
+            if plain.due():
+                print(f"teacher logits: {done}/{len(batches)} batches, {(time.perf_counter() - began) / 60:.1f} min",
+                      flush=True)
     return out  # type: ignore[return-value]
 
 
