@@ -29,9 +29,7 @@ from itertools import accumulate
 from typing import Sequence
 
 import torch
-from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
-
-from models.multi_item import Ids, prefix_caches, yes_no_logits
+from models.multi_item import Ids, blocks_over_shared_prefix, prefix_caches, yes_no_logits
 
 JOB_STATE_BYTES = 1 << 30  # the cache's default budget: ~1,500 jobs of the 8-block teacher
 
@@ -128,7 +126,6 @@ def score_over_job_states(model, rows: Sequence[tuple[Ids, Sequence[Ids]]], mark
     nonempty = [r for r, (p, _) in enumerate(rows) if p]
     layers = prefix_caches(model, [rows[r][0] for r in nonempty]) if nonempty else []
     cache_row = {r: i for i, r in enumerate(nonempty)}
-    ends = torch.tensor(list(accumulate(len(m) for m in markers)), device=device) - 1  # each marker's answer
     out = []
     for r, (prefix, bodies) in enumerate(rows):
         if not bodies:
@@ -140,33 +137,35 @@ def score_over_job_states(model, rows: Sequence[tuple[Ids, Sequence[Ids]]], mark
         c = cache_row.get(r)
         prefix_kv = None if c is None else [(k[c:c + 1, :, :own], v[c:c + 1, :, :own]) for k, v in layers]
         hidden = marker_hidden(model, prefix_kv, states.get(bodies), markers, states.body_position)
-        out.append(yes_no_logits(model, hidden[:, ends], yes_id, no_id))
+        out.append(yes_no_logits(model, hidden, yes_id, no_id))
     return out
 
 
 def marker_hidden(model, prefix_kv: list[tuple[torch.Tensor, torch.Tensor]] | None, bodies: Sequence[torch.Tensor],
                   markers: Sequence[Ids], body_position: int) -> torch.Tensor:
-    """(K, S, d) final-normed hidden states of the S marker ids after each of K bodies.
+    """(K, T, d) final-normed hidden states at the T markers' answers (their last ids)
+    after each of K bodies.
 
-    The decoder blocks run by hand over K rows of markers, so that attention reads the
-    prefix's keys once for all rows (broadcast, never copied), each row's own body
-    (the K cached states padded into one tensor: the request's only copy) and the row's
-    markers, each marker seeing its own ids causally: exactly the block mask of
-    `pack_rows(..., body_position)`. Handing all of it to the model as one sequence
-    with a mask instead copied the prefix and every body into each layer's cache and
-    scored every marker against every job, 9 in 10 of them masked away (~45% of a
-    request at k = 50). Llama's blocks: pre-norm attention with rotary positions and
-    grouped key/value heads, then the MLP."""
+    K rows of the S marker ids run over the prefix's keys (read in place by every row),
+    the row's own body (the K cached states padded into one tensor: the request's only
+    copy) and the row's markers, each marker seeing its own ids causally: exactly the
+    block mask of `pack_rows(..., body_position)` (`multi_item.blocks_over_shared_prefix`).
+    Handing all of it to the model as one sequence with a mask instead copied the prefix
+    and every body into each layer's cache and scored every marker against every job,
+    9 in 10 of them masked away (~45% of a request at k = 50)."""
     device, dtype = model.device, model.dtype
-    decoder = model.model
     K, ids = len(bodies), [t for m in markers for t in m]
     S = len(ids)
     lengths = torch.tensor([b.shape[3] for b in bodies])
     L = int(lengths.max())
     n_layers, _, Hkv, _, head_dim = bodies[0].shape
-    padded = torch.zeros((n_layers, 2, K, Hkv, L, head_dim), dtype=bodies[0].dtype, device=device)
+    # Only the padding is zeroed (masked keys still need finite values: 0 x NaN is NaN);
+    # zero-filling the whole tensor first cost a tenth of a request at k = 50.
+    padded = torch.empty((n_layers, 2, K, Hkv, L, head_dim), dtype=bodies[0].dtype, device=device)
     for j, b in enumerate(bodies):
-        padded[:, :, j, :, :b.shape[3]] = b
+        n = b.shape[3]
+        padded[:, :, j, :, :n] = b
+        padded[:, :, j, :, n:] = 0
     offsets = torch.cat([torch.arange(len(m)) for m in markers])
     positions = (body_position + lengths[:, None] + offsets[None, :]).to(device)  # (K, S)
     blocked = torch.finfo(dtype).min
@@ -176,32 +175,9 @@ def marker_hidden(model, prefix_kv: list[tuple[torch.Tensor, torch.Tensor]] | No
     for m in markers:
         own[at:at + len(m), at:at + len(m)] = torch.tril(torch.ones(len(m), len(m), dtype=torch.bool))
         at += len(m)
-    self_mask = torch.zeros((S, S), dtype=dtype).masked_fill_(~own, blocked)
-    x = decoder.embed_tokens(torch.tensor(ids, device=device).expand(K, S))
-    cos, sin = decoder.rotary_emb(x, position_ids=positions)
-    for i, layer in enumerate(decoder.layers):
-        attn = layer.self_attn
-        h = layer.input_layernorm(x)
-        q = attn.q_proj(h).view(K, S, -1, attn.head_dim).transpose(1, 2)  # (K, H, S, hd)
-        k = attn.k_proj(h).view(K, S, -1, attn.head_dim).transpose(1, 2)  # (K, Hkv, S, hd)
-        v = attn.v_proj(h).view(K, S, -1, attn.head_dim).transpose(1, 2)
-        q, k = apply_rotary_pos_emb(q, k, cos, sin)
-        H = q.shape[1]
-        G = H // Hkv  # query heads per key/value head: head h reads key/value head h // G
-        q = q.reshape(K, Hkv, G * S, attn.head_dim) * attn.scaling
-        scores = [q @ padded[i, 0].transpose(-1, -2) + body_mask[:, None, None, :],
-                  q @ k.transpose(-1, -2) + self_mask.repeat(G, 1)]
-        values = [padded[i, 1], v]
-        if prefix_kv is not None:
-            pk, pv = prefix_kv[i]
-            scores.insert(0, q @ pk.transpose(-1, -2))
-            values.insert(0, pv)
-        weights = torch.softmax(torch.cat(scores, dim=-1), dim=-1)
-        mixed, at = 0, 0
-        for s, val in zip(scores, values):
-            mixed = mixed + weights[..., at:at + s.shape[-1]] @ val
-            at += s.shape[-1]
-        mixed = mixed.view(K, H, S, attn.head_dim).transpose(1, 2).reshape(K, S, H * attn.head_dim)
-        x = x + attn.o_proj(mixed)
-        x = x + layer.mlp(layer.post_attention_layernorm(x))
-    return decoder.norm(x)
+    self_mask = torch.zeros((S, S), dtype=dtype).masked_fill_(~own, blocked).to(device)
+    ends = torch.tensor(list(accumulate(len(m) for m in markers))) - 1  # each marker's answer
+    return blocks_over_shared_prefix(model, prefix_kv, torch.tensor(ids, device=device).expand(K, S), positions,
+                                     self_mask, ends.expand(K, -1).to(device),
+                                     rows_kv=[(padded[i, 0], padded[i, 1]) for i in range(n_layers)],
+                                     rows_mask=body_mask.to(device))

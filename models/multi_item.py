@@ -15,8 +15,8 @@ and its Yes/No is read at its own last token.
 
 Two paths share that idea:
   * `score_multi_item`: the packed sequence with a 4D mask (also what training uses);
-  * `score_with_prefix_cache`: the prefix runs once, its KV cache is expanded to K
-    rows, and the K job blocks run as one padded batch (fastest on CPU per NOTES).
+  * `score_with_prefix_cache`: the prefix runs once, and the K job blocks run as one
+    padded batch that reads its KV cache in place (`blocks_over_shared_prefix`).
     `score_rows_with_prefix_cache` does that for several members at once (the
     serving batcher's call): their prefixes in one padded pass, then each member's
     jobs over its own cache rows.
@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
+from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
 Ids = Sequence[int]
 
@@ -309,11 +310,12 @@ def segments_over_prefixes(model, prefixes: Sequence[Ids], segments: Sequence[Se
     encoded once (several in one padded pass), and segments run as padded batches over
     their prefixes' KV cache rows, each seeing its own prefix's length only.
 
-    By default a batch never mixes prefixes: one member's cache is then a view expanded
-    to the batch, not a copy per segment (what a CPU wants: no copies, and batches are
-    big enough). `mix_prefixes` fills batches across prefixes, gathering each segment's
-    own cache row (a copy): one pass for many members' few candidates each, where a
-    GPU would otherwise run one small pass per member."""
+    By default a batch never mixes prefixes: one member's cache is then read by every
+    segment of the batch in place (`blocks_over_shared_prefix`: no copies, and batches
+    are big enough on a CPU). `mix_prefixes` fills batches across prefixes, gathering
+    each segment's own cache row (a copy) for the model's own forward: one pass for many
+    members' few candidates each, where a GPU would otherwise run one small pass per
+    member."""
     from transformers import DynamicCache
 
     if any(len(p) == 0 for p in prefixes):
@@ -323,6 +325,9 @@ def segments_over_prefixes(model, prefixes: Sequence[Ids], segments: Sequence[Se
     out = []
     for chunk in (_batches(segments, batch) if mix_prefixes else _runs_of_one_prefix(segments, batch)):
         rows = [seg.prefix for seg in chunk]
+        if len(set(rows)) == 1:
+            out.append(_segments_over_one_prefix(model, layers, rows[0], len(prefixes[rows[0]]), chunk))
+            continue
         lengths = [len(prefixes[r]) for r in rows]
         P, K = max(lengths), len(chunk)
         S = max(len(seg.ids) for seg in chunk)
@@ -339,15 +344,10 @@ def segments_over_prefixes(model, prefixes: Sequence[Ids], segments: Sequence[Se
             allowed[k, n:, P + n:] = torch.eye(S - n, dtype=torch.bool)  # padding: itself only
             answers.extend((k, o) for o in seg.answers)
         mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
-        # A fresh cache per batch: `update` appends the blocks' keys in place, so the
-        # prefix's cache cannot be shared as is.
-        if len(set(rows)) == 1:
-            r = rows[0]
-            kv = [(k[r:r + 1, :, :P].expand(K, -1, -1, -1), v[r:r + 1, :, :P].expand(K, -1, -1, -1)) for k, v in layers]
-        else:
-            at = torch.tensor(rows, device=device)
-            kv = [(k[at, :, :P], v[at, :, :P]) for k, v in layers]
-        seg_cache = DynamicCache(ddp_cache_data=kv)
+        # A fresh cache per batch, each segment's own prefix row gathered (a copy):
+        # `update` appends the blocks' keys in place.
+        at = torch.tensor(rows, device=device)
+        seg_cache = DynamicCache(ddp_cache_data=[(k[at, :, :P], v[at, :, :P]) for k, v in layers])
         hidden = model.model(
             input_ids=ids.to(device), attention_mask=mask[:, None].to(device),
             position_ids=positions.to(device), past_key_values=seg_cache, use_cache=True,
@@ -356,6 +356,124 @@ def segments_over_prefixes(model, prefixes: Sequence[Ids], segments: Sequence[Se
         c = torch.tensor([o for _, o in answers], device=device)
         out.append(hidden[r, c])
     return torch.cat(out)
+
+
+def _segments_over_one_prefix(model, layers, row: int, own: int, chunk: Sequence[Segment]) -> torch.Tensor:
+    """(N, d) hidden states at the answers of segments that all follow prefix `row` (of
+    `own` ids), as one padded batch over its cache, broadcast (`blocks_over_shared_prefix`)."""
+    device, dtype = model.device, model.dtype
+    K, S = len(chunk), max(len(seg.ids) for seg in chunk)
+    A = max(len(seg.answers) for seg in chunk)
+    ids = torch.zeros((K, S), dtype=torch.long)
+    positions = torch.full((K, S), own, dtype=torch.long)
+    allowed = torch.zeros((K, S, S), dtype=torch.bool)
+    answers = torch.zeros((K, A), dtype=torch.long)
+    for k, seg in enumerate(chunk):
+        n = len(seg.ids)
+        ids[k, :n] = torch.as_tensor(seg.ids, dtype=torch.long)
+        positions[k, :n] = own + seg.positions
+        allowed[k, :n, :n] = seg.allowed
+        allowed[k, n:, n:] = torch.eye(S - n, dtype=torch.bool)  # padding: itself only
+        answers[k] = torch.as_tensor(seg.answers + seg.answers[-1:] * (A - len(seg.answers)))
+    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
+    prefix_kv = [(k[row:row + 1, :, :own], v[row:row + 1, :, :own]) for k, v in layers]
+    hidden = blocks_over_shared_prefix(model, prefix_kv, ids.to(device), positions.to(device), mask.to(device),
+                                       answers.to(device))
+    return torch.cat([hidden[k, :len(seg.answers)] for k, seg in enumerate(chunk)])
+
+
+def blocks_over_shared_prefix(model, prefix_kv: Sequence[tuple[torch.Tensor, torch.Tensor]] | None,
+                              ids: torch.Tensor, positions: torch.Tensor, self_mask: torch.Tensor,
+                              answers: torch.Tensor, rows_kv: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None,
+                              rows_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """(K, A, d) final-normed hidden states at `answers` (K, A offsets) of K rows of S
+    `ids` that all follow one prefix, the decoder's blocks run by hand.
+
+    In every block a row's queries read, under one softmax:
+      * the shared prefix's cached keys and values (`prefix_kv`: a (1, KV heads, P, head
+        dim) pair per layer), broadcast to the K rows, never copied;
+      * optionally the row's own cached states (`rows_kv`: (K, KV heads, L, head dim)
+        per layer, with `rows_mask` (K, L) additive: job bodies read alone);
+      * its own ids, under `self_mask` ((S, S) or (K, S, S) additive).
+    Grouped query heads read their key/value head in place (never repeated). Handing the
+    same thing to the model as a cache instead copied the prefix into every row of every
+    layer, repeated per query head, and masked it with a float tensor as large: most of
+    a request at a long prefix (FlashInfer calls this shape cascade attention). The last
+    block computes queries, attention and MLP only at the answers: elsewhere its keys
+    and values are all that is read. Llama's blocks: pre-norm attention with rotary
+    positions and grouped key/value heads, then the MLP."""
+    decoder = model.model
+    K, S = ids.shape
+    if self_mask.dim() == 2:
+        self_mask = self_mask.expand(K, S, S)
+    x = decoder.embed_tokens(ids)
+    cos, sin = decoder.rotary_emb(x, position_ids=positions)
+    last = len(decoder.layers) - 1
+    for i, layer in enumerate(decoder.layers):
+        attn = layer.self_attn
+        hd = attn.head_dim
+        h = layer.input_layernorm(x)
+        q = attn.q_proj(h).view(K, S, -1, hd).transpose(1, 2)  # (K, H, S, hd)
+        k = attn.k_proj(h).view(K, S, -1, hd).transpose(1, 2)  # (K, Hkv, S, hd)
+        v = attn.v_proj(h).view(K, S, -1, hd).transpose(1, 2)
+        q, k = apply_rotary_pos_emb(q, k, cos, sin)
+        mask = self_mask
+        if i == last:  # only the answers' queries, and the rows of the mask they read
+            A = answers.shape[1]
+            q = q.gather(2, answers[:, None, :, None].expand(K, q.shape[1], A, hd))
+            mask = self_mask.gather(1, answers[:, :, None].expand(K, A, S))
+            x = x.gather(1, answers[:, :, None].expand(K, A, x.shape[-1]))
+        H, Hkv, Q = q.shape[1], k.shape[1], q.shape[2]
+        G = H // Hkv  # query heads per key/value head: head h reads key/value head h // G
+        q = q.reshape(K, Hkv, G * Q, hd)
+        own = [(k, v, mask[:, None].repeat(1, 1, G, 1))]
+        if rows_kv is not None:
+            own.insert(0, (rows_kv[i][0], rows_kv[i][1], rows_mask[:, None, None, :]))
+        mixed, lse = _attention_over_own(q, own, attn.scaling)
+        if prefix_kv is not None:  # one softmax over both: merged by their log-sum-exps
+            shared, shared_lse = _attention_over_shared_prefix(q, *prefix_kv[i], attn.scaling)
+            total = torch.logaddexp(lse, shared_lse)
+            mixed = (mixed * torch.exp(lse - total)[..., None].to(mixed.dtype)
+                     + shared * torch.exp(shared_lse - total)[..., None].to(shared.dtype))
+        mixed = mixed.view(K, H, Q, hd).transpose(1, 2).reshape(K, Q, H * hd)
+        x = x + attn.o_proj(mixed)
+        x = x + layer.mlp(layer.post_attention_layernorm(x))
+    return decoder.norm(x)
+
+
+def _attention_over_own(q: torch.Tensor, parts, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows' queries (K, KV heads, N, head dim) over their own keys: `parts` of (keys,
+    values, additive mask), each (K, KV heads, n, head dim). The output and its
+    log-sum-exp (K, KV heads, N), for merging with the shared prefix's."""
+    scores = [(q * scale) @ k.transpose(-1, -2) + m for k, _, m in parts]
+    joined = torch.cat(scores, dim=-1) if len(scores) > 1 else scores[0]
+    lse = torch.logsumexp(joined, dim=-1)
+    weights = torch.exp(joined - lse[..., None])
+    out, at = 0, 0
+    for sc, (_, v, _) in zip(scores, parts):
+        out = out + weights[..., at:at + sc.shape[-1]] @ v
+        at += sc.shape[-1]
+    return out, lse
+
+
+def _attention_over_shared_prefix(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                                  scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every row's queries (K, KV heads, N, head dim) over one prefix's keys and values
+    (1, KV heads, P, head dim), as one query sequence of K x N per key/value head, so
+    the prefix is read once and never copied per row. On a CPU that is torch's fused
+    flash kernel, the one that returns the log-sum-exp the merge needs; elsewhere the
+    plain product. The output and its log-sum-exp, in the rows' layout."""
+    K, Hkv, N, hd = q.shape
+    flat = q.transpose(0, 1).reshape(1, Hkv, K * N, hd)
+    keys, values = keys.contiguous(), values.contiguous()
+    if flat.device.type == "cpu":
+        out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(flat, keys, values, 0.0, False,
+                                                                               scale=scale)
+    else:
+        scores = (flat * scale) @ keys.transpose(-1, -2)
+        lse = torch.logsumexp(scores, dim=-1)
+        out = torch.exp(scores - lse[..., None]) @ values
+    return out.view(Hkv, K, N, hd).transpose(0, 1), lse.view(Hkv, K, N).transpose(0, 1)
 
 
 def _batches(segments: Sequence[Segment], batch: int):
