@@ -28,6 +28,7 @@ from streams.schemas import (
     MemberActed,
     MemberProfile,
     MemberUpserted,
+    Seniority,
 )
 
 JobLookup = Callable[[str], Optional[Job]]
@@ -196,8 +197,12 @@ class CatalogEntry:
 
     @classmethod
     def from_dict(cls, d: dict) -> "CatalogEntry":
-        # Stored entries were validated on the way in; construct without re-validating.
-        job = Job.model_construct(**d["job"]) if d.get("job") else None
+        # Stored entries were validated on the way in; construct without re-validating,
+        # but give the enum back its type: a bare string has no `rank` and makes every
+        # later dump warn.
+        job = None
+        if d.get("job"):
+            job = Job.model_construct(**{**d["job"], "seniority": Seniority(d["job"].get("seniority", "unknown"))})
         return cls(job, d["open"], d["event_id"], d["event_time"])
 
 

@@ -1,4 +1,8 @@
-from streams.state import MemberState, apply_member_event, verbalized_history
+import json
+import warnings
+
+from streams.schemas import Seniority
+from streams.state import CatalogEntry, MemberState, apply_member_event, verbalized_history
 from tests import factories as f
 
 JOBS = {"j1": f.job("j1"), "j2": f.job("j2", title="Data Analyst", company_name="Globex", location="Austin")}
@@ -49,6 +53,17 @@ def test_state_survives_its_table_encoding():
     s = fold([f.member_upserted("p1"), f.action("a1", "dismiss", 1, reason="too_senior"),
               f.action("a2", "search", 2, job_id=None, query="kafka jobs")])
     assert MemberState.from_dict(s.to_dict()) == s
+
+
+def test_catalog_entry_survives_its_table_encoding_with_typed_fields():
+    entry = CatalogEntry(f.job("j1", seniority=Seniority.DIRECTOR, pay_band="B7"), True, "e1", 5.0)
+    back = CatalogEntry.from_dict(json.loads(json.dumps(entry.to_dict())))
+    assert back == entry
+    assert back.job.seniority.rank == Seniority.DIRECTOR.rank  # an enum again, not a bare string
+    assert back.job.model_extra == {"pay_band": "B7"}  # unknown fields are kept
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pydantic warns on a dump of a mistyped field
+        assert back.to_dict() == entry.to_dict()
 
 
 def test_verbalized_history_reads_like_360brew():
