@@ -213,6 +213,9 @@ class VLLMMethod:
 
     def run(self, ranker, requests) -> dict:
         prompts = self.scorer.prompts
+        # The shape's budget, not the checkpoint's: at the 360brew shape the checkpoint's
+        # would cut every prefix to its first 384 tokens (it did until 2026-12-05).
+        prompts.budget = ranker.budget
         prefix0, jobs0 = requests[0]
         # warm-up on a prompt that shares no prefix block with any timed request
         self.scorer.p_yes([ids[::-1] for ids in prompts.prompt_ids(prefix0, jobs0[:4], ["apply"])])
