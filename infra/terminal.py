@@ -29,6 +29,9 @@ def console(min_width: int = 0):
     return Console(width=max(PIPED_WIDTH, min_width))
 
 
+PLAIN_PROGRESS_S = 60.0  # piped output (no bar): a plain status line this often
+
+
 class PlainTicker:
     """Where a progress bar is off (output piped), when the next plain status line is
     due: every `every_s` seconds, and never when `on` is false (the bar is showing, or

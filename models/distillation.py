@@ -11,20 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 from typing import Sequence
-
-import time
 
 import torch
 from tqdm.auto import tqdm
 
-from infra.terminal import PlainTicker
+from infra.terminal import PLAIN_PROGRESS_S, PlainTicker
 from models.multi_item import answer_logits
 from models.ranker import Ranker
-
-
-PLAIN_PROGRESS_S = 60.0  # piped output (no bar): a status line this often
 
 
 def teacher_logits(teacher: Ranker, rows: Sequence, tokens_per_batch: int = 4096,

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from infra.terminal import PlainTicker
+from infra.terminal import PLAIN_PROGRESS_S, PlainTicker
 from models.cpu import native_bf16_cpu
 from models.multi_item import (PackedRows, answer_hidden, answer_states, embed, row_length, run_blocks,
                                yes_no_logits)
@@ -73,7 +73,7 @@ class TrainConfig:
     distil_temperature: float = 2.0
     precision: str = "auto"  # auto: bf16 where the CPU has it natively, else float32
     progress: bool = True
-    plain_progress_s: float = 60.0  # piped output (no bar): one status line this often
+    plain_progress_s: float = PLAIN_PROGRESS_S  # piped output (no bar): one status line this often
 
 
 @dataclass

@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from infra.terminal import PlainTicker
+from infra.terminal import PLAIN_PROGRESS_S, PlainTicker
 from models.prompting import with_instruction
 from models.ranker import PromptBudget, Ranker, StudentConfig, default_device
 from models.ranker_training import TrainConfig, TrainReport, TrainRow, model_card, train
@@ -29,7 +29,6 @@ from streams.settings import get_settings
 
 HELD_OUT_DAYS = 4
 SNAPSHOTS = "snapshots"  # a checkpoint's folder of checkpoints saved along its training
-PLAIN_PROGRESS_S = 60.0  # piped output (no bar): a scoring status line this often
 TRAIN_PHRASINGS = tuple(range(len(INSTRUCTIONS) - 1))  # the last is held out
 ZERO_SHOT_PHRASING = -1
 
