@@ -315,47 +315,58 @@ def segments_over_prefixes(model, prefixes: Sequence[Ids], segments: Sequence[Se
     are big enough on a CPU). `mix_prefixes` fills batches across prefixes, gathering
     each segment's own cache row (a copy) for the model's own forward: one pass for many
     members' few candidates each, where a GPU would otherwise run one small pass per
-    member."""
-    from transformers import DynamicCache
+    member.
 
+    Within one prefix the segments are batched shortest first, in batches of near-equal
+    size: every row of a batch is padded to its longest, and candidates' lengths vary by
+    a third (padding cost 13-16 % of a 100-candidate request in arrival order)."""
     if any(len(p) == 0 for p in prefixes):
         raise ValueError("every prefix needs at least one token (score an empty prefix one prompt at a time)")
-    device, dtype = model.device, model.dtype
     layers = prefix_caches(model, prefixes)
-    out = []
-    for chunk in (_batches(segments, batch) if mix_prefixes else _runs_of_one_prefix(segments, batch)):
-        rows = [seg.prefix for seg in chunk]
-        if len(set(rows)) == 1:
-            out.append(_segments_over_one_prefix(model, layers, rows[0], len(prefixes[rows[0]]), chunk))
-            continue
-        lengths = [len(prefixes[r]) for r in rows]
-        P, K = max(lengths), len(chunk)
-        S = max(len(seg.ids) for seg in chunk)
-        ids = torch.zeros((K, S), dtype=torch.long)
-        positions = torch.full((K, S), P, dtype=torch.long)
-        allowed = torch.zeros((K, S, P + S), dtype=torch.bool)
-        answers = []
-        for k, seg in enumerate(chunk):
-            n, own = len(seg.ids), lengths[k]
-            ids[k, :n] = torch.as_tensor(seg.ids, dtype=torch.long)
-            positions[k, :n] = own + seg.positions
-            allowed[k, :, :own] = True  # its own prefix, never the padding after it
-            allowed[k, :n, P:P + n] = seg.allowed
-            allowed[k, n:, P + n:] = torch.eye(S - n, dtype=torch.bool)  # padding: itself only
-            answers.extend((k, o) for o in seg.answers)
-        mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
-        # A fresh cache per batch, each segment's own prefix row gathered (a copy):
-        # `update` appends the blocks' keys in place.
-        at = torch.tensor(rows, device=device)
-        seg_cache = DynamicCache(ddp_cache_data=[(k[at, :, :P], v[at, :, :P]) for k, v in layers])
-        hidden = model.model(
-            input_ids=ids.to(device), attention_mask=mask[:, None].to(device),
-            position_ids=positions.to(device), past_key_values=seg_cache, use_cache=True,
-        ).last_hidden_state
-        r = torch.tensor([k for k, _ in answers], device=device)
-        c = torch.tensor([o for _, o in answers], device=device)
-        out.append(hidden[r, c])
-    return torch.cat(out)
+    per_segment: list[torch.Tensor | None] = [None] * len(segments)
+    for at in (_batches(segments, batch) if mix_prefixes else _length_sorted_runs(segments, batch)):
+        chunk = [segments[i] for i in at]
+        hidden_at_answers = _one_batch(model, layers, prefixes, chunk)
+        for i, part in zip(at, hidden_at_answers.split([len(seg.answers) for seg in chunk])):
+            per_segment[i] = part
+    return torch.cat(per_segment)
+
+
+def _one_batch(model, layers, prefixes: Sequence[Ids], chunk: Sequence[Segment]) -> torch.Tensor:
+    """(N, d) hidden states at the answers of one batch of segments, in its order."""
+    from transformers import DynamicCache
+
+    device, dtype = model.device, model.dtype
+    rows = [seg.prefix for seg in chunk]
+    if len(set(rows)) == 1:
+        return _segments_over_one_prefix(model, layers, rows[0], len(prefixes[rows[0]]), chunk)
+    lengths = [len(prefixes[r]) for r in rows]
+    P, K = max(lengths), len(chunk)
+    S = max(len(seg.ids) for seg in chunk)
+    ids = torch.zeros((K, S), dtype=torch.long)
+    positions = torch.full((K, S), P, dtype=torch.long)
+    allowed = torch.zeros((K, S, P + S), dtype=torch.bool)
+    answers = []
+    for k, seg in enumerate(chunk):
+        n, own = len(seg.ids), lengths[k]
+        ids[k, :n] = torch.as_tensor(seg.ids, dtype=torch.long)
+        positions[k, :n] = own + seg.positions
+        allowed[k, :, :own] = True  # its own prefix, never the padding after it
+        allowed[k, :n, P:P + n] = seg.allowed
+        allowed[k, n:, P + n:] = torch.eye(S - n, dtype=torch.bool)  # padding: itself only
+        answers.extend((k, o) for o in seg.answers)
+    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
+    # A fresh cache per batch, each segment's own prefix row gathered (a copy):
+    # `update` appends the blocks' keys in place.
+    at = torch.tensor(rows, device=device)
+    seg_cache = DynamicCache(ddp_cache_data=[(k[at, :, :P], v[at, :, :P]) for k, v in layers])
+    hidden = model.model(
+        input_ids=ids.to(device), attention_mask=mask[:, None].to(device),
+        position_ids=positions.to(device), past_key_values=seg_cache, use_cache=True,
+    ).last_hidden_state
+    r = torch.tensor([k for k, _ in answers], device=device)
+    c = torch.tensor([o for _, o in answers], device=device)
+    return hidden[r, c]
 
 
 def _segments_over_one_prefix(model, layers, row: int, own: int, chunk: Sequence[Segment]) -> torch.Tensor:
@@ -477,21 +488,22 @@ def _attention_over_shared_prefix(q: torch.Tensor, keys: torch.Tensor, values: t
 
 
 def _batches(segments: Sequence[Segment], batch: int):
-    """The segments in order, cut into batches of at most `batch`, prefixes mixed."""
+    """Indices of the segments in order, cut into batches of at most `batch`, prefixes mixed."""
     for start in range(0, len(segments), batch):
-        yield segments[start:start + batch]
+        yield range(start, min(start + batch, len(segments)))
 
 
-def _runs_of_one_prefix(segments: Sequence[Segment], batch: int):
-    """The segments in order, cut into batches of at most `batch` that follow one prefix."""
-    chunk: list[Segment] = []
-    for seg in segments:
-        if chunk and (len(chunk) == batch or seg.prefix != chunk[0].prefix):
-            yield chunk
-            chunk = []
-        chunk.append(seg)
-    if chunk:
-        yield chunk
+def _length_sorted_runs(segments: Sequence[Segment], batch: int):
+    """Indices of the segments, one prefix's at a time, shortest first, cut into the
+    fewest batches of at most `batch`, as near equal in size as can be."""
+    by_prefix: dict[int, list[int]] = {}
+    for i, seg in enumerate(segments):
+        by_prefix.setdefault(seg.prefix, []).append(i)
+    for run in by_prefix.values():
+        run.sort(key=lambda i: len(segments[i].ids))
+        size = -(-len(run) // -(-len(run) // batch))
+        for start in range(0, len(run), size):
+            yield run[start:start + size]
 
 
 def score_with_prefix_cache(model, prefix_ids: Ids, bodies: Sequence[Ids], markers: Sequence[Ids],
