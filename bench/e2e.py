@@ -2,7 +2,15 @@
 against a real `hirestream serve` worker, for a bounded time.
 
     python bench/e2e.py                                   # ~5 min on 2 cores
-    python bench/e2e.py --scorers bm25,ranker:/abs/artifacts/ranker-prune-oneshot-trim-vocab-int8-weight --rate 40,0.9 --duration 20
+    python bench/e2e.py --scorers bm25,ranker:/abs/artifacts/ranker-pruned --rate 40,0.5 --duration 20
+
+The default LM row is the CPU serving tier, made by (~50 minutes on 2 cores):
+
+    hirestream train ranker --jobs-alone --budget-minutes 25 --curve-points 0 --out artifacts/ranker-jobs-alone
+    hirestream compress --teacher artifacts/ranker-jobs-alone --recipe prune-oneshot --budget-minutes 15 \
+        --out artifacts/ranker-jobs-alone-prune-oneshot
+    hirestream compress --teacher artifacts/ranker-jobs-alone-prune-oneshot --recipe bf16 \
+        --out artifacts/ranker-jobs-alone-prune-oneshot-bf16
 
 Protocol (fixed before the first run):
 - The project's own broker (`infra.broker.private_broker`, topics with `--partitions`
@@ -485,9 +493,9 @@ HEADER = ("scorer", "via", "rate", "n", "offered/s", "results/s", "p50 ms", "p99
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    # The LM tier named for serving on a CPU (bench/compression.py: the teacher's quality
-    # at 4x its speed): ranker-prune-oneshot, vocabulary trimmed, int8 weights.
-    default_ranker = Path(__file__).resolve().parent.parent / "artifacts" / "ranker-prune-oneshot-trim-vocab-int8-weight"
+    # The CPU serving tier (the module docstring says how it is made): jobs read alone,
+    # pruned to about half of each block and re-distilled, bf16 weights.
+    default_ranker = Path(__file__).resolve().parent.parent / "artifacts" / "ranker-jobs-alone-prune-oneshot-bf16"
     ap.add_argument("--scorers", default=f"bm25,ranker:{default_ranker}",
                     help="HIRESTREAM_SERVING_SCORER specs, comma-separated (absolute checkpoint paths)")
     ap.add_argument("--rate", default=None,
