@@ -122,6 +122,27 @@ def test_several_members_in_one_pass_score_what_each_scores_alone(tiny_ranker, m
     assert empty[0].shape == (0, len(TASKS))
 
 
+def test_candidates_spanning_several_length_sorted_batches_keep_their_own_scores(tiny_ranker):
+    """More candidates than one batch holds, of mixed lengths: they run shortest first
+    in near-equal batches (`_length_sorted_runs`), and each answer still comes back in
+    the caller's order, equal to its one-task prompt."""
+    jobs = [SEGMENTS[i % 4] + " extra" * (i % 3) for i in range(9)]
+    prefix_ids = tiny_ranker.encode_prefix(PREFIX)
+    bodies, markers = tiny_ranker.encode_jobs(jobs), tiny_ranker.encode_markers(TASKS)
+    segments = multi_item.job_segments(0, bodies, markers)
+    runs = list(multi_item._length_sorted_runs(segments, batch=4))
+    assert [len(r) for r in runs] == [3, 3, 3]  # 9 in the fewest batches of <= 4, as even as can be
+    lengths = [len(segments[i].ids) for r in runs for i in r]
+    assert lengths == sorted(lengths) and len(set(lengths)) > 1
+    with torch.inference_mode():
+        logits = multi_item.score_with_prefix_cache(tiny_ranker.model, prefix_ids, bodies, markers,
+                                                    tiny_ranker.yes_id, tiny_ranker.no_id, batch=4)
+    got = torch.softmax(logits.float(), dim=-1)[..., 0].numpy()
+    alone = tiny_ranker.score_tasks(PREFIX, jobs, TASKS, method="single")
+    assert np.ptp(alone[:, 0]) > 1e-3, "scores too flat for the order to be checked"
+    np.testing.assert_allclose(got, alone, atol=1e-4)
+
+
 @pytest.mark.parametrize("apply_softmax", [False, True])
 @pytest.mark.parametrize("item_first", [False, True])
 def test_label_probabilities_are_the_next_token_distribution_of_query_plus_item(
