@@ -495,7 +495,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     # The CPU serving tier (the module docstring says how it is made): jobs read alone,
     # pruned to about half of each block and re-distilled, bf16 weights.
-    default_ranker = Path(__file__).resolve().parent.parent / "artifacts" / "ranker-jobs-alone-prune-oneshot-bf16"
+    default_ranker = Path(__file__).resolve().parents[1] / "artifacts" / "ranker-jobs-alone-prune-oneshot-bf16"
     ap.add_argument("--scorers", default=f"bm25,ranker:{default_ranker}",
                     help="HIRESTREAM_SERVING_SCORER specs, comma-separated (absolute checkpoint paths)")
     ap.add_argument("--rate", default=None,

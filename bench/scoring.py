@@ -366,8 +366,10 @@ def main() -> None:
                          f"{100 * speedup / bound:.0f}%", f"{100 * speedup / ceiling:.0f}%", f"{over_padded:.1f}x",
                          f"{100 * over_padded / bound:.0f}%",
                          f"{diff:.1e}"))
-            report["shapes"].setdefault(shape, {"prefix_tokens": prefix_tok, "segment_tokens": segment_tok,
-                                                "bound": bound, "mac_ceiling": ceiling, "methods": {}})["methods"][method] = {
+            shape_report = report["shapes"].setdefault(shape, {
+                "prefix_tokens": prefix_tok, "segment_tokens": segment_tok, "bound": bound, "mac_ceiling": ceiling,
+                "methods": {}})
+            shape_report["methods"][method] = {
                 "requests": len(lat), "candidates_per_s": cps, "candidates_per_cpu_s": per_cpu,
                 "p50_s": float(np.percentile(lat, 50)), "p99_s": float(np.percentile(lat, 99)),
                 "x_single_per_cpu_s": speedup, "share_of_bound": speedup / bound,
