@@ -55,8 +55,8 @@ Protocol (fixed before the first run):
   reference that differs from the sharing methods only in what they share.
   (Added 2026-12-05, after every row above had been measured: 'of MACs', the same
   speed-up as a share of what multiply-adds allow at k candidates, `mac_ceiling`. The
-  token bound stays issue 14's yardstick; this one says how much of the gap to it no
-  method can close: vLLM measured 73 % of the token bound at the 360brew shape. It
+  token bound stays issue 14's yardstick; this one says how much of it multiply-adds
+  leave within reach: 73 % at the 360brew shape, where vLLM measured 73-77 %. It
   can pass 100 % where one prompt at a time does fewer multiply-adds a second than
   batches do: short prompts, today's shape.)
   vllm's CPU-seconds are this process's plus its server's (every process of the
