@@ -124,13 +124,13 @@ def test_several_members_in_one_pass_score_what_each_scores_alone(tiny_ranker, m
 
 def test_candidates_spanning_several_length_sorted_batches_keep_their_own_scores(tiny_ranker):
     """More candidates than one batch holds, of mixed lengths: they run shortest first
-    in near-equal batches (`_length_sorted_runs`), and each answer still comes back in
+    in near-equal batches (`_length_sorted_batches`), and each answer still comes back in
     the caller's order, equal to its one-task prompt."""
     jobs = [SEGMENTS[i % 4] + " extra" * (i % 3) for i in range(9)]
     prefix_ids = tiny_ranker.encode_prefix(PREFIX)
     bodies, markers = tiny_ranker.encode_jobs(jobs), tiny_ranker.encode_markers(TASKS)
     segments = multi_item.job_segments(0, bodies, markers)
-    runs = list(multi_item._length_sorted_runs(segments, batch=4))
+    runs = list(multi_item._length_sorted_batches(segments, batch=4))
     assert [len(r) for r in runs] == [3, 3, 3]  # 9 in the fewest batches of <= 4, as even as can be
     lengths = [len(segments[i].ids) for r in runs for i in r]
     assert lengths == sorted(lengths) and len(set(lengths)) > 1
