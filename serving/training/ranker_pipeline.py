@@ -294,7 +294,7 @@ PRESETS = {
     # save 0.554 / 0.556 / 0.528, apply 0.586 / 0.601 / 0.562, search 0.549 / 0.556 /
     # 0.577 (SE 0.02-0.07): the two lower ones tie, the higher is a little worse. A
     # deeper pretrained stack (12 blocks, lower 8 frozen) read 0.79x the labels in those
-    # 12 minutes and gave click / save / apply / search 0.550 / 0.579 / 0.541 / 0.559: no
+    # 12 minutes and gave click / apply / save / search 0.550 / 0.541 / 0.579 / 0.559: no
     # better, at 1.5x the cost of a scored token.
     "pruned": dict(layers=8, frozen_blocks=4, lr=2e-4, head_lr=2e-3),
     # The whole teacher (a GPU's job at any real data size).
