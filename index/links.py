@@ -1,18 +1,24 @@
-"""Hire-graph learned links: which seeker attributes lead to which job attributes.
+"""Learned links: which seeker attributes lead to which job attributes.
 
-Every confirmed hire is one observation of (member attributes) x (job attributes).
-For a seeker attribute a and a job attribute b, with N hires, c_a hires whose member
-had a, c_b hires whose job had b, and c_ab hires with both:
+Every confirmed hire, and every application, is one observation of (member
+attributes) x (job attributes). For a seeker attribute a and a job attribute b, with N
+observations, c_a of them whose member had a, c_b whose job had b, and c_ab with both:
 
     pmi(a, b)    = ln(c_ab * N / (c_a * c_b))          (lift, in log form)
     weight(a, b) = c_ab / (c_ab + shrinkage) * max(pmi, 0)
 
+Hires are the design's signal (a confirmed match), but they are rare: a marketplace
+makes five applies for each hire, and the paths members take into adjacent occupations
+show in applies long before enough hires confirm them. So applies count too, one
+observation each, and a hire (which follows its apply) counts once more.
+docs/graph-signals.md measures hires alone against hires + applies.
+
 The shrinkage factor pulls rare pairs toward zero (smoothing); pairs seen fewer than
 `min_support` times are not links at all. A member's attributes expanded through the
 links form the term query that retrieves jobs they are qualified for. Counts update
-online, one hire at a time; weights are computed from the counts when read, so they
-always reflect every hire so far. Any link can be inspected (`link`) or pinned by hand
-(`adjust`).
+online, one event at a time; weights are computed from the counts when read, so they
+always reflect every observation so far. Any link can be inspected (`link`) or pinned
+by hand (`adjust`).
 """
 from __future__ import annotations
 
@@ -31,10 +37,10 @@ from index.terms import job_attributes, member_attributes
 class Link:
     src: str  # seeker attribute, e.g. "occ:nurse"
     dst: str  # job attribute, e.g. "skill:patient care"
-    support: int  # hires with both
-    src_count: int  # hires whose member had src
-    dst_count: int  # hires whose job had dst
-    hires: int  # all hires seen
+    support: int  # observations (hires, applies) with both
+    src_count: int  # observations whose member had src
+    dst_count: int  # observations whose job had dst
+    observations: int  # all hires and applies seen
     pmi: float
     weight: float
     adjusted: bool = False  # weight pinned by `adjust`
@@ -54,23 +60,37 @@ class LinkGraph:
         self.min_support = min_support
         self.shrinkage = shrinkage
         self.hires = 0
+        self.applies = 0
         self.src_counts: dict[str, int] = defaultdict(int)
         self.dst_counts: dict[str, int] = defaultdict(int)
         self.pair_counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.overrides: dict[tuple[str, str], float] = {}
-        # Array mirrors of the counts, for `expand`: job attribute -> number, its hire
-        # count by number, and per seeker attribute its (job attributes, supports),
-        # built when first expanded and dropped when a hire changes that row.
+        # Array mirrors of the counts, for `expand`: job attribute -> number, its
+        # observation count by number, and per seeker attribute its (job attributes,
+        # supports), built when first expanded and dropped when an observation changes that row.
         self._dst_no: dict[str, int] = {}
         self._dst_names: list[str] = []
-        self._dst_hires = np.zeros(64, np.float64)
+        self._dst_seen = np.zeros(64, np.float64)
         self._rows: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    @property
+    def observations(self) -> int:
+        """N of the formula: every hire and every apply counted."""
+        return self.hires + self.applies
 
     def add_hire(self, member_attrs: Iterable[str] | Any, job_attrs: Iterable[str] | Any) -> None:
         """Count one confirmed hire. Accepts term strings or member/job dicts/records."""
+        self._observe(member_attrs, job_attrs)
+        self.hires += 1
+
+    def add_apply(self, member_attrs: Iterable[str] | Any, job_attrs: Iterable[str] | Any) -> None:
+        """Count one application, as `add_hire` counts a hire."""
+        self._observe(member_attrs, job_attrs)
+        self.applies += 1
+
+    def _observe(self, member_attrs: Iterable[str] | Any, job_attrs: Iterable[str] | Any) -> None:
         src = _as_terms(member_attrs, "member")
         dst = _as_terms(job_attrs, "job")
-        self.hires += 1
         for a in src:
             self.src_counts[a] += 1
             row = self.pair_counts[a]
@@ -81,23 +101,23 @@ class LinkGraph:
             self.dst_counts[b] += 1
             self._count_dst(b, 1)
 
-    def _count_dst(self, dst: str, hires: int) -> None:
-        """The array mirror of dst_counts[dst] += hires."""
+    def _count_dst(self, dst: str, seen: int) -> None:
+        """The array mirror of dst_counts[dst] += seen."""
         no = self._number(dst)  # first: it may grow the array
-        self._dst_hires[no] += hires
+        self._dst_seen[no] += seen
 
     def _number(self, dst: str) -> int:
-        """dst's place in the array mirrors (a new one gets the next, with 0 hires)."""
+        """dst's place in the array mirrors (a new one gets the next, seen 0 times)."""
         no = self._dst_no.get(dst)
         if no is None:
             no = self._dst_no[dst] = len(self._dst_names)
             self._dst_names.append(dst)
-            if no == len(self._dst_hires):
-                self._dst_hires = np.concatenate([self._dst_hires, np.zeros(no, np.float64)])
+            if no == len(self._dst_seen):
+                self._dst_seen = np.concatenate([self._dst_seen, np.zeros(no, np.float64)])
         return no
 
     def _weight(self, support: int, src_count: int, dst_count: int) -> tuple[float, float]:
-        pmi = math.log(support * self.hires / (src_count * dst_count))
+        pmi = math.log(support * self.observations / (src_count * dst_count))
         return pmi, support / (support + self.shrinkage) * max(pmi, 0.0)
 
     def link(self, src: str, dst: str) -> Link | None:
@@ -113,7 +133,7 @@ class LinkGraph:
             pmi, weight = 0.0, 0.0
         pinned = (src, dst) in self.overrides
         return Link(src, dst, support, self.src_counts.get(src, 0), self.dst_counts.get(dst, 0),
-                    self.hires, pmi, self.overrides[(src, dst)] if pinned else weight, pinned)
+                    self.observations, pmi, self.overrides[(src, dst)] if pinned else weight, pinned)
 
     def links_from(self, src: str, top: int | None = None) -> list[Link]:
         """Active links (weight > 0) out of one seeker attribute, strongest first."""
@@ -138,7 +158,7 @@ class LinkGraph:
         hires behind the graph a member has thousands of links (bench/retrieval.py's
         "member queries built" line, 100k jobs: 8.2 s for 1,000 with a Python loop per
         link, 0.7 s with the arrays). Pinned links replace learned ones. Strongest first, ties by name."""
-        n, lam = self.hires, self.shrinkage
+        n, lam = self.observations, self.shrinkage
         pinned_from: dict[str, dict[str, float]] = defaultdict(dict)
         for (s, d), w in self.overrides.items():
             pinned_from[s][d] = w
@@ -150,7 +170,7 @@ class LinkGraph:
             if pins:
                 keep &= ~np.isin(dst, [self._dst_no.get(d, -1) for d in pins])
             dst, support = dst[keep], support[keep]
-            pmi = np.log(support * n / (self.src_counts.get(a, 0) * self._dst_hires[dst]))
+            pmi = np.log(support * n / (self.src_counts.get(a, 0) * self._dst_seen[dst]))
             learned = pmi > 0
             pinned = [(d, w) for d, w in pins.items() if w > 0]
             nos.append(np.concatenate([dst[learned], np.array([self._number(d) for d, _ in pinned], np.int64)]))
@@ -192,6 +212,7 @@ class LinkGraph:
             "min_support": self.min_support,
             "shrinkage": self.shrinkage,
             "hires": self.hires,
+            "applies": self.applies,
             "src_counts": dict(self.src_counts),
             "dst_counts": dict(self.dst_counts),
             "pair_counts": {a: dict(row) for a, row in self.pair_counts.items()},
@@ -202,10 +223,11 @@ class LinkGraph:
     def from_dict(cls, data: Mapping[str, Any]) -> "LinkGraph":
         g = cls(int(data["min_support"]), float(data["shrinkage"]))
         g.hires = int(data["hires"])
+        g.applies = int(data.get("applies", 0))  # state written before applies counted
         g.src_counts.update(data["src_counts"])
-        for b, hires in data["dst_counts"].items():
-            g.dst_counts[b] += hires
-            g._count_dst(b, hires)
+        for b, seen in data["dst_counts"].items():
+            g.dst_counts[b] += seen
+            g._count_dst(b, seen)
         for a, row in data["pair_counts"].items():
             g.pair_counts[a].update(row)
         g.overrides = {(s, d): float(w) for s, d, w in data.get("overrides", [])}

@@ -42,7 +42,7 @@ def test_link_weights_equal_hand_computed_values():
         link = g.link(src, dst)
         assert link is not None, (src, dst)
         assert link.support == support
-        assert link.hires == 4
+        assert link.observations == 4
         assert link.pmi == pytest.approx(pmi, abs=1e-6)
         assert link.weight == pytest.approx(weight, abs=1e-6)
     assert g.link("occ:dev", "skill:triage") is None  # never hired together
@@ -63,6 +63,22 @@ def test_each_hire_updates_the_weights_online():
     assert g.link("occ:dev", "occ:dev").weight == pytest.approx(2 / 3 * math.log(2.5))
     # other links move with N too: care -> triage pmi ln(2*5/(2*2))
     assert g.link("skill:care", "skill:triage").pmi == pytest.approx(math.log(2.5))
+
+
+def test_an_apply_is_one_observation_and_its_hire_one_more():
+    g = _graph()  # N = 4
+    g.add_apply(["occ:dev"], ["occ:dev"])
+    assert (g.hires, g.applies, g.observations) == (4, 1, 5)
+    assert g.link("occ:dev", "occ:dev").weight == pytest.approx(2 / 3 * math.log(2.5))  # as a fifth hire would be
+    g.add_hire(["occ:dev"], ["occ:dev"])  # the hire that followed the apply
+    # N = 6, dev 3 / 3, support 3: pmi ln(3*6/(3*3)) = ln 2, weight 3/4 ln 2
+    assert g.link("occ:dev", "occ:dev").weight == pytest.approx(3 / 4 * math.log(2))
+    assert g.expand(["occ:dev"])[0] == pytest.approx({"occ:dev": 3 / 4 * math.log(2)})
+    again = LinkGraph.from_dict(g.to_dict())
+    assert (again.hires, again.applies) == (5, 1)
+    assert again.expand(["occ:dev", "occ:nurse"]) == g.expand(["occ:dev", "occ:nurse"])
+    before_applies = {k: v for k, v in _graph().to_dict().items() if k != "applies"}  # state from before applies
+    assert LinkGraph.from_dict(before_applies).observations == 4
 
 
 def test_links_can_be_adjusted_by_hand_and_serialized():
