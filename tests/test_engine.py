@@ -80,6 +80,15 @@ def test_hires_teach_links_from_the_member_profile():
     assert link is not None and link.support == 2
 
 
+def test_applies_teach_links_once_each_and_views_teach_none():
+    apply = f.action("a1", "apply", 2, job_id="j3")
+    e = engine(*jobs(), f.member_upserted("u1"), apply, apply, f.action("v1", "view", 2, job_id="j1"),
+               f.hire("h1", 3, job_id="j3"))
+    assert (e.links.applies, e.links.hires) == (1, 1)  # the redelivered apply counted once
+    assert e.links.link("occ:data engineer", "occ:pastry chef").support == 2
+    assert e.links.link("occ:data engineer", "occ:data engineer") is None  # a view is no observation
+
+
 def test_popularity_uses_counts_as_of_now():
     e = engine(*jobs(), f.member_upserted("u1"), *[f.action(f"a{i}", "apply", 1 + i, member_id="m2", job_id="j3")
                                                     for i in range(3)])

@@ -314,6 +314,7 @@ class Replayer:
             "catalog_size": catalog_size,
             "hires": len(fut.hires),
             "links_learned_from_hires": engine.links.hires,
+            "links_learned_from_applies": engine.links.applies,
             "events_behind_at_scoring": 0,  # in process, every earlier event is folded first
             "member_state_age_s": {**M.percentiles(state_age, (50, 95)), "mean": M.nanmean(state_age)},
         }

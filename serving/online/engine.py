@@ -8,8 +8,8 @@
 One engine serves both the online worker and replay, so they cannot drift. It folds
 events with the same pure functions the stream worker uses: member states with
 `streams.state.apply_member_event`, the job catalog with `streams.state.apply_job_event`
-(the rule of the `jobs` agent), the job index's upsert/delete, hire-graph links from
-hires, and feedback rules from the dismisses in a member's history.
+(the rule of the `jobs` agent), the job index's upsert/delete, learned links from
+hires and applies, and feedback rules from the dismisses in a member's history.
 
 The dense column's embedder is the index's hashed-term one unless one is given; the
 PLM4Job encoder (`EgoGraphEmbedder`) embeds each node with its ego graph, and the
@@ -39,6 +39,7 @@ from serving.online.retrieval import surface_query
 from serving.online.scoring import ranked_items
 from serving.online.scorer import Candidate, Scorer
 from streams.schemas import (
+    ActionType,
     CompanyUpserted,
     HireConfirmed,
     Job,
@@ -174,6 +175,8 @@ class MatchingEngine:
                 self.profiles[event.payload.member_id] = event.payload
             elif isinstance(event, MemberActed):
                 self.counters.add(event)
+                if event.payload.action is ActionType.APPLY:
+                    self._learn_link(event)
             else:
                 self._learn_link(event)
             return True
@@ -227,11 +230,15 @@ class MatchingEngine:
             for index in self.indexes.values():
                 index.upsert(batch) if kind == "upsert" else index.delete(batch)
 
-    def _learn_link(self, event: HireConfirmed) -> None:
+    def _learn_link(self, event: HireConfirmed | MemberActed) -> None:
+        """A hire or an apply is one observation for the learned links (index.links)."""
         profile = self.profiles.get(event.payload.member_id)
         job = self.job(event.payload.job_id)
         if profile is not None and job is not None:
-            self.links.add_hire(profile, job)
+            if isinstance(event, HireConfirmed):
+                self.links.add_hire(profile, job)
+            else:
+                self.links.add_apply(profile, job)
 
     # ---- answering ---------------------------------------------------------------
 
