@@ -12,8 +12,8 @@ so several simulated marketplaces (`--seeds`), each tuned and evaluated on its o
 pooled to count such a difference over ~900 hires, and each seed's row is printed too.
 
 The simulated event log is replayed in event-time order through the same index calls
-the stream makes (job posted / closed -> upsert / delete, hire -> LinkGraph.add_hire,
-dismiss -> MemberRules.update). The first --train-days only build state. On each later
+the stream makes (job posted / closed -> upsert / delete, hire / apply ->
+LinkGraph.add_hire / add_apply, dismiss -> MemberRules.update). The first --train-days only build state. On each later
 day, at the day's end, every member who applied or was hired that day is queried with
 the state as it stood at the start of that day (links, rules) over the jobs open that
 day, and each of the day's applies / hires is a held-out target. Nothing a member does
@@ -36,9 +36,11 @@ never seen by it. Its graph grows with the replay (entities as they arrive, each
 applies and hires after that day is scored). `--dense hashed` is the index's first
 embedder (hashed job terms).
 
-Targets come in three kinds: applies, hires, and career-move hires (hires along a path
-from the member's occupation to an adjacent one, streams/simulator/careers.py; also
-counted among the hires), each with its own columns. What the learned links add is
+Targets come in four kinds: applies, hires, and their career moves (applies and hires
+along a path from the member's occupation to an adjacent one, streams/simulator/careers.py;
+also counted among the applies and hires), each with its own columns. A hire follows the
+member's apply to that job, which every column may already know (the encoder's ego
+graph holds it, the links count it); a move apply is a fresh target. What the learned links add is
 measured by two arms tuned like the hybrid but only among link weights > 0 ("hybrid
 with links") or = 0 ("hybrid without links"), compared target by target with a
 two-sided sign test. The held-out marketplace (streams/simulator/held_out.py) is run
@@ -89,14 +91,16 @@ TUNED = METHODS[4:]
 SINGLE = METHODS[:3]
 # Targets: applies, hires, and the hires along a career path (streams/simulator/careers.py:
 # the member's occupation leads to the job's), which are also counted among the hires.
-KINDS = ("apply", "hire", "move hire")
-PLURAL = {"apply": "applies", "hire": "hires", "move hire": "career-move hires"}
+KINDS = ("apply", "move apply", "hire", "move hire")
+PLURAL = {"apply": "applies", "move apply": "career-move applies", "hire": "hires", "move hire": "career-move hires"}
 PAIRED = SINGLE + ("hybrid without links",)  # each against the tuned hybrid, target by target
 # The hybrid tuned among link weights > 0 and among link weight 0: the test of what the
 # learned links add, whether or not the overall tuning gives them weight.
 LINK_ARMS = {"hybrid with links": True, "hybrid without links": False}
+# Term weight 1 fixes the scale; dense and links each reach 10 times it, since either
+# can be the strongest column (links learned from applies are, on hires and career moves).
 GRID = [{"dense": d, "term": 1.0, "link": l} for d in (0.0, 0.1, 0.3, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
-        for l in (0.0, 0.03, 0.1, 0.3, 1.0)]
+        for l in (0.0, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)]
 
 
 def queries_for(method: str, member, index: JobIndex, links: LinkGraph, rules: FeedbackRules) -> Query:
@@ -297,11 +301,11 @@ def run(args, cfg: MarketplaceConfig | None = None, frozen_weights: dict | None 
     if not tune:
         scores.weights = dict(frozen_weights["hybrid"])
         scores.arm_weights = {arm: dict(frozen_weights[arm]) for arm in LINK_ARMS}
-    day, targets, closes, hires, dismisses, new_links = -1, [], [], [], [], []
-    n_train_hires = 0
+    day, targets, closes, hires, applies, dismisses, new_links = -1, [], [], [], [], [], []
+    n_train_hires = n_train_applies = 0
 
     def end_of_day() -> None:
-        nonlocal n_train_hires
+        nonlocal n_train_hires, n_train_applies
         if tune and args.train_days - args.val_days <= day < args.train_days:
             tune_day(targets, members, index, links, scores)
         if tune and day == args.train_days - 1 and scores.tuning:
@@ -321,6 +325,10 @@ def run(args, cfg: MarketplaceConfig | None = None, frozen_weights: dict | None 
             if member_id in members and job_id in jobs:
                 links.add_hire(members[member_id], jobs[job_id])
                 n_train_hires += day < args.train_days
+        for member_id, job_id in applies:
+            if member_id in members and job_id in jobs:
+                links.add_apply(members[member_id], jobs[job_id])
+                n_train_applies += day < args.train_days
         for member_id, reason, job_id in dismisses:
             if job_id in jobs:
                 rules.record_dismiss(member_id, reason, jobs[job_id])
@@ -328,7 +336,7 @@ def run(args, cfg: MarketplaceConfig | None = None, frozen_weights: dict | None 
             for ev in new_links:
                 apply_graph_event(graph_embedder.graph, ev)
             embedder.new_day()
-        targets.clear(), closes.clear(), hires.clear(), dismisses.clear(), new_links.clear()
+        targets.clear(), closes.clear(), hires.clear(), applies.clear(), dismisses.clear(), new_links.clear()
 
     posted: list = []  # consecutive job posts go to the index as one batch, in order
 
@@ -367,7 +375,10 @@ def run(args, cfg: MarketplaceConfig | None = None, frozen_weights: dict | None 
         elif ev.type == "member.action":
             action = p.action.value
             if action == "apply":
+                applies.append((p.member_id, p.job_id))
                 targets.append((p.member_id, p.job_id, "apply"))
+                if sim.truth.career_move(p.member_id, p.job_id):
+                    targets.append((p.member_id, p.job_id, "move apply"))
             elif action == "dismiss":
                 dismisses.append((p.member_id, p.reason.value, p.job_id))
     flush()
@@ -384,7 +395,8 @@ def run(args, cfg: MarketplaceConfig | None = None, frozen_weights: dict | None 
             "dense": args.dense, "refit": args.refit, "train_days": args.train_days, "val_days": args.val_days, "ks": ks,
             "tuned_weights": scores.weights, "link_arm_weights": scores.arm_weights,
             "validation_hits_at_100": {f"{GRID[g] if isinstance(g, int) else g}|{kind}": h
-                                       for (g, kind), h in scores.tuning.items()}, "train_hires": n_train_hires, "links_total_hires": links.hires,
+                                       for (g, kind), h in scores.tuning.items()}, "train_hires": n_train_hires, "train_applies": n_train_applies, "links_total_hires": links.hires,
+            "links_total_applies": links.applies,
             "targets": dict(scores.targets), "targets_not_open": scores.missing,
             "hits": {f"{m}|{kind}|{k}": scores.hits[(m, kind, k)] for m in METHODS for kind in KINDS for k in ks},
             "recall": {f"{m}|{kind}|{k}": scores.hits[(m, kind, k)] / max(1, scores.targets[kind])
@@ -415,6 +427,7 @@ def pool(runs: list[dict]) -> dict:
             "qualified_share_top100": {m: sum(r["qualified_share_top100"][m] * r["qualified_member_days"] for r in runs)
                                        / max(1, n_q) for m in METHODS},
             "qualified_member_days": n_q, "train_hires": sum(r["train_hires"] for r in runs),
+            "train_applies": sum(r["train_applies"] for r in runs),
             "targets_not_open": sum(r["targets_not_open"] for r in runs),
             "tuned_weights": [r["tuned_weights"] for r in runs], "link_arm_weights": [r["link_arm_weights"] for r in runs],
             "per_seed": runs,
@@ -423,7 +436,8 @@ def pool(runs: list[dict]) -> dict:
 
 def report_seeds(runs: list[dict]) -> None:
     t = Table(title="each seed alone: hits@100 (hybrid vs the best single method), tuned weights")
-    for c in ("seed", "applies", "hires", "apply hits: hybrid / best single", "hire hits: hybrid / best single",
+    for c in ("seed", "applies", "hires", "apply hits: hybrid / best single",
+              "career-move apply hits: hybrid / best single", "hire hits: hybrid / best single",
               "career-move hire hits: hybrid / best single", "weights (dense, term, link)"):
         t.add_column(c, justify="right")
     for r in runs:
@@ -495,7 +509,7 @@ def report(r: dict, command: str, title: str = "") -> None:
     seeds = f", seeds {', '.join(map(str, r['seeds']))} pooled" if "seeds" in r else ""
     t = Table(title=f"{title}Held-out recall on simulated days {r['train_days']}..{r['config']['days'] - 1}{seeds} "
                     f"({r['targets'].get('apply', 0)} applies, {r['targets'].get('hire', 0)} hires; "
-                    f"links from {r['train_hires']} training hires, then online)")
+                    f"links from {r['train_hires']} training hires and {r['train_applies']} applies, then online)")
     t.add_column("retrieval")
     for kind in KINDS:
         for k in ks:
