@@ -10,7 +10,8 @@ observations, c_a of them whose member had a, c_b whose job had b, and c_ab with
 Hires are the design's signal (a confirmed match), but they are rare: a marketplace
 makes five applies for each hire, and the paths members take into adjacent occupations
 show in applies long before enough hires confirm them. So applies count too, one
-observation each, and a hire (which follows its apply) counts once more.
+observation each, and a hire (which follows its apply) counts once more. Hires count
+for ever; applies, optionally, only within a window of event time (`apply_window_s`).
 docs/graph-signals.md measures hires alone against hires + applies.
 
 The shrinkage factor pulls rare pairs toward zero (smoothing); pairs seen fewer than
@@ -22,6 +23,8 @@ by hand (`adjust`).
 """
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
 from collections import defaultdict
 from dataclasses import dataclass
@@ -53,14 +56,36 @@ def _as_terms(obj: Any, kind: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(obj))
 
 
+def _bump(counts: dict[str, int], key: str, n: int) -> None:
+    """counts[key] += n, the key gone at 0: a pair that left with the window is no link."""
+    left = counts[key] + n
+    if left:
+        counts[key] = left
+    else:
+        del counts[key]
+
+
 class LinkGraph:
-    def __init__(self, min_support: int = 2, shrinkage: float = 1.0):
+    """`apply_window_s`: applies count only while they are at most this many seconds
+    (event time) behind the newest apply seen, then they are taken out again; hires
+    count for ever. A serving replica learns applies from what Kafka keeps of them (a
+    week) and hires from all of them, so with the window at the retention every
+    replica holds the same links whenever it started. None: applies count for ever."""
+
+    def __init__(self, min_support: int = 2, shrinkage: float = 1.0, apply_window_s: float | None = None):
         if min_support < 1 or shrinkage < 0:
             raise ValueError(f"need min_support >= 1 and shrinkage >= 0, got {min_support}, {shrinkage}")
+        if apply_window_s is not None and apply_window_s <= 0:
+            raise ValueError(f"apply_window_s must be positive (or None), got {apply_window_s}")
         self.min_support = min_support
         self.shrinkage = shrinkage
+        self.apply_window_s = apply_window_s
         self.hires = 0
-        self.applies = 0
+        self.applies = 0  # counted now: inside the window
+        # the window's applies, oldest first: (event time, arrival number, src, dst)
+        self._window: list[tuple[float, int, tuple[str, ...], tuple[str, ...]]] = []
+        self._arrivals = itertools.count()
+        self._newest_apply = -math.inf
         self.src_counts: dict[str, int] = defaultdict(int)
         self.dst_counts: dict[str, int] = defaultdict(int)
         self.pair_counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -80,26 +105,47 @@ class LinkGraph:
 
     def add_hire(self, member_attrs: Iterable[str] | Any, job_attrs: Iterable[str] | Any) -> None:
         """Count one confirmed hire. Accepts term strings or member/job dicts/records."""
-        self._observe(member_attrs, job_attrs)
+        self._observe(_as_terms(member_attrs, "member"), _as_terms(job_attrs, "job"), 1)
         self.hires += 1
 
-    def add_apply(self, member_attrs: Iterable[str] | Any, job_attrs: Iterable[str] | Any) -> None:
-        """Count one application, as `add_hire` counts a hire."""
-        self._observe(member_attrs, job_attrs)
+    def add_apply(self, member_attrs: Iterable[str] | Any, job_attrs: Iterable[str] | Any,
+                  at: float | None = None) -> bool:
+        """Count one application, as `add_hire` counts a hire. With a window, `at` is its
+        event time (epoch seconds): an apply already outside the window is not counted
+        (False), and the applies the newest one pushes out of it are taken out."""
+        src, dst = _as_terms(member_attrs, "member"), _as_terms(job_attrs, "job")
+        if self.apply_window_s is not None:
+            if at is None:
+                raise ValueError("a windowed LinkGraph needs each apply's event time (`at`)")
+            self._newest_apply = max(self._newest_apply, at)
+            horizon = self._newest_apply - self.apply_window_s
+            self._expire(horizon)
+            if at < horizon:
+                return False
+            heapq.heappush(self._window, (at, next(self._arrivals), src, dst))
+        self._observe(src, dst, 1)
         self.applies += 1
+        return True
 
-    def _observe(self, member_attrs: Iterable[str] | Any, job_attrs: Iterable[str] | Any) -> None:
-        src = _as_terms(member_attrs, "member")
-        dst = _as_terms(job_attrs, "job")
+    def _expire(self, horizon: float) -> None:
+        while self._window and self._window[0][0] < horizon:
+            _, _, src, dst = heapq.heappop(self._window)
+            self._observe(src, dst, -1)
+            self.applies -= 1
+
+    def _observe(self, src: tuple[str, ...], dst: tuple[str, ...], n: int) -> None:
+        """Add n (1, or -1 for an apply leaving the window) to every count the pair touches."""
         for a in src:
-            self.src_counts[a] += 1
+            _bump(self.src_counts, a, n)
             row = self.pair_counts[a]
             for b in dst:
-                row[b] += 1
+                _bump(row, b, n)
+            if not row:
+                del self.pair_counts[a]
             self._rows.pop(a, None)
         for b in dst:
-            self.dst_counts[b] += 1
-            self._count_dst(b, 1)
+            _bump(self.dst_counts, b, n)
+            self._count_dst(b, n)
 
     def _count_dst(self, dst: str, seen: int) -> None:
         """The array mirror of dst_counts[dst] += seen."""
@@ -217,11 +263,14 @@ class LinkGraph:
             "dst_counts": dict(self.dst_counts),
             "pair_counts": {a: dict(row) for a, row in self.pair_counts.items()},
             "overrides": [[s, d, w] for (s, d), w in self.overrides.items()],
+            "apply_window_s": self.apply_window_s,
+            "window": [[at, list(src), list(dst)] for at, _, src, dst in sorted(self._window)],
+            "newest_apply": None if math.isinf(self._newest_apply) else self._newest_apply,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "LinkGraph":
-        g = cls(int(data["min_support"]), float(data["shrinkage"]))
+        g = cls(int(data["min_support"]), float(data["shrinkage"]), data.get("apply_window_s"))
         g.hires = int(data["hires"])
         g.applies = int(data.get("applies", 0))  # state written before applies counted
         g.src_counts.update(data["src_counts"])
@@ -231,4 +280,8 @@ class LinkGraph:
         for a, row in data["pair_counts"].items():
             g.pair_counts[a].update(row)
         g.overrides = {(s, d): float(w) for s, d, w in data.get("overrides", [])}
+        g._window = [(float(at), next(g._arrivals), tuple(src), tuple(dst)) for at, src, dst in data.get("window", [])]
+        heapq.heapify(g._window)
+        if data.get("newest_apply") is not None:
+            g._newest_apply = float(data["newest_apply"])
         return g

@@ -81,6 +81,31 @@ def test_an_apply_is_one_observation_and_its_hire_one_more():
     assert LinkGraph.from_dict(before_applies).observations == 4
 
 
+def test_windowed_applies_leave_the_counts_as_if_never_seen():
+    day = 86400.0
+    g = LinkGraph(min_support=1, apply_window_s=7 * day)
+    assert g.add_apply(["occ:a"], ["occ:b"], at=0 * day)
+    g.add_hire(["occ:a"], ["occ:c"])
+    assert g.add_apply(["occ:a"], ["occ:b"], at=5 * day)
+    assert not g.add_apply(["occ:a"], ["occ:x"], at=-3 * day)  # already outside: never counted
+    assert g.link("occ:a", "occ:b").support == 2
+    assert g.add_apply(["occ:d"], ["occ:e"], at=9 * day)  # pushes the day-0 apply out
+    assert (g.applies, g.hires) == (2, 1) and g.link("occ:a", "occ:b").support == 1
+    assert g.add_apply(["occ:d"], ["occ:e"], at=13 * day)  # and the day-5 one
+    assert g.link("occ:a", "occ:b") is None and "occ:b" not in g.dst_counts  # no trace left
+    again = LinkGraph.from_dict(g.to_dict())
+    expected = LinkGraph(min_support=1)  # what the window holds, counted from scratch
+    expected.add_hire(["occ:a"], ["occ:c"])
+    for _ in range(2):
+        expected.add_apply(["occ:d"], ["occ:e"])
+    for graph in (g, again):
+        assert graph.expand(["occ:a", "occ:d"]) == expected.expand(["occ:a", "occ:d"])
+        assert (graph.src_counts, graph.dst_counts) == (expected.src_counts, expected.dst_counts)
+    assert again.add_apply(["occ:d"], ["occ:e"], at=21 * day) and again.applies == 1  # the window went along
+    with pytest.raises(ValueError, match="event time"):
+        g.add_apply(["occ:a"], ["occ:b"])
+
+
 def test_links_can_be_adjusted_by_hand_and_serialized():
     g = _graph()
     g.adjust("occ:nurse", "skill:triage", 0.0)
