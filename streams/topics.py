@@ -104,9 +104,14 @@ JOBS = TopicSpec("jobs", "job_id", ("job.posted", "job.updated", "job.closed"),
 # teaches the hire graph and hires are rare, so they are kept for ever.
 MEMBERS = TopicSpec("members", "member_id", ("member.upserted",),
                     frozenset({R.MEMBER_AGENT, R.REPLICA, R.RECORDER}), member_keyed=True, compacted=True)
-# A week (the broker's default): the replica's job counters are a one-week window.
+# Four weeks: a serving replica learns links from the applies in it (serving.online.engine:
+# applies teach links for exactly this long, so that a restarted replica, which can read
+# only what is kept, holds the same links as one that never stopped), and a week of
+# applies gave links too few to find career moves (docs/graph-signals.md).
+MEMBER_ACTIONS_RETENTION_DAYS = 28
 MEMBER_ACTIONS = TopicSpec("member-actions", "member_id", ("member.action",),
-                           frozenset({R.MEMBER_AGENT, R.REPLICA, R.RECORDER}), member_keyed=True)
+                           frozenset({R.MEMBER_AGENT, R.REPLICA, R.RECORDER}), member_keyed=True,
+                           retention_ms=MEMBER_ACTIONS_RETENTION_DAYS * 86_400_000)
 HIRES = TopicSpec("hires", "member_id", ("hire.confirmed",),
                   frozenset({R.MEMBER_AGENT, R.REPLICA, R.RECORDER}), member_keyed=True, retention_ms=-1)
 SCORE_REQUESTS = TopicSpec("score-requests", "member_id", ("score.requested",),

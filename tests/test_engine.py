@@ -89,6 +89,15 @@ def test_applies_teach_links_once_each_and_views_teach_none():
     assert e.links.link("occ:data engineer", "occ:data engineer") is None  # a view is no observation
 
 
+def test_applies_teach_links_for_four_weeks_and_hires_for_ever():
+    e = engine(*jobs(), f.member_upserted("u1"), f.member_upserted("u2", 0, member_id="m2"),
+               f.action("a1", "apply", 2, job_id="j3"), f.hire("h1", 3, job_id="j3"))
+    assert e.links.link("occ:data engineer", "occ:pastry chef").support == 2
+    e.apply(f.action("a2", "apply", 2 + 29 * 24, member_id="m2", job_id="j1"))  # 29 days on
+    assert (e.links.applies, e.links.hires) == (1, 1)  # a1 has left the window, a2 counts
+    assert e.links.link("occ:data engineer", "occ:pastry chef").support == 1  # the hire's, for ever
+
+
 def test_popularity_uses_counts_as_of_now():
     e = engine(*jobs(), f.member_upserted("u1"), *[f.action(f"a{i}", "apply", 1 + i, member_id="m2", job_id="j3")
                                                     for i in range(3)])

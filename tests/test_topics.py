@@ -8,6 +8,7 @@ import pytest
 from infra import broker
 from serving.evaluation import eventlog
 from serving.online import replica
+from serving.online.engine import EngineConfig
 from streams import schemas, topics
 from streams.schemas import CLASS_OF_TYPE, InvalidEvent, JobUpdated, parse, serialize, topic_of
 from tests import factories as f
@@ -39,6 +40,9 @@ def test_the_broker_plans_every_registry_topic_with_its_count_and_configs():
     assert broker.config_plan() == {spec.name: spec.topic_configs() for spec in topics.ALL_TOPICS}
     assert broker.config_plan()["members"] == {"cleanup.policy": "compact"}
     assert broker.config_plan()["hires"] == {"cleanup.policy": "delete", "retention.ms": "-1"}
+    # what a restarted replica reads applies from: the links' apply window (serving.online.engine)
+    assert broker.config_plan()["member-actions"] == {"cleanup.policy": "delete", "retention.ms": str(28 * 86_400_000)}
+    assert EngineConfig().link_apply_window_days == 28
 
 
 def test_readers_lists_come_from_the_registry():

@@ -56,6 +56,7 @@ from streams.schemas import (
     utc,
 )
 from streams.state import MemberState, apply_member_event
+from streams.topics import MEMBER_ACTIONS_RETENTION_DAYS
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,10 @@ class EngineConfig:
     use_links: bool = True  # expand member attributes through hire-graph links
     use_rules: bool = True  # apply the member's dismiss-feedback rules
     link_min_support: int = 2
+    # Applies teach links for this long (event time), hires for ever: the retention of
+    # member-actions (streams.topics), which is all of them a restarted replica can
+    # read, so that every replica holds the same links whenever it started.
+    link_apply_window_days: float | None = MEMBER_ACTIONS_RETENTION_DAYS
     history_max_items: int = 30  # as the stream worker's settings
     seen_window: int = 256
     dedupe_window: int = 200_000  # recent ids of non-member events, for redelivery
@@ -112,7 +117,9 @@ class MatchingEngine:
         self.catalog: dict[str, CatalogEntry] = {}
         self.counters = JobCounters()
         self.profiles: dict[str, MemberProfile] = {}
-        self.links = LinkGraph(min_support=self.config.link_min_support)
+        window = self.config.link_apply_window_days
+        self.links = LinkGraph(min_support=self.config.link_min_support,
+                               apply_window_s=None if window is None else window * 86400.0)
         self.members: dict[str, MemberState] | None = {} if keep_members else None
         self._recent_ids: OrderedDict[str, None] = OrderedDict()
         self._index_ops: list[tuple[str, Any]] = []  # job writes not yet in the indexes
@@ -238,7 +245,7 @@ class MatchingEngine:
             if isinstance(event, HireConfirmed):
                 self.links.add_hire(profile, job)
             else:
-                self.links.add_apply(profile, job)
+                self.links.add_apply(profile, job, at=event.event_time.timestamp())
 
     # ---- answering ---------------------------------------------------------------
 

@@ -16,9 +16,10 @@ events that only teach it something new:
    - `members`: compacted (`streams.topics`), so each member's latest profile stays.
 2. events (resumed once the state is read, so a hire meets its job and profile):
    - `hires`: kept for ever (hires are rare and every one teaches links);
-   - `member-actions`: a week, which makes the job counters a one-week window, and
-     the links a restarted replica learns from applies the last week's (its hires'
-     links are all there).
+   - `member-actions`: four weeks (`streams.topics`), which makes a restarted
+     replica's job counters a four-week window; the learned links count applies for
+     those four weeks of event time whatever the replica's age
+     (`EngineConfig.link_apply_window_days`), so replicas agree on them.
 
 The replica reports `ready` only once every partition has reached the end offset it
 saw when it started; the scoring agent waits for that before scoring.
