@@ -13,7 +13,8 @@ pooled to count such a difference over ~900 hires, and each seed's row is printe
 
 The simulated event log is replayed in event-time order through the same index calls
 the stream makes (job posted / closed -> upsert / delete, hire / apply ->
-LinkGraph.add_hire / add_apply, dismiss -> MemberRules.update). The first --train-days only build state. On each later
+LinkGraph.add_hire / add_apply, dismiss -> MemberRules.update). Links count applies for
+the serving engine's window (`--apply-window-days`, a week) and hires for ever. The first --train-days only build state. On each later
 day, at the day's end, every member who applied or was hired that day is queried with
 the state as it stood at the start of that day (links, rules) over the jobs open that
 day, and each of the day's applies / hires is a held-out target. Nothing a member does
@@ -77,6 +78,7 @@ from index.terms import seniority_term  # noqa: E402
 from models.ego_embedder import EgoGraphEmbedder  # noqa: E402
 from models.ego_graph import HeteroGraph  # noqa: E402
 from models.encoder_training import PromptSpec, TrainConfig, train_link_prediction  # noqa: E402
+from serving.online.engine import EngineConfig  # noqa: E402
 from serving.training.encoder_run import ModelShape, build_tokenizer_and_builder, new_variant  # noqa: E402
 from serving.graph_data import apply_graph_event, split_events  # noqa: E402
 from streams.simulator import Marketplace, MarketplaceConfig  # noqa: E402
@@ -295,7 +297,9 @@ def run(args, cfg: MarketplaceConfig | None = None, frozen_weights: dict | None 
     embedder = DayCachedMembers(graph_embedder) if graph_embedder else None
     index = JobIndex.create("hybrid,exact", dim=embedder.dim if embedder else args.dim, delta_limit=5000,
                             embedder=embedder)
-    links, rules = LinkGraph(min_support=args.min_support), FeedbackRules()
+    links = LinkGraph(min_support=args.min_support,
+                      apply_window_s=args.apply_window_days * 86400.0 if args.apply_window_days else None)
+    rules = FeedbackRules()
     members, jobs = {}, {}
     scores, ks = Scores(), tuple(int(k) for k in args.ks.split(","))
     if not tune:
@@ -325,9 +329,9 @@ def run(args, cfg: MarketplaceConfig | None = None, frozen_weights: dict | None 
             if member_id in members and job_id in jobs:
                 links.add_hire(members[member_id], jobs[job_id])
                 n_train_hires += day < args.train_days
-        for member_id, job_id in applies:
+        for member_id, job_id, at in applies:
             if member_id in members and job_id in jobs:
-                links.add_apply(members[member_id], jobs[job_id])
+                links.add_apply(members[member_id], jobs[job_id], at=at)
                 n_train_applies += day < args.train_days
         for member_id, reason, job_id in dismisses:
             if job_id in jobs:
@@ -375,7 +379,7 @@ def run(args, cfg: MarketplaceConfig | None = None, frozen_weights: dict | None 
         elif ev.type == "member.action":
             action = p.action.value
             if action == "apply":
-                applies.append((p.member_id, p.job_id))
+                applies.append((p.member_id, p.job_id, ev.event_time.timestamp()))
                 targets.append((p.member_id, p.job_id, "apply"))
                 if sim.truth.career_move(p.member_id, p.job_id):
                     targets.append((p.member_id, p.job_id, "move apply"))
@@ -392,7 +396,7 @@ def run(args, cfg: MarketplaceConfig | None = None, frozen_weights: dict | None 
                                              len(scores.found[("hybrid without links", kind, k)]
                                                  - scores.found[("hybrid with links", kind, k)])]
                              for kind in KINDS for k in ks},
-            "dense": args.dense, "refit": args.refit, "train_days": args.train_days, "val_days": args.val_days, "ks": ks,
+            "dense": args.dense, "refit": args.refit, "apply_window_days": args.apply_window_days, "train_days": args.train_days, "val_days": args.val_days, "ks": ks,
             "tuned_weights": scores.weights, "link_arm_weights": scores.arm_weights,
             "validation_hits_at_100": {f"{GRID[g] if isinstance(g, int) else g}|{kind}": h
                                        for (g, kind), h in scores.tuning.items()}, "train_hires": n_train_hires, "train_applies": n_train_applies, "links_total_hires": links.hires,
@@ -578,6 +582,8 @@ def main() -> None:
                    help="evaluate with the encoder trained before the tuning days, not retrained on all training days")
     p.add_argument("--dim", type=int, default=64, help="hashed embedder's dimension")
     p.add_argument("--min-support", type=int, default=2)
+    p.add_argument("--apply-window-days", type=float, default=EngineConfig().link_apply_window_days,
+                   help="days (event time) an apply teaches links, as the serving engine's; 0: for ever")
     p.add_argument("--ks", default="100,500")
     p.add_argument("--quick", action="store_true")
     defaults = MarketplaceConfig()

@@ -22,8 +22,8 @@ TINY_HELD_OUT = dataclasses.replace(HELD_OUT_MARKETPLACE.config, n_members=150, 
 
 def bench_args(**kw) -> argparse.Namespace:
     base = dict(seed=1, members=150, companies=10, jobs=200, days=6, train_days=4, val_days=2, dense="hashed",
-                encoder_steps=1, refit=False, dim=16, min_support=1, ks="100", career_move_share=0.25,
-                community_strength=1.0)
+                encoder_steps=1, refit=False, dim=16, min_support=1, apply_window_days=7.0, ks="100",
+                career_move_share=0.25, community_strength=1.0)
     return argparse.Namespace(**{**base, **kw})
 
 
