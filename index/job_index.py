@@ -106,7 +106,7 @@ class Reason:
         """Short human-readable reasons (what a ScoredItem.reasons list carries)."""
         out = [f"similarity {self.similarity:.2f}"] if self.similarity else []
         out += [f"matches {t}" for t in self.matched_terms[:max_items]]
-        out += [f"hired {src} -> {dst} (link {w:.2f})" for src, dst, w in
+        out += [f"learned link {src} -> {dst} ({w:.2f})" for src, dst, w in
                 sorted(self.matched_links, key=lambda x: -x[2])[:max_items]]
         if self.penalty:
             out.append(f"feedback penalty -{self.penalty:.2f}")

@@ -148,7 +148,7 @@ def test_links_retrieve_jobs_the_member_has_no_terms_for():
     why = with_links.reasons[0][0]
     assert ("skill:care", "skill:triage", pytest.approx(0.4620981, abs=1e-6)) in why.matched_links
     assert why.link_score > 0
-    assert "hired skill:care -> skill:triage (link 0.46)" in why.as_strings()
+    assert "learned link skill:care -> skill:triage (0.46)" in why.as_strings()
 
 
 def _expansion_by_link(g: LinkGraph, attrs: list[str]) -> dict[str, float]:

@@ -13,7 +13,9 @@ from infra.worker_process import WorkerProcess
 from serving.online.engine import MatchingEngine
 from serving.online.replica import IndexReplica
 from streams.producer import EventProducer
-from streams.schemas import HireConfirmed, MemberUpserted, ScoreRequest, ScoreRequested, ScoreStatus
+from streams.schemas import (
+    ActionType, HireConfirmed, MemberAction, MemberActed, MemberUpserted, ScoreRequest, ScoreRequested, ScoreStatus,
+)
 from tests import factories as f
 from tests.kafka_helpers import free_port, unique_name
 from tests.test_scoring_agent import FAST, read_result
@@ -170,3 +172,50 @@ def test_the_replica_skips_what_the_worker_dead_letters(kafka_bootstrap):
         assert replica.invalid >= 2
     finally:
         replica.stop()
+
+
+def test_applies_read_from_kafka_teach_the_replica_links(kafka_bootstrap, tmp_path):
+    """Issue 18: applies are observations for the learned links, on the path that runs.
+    Two members of one trade apply (through Kafka) to a job of another trade (and one
+    member of a third trade to a job of its own: a link is a lift over the rest); a
+    third member of the first trade, who shares no term with that job, gets it back
+    from a real serving worker with the learned link as a reason."""
+    uid = unique_name("x").replace("-", "")
+    trade, other, third = f"glazier{uid}", f"cooper{uid}", f"fletcher{uid}"
+    job, third_job, members, third_member = unique_name("j"), unique_name("j"), [unique_name("m") for _ in range(3)], unique_name("m")
+    link = "learned link "
+    w = WorkerProcess(kafka_bootstrap, tmp_path / "serve", free_port(), command="serve",
+                      app_id=unique_name("hs-links"), serving_scorer="bm25", **FAST).start()
+
+    def reasons() -> list[str] | None:
+        """The job's reasons in the third member's ranking (None while it is not there)."""
+        request_id = unique_name("r")
+        with EventProducer(kafka_bootstrap) as p:
+            p.send(ScoreRequested(event_id=unique_name("e"), event_time=datetime.now(timezone.utc),
+                                  payload=ScoreRequest(request_id=request_id, member_id=members[2], k=100,
+                                                       deadline_ms=30_000)))
+        return {it.job_id: it.reasons for it in read_result(kafka_bootstrap, request_id).payload.items}.get(job)
+
+    try:
+        w.wait_ready(timeout=90)
+        with EventProducer(kafka_bootstrap) as p:
+            p.send(f.job_posted(unique_name("e"), 0, job_id=job, title=f"Senior {other}", occupation=other,
+                                company_id=f"c{uid}", skills=[f"staves{uid}"]))
+            p.send(f.job_posted(unique_name("e"), 0, job_id=third_job, title=third, occupation=third,
+                                company_id=f"c{uid}", skills=[f"arrows{uid}"]))
+            for m, t in [(m, trade) for m in members] + [(third_member, third)]:
+                p.send(f.member_upserted(unique_name("e"), 0, member_id=m, title=t, occupation=t,
+                                         skills=[f"leading{uid}" if t == trade else f"arrows{uid}"]))
+        # the job reaches the replica through the worker's job-catalog changelog, after the
+        # worker's jobs agent: an apply the replica reads before that teaches nothing
+        before = w.wait_for(lambda: (r := reasons()) is not None and r, 90, "the job in the replica")
+        assert link not in " ".join(before)  # nobody has applied yet
+        with EventProducer(kafka_bootstrap) as p:
+            # now: an apply four weeks older than the newest one read teaches nothing
+            for m, j in ((members[0], job), (members[1], job), (third_member, third_job)):
+                p.send(MemberActed(event_id=unique_name("e"), event_time=datetime.now(timezone.utc),
+                                   payload=MemberAction(member_id=m, action=ActionType.APPLY, job_id=j)))
+        after = w.wait_for(lambda: (r := reasons()) and link in " ".join(r) and r, 90, "the learned link")
+    finally:
+        w.stop()
+    assert any(r.startswith(link) and trade in r and uid in r.split(" -> ")[1] for r in after), after

@@ -321,7 +321,7 @@ class MatchingEngine:
 def _reason_text(r: Any) -> list[str]:
     """A retrieval Reason as short strings a person (or a UI) can show."""
     out = [f"{t.split(':', 1)[0]} match: {t.split(':', 1)[1]}" for t in r.matched_terms[:4]]
-    out += [f"hires link {src} -> {dst} ({w:.2f})" for src, dst, w in r.matched_links[:2]]
+    out += [f"learned link {src} -> {dst} ({w:.2f})" for src, dst, w in r.matched_links[:2]]
     if r.penalty:
         out.append(f"feedback penalty {r.penalty:.2f}")
     return out

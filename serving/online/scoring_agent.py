@@ -223,6 +223,7 @@ async def serving_view(web, request):
     return web.json({"replica_ready": replica.ready, "replica_start_offsets": replica.start_offsets,
                      "replica_lag": replica.lag, "replica_read": replica.read, "replica_invalid": replica.invalid,
                      "jobs_open": sum(1 for e in engine.catalog.values() if e.open), "hires": engine.links.hires,
+                     "link_applies": engine.links.applies,
                      "scorer": engine.model_id, "replica_error": repr(replica.error) if replica.error else None,
                      "scoring_queue_depth": service.depth, "job_states": _job_state_figures(),
                      "http": f"http://{_serving.http_bind}:{_serving.http_port}" if _serving.http_port else None})
