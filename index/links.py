@@ -66,11 +66,14 @@ def _bump(counts: dict[str, int], key: str, n: int) -> None:
 
 
 class LinkGraph:
-    """`apply_window_s`: applies count only while they are at most this many seconds
+    """The counts behind the links, and the links read from them (module docstring).
+
+    `apply_window_s`: applies count only while they are at most this many seconds
     (event time) behind the newest apply seen, then they are taken out again; hires
-    count for ever. A serving replica learns applies from what Kafka keeps of them (a
-    week) and hires from all of them, so with the window at the retention every
-    replica holds the same links whenever it started. None: applies count for ever."""
+    count for ever. A serving replica learns applies from what Kafka keeps of them
+    (member-actions' retention) and hires from all of them, so with the window at the
+    retention every replica holds the same links whenever it started. None: applies
+    count for ever."""
 
     def __init__(self, min_support: int = 2, shrinkage: float = 1.0, apply_window_s: float | None = None):
         if min_support < 1 or shrinkage < 0:
