@@ -26,6 +26,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
@@ -50,10 +51,14 @@ class Link:
 
 
 def _as_terms(obj: Any, kind: str) -> tuple[str, ...]:
-    """Term strings as given, or the attributes of a member/job (dict or record)."""
+    """Term strings as given, or the attributes of a member/job (dict or record),
+    interned: the apply window keeps weeks of them, and the counts' keys are the same
+    few thousand strings."""
     if isinstance(obj, Mapping) or hasattr(obj, f"{kind}_id"):
-        return member_attributes(as_member(obj)) if kind == "member" else job_attributes(as_job(obj))
-    return tuple(dict.fromkeys(obj))
+        terms = member_attributes(as_member(obj)) if kind == "member" else job_attributes(as_job(obj))
+    else:
+        terms = dict.fromkeys(obj)
+    return tuple(map(sys.intern, terms))
 
 
 def _bump(counts: dict[str, int], key: str, n: int) -> None:
