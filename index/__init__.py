@@ -1,5 +1,5 @@
-"""Job retrieval index: live inverted index + dense KNN in one pass, hire-graph
-learned links and feedback rules. A pure library: no Kafka, no models."""
+"""Job retrieval index: live inverted index + dense KNN in one pass, learned links
+(from hires and applies) and feedback rules. A pure library: no Kafka, no models."""
 from index.embedder import Embedder, HashedTermEmbedder
 from index.feedback import FeedbackRules, MemberRules
 from index.job_index import IndexConfig, JobIndex, Reason, SearchResult

@@ -63,7 +63,7 @@ from streams.topics import MEMBER_ACTIONS_RETENTION_DAYS
 class EngineConfig:
     retrieve_k: int = 100  # candidates retrieved per request, then ranked
     dim: int = 64  # embedding width of the default (hashed-term) embedder
-    use_links: bool = True  # expand member attributes through hire-graph links
+    use_links: bool = True  # expand member attributes through the learned links
     use_rules: bool = True  # apply the member's dismiss-feedback rules
     link_min_support: int = 2
     # Applies teach links for this long (event time), hires for ever: the retention of
