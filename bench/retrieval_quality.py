@@ -14,7 +14,8 @@ pooled to count such a difference over ~900 hires, and each seed's row is printe
 The simulated event log is replayed in event-time order through the same index calls
 the stream makes (job posted / closed -> upsert / delete, hire / apply ->
 LinkGraph.add_hire / add_apply, dismiss -> MemberRules.update). Links count applies for
-the serving engine's window (`--apply-window-days`, a week) and hires for ever. The first --train-days only build state. On each later
+the serving engine's window (`--apply-window-days`, four weeks) and hires for ever. The
+first --train-days only build state. On each later
 day, at the day's end, every member who applied or was hired that day is queried with
 the state as it stood at the start of that day (links, rules) over the jobs open that
 day, and each of the day's applies / hires is a held-out target. Nothing a member does
@@ -41,8 +42,8 @@ Targets come in four kinds: applies, hires, and their career moves (applies and 
 along a path from the member's occupation to an adjacent one, streams/simulator/careers.py;
 also counted among the applies and hires), each with its own columns. A hire follows the
 member's apply to that job, which every column may already know (the encoder's ego
-graph holds it, the links count it); a move apply is a fresh target. What the learned links add is
-measured by two arms tuned like the hybrid but only among link weights > 0 ("hybrid
+graph holds it, the links count it); a move apply is a fresh target. What the learned
+links add is measured by two arms tuned like the hybrid but only among link weights > 0 ("hybrid
 with links") or = 0 ("hybrid without links"), compared target by target with a
 two-sided sign test. The held-out marketplace (streams/simulator/held_out.py) is run
 at its declared size with every weight frozen from the tuning seeds' pooled
@@ -91,8 +92,8 @@ METHODS = ("term only", "dense only", "links only", "hybrid (default weights)", 
            "hybrid + previous seniority rule, dismissed jobs shown")
 TUNED = METHODS[4:]
 SINGLE = METHODS[:3]
-# Targets: applies, hires, and the hires along a career path (streams/simulator/careers.py:
-# the member's occupation leads to the job's), which are also counted among the hires.
+# Targets: applies, hires, and those along a career path (streams/simulator/careers.py:
+# the member's occupation leads to the job's), which are also counted among the others.
 KINDS = ("apply", "move apply", "hire", "move hire")
 PLURAL = {"apply": "applies", "move apply": "career-move applies", "hire": "hires", "move hire": "career-move hires"}
 PAIRED = SINGLE + ("hybrid without links",)  # each against the tuned hybrid, target by target
