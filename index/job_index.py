@@ -102,12 +102,12 @@ class Reason:
     matched_terms: tuple[str, ...]
     matched_links: tuple[tuple[str, str, float], ...]  # (member attribute, job term, link weight)
 
-    def as_strings(self, max_items: int = 5) -> list[str]:
-        """Short human-readable reasons (what a ScoredItem.reasons list carries)."""
-        out = [f"similarity {self.similarity:.2f}"] if self.similarity else []
-        out += [f"matches {t}" for t in self.matched_terms[:max_items]]
+    def as_strings(self, max_terms: int = 4, max_links: int = 2) -> list[str]:
+        """Short reasons a person (or a UI) can show, what a result's item carries: the
+        terms matched, the strongest learned links, a feedback penalty."""
+        out = [f"{kind} match: {value}" for kind, value in (t.split(":", 1) for t in self.matched_terms[:max_terms])]
         out += [f"learned link {src} -> {dst} ({w:.2f})" for src, dst, w in
-                sorted(self.matched_links, key=lambda x: -x[2])[:max_items]]
+                sorted(self.matched_links, key=lambda x: -x[2])[:max_links]]
         if self.penalty:
             out.append(f"feedback penalty -{self.penalty:.2f}")
         return out

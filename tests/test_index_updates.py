@@ -150,4 +150,4 @@ def test_stream_payloads_go_in_as_they_are():
     assert links.link("skill:sql", "skill:sql").support == 1
     res = index.search([member_query(member, index.embedder, links, promoted_only=True)], k=1)
     assert res.ids[0][0] == "j1"
-    assert "matches title:data" in res.reasons[0][0].as_strings()
+    assert "title match: data" in res.reasons[0][0].as_strings()

@@ -280,7 +280,7 @@ class MatchingEngine:
             hits = found.hits(0)
             cands = [Candidate(self.job(j), s, dict(self.counters.of(j))) for j, s in hits
                      if self.job(j) is not None]
-        reasons = [_reason_text(r) for r in found.reasons[0][: len(hits)]] if explain else []
+        reasons = [r.as_strings() for r in found.reasons[0][: len(hits)]] if explain else []
         return cands, reasons
 
     def _popular_open(self, surface: Surface | str, k: int) -> list[Candidate]:
@@ -317,11 +317,3 @@ class MatchingEngine:
                         "candidates": float(len(cands))},
         )
 
-
-def _reason_text(r: Any) -> list[str]:
-    """A retrieval Reason as short strings a person (or a UI) can show."""
-    out = [f"{t.split(':', 1)[0]} match: {t.split(':', 1)[1]}" for t in r.matched_terms[:4]]
-    out += [f"learned link {src} -> {dst} ({w:.2f})" for src, dst, w in r.matched_links[:2]]
-    if r.penalty:
-        out.append(f"feedback penalty {r.penalty:.2f}")
-    return out
