@@ -51,14 +51,17 @@ class Link:
 
 
 def _as_terms(obj: Any, kind: str) -> tuple[str, ...]:
-    """Term strings as given, or the attributes of a member/job (dict or record),
-    interned: the apply window keeps weeks of them, and the counts' keys are the same
-    few thousand strings."""
+    """Term strings as given, or the attributes of a member/job (dict or record)."""
     if isinstance(obj, Mapping) or hasattr(obj, f"{kind}_id"):
-        terms = member_attributes(as_member(obj)) if kind == "member" else job_attributes(as_job(obj))
-    else:
-        terms = dict.fromkeys(obj)
-    return tuple(map(sys.intern, terms))
+        return member_attributes(as_member(obj)) if kind == "member" else job_attributes(as_job(obj))
+    return tuple(dict.fromkeys(obj))
+
+
+def _observed(member: Any, job: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """An observation's (member terms, job terms), interned: the apply window keeps weeks
+    of them, and the counts' keys are the same few thousand strings. (A query's terms,
+    read once, are not worth it.)"""
+    return tuple(map(sys.intern, _as_terms(member, "member"))), tuple(map(sys.intern, _as_terms(job, "job")))
 
 
 def _bump(counts: dict[str, int], key: str, n: int) -> None:
@@ -113,7 +116,7 @@ class LinkGraph:
 
     def add_hire(self, member_attrs: Iterable[str] | Any, job_attrs: Iterable[str] | Any) -> None:
         """Count one confirmed hire. Accepts term strings or member/job dicts/records."""
-        self._observe(_as_terms(member_attrs, "member"), _as_terms(job_attrs, "job"), 1)
+        self._observe(*_observed(member_attrs, job_attrs), 1)
         self.hires += 1
 
     def add_apply(self, member_attrs: Iterable[str] | Any, job_attrs: Iterable[str] | Any,
@@ -121,7 +124,7 @@ class LinkGraph:
         """Count one application, as `add_hire` counts a hire. With a window, `at` is its
         event time (epoch seconds): an apply already outside the window is not counted
         (False), and the applies the newest one pushes out of it are taken out."""
-        src, dst = _as_terms(member_attrs, "member"), _as_terms(job_attrs, "job")
+        src, dst = _observed(member_attrs, job_attrs)
         if self.apply_window_s is not None:
             if at is None:
                 raise ValueError("a windowed LinkGraph needs each apply's event time (`at`)")
