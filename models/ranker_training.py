@@ -40,9 +40,9 @@ from tqdm.auto import tqdm
 
 from infra.terminal import PLAIN_PROGRESS_S, PlainTicker
 from models.cpu import native_bf16_cpu
-from models.multi_item import (PackedRows, answer_hidden, answer_states, embed, row_length, run_blocks,
-                               yes_no_logits)
+from models.multi_item import PackedRows, answer_states, embed, row_length, run_blocks, yes_no_logits
 from models.ranker import Ranker
+from models.trained_blocks import answer_states_through
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,9 @@ class TrainConfig:
     distil_weight: float = 0.0
     distil_temperature: float = 2.0
     precision: str = "auto"  # auto: bf16 where the CPU has it natively, else float32
+    # False: the member prefix runs the trained blocks without a graph; jobs read it as a
+    # constant, its keys and values still learned (`models.trained_blocks`).
+    prefix_backprop: bool = True
     progress: bool = True
     plain_progress_s: float = PLAIN_PROGRESS_S  # piped output (no bar): one status line this often
 
@@ -176,21 +179,43 @@ def encode_rows(ranker: Ranker, rows: Sequence[TrainRow], task_weights: dict) ->
     return out
 
 
-def bucket_batches(rows: Sequence[EncodedRow], tokens_per_step: int) -> list[list[int]]:
+def bucket_batches(rows: Sequence[EncodedRow], tokens_per_step: int, apart: bool = False) -> list[list[int]]:
     """Row indices in batches of similar length, each at most `tokens_per_step` padded
-    tokens (a longer row goes alone): padding is compute spent on nothing."""
-    order = sorted(range(len(rows)), key=lambda i: rows[i].n_tokens)
-    batches, current, longest = [], [], 0
+    tokens (a longer row goes alone): padding is compute spent on nothing.
+
+    `apart`: the prefixes and the rest of the rows are padded apart (training without
+    backprop through the prefix, `models.trained_blocks`), so a batch costs its rows
+    times (longest prefix + longest rest). Rows are then binned by the length of their
+    rest (jobs shown vary from one to dozens), and sorted by prefix length within a bin:
+    sorted by their total length alone, the two parts' lengths vary within a batch, and
+    padding each part to its longest gave away most of what the cut saves."""
+    prefix = [len(r.prefix) for r in rows]
+    total = [r.n_tokens for r in rows]
+    if apart:
+        rest = np.array(total) - np.array(prefix)
+        edges = np.quantile(rest, np.linspace(0, 1, REST_BINS + 1)[1:-1]) if len(rows) else []
+        bins = np.digitize(rest, edges)
+        order = sorted(range(len(rows)), key=lambda i: (bins[i], prefix[i], total[i]))
+    else:
+        order = sorted(range(len(rows)), key=lambda i: total[i])
+    batches, current = [], []
     for i in order:
-        n = rows[i].n_tokens
-        if current and max(longest, n) * (len(current) + 1) > tokens_per_step:
+        if current and _padded(current + [i], prefix, total, apart) > tokens_per_step:
             batches.append(current)
-            current, longest = [], 0
+            current = []
         current.append(i)
-        longest = max(longest, n)
     if current:
         batches.append(current)
     return batches
+
+
+REST_BINS = 8  # `bucket_batches(apart=True)`: rows binned by the length after their prefix
+
+
+def _padded(batch: Sequence[int], prefix: Sequence[int], total: Sequence[int], apart: bool) -> int:
+    if apart:
+        return len(batch) * (max(prefix[i] for i in batch) + max(total[i] - prefix[i] for i in batch))
+    return len(batch) * max(total[i] for i in batch)
 
 
 # ---- the model's trained part -------------------------------------------------------------
@@ -252,10 +277,10 @@ class Trainable:
             hidden = embed(_decoder_owner(self.model), packed)
             return run_blocks(_decoder_owner(self.model), hidden, packed, self.layers()[: self.frozen])
 
-    def upper_logits(self, hidden: torch.Tensor, packed: PackedRows) -> torch.Tensor:
+    def upper_logits(self, hidden: torch.Tensor, packed: PackedRows, prefix_lengths: Sequence[int],
+                     prefix_backprop: bool = True) -> torch.Tensor:
         owner = _decoder_owner(self.model)
-        hidden = run_blocks(owner, hidden, packed, self.layers()[self.frozen:])
-        h = answer_hidden(owner, hidden, packed)
+        h = answer_states_through(owner, self.layers()[self.frozen:], hidden, packed, prefix_lengths, prefix_backprop)
         return yes_no_logits(owner, h - self.mean.to(h.dtype), 0, 0, head=self.head_rows()) + self.bias
 
 
@@ -355,7 +380,8 @@ def _autocast(device: torch.device, dtype: torch.dtype):
 def batch_loss(trainable: Trainable, rows: Sequence[EncodedRow], hidden: torch.Tensor, packed: PackedRows,
                dtype: torch.dtype, cfg: TrainConfig | None = None) -> torch.Tensor:
     with _autocast(hidden.device, dtype):
-        logits = trainable.upper_logits(hidden.float(), packed).float()
+        logits = trainable.upper_logits(hidden.float(), packed, [len(r.prefix) for r in rows],
+                                        cfg.prefix_backprop if cfg is not None else True).float()
     labels = torch.cat([r.labels for r in rows]).to(logits.device)
     weights = torch.cat([r.weights for r in rows]).to(logits.device)
     # 2-way softmax over [Yes, No] = a logistic on their difference.
@@ -406,7 +432,7 @@ def train(ranker: Ranker, rows: Sequence[TrainRow], cfg: TrainConfig,
     dtype = choose_precision(cfg.precision)
     report.precision = str(dtype).replace("torch.", "")
     encoded = encode_rows(ranker, rows, cfg.task_weights)
-    batches = bucket_batches(encoded, cfg.tokens_per_step)
+    batches = bucket_batches(encoded, cfg.tokens_per_step, apart=not cfg.prefix_backprop)
     if cfg.scaled_head:
         labels, weights = torch.cat([r.labels for r in encoded]), torch.cat([r.weights for r in encoded])
         rate = float((labels * weights).sum() / weights.sum())

@@ -121,10 +121,13 @@ def test_tiny_training_learns_each_task_from_its_question(tokenizer):
     assert p[3:, 1].min() > p[:3, 1].max()
 
 
-def test_a_checkpoint_scores_what_its_standardized_answer_computed(tokenizer, tmp_path):
+@pytest.mark.parametrize("prefix_backprop", [True, False], ids=["prefix-backprop", "prefix-constant"])
+def test_a_checkpoint_scores_what_its_standardized_answer_computed(tokenizer, tmp_path, prefix_backprop):
     """Training fits p(Yes) on centered, scaled hidden states with a bias; the checkpoint
     keeps plain LM-head rows and the bias as `answer_offset`. Its scores, in process and
-    reloaded, are the training-time probabilities, not those shifted by the bias."""
+    reloaded, are the training-time probabilities, not those shifted by the bias; the
+    training forward (by hand, `models.trained_blocks`) is the model's, whether the
+    prefix is differentiated or not."""
     from models.ranker_training import answer_stats, finish
 
     ranker = tiny(tokenizer, seed=4)
@@ -136,7 +139,8 @@ def test_a_checkpoint_scores_what_its_standardized_answer_computed(tokenizer, tm
         trainable.bias.copy_(torch.tensor([1.5, -0.5]))
     packed = pack_rows([(e.prefix, e.bodies, e.markers) for e in encoded])
     with torch.no_grad():
-        logits = trainable.upper_logits(trainable.lower(packed).float(), packed)
+        logits = trainable.upper_logits(trainable.lower(packed).float(), packed, [len(e.prefix) for e in encoded],
+                                        prefix_backprop)
     trained = torch.sigmoid(logits[:, 0] - logits[:, 1]).view(len(JOBS), 2).numpy()
     finish(trainable)
     assert abs(ranker.answer_offset) > 0.5  # a bias the rows alone could not hold
@@ -201,15 +205,25 @@ def test_mismatched_labels_are_refused(tokenizer):
         encode_rows(tiny(tokenizer), [TrainRow(PREFIX, JOBS, ["apply"], [[1]])], {})
 
 
-def test_batches_stay_within_the_token_budget(tokenizer):
+@pytest.mark.parametrize("apart", [False, True], ids=["whole-rows", "prefix-apart"])
+def test_batches_stay_within_the_token_budget(tokenizer, apart):
     ranker = tiny(tokenizer)
-    rows = [TrainRow(PREFIX * (1 + i % 3), JOBS[: 1 + i % 3], ["apply"], [[0]] * (1 + i % 3)) for i in range(30)]
+    rng = np.random.default_rng(0)  # member contexts and job counts that vary apart, as member-days do
+    shapes = zip(rng.integers(1, 7, 60), rng.integers(1, 4, 60))
+    rows = [TrainRow(PREFIX * int(p), JOBS[:int(j)], ["apply"], [[0]] * int(j)) for p, j in shapes]
     encoded = encode_rows(ranker, rows, {})
-    batches = bucket_batches(encoded, 600)
-    assert sorted(i for b in batches for i in b) == list(range(30))
+    batches = bucket_batches(encoded, 600, apart=apart)
+    assert sorted(i for b in batches for i in b) == list(range(60))
     for b in batches:
-        lengths = [encoded[i].n_tokens for i in b]
-        assert len(b) == 1 or max(lengths) * len(b) <= 600
+        prefixes = [len(encoded[i].prefix) for i in b]
+        rests = [encoded[i].n_tokens - len(encoded[i].prefix) for i in b]
+        width = max(prefixes) + max(rests) if apart else max(p + r for p, r in zip(prefixes, rests))
+        assert len(b) == 1 or width * len(b) <= 600
+    if apart:  # padded apart, these batches waste fewer slots than batches of similar total length
+        def slots(batches):
+            return sum(len(b) * (max(len(encoded[i].prefix) for i in b)
+                                 + max(encoded[i].n_tokens - len(encoded[i].prefix) for i in b)) for b in batches)
+        assert slots(batches) < slots(bucket_batches(encoded, 600))
 
 
 @pytest.mark.slow

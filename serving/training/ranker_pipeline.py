@@ -379,7 +379,8 @@ def train_ranker_on_simulator(model_kind: str = "pruned", budget_minutes: float 
                               text_share: float | None = None, career_move_share: float | None = None,
                               community_strength: float | None = None,
                               keep_negatives: float = KEEP_NEGATIVES,
-                              jobs_alone: bool = False) -> tuple[Ranker, TrainReport, Path]:
+                              jobs_alone: bool = False,
+                              prefix_backprop: bool | None = None) -> tuple[Ranker, TrainReport, Path]:
     """Train a ranker of `model_kind` on the simulator's training days and save it."""
     import torch
 
@@ -392,7 +393,8 @@ def train_ranker_on_simulator(model_kind: str = "pruned", budget_minutes: float 
     return train_ranker(model_kind, split.train, split.description, budget_minutes=budget_minutes, steps=steps,
                         seed=seed, out_dir=out_dir, threads=threads, lr=lr, epochs=epochs, lora_rank=lora_rank,
                         frozen_blocks=frozen_blocks, tokens_per_step=tokens_per_step, keep_negatives=keep_negatives,
-                        jobs_alone=jobs_alone, held_out=split.held_out if curve_points else (),
+                        jobs_alone=jobs_alone, prefix_backprop=prefix_backprop,
+                        held_out=split.held_out if curve_points else (),
                         curve_points=curve_points, snapshots=snapshots, extra_meta={"sim_members": n_members, "sim_days": days,
                                                                "sim_seeds": [seed], **sim_meta(**signals)},
                         prepared_s=time.perf_counter() - t0)
@@ -404,7 +406,8 @@ def train_ranker(model_kind: str, train_examples: Sequence[Example], data_descri
                  epochs: int | None = None, lora_rank: int | None = None, frozen_blocks: int | None = None,
                  tokens_per_step: int | None = None, held_out: Sequence[Example] = (), curve_points: int = 0,
                  snapshots: bool = False, extra_meta: dict | None = None, prepared_s: float = 0.0,
-                 keep_negatives: float = KEEP_NEGATIVES, jobs_alone: bool = False) -> tuple[Ranker, TrainReport, Path]:
+                 keep_negatives: float = KEEP_NEGATIVES, jobs_alone: bool = False,
+                 prefix_backprop: bool | None = None) -> tuple[Ranker, TrainReport, Path]:
     """Train a ranker on labelled examples (from the simulator or a replayed log) and save it
     with its model card (and learning curve, when held-out examples are given). With
     `snapshots`, a checkpoint is also saved at each curve point, in `<out>/snapshots/`.
@@ -420,7 +423,8 @@ def train_ranker(model_kind: str, train_examples: Sequence[Example], data_descri
                          keep_negatives=keep_negatives)
     cfg = recipe_config(model_kind, steps=steps, budget_minutes=budget_minutes, seed=seed, threads=threads,
                         lr=lr, epochs=epochs, lora_rank=lora_rank, frozen_blocks=frozen_blocks,
-                        tokens_per_step=tokens_per_step, answer_shift=negative_log_keep(rows, keep_negatives))
+                        tokens_per_step=tokens_per_step, answer_shift=negative_log_keep(rows, keep_negatives),
+                        prefix_backprop=prefix_backprop)
     n_labels = sum(len(r.labels) * len(r.tasks) for r in rows)
     print(f"{model_kind}: {len(rows)} training rows, {sum(len(r.labels) for r in rows)} jobs, {n_labels} "
           f"(job, task) labels, prepared in {prepared_s + time.perf_counter() - t0:.0f} s on {ranker.device}")
@@ -441,6 +445,8 @@ def train_ranker(model_kind: str, train_examples: Sequence[Example], data_descri
               "frozen blocks (cached)": cfg.frozen_blocks, "LoRA rank": cfg.lora_rank or "none (full weights)",
               "lr / head lr": f"{cfg.lr:g} / {cfg.head_lr:g}", "task weights": cfg.task_weights,
               "tokens per step": cfg.tokens_per_step, "precision": report.precision,
+              "member prefix": ("differentiated" if cfg.prefix_backprop else
+                                "a constant above the frozen blocks (its keys and values learned)"),
               "layout": (f"jobs read alone (bodies from position {ranker.body_position})" if jobs_alone
                          else "360Brew (bodies read the member prefix)"),
               "all-negative jobs kept": f"{keep_negatives:g} (answer offset {cfg.answer_shift:+.3f})"}
