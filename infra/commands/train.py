@@ -17,8 +17,7 @@ def command() -> None:
 
 @command.command(name="ranker")
 @click.option("--model", "model_kind", type=click.Choice(["pruned", "teacher", "student"]), default="pruned",
-              show_default=True, help="pruned: SmolLM2-135M-Instruct's first 8 blocks (lower 4 frozen and cached, the member "
-                                      "prefix a constant above them); "
+              show_default=True, help="pruned: SmolLM2-135M-Instruct's first 8 blocks (lower 4 frozen and cached); "
                                       "teacher: all 30 blocks; student: a small Llama from scratch.")
 @click.option("--budget-minutes", type=float, default=None, help="Stop after this much training time.")
 @click.option("--steps", type=int, default=None, help="Stop after this many optimizer steps.")

@@ -296,12 +296,14 @@ PRESETS = {
     # deeper pretrained stack (12 blocks, lower 8 frozen) read 0.79x the labels in those
     # 12 minutes and gave click / apply / save / search 0.550 / 0.541 / 0.579 / 0.559: no
     # better, at 1.5x the cost of a scored token.
-    # The member prefix is a constant above the frozen blocks (`models.trained_blocks`):
-    # 12 minutes on 2 cores read 1.25x the labels (30,843 against 24,761) and gave AUC
-    # click / save / apply / search 0.611 / 0.601 / 0.630 / 0.605 against 0.585 / 0.575 /
-    # 0.617 / 0.560 differentiated (rule fixed before: adopt if the mean is higher and no
-    # task lower by more than 1 SE; logs in the 2026-12-06 note).
-    "pruned": dict(layers=8, frozen_blocks=4, lr=2e-4, head_lr=2e-3, prefix_backprop=False),
+    # The member prefix stays differentiated. As a constant above the frozen blocks
+    # (`--no-prefix-backprop`, `models.trained_blocks`), 12 minutes on 2 cores read 1.25x
+    # the labels (30,843 against 24,761) and gave AUC click / save / apply / search 0.611 /
+    # 0.601 / 0.630 / 0.605 against 0.585 / 0.575 / 0.617 / 0.560 (adopted by the rule fixed
+    # before); but 30 minutes of it gave 0.630 / 0.601 / 0.661 / 0.624, below the 30-minute
+    # differentiated ranker's 0.647 / 0.685 / 0.689 / 0.639 (an earlier session) on every
+    # task, so the default went back until a same-day 30-minute pair decides.
+    "pruned": dict(layers=8, frozen_blocks=4, lr=2e-4, head_lr=2e-3, prefix_backprop=True),
     # The whole teacher (a GPU's job at any real data size).
     "teacher": dict(layers=None, frozen_blocks=0, lr=5e-5, head_lr=1e-3),
     # A small Llama from scratch over teacher-PCA embeddings.
