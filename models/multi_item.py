@@ -93,13 +93,17 @@ class PackedRows:
 
     def additive_mask(self, dtype: torch.dtype) -> torch.Tensor:
         """(B, 1, L, L) float mask: 0 where allowed, the dtype's min elsewhere."""
-        mask = torch.zeros(self.allowed.shape, dtype=dtype)
-        mask.masked_fill_(~self.allowed, torch.finfo(dtype).min)
-        return mask[:, None]
+        return additive_mask(self.allowed, dtype)[:, None]
 
     def to(self, device) -> "PackedRows":
         return PackedRows(self.input_ids.to(device), self.position_ids.to(device),
                           self.allowed.to(device), self.answer_index)
+
+
+def additive_mask(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A boolean may-attend mask as the float one attention adds: 0 where allowed, the
+    dtype's min elsewhere (on `allowed`'s device)."""
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(~allowed, torch.finfo(dtype).min)
 
 
 def row_length(prefix: Ids, bodies: Sequence[Ids], markers: Sequence[Ids]) -> int:
@@ -298,7 +302,7 @@ def prefix_caches(model, prefixes: Sequence[Ids], first_position: int = 0) -> li
         n = len(prefix)
         ids[b, :n] = torch.as_tensor(list(prefix), dtype=torch.long)
         allowed[b, :n, :n] = torch.tril(torch.ones(n, n, dtype=torch.bool))
-    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
+    mask = additive_mask(allowed, dtype)
     cache = model.model(input_ids=ids.to(device), attention_mask=mask[:, None].to(device),
                         position_ids=(first_position + torch.arange(P)).expand(B, P).to(device),
                         use_cache=True).past_key_values
@@ -356,7 +360,7 @@ def _one_batch(model, layers, prefixes: Sequence[Ids], chunk: Sequence[Segment])
         allowed[k, :n, P:P + n] = seg.allowed
         allowed[k, n:, P + n:] = torch.eye(S - n, dtype=torch.bool)  # padding: itself only
         answers.extend((k, o) for o in seg.answers)
-    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
+    mask = additive_mask(allowed, dtype)
     # A fresh cache per batch, each segment's own prefix row gathered (a copy):
     # `update` appends the blocks' keys in place.
     at = torch.tensor(rows, device=device)
@@ -387,7 +391,7 @@ def _segments_over_one_prefix(model, layers, row: int, own: int, chunk: Sequence
         allowed[k, :n, :n] = seg.allowed
         allowed[k, n:, n:] = torch.eye(S - n, dtype=torch.bool)  # padding: itself only
         answers[k] = torch.as_tensor(seg.answers + seg.answers[-1:] * (A - len(seg.answers)))
-    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
+    mask = additive_mask(allowed, dtype)
     prefix_kv = [(k[row:row + 1, :, :own], v[row:row + 1, :, :own]) for k, v in layers]
     hidden = blocks_over_shared_prefix(model, prefix_kv, ids.to(device), positions.to(device), mask.to(device),
                                        answers.to(device))

@@ -199,23 +199,21 @@ def bucket_batches(rows: Sequence[EncodedRow], tokens_per_step: int, apart: bool
     else:
         order = sorted(range(len(rows)), key=lambda i: total[i])
     batches, current = [], []
+    longest = (0, 0, 0)  # the batch's longest prefix, rest and whole row
     for i in order:
-        if current and _padded(current + [i], prefix, total, apart) > tokens_per_step:
+        grown = (max(longest[0], prefix[i]), max(longest[1], total[i] - prefix[i]), max(longest[2], total[i]))
+        width = grown[0] + grown[1] if apart else grown[2]
+        if current and width * (len(current) + 1) > tokens_per_step:
             batches.append(current)
-            current = []
+            current, grown = [], (prefix[i], total[i] - prefix[i], total[i])
         current.append(i)
+        longest = grown
     if current:
         batches.append(current)
     return batches
 
 
 REST_BINS = 8  # `bucket_batches(apart=True)`: rows binned by the length after their prefix
-
-
-def _padded(batch: Sequence[int], prefix: Sequence[int], total: Sequence[int], apart: bool) -> int:
-    if apart:
-        return len(batch) * (max(prefix[i] for i in batch) + max(total[i] - prefix[i] for i in batch))
-    return len(batch) * max(total[i] for i in batch)
 
 
 # ---- the model's trained part -------------------------------------------------------------

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from transformers.models.llama.modeling_llama import rotate_half
 
-from models.multi_item import PackedRows
+from models.multi_item import PackedRows, additive_mask
 
 
 @dataclass
@@ -110,8 +110,7 @@ def answer_states_through(model, layers, hidden: torch.Tensor, packed: PackedRow
     cos, sin = decoder.rotary_emb(x, position_ids=positions.gather(1, at_r))
     x_prefix = _gather(hidden, at_p)
     cos_p, sin_p = decoder.rotary_emb(x_prefix, position_ids=positions.gather(1, at_p))
-    prefix_mask = torch.zeros(split.prefix_allowed.shape, dtype=x.dtype, device=device)
-    prefix_mask.masked_fill_(~split.prefix_allowed.to(device), torch.finfo(x.dtype).min)
+    prefix_mask = additive_mask(split.prefix_allowed.to(device), x.dtype)
     prefix_inputs = []
     # Without backprop the prefix is a constant: every block's input from one pass
     # without a graph (the last block's input is all its keys and values need).

@@ -303,7 +303,7 @@ PRESETS = {
     # before); but 30 minutes of it gave 0.630 / 0.601 / 0.661 / 0.624, below the 30-minute
     # differentiated ranker's 0.647 / 0.685 / 0.689 / 0.639 (an earlier session) on every
     # task, so the default went back until a same-day 30-minute pair decides.
-    "pruned": dict(layers=8, frozen_blocks=4, lr=2e-4, head_lr=2e-3, prefix_backprop=True),
+    "pruned": dict(layers=8, frozen_blocks=4, lr=2e-4, head_lr=2e-3),
     # The whole teacher (a GPU's job at any real data size).
     "teacher": dict(layers=None, frozen_blocks=0, lr=5e-5, head_lr=1e-3),
     # A small Llama from scratch over teacher-PCA embeddings.
@@ -347,8 +347,7 @@ def new_ranker(model_kind: str, seed: int = 0) -> Ranker:
 
 def recipe_config(model_kind: str, **overrides) -> TrainConfig:
     preset = PRESETS[model_kind]
-    cfg = TrainConfig(frozen_blocks=preset["frozen_blocks"], lr=preset["lr"], head_lr=preset["head_lr"],
-                      prefix_backprop=preset.get("prefix_backprop", True))
+    cfg = TrainConfig(frozen_blocks=preset["frozen_blocks"], lr=preset["lr"], head_lr=preset["head_lr"])
     for key, value in overrides.items():
         if value is not None:
             setattr(cfg, key, value)
