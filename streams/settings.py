@@ -135,8 +135,9 @@ class Settings(HirestreamSettings):
                                                         "table write per member).")
     batch_within: float = Field(0.05, ge=0, description="Seconds a batch waits to fill: bounds "
                                                         "the latency batching adds.")
-    producer_linger: float = Field(0.02, ge=0, description="Seconds a changelog write may wait to "
-                                                           "share a request.")
+    producer_linger: float = Field(0.02, ge=0, description="Seconds a changelog or dead-letter write may "
+                                                           "wait to share a request (a score result never "
+                                                           "waits: streams/send_now.py).")
     web_port: int = Field(6066, ge=0, le=65535, description="Port of the worker's read API.")
     web_host: str = Field(
         "127.0.0.1", description="Host other workers reach this one's read API by (faust's "

@@ -112,3 +112,23 @@ def test_a_request_past_its_deadline_is_answered_expired_and_not_scored(serving_
     assert result.status is ScoreStatus.EXPIRED
     assert result.items == [] and "rank" not in result.timings_ms  # never scored
     assert "deadline" in result.error
+
+
+def test_a_result_leaves_the_worker_without_waiting_out_its_producers_linger(kafka_bootstrap, tmp_path):
+    """The worker's producer lingers so that changelog writes share requests; a score
+    result is sent at once (streams/send_now.py). With the linger at 120 s, a result
+    still comes back well within it: a result that waited it out misses the read's
+    60 s."""
+    w = WorkerProcess(kafka_bootstrap, tmp_path, free_port(), command="serve", app_id=unique_name("hs-linger"),
+                      serving_scorer="bm25", producer_linger=120.0, **FAST).start()
+    try:
+        w.wait_ready(timeout=90)
+        request_id = unique_name("r")
+        with EventProducer(kafka_bootstrap) as p:
+            p.send(ScoreRequested(event_id=unique_name("e"), event_time=datetime.now(timezone.utc),
+                                  payload=ScoreRequest(request_id=request_id, member_id=unique_name("m"), k=3,
+                                                       deadline_ms=30_000)))
+        result = read_result(kafka_bootstrap, request_id, timeout=60.0).payload
+        assert result.status is ScoreStatus.OK and result.error is None
+    finally:
+        w.crash()  # a clean stop would flush the producer, waiting out the linger

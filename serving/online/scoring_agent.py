@@ -45,6 +45,7 @@ from streams.app import app, member_state, settings, source_topics
 from streams.decoding import decode_or_dead_letter
 from streams.member_reads import placement, self_url
 from streams.schemas import ScoreCompleted, ScoreRequested, serialize
+from streams.send_now import send_now
 from streams.state import MemberState
 from streams.topics import JOBS, SCORE_REQUESTS, SCORE_RESULTS
 
@@ -117,7 +118,8 @@ async def _process_score_requests(stream):
         if typed is None:
             continue
         completed = await answer(typed)
-        await source_topics[SCORE_RESULTS.name].send(key=typed.payload.member_id.encode(), value=serialize(completed))
+        # The client waits on this one record: it leaves now, not after the changelogs' linger.
+        await send_now(source_topics[SCORE_RESULTS.name], typed.payload.member_id.encode(), serialize(completed))
 
 
 if _serving.kafka_requests:
