@@ -5,7 +5,9 @@ import random
 
 import pytest
 
-from serving.training.ranker_pipeline import TRAIN_PHRASINGS, PromptCache, negative_log_keep, training_rows
+from serving.training.ranker_pipeline import (
+    ROWS_PER_CPU_MINUTE, TRAIN_PHRASINGS, PromptCache, negative_log_keep, rows_readable_in, training_rows,
+)
 from serving.training.training_examples import Example
 from tests.factories import job, profile
 
@@ -64,6 +66,12 @@ def test_max_groups_builds_only_that_many_prompts():
     rows = training_rows(exs, PromptCache(ranker), max_groups=3)
     assert len(rows) == 3 and len(ranker.built) == 3
     assert len(training_rows(exs, PromptCache(FakeRanker()))) == 10
+
+
+def test_a_cpu_budget_reads_the_recipes_rows_a_minute_unless_told_another_rate():
+    assert rows_readable_in(20) == 20 * ROWS_PER_CPU_MINUTE
+    assert rows_readable_in(20, per_minute=300) == 6000  # `train ranker --rows-per-minute 300`
+    assert rows_readable_in(0.5, per_minute=300) == 200  # a floor: a short budget still reads a sample
 
 
 def thinnable_days(n_members=40, n_days=10, seed=0):

@@ -51,12 +51,15 @@ def command() -> None:
 @click.option("--prefix-backprop/--no-prefix-backprop", default=None,
               help="Differentiate the member prefix in the trained blocks (default: the recipe's); without, "
                    "jobs read it as a constant and only its keys and values learn (models/trained_blocks.py).")
+@click.option("--rows-per-minute", type=int, default=None,
+              help="On a CPU time budget, member-day rows read per budget minute (default: the recipe's); "
+                   "a cheaper step (more frozen blocks) can read more.")
 @click.option("--jobs-alone", is_flag=True, default=False,
               help="Job bodies never read the member (models/job_states.py): serving caches each job's states "
                    "and a request computes only the member prefix and the answer markers.")
 def ranker(model_kind, budget_minutes, steps, epochs, seed, out_dir, members, days, threads, lr, frozen_blocks,
            lora_rank, tokens_per_step, curve_points, snapshots, text_share, career_move_share,
-           community_strength, keep_negatives, prefix_backprop, jobs_alone) -> None:
+           community_strength, keep_negatives, prefix_backprop, rows_per_minute, jobs_alone) -> None:
     """Fine-tune the multi-task Yes/No ranker on replayed simulator events."""
     from serving.training.ranker_pipeline import KEEP_NEGATIVES, train_ranker_on_simulator
 
@@ -67,7 +70,7 @@ def ranker(model_kind, budget_minutes, steps, epochs, seed, out_dir, members, da
         snapshots=snapshots, text_share=text_share,
         career_move_share=career_move_share, community_strength=community_strength,
         keep_negatives=KEEP_NEGATIVES if keep_negatives is None else keep_negatives, jobs_alone=jobs_alone,
-        prefix_backprop=prefix_backprop,
+        prefix_backprop=prefix_backprop, rows_per_minute=rows_per_minute,
     )
 
 
