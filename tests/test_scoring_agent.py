@@ -47,6 +47,16 @@ def read_result(bootstrap: str, request_id: str, timeout: float = 60.0):
         consumer.close()
 
 
+def send_request(bootstrap: str, request_id: str, member_id: str, deadline_ms: int = 30_000,
+                 sent: datetime | None = None) -> None:
+    """A score request for 3 items, produced as any client would."""
+    with EventProducer(bootstrap) as p:
+        p.send(ScoreRequested(event_id=unique_name("e"),
+                              event_time=sent or datetime.now(timezone.utc),
+                              payload=ScoreRequest(request_id=request_id, member_id=member_id, k=3,
+                                                   deadline_ms=deadline_ms)))
+
+
 def test_a_score_request_gets_a_correct_result_back(serving_worker, kafka_bootstrap):
     uid = unique_name("x").replace("-", "")
     trade = f"glassblower{uid}"  # a word no other test's jobs have
@@ -70,10 +80,7 @@ def test_a_score_request_gets_a_correct_result_back(serving_worker, kafka_bootst
         60, "the index replica to catch up")
 
     request_id = unique_name("r")
-    with EventProducer(kafka_bootstrap) as p:
-        # A generous deadline: a loaded test machine must not turn this into an 'expired'.
-        p.send(ScoreRequested(event_id=unique_name("e"), event_time=datetime.now(timezone.utc),
-                              payload=ScoreRequest(request_id=request_id, member_id=mid, k=3, deadline_ms=30_000)))
+    send_request(kafka_bootstrap, request_id, mid)  # a generous deadline: a loaded machine must not expire it
     result = read_result(kafka_bootstrap, request_id).payload
 
     assert result.error is None and result.member_id == mid and result.model_id == "bm25"
@@ -104,10 +111,7 @@ def test_a_request_past_its_deadline_is_answered_expired_and_not_scored(serving_
     """Finding 6: a request already past its deadline was scored and answered as if on time."""
     request_id = unique_name("r")
     sent = datetime.now(timezone.utc) - timedelta(seconds=5)
-    with EventProducer(kafka_bootstrap) as p:
-        p.send(ScoreRequested(event_id=unique_name("e"), event_time=sent,
-                              payload=ScoreRequest(request_id=request_id, member_id=unique_name("m"), k=3,
-                                                   deadline_ms=1000)))
+    send_request(kafka_bootstrap, request_id, unique_name("m"), deadline_ms=1000, sent=sent)
     result = read_result(kafka_bootstrap, request_id).payload
     assert result.status is ScoreStatus.EXPIRED
     assert result.items == [] and "rank" not in result.timings_ms  # never scored
@@ -124,10 +128,7 @@ def test_a_result_leaves_the_worker_without_waiting_out_its_producers_linger(kaf
     try:
         w.wait_ready(timeout=90)
         request_id = unique_name("r")
-        with EventProducer(kafka_bootstrap) as p:
-            p.send(ScoreRequested(event_id=unique_name("e"), event_time=datetime.now(timezone.utc),
-                                  payload=ScoreRequest(request_id=request_id, member_id=unique_name("m"), k=3,
-                                                       deadline_ms=30_000)))
+        send_request(kafka_bootstrap, request_id, unique_name("m"))
         result = read_result(kafka_bootstrap, request_id, timeout=60.0).payload
         assert result.status is ScoreStatus.OK and result.error is None
     finally:

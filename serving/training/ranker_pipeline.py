@@ -434,8 +434,8 @@ def train_ranker(model_kind: str, train_examples: Sequence[Example], data_descri
     if jobs_alone:
         ranker.read_jobs_alone()
     on_cpu_budget = budget_minutes and not steps and ranker.device.type == "cpu"  # a GPU reads far more
-    rows = training_rows(train_examples, PromptCache(ranker), seed=seed,
-                         max_groups=rows_readable_in(budget_minutes, rows_per_minute) if on_cpu_budget else None,
+    row_cap = rows_readable_in(budget_minutes, rows_per_minute) if on_cpu_budget else None
+    rows = training_rows(train_examples, PromptCache(ranker), seed=seed, max_groups=row_cap,
                          keep_negatives=keep_negatives)
     cfg = recipe_config(model_kind, steps=steps, budget_minutes=budget_minutes, seed=seed, threads=threads,
                         lr=lr, epochs=epochs, lora_rank=lora_rank, frozen_blocks=frozen_blocks,
@@ -466,8 +466,7 @@ def train_ranker(model_kind: str, train_examples: Sequence[Example], data_descri
               "layout": (f"jobs read alone (bodies from position {ranker.body_position})" if jobs_alone
                          else "360Brew (bodies read the member prefix)"),
               "all-negative jobs kept": f"{keep_negatives:g} (answer offset {cfg.answer_shift:+.3f})",
-              "rows": f"{len(rows)}" + (f" (at most {rows_per_minute or ROWS_PER_CPU_MINUTE} a budget minute)"
-                                        if on_cpu_budget else "")}
+              "rows": f"{len(rows)}" + (f" (at most {row_cap} in the CPU time budget)" if row_cap else "")}
     ranker.meta.update({**training_meta(model_kind, seed, extra_meta, report),
                         "recipe": {k: str(v) for k, v in recipe.items()}})
     base = {
