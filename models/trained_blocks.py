@@ -17,8 +17,9 @@ Training reads one hidden state per answer (a job's task marker), so:
   same either way; only the gradient is truncated.
 
 Layout: a row of a `PackedRows` batch is [prefix | jobs and markers | padding]. The
-prefix and the rest are gathered into two tensors (each row's own prefix length), the
-rest attending to its row's prefix under the packed mask. Llama blocks: pre-norm
+prefix and the rest are gathered into two tensors (each row's own prefix length): a
+constant prefix runs plain causal attention alone (the fused kernel skips what causality
+blocks), the rest attends to its row's prefix and itself under the packed mask. Llama blocks: pre-norm
 attention with rotary positions and grouped key/value heads, then the MLP, as
 `models.multi_item.blocks_over_shared_prefix` runs them for scoring.
 """
@@ -31,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from transformers.models.llama.modeling_llama import rotate_half
 
-from models.multi_item import PackedRows, additive_mask
+from models.multi_item import PackedRows
 
 
 @dataclass
@@ -39,7 +40,6 @@ class SplitRows:
     """A packed batch cut into its prefixes and the rest (jobs, markers, padding)."""
 
     prefix_at: torch.Tensor  # (B, P) indices into the packed rows (padding repeats index 0)
-    prefix_allowed: torch.Tensor  # (B, P, P) bool
     rest_at: torch.Tensor  # (B, J) indices into the packed rows
     rest_allowed: torch.Tensor  # (B, J, P + J) bool: over [its prefix | the rest]
     answers: torch.Tensor  # (B, A) offsets in the rest (a row with fewer repeats its last)
@@ -47,26 +47,28 @@ class SplitRows:
 
 
 def split_prefix(packed: PackedRows, prefix_lengths: Sequence[int]) -> SplitRows:
-    """Cut every packed row after its prefix (`prefix_lengths[r]` ids). Padding in either
-    part attends only to itself (a fully blocked query gives NaN)."""
+    """Cut every packed row after its prefix (`prefix_lengths[r]` ids), which must be
+    plain causal text (the prefix pass runs unmasked causal attention). Padding in the
+    rest attends only to itself (a fully blocked query gives NaN)."""
     B, L = packed.input_ids.shape
     lengths = list(prefix_lengths)
     if len(lengths) != B or min(lengths) < 1:
         raise ValueError(f"need a non-empty prefix per row: {B} rows, prefix lengths {lengths}")
     P, J = max(lengths), L - min(lengths)
     prefix_at = torch.zeros((B, P), dtype=torch.long)
-    prefix_allowed = torch.eye(P, dtype=torch.bool).repeat(B, 1, 1)
     rest_at = torch.zeros((B, J), dtype=torch.long)
     rest_allowed = torch.zeros((B, J, P + J), dtype=torch.bool)
     rest_allowed[:, :, P:] = torch.eye(J, dtype=torch.bool)
+    causal = torch.ones((P, P), dtype=torch.bool).tril()
     per_row: list[list[int]] = [[] for _ in range(B)]
     for r, c in packed.answer_index:
         per_row[r].append(c - lengths[r])
     for r, p in enumerate(lengths):
         if min(per_row[r], default=0) < 0:
             raise ValueError(f"row {r}: an answer lies inside its {p}-id prefix")
+        if not torch.equal(packed.allowed[r, :p, :p], causal[:p, :p]):
+            raise ValueError(f"row {r}: its first {p} ids are not plain causal text")
         prefix_at[r, :p] = torch.arange(p)
-        prefix_allowed[r, :p, :p] = packed.allowed[r, :p, :p]
         n = L - p
         rest_at[r, :n] = torch.arange(p, L)
         rest_at[r, n:] = L - 1
@@ -74,7 +76,7 @@ def split_prefix(packed: PackedRows, prefix_lengths: Sequence[int]) -> SplitRows
         rest_allowed[r, :n, P:P + n] = packed.allowed[r, p:, p:]
     A = max(map(len, per_row))
     answers = torch.tensor([a + a[-1:] * (A - len(a)) if a else [0] * A for a in per_row], dtype=torch.long)
-    return SplitRows(prefix_at, prefix_allowed, rest_at, rest_allowed, answers, [len(a) for a in per_row])
+    return SplitRows(prefix_at, rest_at, rest_allowed, answers, [len(a) for a in per_row])
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -102,7 +104,11 @@ def answer_states_through(model, layers, hidden: torch.Tensor, packed: PackedRow
     decoder = model.model
     device = hidden.device
     # With backprop through the prefix, the "prefix" is each row's first id alone (any
-    # cut gives the same gradient then; that one costs nothing to keep apart).
+    # cut gives the same gradient then). Cut at the real prefix, the prefix would run
+    # causal attention alone and the jobs over it, ~40 % less attention; but the
+    # training step got slower, not faster (`bench/ranker_train_speed.py`, 2 cores,
+    # 2026-12-06: 15.4 labels per CPU-second against 18.5, ratio 7.0x against 9.8x):
+    # the library block and the hand-run keys and values do the prefix's work twice.
     split = split_prefix(packed, [1] * len(prefix_lengths) if prefix_backprop else prefix_lengths)
     positions = packed.position_ids.to(device)
     at_p, at_r = split.prefix_at.to(device), split.rest_at.to(device)
@@ -110,7 +116,9 @@ def answer_states_through(model, layers, hidden: torch.Tensor, packed: PackedRow
     cos, sin = decoder.rotary_emb(x, position_ids=positions.gather(1, at_r))
     x_prefix = _gather(hidden, at_p)
     cos_p, sin_p = decoder.rotary_emb(x_prefix, position_ids=positions.gather(1, at_p))
-    prefix_mask = additive_mask(split.prefix_allowed.to(device), x.dtype)
+    # A prefix is plain causal text with its padding after it, so the prefix pass is
+    # causal attention without a mask: the fused kernel skips the upper triangle, and
+    # the padding's outputs are never read (the rest's mask blocks them as keys).
     prefix_inputs = []
     # Without backprop the prefix is a constant: every block's input from one pass
     # without a graph (the last block's input is all its keys and values need).
@@ -119,7 +127,7 @@ def answer_states_through(model, layers, hidden: torch.Tensor, packed: PackedRow
         for layer in layers:
             prefix_inputs.append(h)
             if layer is not layers[-1]:
-                h = layer(h, attention_mask=prefix_mask[:, None], position_embeddings=(cos_p, sin_p),
+                h = layer(h, attention_mask=None, position_embeddings=(cos_p, sin_p),
                           position_ids=None, past_key_values=None, use_cache=False)
     allowed = split.rest_allowed.to(device)
     answers = split.answers.to(device)

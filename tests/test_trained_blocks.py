@@ -10,6 +10,7 @@ import torch
 from models.multi_item import answer_hidden, pack_rows, run_blocks, yes_no_logits
 from models.ranker import Ranker, load_tokenizer, student_model
 from models.ranker_training import TrainConfig, TrainRow, encode_rows, prepare_trainable, train
+from models.trained_blocks import split_prefix
 from tests.test_ranker import FAST, TINY, seg, tiny
 
 torch.set_num_threads(1)
@@ -111,3 +112,16 @@ def test_training_without_prefix_backprop_still_learns_what_only_the_prefix_says
         p = ranker.score_tasks(_prefix(o), jobs, ["apply"])[:, 0]
         own = occupations.index(o)
         assert p[own] > max(q for i, q in enumerate(p) if i != own), (o, p)
+
+
+def test_a_prefix_that_is_not_plain_causal_text_is_refused(tokenizer):
+    """The prefix pass runs unmasked causal attention: a prefix whose mask says otherwise
+    would be computed as something it is not, so the cut refuses it."""
+    ranker = tiny(tokenizer)
+    encoded = encode_rows(ranker, ROWS, {})
+    packed = pack_rows([(e.prefix, e.bodies, e.markers) for e in encoded])
+    lengths = [len(e.prefix) for e in encoded]
+    split_prefix(packed, lengths)  # as packed: accepted
+    packed.allowed[1, 2, 5] = True  # a prefix id that sees one after it
+    with pytest.raises(ValueError, match="row 1: its first .* ids are not plain causal text"):
+        split_prefix(packed, lengths)
