@@ -14,6 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from infra.worker_process import WorkerProcess
+from models.torch_threads import available_cpus
 from serving.client import Client, HttpError
 from streams.schemas import ScoreRequest, ScoreRequested, ScoreResult, ScoreStatus
 from tests import factories as f
@@ -130,7 +131,8 @@ def test_an_http_rank_returns_ranked_jobs_and_kafka_and_kcat_get_the_same(servin
 def test_a_ranker_reading_jobs_alone_is_ready_once_warm_and_reranks_from_its_cache(kafka_bootstrap, tmp_path):
     """A jobs-alone checkpoint (`models/job_states.py`) on a real `serve` worker started
     after the jobs were posted: /readyz waits until every open job's states are computed,
-    so the member's rankings compute nothing (misses stay, hits grow by its candidates)."""
+    so the member's rankings compute nothing (misses stay, hits grow by its candidates).
+    Started with the model owning the cores: torch's thread counts say so."""
     import torch
 
     from models.ranker import Ranker, StudentConfig
@@ -145,7 +147,8 @@ def test_a_ranker_reading_jobs_alone_is_ready_once_warm_and_reranks_from_its_cac
         mid, jobs = marketplace(producer, unique_name("u"))
     # Only 8 candidates, all returned: an untrained ranker would push this member's jobs out
     # of a top 50 among the many jobs earlier tests posted; retrieval puts them first.
-    w, client = start_serving(kafka_bootstrap, tmp_path / "w", scorer=f"ranker:{tmp_path / 'ckpt'}", retrieve_k=8)
+    w, client = start_serving(kafka_bootstrap, tmp_path / "w", scorer=f"ranker:{tmp_path / 'ckpt'}", retrieve_k=8,
+                              model_owns_cores=True)
     try:
         status, ready = client.get("/readyz")
         assert status == 200 and json.loads(ready)["job_states_warm"] is True, ready
@@ -159,6 +162,10 @@ def test_a_ranker_reading_jobs_alone_is_ready_once_warm_and_reranks_from_its_cac
         assert ids(again) == ids(first)
         assert before["misses"] == after["misses"] == 0, (warmed, before, after)  # nothing computed in a request
         assert after["hits"] >= before["hits"] + len(jobs), (before, after)
+        # HIRESTREAM_SERVING_MODEL_OWNS_CORES: the model thread alone runs torch on every
+        # CPU, the event loop's thread (which loaded the model) on one.
+        threads = w._get("/serving/")["torch_threads"]
+        assert threads == {"model_thread": available_cpus(), "this_thread": 1}, threads
     finally:
         client.close()
         w.stop()

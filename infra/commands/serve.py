@@ -20,6 +20,11 @@ def command(loglevel: str) -> None:
     _MAX_BATCH, _QUEUE_MAX, _DEGRADE_AT, _DEGRADED_K (serving/online/scoring.py states the
     policy). Replica state: http://127.0.0.1:<web_port>/serving/.
     """
+    from models.torch_threads import reserve_cores_for_model_thread
+    from serving.online.settings import get_serving_settings
+
+    if get_serving_settings().model_owns_cores:
+        reserve_cores_for_model_thread()  # before anything imports torch: libgomp reads it once
     from faust.worker import Worker
 
     from streams.kafka_clients import check_access

@@ -35,7 +35,8 @@ depth) when a request arrives:
 `error` says why for every status but ok. Memory stays bounded: at most `queue_max`
 requests of at most `retrieve_k` candidates each are held, and a model call holds at
 most `max_batch` members. One model thread runs the calls one after another: on a CPU
-two concurrent passes only fight over the same cores.
+two concurrent passes only fight over the same cores (`models.torch_threads`: which
+thread's torch gets them).
 """
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from models.torch_threads import enter_model_thread
 from serving.online.results import score_result, scored_item
 from serving.online.scorer import Candidate, RankJob, Scorer, score_batch
 from serving.online.service_metrics import ServiceMetrics
@@ -124,7 +126,8 @@ class DynamicBatcher:
         self.window_s = window_s
         self.max_batch = max_batch
         self.on_batch = on_batch
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scoring-model")
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scoring-model",
+                                           initializer=enter_model_thread)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiting: deque[tuple[RankJob, asyncio.Future, float]] = deque()
         self._arrived: asyncio.Event | None = None

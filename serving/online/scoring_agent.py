@@ -32,6 +32,7 @@ import time
 
 from faust.contrib.asgi import AsgiService
 
+from models.torch_threads import thread_counts
 from serving.online.engine import EngineConfig, MatchingEngine, load_encoder
 from serving.online.http_api import check_bind, create_app
 from serving.online.rank_forwarding import Forwarded, RankForwarder
@@ -228,6 +229,7 @@ async def serving_view(web, request):
                      "link_applies": engine.links.applies,
                      "scorer": engine.model_id, "replica_error": repr(replica.error) if replica.error else None,
                      "scoring_queue_depth": service.depth, "job_states": _job_state_figures(),
+                     "torch_threads": thread_counts(),
                      "http": f"http://{_serving.http_bind}:{_serving.http_port}" if _serving.http_port else None})
 
 

@@ -27,6 +27,10 @@ class ServingSettings(HirestreamSettings):
                                                       "its jobs' cached states in "
                                                       "(models/job_states.py); the least recently "
                                                       "used beyond it are recomputed when next asked.")
+    model_owns_cores: bool = Field(False, description="Torch on every CPU for the model thread alone, "
+                                                      "one thread elsewhere (models/torch_threads.py). "
+                                                      "On 2 cores shared with the broker: HTTP faster, "
+                                                      "Kafka's tail slower.")
 
     # The scoring service (serving/online/scoring.py): dynamic batching and its overload policy.
     batch_window_ms: float = Field(2.0, ge=0, le=5000, description="Milliseconds a batch waits "
