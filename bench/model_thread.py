@@ -20,7 +20,8 @@ Protocol (fixed before the first run, 2026-12-06):
     model thread       load on the main thread, score on a second thread (the worker's)
     model thread, others at one
                        the same, the process started with OMP_NUM_THREADS=1 and the
-                       scoring thread set back to every CPU (`torch.set_num_threads`)
+                       scoring thread set back to every CPU (`torch.set_num_threads`):
+                       the worker with HIRESTREAM_SERVING_MODEL_OWNS_CORES
     one thread         OMP_NUM_THREADS=1 for every thread, the scoring thread too
 - Figure: the median ms of a request over `--passes` passes of the 12 (the first request
   a warm-up, not counted), and its ratio to `main`'s. Everything else on the machine
