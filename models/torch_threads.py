@@ -14,8 +14,9 @@ gives every thread one torch thread (OMP_NUM_THREADS=1, which libgomp reads once
 torch loads) and the model thread every core (`enter_model_thread`, its executor's
 initializer). Its one team's idle thread then spins between operators, on a core that a
 broker or consumer on the same machine may need: on 2 shared cores HTTP got faster and
-Kafka's tail slower (docs/ARCHITECTURE.md), so it is off by default. This module
-imports no torch itself.
+Kafka's tail slower (docs/ARCHITECTURE.md), so it is off by default. faiss's own
+OpenMP reads OMP_NUM_THREADS too: with the setting on, the index searches on one thread.
+This module imports no torch itself.
 """
 from __future__ import annotations
 
