@@ -19,9 +19,10 @@ Protocol (fixed before the first run, 2026-12-06):
     main               load and score on the main thread (a script's layout)
     model thread       load on the main thread, score on a second thread (the worker's)
     model thread, others at one
-                       the same, the process started with OMP_NUM_THREADS=1 and the
-                       scoring thread set back to every CPU (`torch.set_num_threads`):
-                       the worker with HIRESTREAM_SERVING_MODEL_OWNS_CORES
+                       the same, through the worker's own mechanism for
+                       HIRESTREAM_SERVING_MODEL_OWNS_CORES (`models.torch_threads`:
+                       OMP_NUM_THREADS=1 before torch loads, the scoring thread's
+                       initializer gives it every CPU)
     one thread         OMP_NUM_THREADS=1 for every thread, the scoring thread too
 - Figure: the median ms of a request over `--passes` passes of the 12 (the first request
   a warm-up, not counted), and its ratio to `main`'s. Everything else on the machine
@@ -50,24 +51,26 @@ DEFAULT_CHECKPOINT = ROOT / "artifacts" / "ranker-jobs-alone-prune-oneshot-bf16"
 ARRANGEMENTS = {  # name -> (OMP_NUM_THREADS for the process or None, score on a second thread)
     "main": (None, False),
     "model thread": (None, True),
-    "model thread, others at one": ("1", True),
+    "model thread, others at one": (None, True),  # models.torch_threads sets it
     "one thread": ("1", True),
 }
+OWNS_CORES = "model thread, others at one"
 
 
 def one_arrangement(name: str, checkpoint: str, passes: int) -> dict:
     """In this (fresh) process: load on the main thread, score where `name` says."""
+    from models.torch_threads import enter_model_thread, reserve_cores_for_model_thread
+
+    if name == OWNS_CORES:
+        reserve_cores_for_model_thread()  # before torch loads, as `hirestream serve` does
     import torch
     from scoring import load_ranker, marketplace, requests_for
 
     _, second = ARRANGEMENTS[name]
-    cpus = len(os.sched_getaffinity(0))
     ranker, _ = load_ranker(checkpoint)
     requests = requests_for(marketplace(300, 3), ranker, "today", 50, 12)
 
     def on_scoring_thread():
-        if name == "model thread, others at one":
-            torch.set_num_threads(cpus)
         if ranker.job_states is not None:
             jobs = list({id(j): j for _, js in requests for j in js}.values())
             ranker.job_states.warm(ranker.encode_jobs(jobs))
@@ -81,7 +84,7 @@ def one_arrangement(name: str, checkpoint: str, passes: int) -> dict:
 
     if not second:
         return on_scoring_thread()
-    with ThreadPoolExecutor(1) as pool:
+    with ThreadPoolExecutor(1, initializer=enter_model_thread if name == OWNS_CORES else None) as pool:
         return pool.submit(on_scoring_thread).result()
 
 

@@ -40,6 +40,14 @@ def native_int8_cpu() -> bool:
     return bool(INT8_DOT_FLAGS & cpu_flags())
 
 
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity, as OpenMP counts them)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def cpu_name() -> str:
     """Model, core count, and whether bf16 and int8 products are native: printed beside
     every benchmark's figures."""

@@ -24,32 +24,25 @@ import logging
 import os
 import sys
 
+from models.cpu import available_cpus
+
 log = logging.getLogger(__name__)
 
 _model_threads: int | None = None  # set by `reserve_cores_for_model_thread`
 _on_model_thread: int | None = None  # torch's count as the model thread read it at its start
 
 
-def available_cpus() -> int:
-    """CPUs this process may run on (its affinity, as libgomp counts them)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def reserve_cores_for_model_thread() -> int | None:
+def reserve_cores_for_model_thread() -> None:
     """Every thread runs torch on one thread, except the model thread, which gets the
     user's OMP_NUM_THREADS (else every available CPU). Call before torch is imported;
-    after, it changes nothing and says so. Returns the model thread's count, or None."""
+    after, it changes nothing and says so."""
     global _model_threads
     if "torch" in sys.modules:
         log.warning("torch was imported before the model thread could own the cores: left as it is")
-        return None
+        return
     asked = os.environ.get("OMP_NUM_THREADS", "")
     _model_threads = int(asked) if asked.isdigit() and int(asked) > 0 else available_cpus()
     os.environ["OMP_NUM_THREADS"] = "1"
-    return _model_threads
 
 
 def enter_model_thread() -> None:

@@ -14,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from infra.worker_process import WorkerProcess
-from models.torch_threads import available_cpus
+from models.cpu import available_cpus
 from serving.client import Client, HttpError
 from streams.schemas import ScoreRequest, ScoreRequested, ScoreResult, ScoreStatus
 from tests import factories as f
