@@ -24,7 +24,9 @@ Protocol (fixed before the first run):
   Batching and overload settings are the worker's defaults (serving/online/settings.py).
 - Requests: `score.requested` for members of the marketplace drawn with `--seed`,
   10 items asked, `--deadline-ms` (1000) each; over Kafka produced to score-requests
-  (the project's producer, keyed by member) and read back from score-results; over
+  (the project's producer, keyed by member) and read back from score-results (one
+  consumer long-polling, as `serving.client` does: until 2026-12-06 it polled every
+  5 ms, and its fetches and the broker's answers took a third of a core); over
   HTTP `POST /v1/rank` (plain asyncio streams, a connection per request: light enough
   that the bench is not the queue, and no request waits for another's connection).
   Arrivals are open loop: request
@@ -48,7 +50,8 @@ Protocol (fixed before the first run):
   `timings_ms`: total, the time inside `ScoringService.score`, and its retrieve, rank
   and queue) are of the summed request -> result latency of the requests that
   reached retrieval; the rest of it is transport, the worker's loop and waiting to
-  be read (for Kafka, consumer lag).
+  be read (for Kafka, consumer lag), also given per request as "outside" (p50/p99).
+  The JSON names each run's 5 slowest requests with their stage timings.
 - A ranker that reads jobs alone (`models.job_states`): its cache's jobs, MiB, hits
   and misses from the worker's `/serving/` page after the solo requests and each run
   (a miss is a job body computed inside a request; computed_ahead: by the warmer).
@@ -158,12 +161,20 @@ def summarize(outcomes: Sequence[Outcome], t0: float) -> dict:
     def pct(a: np.ndarray, q: float) -> float:
         return float(np.percentile(a, q)) if len(a) else float("nan")
 
+    # Outside the worker's scoring: transport both ways, its event loop, consumer lag.
+    outside = np.asarray([o.latency_ms - o.timings_ms["total"] for o in reached if "total" in o.timings_ms])
+    slowest = sorted(reached, key=lambda o: -o.latency_ms)[:5]
+
     return {"sent": n, "answered": len(answered), "by_status": by_status,
             "shares": {s: (c / n if n else float("nan")) for s, c in by_status.items()},
             "results_per_s": len(answered) / span if span > 0 else float("nan"),
             "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99), "max_ms": float(lat.max()) if len(lat) else float("nan"),
             "ok_p99_ms": pct(ok_lat, 99), "first_third_p99_ms": pct(thirds[0], 99),
-            "last_third_p99_ms": pct(thirds[1], 99), "stage_shares": stages}
+            "last_third_p99_ms": pct(thirds[1], 99), "stage_shares": stages,
+            "outside_p50_ms": pct(outside, 50), "outside_p99_ms": pct(outside, 99),
+            "outside_ms": [round(float(x), 1) for x in outside],  # in send order, for a closer look
+            "slowest": [{"at_s": round(o.scheduled - t0, 2), "latency_ms": round(o.latency_ms, 1),
+                         **{k: round(v, 1) for k, v in o.timings_ms.items()}} for o in slowest]}
 
 
 def sustainable(capacity: float, load: float) -> float:
@@ -330,8 +341,10 @@ class ResultReader:
         from streams.topics import SCORE_RESULTS
 
         self.topic = SCORE_RESULTS.name
-        self.consumer = kafka_clients.consumer(bootstrap, group_id=None, enable_auto_commit=False,
-                                               fetch_max_wait_ms=5)
+        # A long poll (kafka-python's default wait) returns as soon as a result arrives. A
+        # 5 ms one made ~200 fetches a second: the bench and the broker answering them took
+        # a third of a core from the 2 the worker runs on (sampled from /proc, 2026-12-06).
+        self.consumer = kafka_clients.consumer(bootstrap, group_id=None, enable_auto_commit=False)
         parts = [TopicPartition(self.topic, p) for p in sorted(self.consumer.partitions_for_topic(self.topic))]
         self.consumer.assign(parts)
         self.consumer.seek_to_end(*parts)
@@ -482,12 +495,13 @@ def row(label: str, via: str, rate: float, fig: dict) -> tuple:
     def pc(x: float) -> str:
         return "-" if x != x else f"{100 * x:.0f}%"
     return (label, via, f"{rate:g}", fig["sent"], f"{fig['offered_per_s']:.2f}", f"{fig['results_per_s']:.2f}",
-            f"{fig['p50_ms']:.0f}", f"{fig['p99_ms']:.0f}", f"{fig['last_third_p99_ms']:.0f}", pc(st["total"]), pc(st["retrieve"]), pc(st["rank"]), pc(st["queue"]),
+            f"{fig['p50_ms']:.0f}", f"{fig['p99_ms']:.0f}", f"{fig['last_third_p99_ms']:.0f}",
+            f"{fig['outside_p50_ms']:.0f}/{fig['outside_p99_ms']:.0f}", pc(st["total"]), pc(st["retrieve"]), pc(st["rank"]), pc(st["queue"]),
             pc(sh["ok"]), pc(sh["partial"]), pc(sh["shed"] + sh["refused"]), pc(sh["expired"]),
             pc(sh["error"] + sh["lost"]), f"{fig['rss_peak_mb']:.0f}", f"{fig['rss_growth_mb']:+.0f}", f"{fig['worst_send_lateness_ms']:.0f}")
 
 
-HEADER = ("scorer", "via", "rate", "n", "offered/s", "results/s", "p50 ms", "p99 ms", "p99 end", "svc", "retr", "rank", "queue",
+HEADER = ("scorer", "via", "rate", "n", "offered/s", "results/s", "p50 ms", "p99 ms", "p99 end", "outside p50/p99", "svc", "retr", "rank", "queue",
           "ok", "partial", "shed", "expired", "err+lost", "RSS MB", "growth", "late ms")
 
 
@@ -595,6 +609,8 @@ def main() -> None:
     print(f"\n(rate: scheduled requests/s, open loop; n: requests sent; offered/s: sent / send window; results/s: answers / (last "
           f"answer - first send); p50/p99: request -> result over every answer, from the scheduled send; p99 end: "
           f"p99 of the requests scheduled in the last third of the run (growing latency shows there); "
+          f"outside p50/p99: latency minus the time inside the scoring service (transport both ways, the worker's loop, "
+          f"consumer lag; the JSON names the 5 slowest requests with their stage timings); "
           f"svc (the time inside the scoring service: the result's total) and retr/rank/queue (its stage timings) as "
           f"shares of the latency of requests that reached retrieval, the rest of it is transport and waiting to be "
           f"read; "

@@ -97,6 +97,21 @@ def test_summary_counts_latency_from_the_scheduled_send_and_shares_of_all_sent()
     assert s["stage_shares"]["queue"] == pytest.approx((96 * 5.0 + 890.0) / total)
 
 
+def test_the_summary_splits_latency_outside_the_worker_and_names_the_slowest_requests():
+    t0 = 0.0
+    # 20 requests that spent 40 ms of 50 inside the worker, one slow in transport (30 of 250 inside)
+    outcomes = [Outcome(i * 0.1, i * 0.1 + 0.050, "ok", {"retrieve": 5.0, "rank": 30.0, "total": 40.0})
+                for i in range(20)]
+    outcomes.append(Outcome(3.0, 3.25, "ok", {"retrieve": 5.0, "rank": 20.0, "total": 30.0}))
+    s = summarize(outcomes, t0)
+    assert s["outside_p50_ms"] == pytest.approx(10.0)
+    assert s["outside_p99_ms"] == pytest.approx(np.percentile([10.0] * 20 + [220.0], 99))
+    slowest = s["slowest"]
+    assert len(slowest) == 5 and slowest[0]["latency_ms"] == pytest.approx(250.0)
+    assert slowest[0]["at_s"] == pytest.approx(3.0) and slowest[0]["total"] == pytest.approx(30.0)
+    assert [o["latency_ms"] for o in slowest[1:]] == [50.0] * 4
+
+
 def test_nothing_answered_gives_no_latency_rather_than_a_crash():
     s = summarize([Outcome(1.0), Outcome(2.0)], 1.0)
     assert s["answered"] == 0 and s["shares"]["lost"] == 1.0
