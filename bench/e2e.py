@@ -55,6 +55,8 @@ Protocol (fixed before the first run):
 - A ranker that reads jobs alone (`models.job_states`): its cache's jobs, MiB, hits
   and misses from the worker's `/serving/` page after the solo requests and each run
   (a miss is a job body computed inside a request; computed_ahead: by the warmer).
+- Garbage collection: the worker's collections during each run and its longest pause
+  per generation since it froze what it had loaded (`/serving/`'s `gc`).
 - Memory: the worker's RSS from /proc, sampled every 0.2 s during each run; its
   peak and its growth (last - first sample of the run).
 - Targets (issue 14, CPU, serving model at k = 50): p99 < 300 ms at the sustainable
@@ -465,6 +467,26 @@ def job_state_figures(worker) -> dict | None:
     return page.get("job_states")
 
 
+def gc_figures(worker) -> dict | None:
+    """The worker's garbage-collector pauses since it froze what it had loaded
+    (serving/online/gc_pauses.py): cumulative, so a run's are the difference."""
+    page = worker._get("/serving/") or {}
+    return page.get("gc")
+
+
+def gc_line(before: dict | None, after: dict | None) -> str:
+    """Collections in one run and the longest pause so far, per generation."""
+    if not before or not after:
+        return "not reported"
+    parts = []
+    for gen, now in after["collections"].items():
+        n = now["count"] - before["collections"][gen]["count"]
+        parts.append(f"{gen} {n} (longest so far {now['longest_ms']:.0f} ms)")
+    full = after.get("full_collection_ms") or {}
+    return (f"{after['frozen_objects']} objects frozen (a full collection {full.get('before_freeze')} ms before, "
+            f"{full.get('after_freeze')} ms after); collections in the run: " + ", ".join(parts))
+
+
 # ---- the run ------------------------------------------------------------------------------
 
 
@@ -578,6 +600,7 @@ def main() -> None:
                 print(f"{label}: sustainable rate {rate:g}/s ({how})", flush=True)
                 for r in (rate, 2 * rate):
                     for via in [v.strip() for v in args.vias.split(",") if v.strip()]:
+                        gc_before = gc_figures(worker)
                         with RssSampler(worker.proc.pid) as rss:
                             if via == "kafka":
                                 outcomes, t0, late = asyncio.run(run_kafka(bootstrap, members, r, args.duration,
@@ -591,11 +614,13 @@ def main() -> None:
                                    offered_per_s=len(sends) / (max(sends) - t0 + 1 / r))
                         if (states := job_state_figures(worker)) is not None:
                             fig["job_states"] = states
+                        fig["gc"] = gc_after = gc_figures(worker)
                         report["runs"].append(fig)
                         rows.append(row(label, via, r, fig))
                         print(table([HEADER, rows[-1]]).splitlines()[-1], flush=True)
                         if "job_states" in fig:
                             print(f"  job states: {fig['job_states']}", flush=True)
+                        print(f"  garbage collector: {gc_line(gc_before, gc_after)}", flush=True)
             finally:
                 worker.stop()
                 if args.keep_logs is not None:

@@ -244,6 +244,20 @@ def test_metrics_parse_as_prometheus_text(serving):
     assert got[("hirestream_ready", ())] == 1
     assert got[("hirestream_consumer_lag_messages", (("consumer", "index_replica"),))] >= 0
     assert got[("hirestream_consumer_lag_messages", (("consumer", "score_requests"),))] >= 0
+    assert got[("hirestream_gc_pause_seconds_count", (("generation", "2"),))] >= 1  # the freeze's, at least
+
+
+@pytest.mark.kafka
+def test_what_the_worker_loaded_is_frozen_out_of_the_collectors_walks_before_it_is_ready(serving):
+    """A full collection walks every object alive with the GIL held (~0.4 s in a serve
+    worker with a marketplace loaded): the worker freezes what it holds before /readyz
+    says ready, so later full collections walk only what came after."""
+    w, client = serving
+    status, ready = client.get("/readyz")
+    assert status == 200 and json.loads(ready)["long_lived_objects_frozen"] is True, ready
+    page = w._get("/serving/")["gc"]
+    assert page["frozen_objects"] > 50_000, page  # the model's and the index's objects at least
+    assert page["before_freeze"]["gen2"]["count"] >= 1, page  # its last full collection before freezing
 
 
 @pytest.fixture(scope="module")

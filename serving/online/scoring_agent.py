@@ -34,6 +34,7 @@ from faust.contrib.asgi import AsgiService
 
 from models.torch_threads import thread_counts
 from serving.online.engine import EngineConfig, MatchingEngine, load_encoder
+from serving.online.gc_pauses import GcPauses
 from serving.online.http_api import check_bind, create_app
 from serving.online.rank_forwarding import Forwarded, RankForwarder
 from serving.online.replica import IndexReplica
@@ -75,10 +76,14 @@ def _tables_recovered() -> bool:
 
 
 _job_states_warm = threading.Event()  # set once the jobs posted before the start have states (or nothing to warm)
+_long_lived_frozen = threading.Event()  # set once everything loaded before ready is out of the collector's walks
+FROZEN_CHECK = "long_lived_objects_frozen"
 service = ScoringService(engine, member_state=_member_state, replica=replica,
                          policy=ScoringPolicy.from_settings(_serving),
                          ready_checks={"worker_tables_recovered": _tables_recovered,
-                                       "job_states_warm": _job_states_warm.is_set})
+                                       "job_states_warm": _job_states_warm.is_set,
+                                       FROZEN_CHECK: _long_lived_frozen.is_set})
+gc_pauses = GcPauses(observe=service.metrics.observe_gc_pause)
 
 
 def _topic_behind(topic: str, done: str = "read") -> int | None:
@@ -221,6 +226,19 @@ async def warm_job_states() -> None:
         log.exception("computing %d jobs' states failed; they are computed at their first request", len(batch))
 
 
+@app.timer(interval=0.5)
+async def freeze_long_lived_objects() -> None:
+    """Once every other readiness check holds: a last full collection, then what the
+    worker holds out of the collector's reach (serving/online/gc_pauses.py). It runs
+    before /readyz says ready, so its one long pause falls before the first request."""
+    if _long_lived_frozen.is_set():
+        return
+    if all(ok for name, ok in service.readiness().items() if name != FROZEN_CHECK):
+        frozen = gc_pauses.freeze()
+        _long_lived_frozen.set()
+        log.info("%d objects frozen out of the garbage collector's walks (%s before)", frozen, gc_pauses.at_freeze)
+
+
 @app.page("/serving/")
 async def serving_view(web, request):
     return web.json({"replica_ready": replica.ready, "replica_start_offsets": replica.start_offsets,
@@ -229,7 +247,7 @@ async def serving_view(web, request):
                      "link_applies": engine.links.applies,
                      "scorer": engine.model_id, "replica_error": repr(replica.error) if replica.error else None,
                      "scoring_queue_depth": service.depth, "job_states": _job_state_figures(),
-                     "torch_threads": thread_counts(),
+                     "torch_threads": thread_counts(), "gc": gc_pauses.figures(),
                      "http": f"http://{_serving.http_bind}:{_serving.http_port}" if _serving.http_port else None})
 
 

@@ -15,6 +15,8 @@ this service's figures:
     hirestream_model_info{model_id}                  the model that answers
     hirestream_consumer_lag_messages{consumer}       index_replica, score_requests
     hirestream_ready                                 1 when /readyz would say ready
+    hirestream_gc_pause_seconds{generation}          Python's garbage collector's pauses
+                                                    (serving/online/gc_pauses.py)
 """
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 # Seconds: a BM25 request takes milliseconds, an LM ranker on a CPU seconds.
 STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# A young collection takes under a millisecond; a full one over a large heap, ~0.4 s.
+GC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
@@ -47,6 +51,11 @@ class ServiceMetrics:
         self.lag = Gauge("hirestream_consumer_lag_messages", "Messages a consumer is behind its partitions' ends",
                          ["consumer"], registry=r)
         self.ready = Gauge("hirestream_ready", "1 when the service is ready to answer", registry=r)
+        self.gc_pause = Histogram("hirestream_gc_pause_seconds", "Python garbage collector pauses, by generation",
+                                  ["generation"], buckets=GC_BUCKETS, registry=r)
+
+    def observe_gc_pause(self, generation: int, seconds: float) -> None:
+        self.gc_pause.labels(generation=str(generation)).observe(seconds)
 
     def watch(self, gauge: Gauge, read: Callable[[], float | int | None]) -> None:
         """Read `gauge` from `read` at every scrape (None reads as NaN: not known yet)."""
