@@ -6,8 +6,9 @@ GIL, so the model thread and every request wait for it. In a serve worker holdin
 300-member marketplace's index and a ranker, each took 320-410 ms (2026-12-06, timed by a
 gc callback during the replica's bootstrap and at shutdown), against ~150 ms for a whole
 serving-tier request. Python starts one whenever the objects that survived the younger
-generations reach a quarter of the old ones, which a burst of new jobs or members can do
-at any moment.
+generations reach a quarter of the old ones (about once a minute at 2.6-5.2 requests/s in
+`bench/e2e.py`), and faust forces them at every rebalance (`gc.collect()` in its
+consumer's `wait_empty`, once per wait, and in the RocksDB store's `revoke_partitions`).
 
 `gc.freeze()` moves every object alive into a permanent generation that collections skip.
 The worker calls `freeze` once, when it is otherwise ready (model loaded, replica caught
