@@ -19,24 +19,33 @@ the worker keeps until it stops costs nothing.
 """
 from __future__ import annotations
 
+import bisect
 import gc
 import time
-from typing import Callable
 
 GENERATIONS = (0, 1, 2)
+# Seconds: a young collection takes under a millisecond, a full one over a large heap ~0.4 s.
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
 class GcPauses:
-    """Every collection's pause by generation (count, total, longest), from the start
-    and again from the freeze, and an optional observer per pause (a Prometheus
-    histogram: `observe(generation, seconds)`)."""
+    """Every collection's pause by generation: count, total and longest from the start,
+    and again from the freeze (`figures`), and a histogram over the process's life
+    (`histogram`, which /metrics reads at each scrape).
 
-    def __init__(self, observe: Callable[[int, float], None] | None = None):
-        self._observe = observe
+    The callback only adds to plain numbers. It runs in whichever thread set the
+    collection off, maybe inside a lock that thread holds: prometheus-client's metrics
+    take a non-reentrant lock and allocate under it, so observing one from here could
+    deadlock a /metrics scrape (a collection set off inside that lock, its callback
+    waiting on the same lock)."""
+
+    def __init__(self):
         self._started: float | None = None
         self.frozen_objects = 0
         self.at_freeze: dict | None = None  # the figures from the start to the freeze
         self.full_collection_ms: dict | None = None  # a full collection's pause, before and after it
+        self._in_bucket = {g: [0] * (len(BUCKETS) + 1) for g in GENERATIONS}  # the last: above every bound
+        self._sum_s = dict.fromkeys(GENERATIONS, 0.0)
         self._reset()
         gc.callbacks.append(self._on_gc)
 
@@ -46,8 +55,7 @@ class GcPauses:
         self.longest_s = dict.fromkeys(GENERATIONS, 0.0)
 
     def _on_gc(self, phase: str, info: dict) -> None:
-        # Called by the interpreter around each collection, in whichever thread set it off,
-        # with the GIL held: collections never overlap, so no lock.
+        # With the GIL held, and collections never overlap: no lock (and none may be taken).
         if phase == "start":
             self._started = time.perf_counter()
             return
@@ -58,8 +66,17 @@ class GcPauses:
         self.count[generation] += 1
         self.total_s[generation] += seconds
         self.longest_s[generation] = max(self.longest_s[generation], seconds)
-        if self._observe is not None:
-            self._observe(generation, seconds)
+        self._in_bucket[generation][bisect.bisect_left(BUCKETS, seconds)] += 1
+        self._sum_s[generation] += seconds
+
+    def histogram(self, generation: int) -> tuple[list[tuple[str, int]], float]:
+        """Prometheus' cumulative buckets (upper bound, pauses at or under it, "+Inf"
+        last) and the sum of pauses in seconds, over the process's life."""
+        counts, running = [], 0
+        for bound, n in zip([*map(str, BUCKETS), "+Inf"], self._in_bucket[generation]):
+            running += n
+            counts.append((bound, running))
+        return counts, self._sum_s[generation]
 
     def freeze(self) -> int:
         """One full collection, every object alive into the permanent generation, then

@@ -83,7 +83,8 @@ service = ScoringService(engine, member_state=_member_state, replica=replica,
                          ready_checks={"worker_tables_recovered": _tables_recovered,
                                        "job_states_warm": _job_states_warm.is_set,
                                        FROZEN_CHECK: _long_lived_frozen.is_set})
-gc_pauses = GcPauses(observe=service.metrics.observe_gc_pause)
+gc_pauses = GcPauses()
+service.metrics.watch_gc(gc_pauses)
 
 
 def _topic_behind(topic: str, done: str = "read") -> int | None:

@@ -24,12 +24,13 @@ import math
 from typing import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from serving.online.gc_pauses import GENERATIONS
 
 # Seconds: a BM25 request takes milliseconds, an LM ranker on a CPU seconds.
 STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-# A young collection takes under a millisecond; a full one over a large heap, ~0.4 s.
-GC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
@@ -51,11 +52,11 @@ class ServiceMetrics:
         self.lag = Gauge("hirestream_consumer_lag_messages", "Messages a consumer is behind its partitions' ends",
                          ["consumer"], registry=r)
         self.ready = Gauge("hirestream_ready", "1 when the service is ready to answer", registry=r)
-        self.gc_pause = Histogram("hirestream_gc_pause_seconds", "Python garbage collector pauses, by generation",
-                                  ["generation"], buckets=GC_BUCKETS, registry=r)
 
-    def observe_gc_pause(self, generation: int, seconds: float) -> None:
-        self.gc_pause.labels(generation=str(generation)).observe(seconds)
+    def watch_gc(self, pauses) -> None:
+        """`hirestream_gc_pause_seconds{generation}` from a `GcPauses`, read at each
+        scrape (its callback never touches a metric: see serving/online/gc_pauses.py)."""
+        self.registry.register(_GcPauseCollector(pauses))
 
     def watch(self, gauge: Gauge, read: Callable[[], float | int | None]) -> None:
         """Read `gauge` from `read` at every scrape (None reads as NaN: not known yet)."""
@@ -66,6 +67,19 @@ class ServiceMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _GcPauseCollector:
+    def __init__(self, pauses):
+        self.pauses = pauses
+
+    def collect(self):
+        family = HistogramMetricFamily("hirestream_gc_pause_seconds", "Python garbage collector pauses, by generation",
+                                       labels=["generation"])
+        for generation in GENERATIONS:
+            buckets, total = self.pauses.histogram(generation)
+            family.add_metric([str(generation)], buckets, sum_value=total)
+        yield family
 
 
 def _number(value: float | int | bool | None) -> float:
