@@ -481,7 +481,7 @@ def gc_line(before: dict | None, after: dict | None) -> str:
     parts = []
     for gen, now in after["collections"].items():
         n = now["count"] - before["collections"][gen]["count"]
-        parts.append(f"{gen} {n} (longest so far {now['longest_ms']:.0f} ms)")
+        parts.append(f"{gen} {n} (longest since the freeze {now['longest_ms']:.0f} ms)")
     full = after.get("full_collection_ms") or {}
     return (f"{after['frozen_objects']} objects frozen (a full collection {full.get('before_freeze')} ms before, "
             f"{full.get('after_freeze')} ms after); collections in the run: " + ", ".join(parts))

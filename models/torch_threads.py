@@ -13,8 +13,10 @@ with every other thread at one torch thread).
 gives every thread one torch thread (OMP_NUM_THREADS=1, which libgomp reads once, when
 torch loads) and the model thread every core (`enter_model_thread`, its executor's
 initializer). Its one team's idle thread then spins between operators, on a core that a
-broker or consumer on the same machine may need: on 2 shared cores HTTP got faster and
-Kafka's tail slower (docs/ARCHITECTURE.md), so it is off by default. faiss's own
+broker or consumer on the same machine may need. On 2 shared cores it made HTTP faster,
+and Kafka's tail first read slower, then (once the benchmark's own reader stopped polling
+every 5 ms beside it) no worse (docs/ARCHITECTURE.md); it is off by default until a
+request alone is faster with it in every alternated run. faiss's own
 OpenMP reads OMP_NUM_THREADS too: with the setting on, the index searches on one thread.
 This module imports no torch itself.
 """
