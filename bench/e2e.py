@@ -461,17 +461,12 @@ async def alone(url: str, members: Sequence[str], n: int) -> dict:
     return {stage: float(np.median([t.get(stage, 0.0) for t in rest])) for stage in STAGES}
 
 
-def job_state_figures(worker) -> dict | None:
-    """The worker's job-state cache (jobs, MiB, hits, misses), None for other scorers."""
-    page = worker._get("/serving/") or {}
-    return page.get("job_states")
-
-
-def gc_figures(worker) -> dict | None:
-    """The worker's garbage-collector pauses since it froze what it had loaded
-    (serving/online/gc_pauses.py): cumulative, so a run's are the difference."""
-    page = worker._get("/serving/") or {}
-    return page.get("gc")
+def serving_page(worker) -> dict:
+    """The worker's `/serving/` page: `job_states` (a jobs-alone ranker's cache: jobs, MiB,
+    hits, misses; None for other scorers) and `gc` (its garbage-collector pauses since it
+    froze what it had loaded, serving/online/gc_pauses.py: cumulative, so a run's are the
+    difference)."""
+    return worker._get("/serving/") or {}
 
 
 def gc_line(before: dict | None, after: dict | None) -> str:
@@ -586,7 +581,7 @@ def main() -> None:
                 solo = asyncio.run(alone(url, members, 4))
                 print(f"{label}: one request alone: {solo['total']:.0f} ms (retrieve {solo['retrieve']:.0f} ms, "
                       f"rank {solo['rank']:.0f} ms; median of 3 after a warm-up)", flush=True)
-                if (states := job_state_figures(worker)) is not None:
+                if (states := serving_page(worker).get("job_states")) is not None:
                     solo["job_states"] = states
                     print(f"{label}: job states after the solo requests: {states}", flush=True)
                 if rates:
@@ -600,7 +595,7 @@ def main() -> None:
                 print(f"{label}: sustainable rate {rate:g}/s ({how})", flush=True)
                 for r in (rate, 2 * rate):
                     for via in [v.strip() for v in args.vias.split(",") if v.strip()]:
-                        gc_before = gc_figures(worker)
+                        gc_before = serving_page(worker).get("gc")
                         with RssSampler(worker.proc.pid) as rss:
                             if via == "kafka":
                                 outcomes, t0, late = asyncio.run(run_kafka(bootstrap, members, r, args.duration,
@@ -612,9 +607,10 @@ def main() -> None:
                         sends = [o.scheduled for o in outcomes]
                         fig.update(rss.figures(), scorer=label, via=via, rate=r, worst_send_lateness_ms=late * 1e3,
                                    offered_per_s=len(sends) / (max(sends) - t0 + 1 / r))
-                        if (states := job_state_figures(worker)) is not None:
+                        page = serving_page(worker)
+                        if (states := page.get("job_states")) is not None:
                             fig["job_states"] = states
-                        fig["gc"] = gc_after = gc_figures(worker)
+                        fig["gc"] = gc_after = page.get("gc")
                         report["runs"].append(fig)
                         rows.append(row(label, via, r, fig))
                         print(table([HEADER, rows[-1]]).splitlines()[-1], flush=True)

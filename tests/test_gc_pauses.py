@@ -13,13 +13,13 @@ from serving.online.service_metrics import ServiceMetrics
 @pytest.fixture
 def pauses():
     p = GcPauses()
-    yield p, None
+    yield p
     p.close()
     gc.unfreeze()  # the rest of the test session collects as usual
 
 
 def test_every_collection_is_timed_by_its_generation(pauses):
-    p, _ = pauses
+    p = pauses
     gc.collect(0)
     gc.collect(2)
     f = p.figures()["collections"]
@@ -35,7 +35,7 @@ def test_a_collection_set_off_inside_a_metrics_lock_neither_waits_on_it_nor_goes
     prometheus-client lock (not reentrant; metrics allocate under them): a callback that
     observed a metric could wait on its own thread's lock for ever. Here every metric's
     lock is held while a collection runs; then /metrics shows it."""
-    p, _ = pauses
+    p = pauses
     metrics = ServiceMetrics("m")
     metrics.watch_gc(p)
     metrics.stage.labels(stage="rank").observe(0.1)
@@ -61,7 +61,7 @@ def test_a_collection_set_off_inside_a_metrics_lock_neither_waits_on_it_nor_goes
 
 
 def test_freezing_leaves_what_was_alive_out_of_later_collections(pauses):
-    p, _ = pauses
+    p = pauses
     kept = [[i] for i in range(50_000)]  # lists: containers the collector tracks and walks
     assert any(o is kept[0] for o in gc.get_objects(2) + gc.get_objects(1) + gc.get_objects(0))
     frozen = p.freeze()
@@ -79,7 +79,7 @@ def test_freezing_leaves_what_was_alive_out_of_later_collections(pauses):
 
 
 def test_a_closed_recorder_no_longer_hears_collections(pauses):
-    p, _ = pauses
+    p = pauses
     p.close()
     gc.collect(0)
     assert p.figures()["collections"]["gen0"]["count"] == 0

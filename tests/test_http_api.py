@@ -256,7 +256,7 @@ def test_what_the_worker_loaded_is_frozen_out_of_the_collectors_walks_before_it_
     status, ready = client.get("/readyz")
     assert status == 200 and json.loads(ready)["long_lived_objects_frozen"] is True, ready
     page = w._get("/serving/")["gc"]
-    assert page["frozen_objects"] > 50_000, page  # the model's and the index's objects at least
+    assert page["frozen_objects"] > 50_000, page  # the loaded modules' and the index's objects at least
     assert page["before_freeze"]["gen2"]["count"] >= 1, page  # its last full collection before freezing
 
 

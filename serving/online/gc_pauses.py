@@ -47,15 +47,13 @@ class GcPauses:
         self.frozen_objects = 0
         self.at_freeze: dict | None = None  # the figures from the start to the freeze
         self.full_collection_ms: dict | None = None  # a full collection's pause, before and after it
+        # Over the process's life; the figures since the freeze subtract what they were then.
         self._in_bucket = {g: [0] * (len(BUCKETS) + 1) for g in GENERATIONS}  # the last: above every bound
         self._sum_s = dict.fromkeys(GENERATIONS, 0.0)
-        self._reset()
+        self._count_then = dict.fromkeys(GENERATIONS, 0)
+        self._sum_then = dict.fromkeys(GENERATIONS, 0.0)
+        self._longest_s = dict.fromkeys(GENERATIONS, 0.0)  # since the freeze (the start before it)
         gc.callbacks.append(self._on_gc)
-
-    def _reset(self) -> None:
-        self.count = dict.fromkeys(GENERATIONS, 0)
-        self.total_s = dict.fromkeys(GENERATIONS, 0.0)
-        self.longest_s = dict.fromkeys(GENERATIONS, 0.0)
 
     def _on_gc(self, phase: str, info: dict) -> None:
         # With the GIL held, and collections never overlap: no lock (and none may be taken).
@@ -66,11 +64,9 @@ class GcPauses:
             return
         seconds, self._started = time.perf_counter() - self._started, None
         generation = info["generation"]
-        self.count[generation] += 1
-        self.total_s[generation] += seconds
-        self.longest_s[generation] = max(self.longest_s[generation], seconds)
         self._in_bucket[generation][bisect.bisect_left(BUCKETS, seconds)] += 1
         self._sum_s[generation] += seconds
+        self._longest_s[generation] = max(self._longest_s[generation], seconds)
 
     def histogram(self, generation: int) -> tuple[list[tuple[str, int]], float]:
         """Prometheus' cumulative buckets (upper bound, pauses at or under it, "+Inf"
@@ -91,15 +87,17 @@ class GcPauses:
         self.frozen_objects = gc.get_freeze_count()
         after = _timed_full_collection()
         self.full_collection_ms = {"before_freeze": round(1e3 * before, 2), "after_freeze": round(1e3 * after, 2)}
-        self._reset()
+        for g in GENERATIONS:
+            self._count_then[g], self._sum_then[g], self._longest_s[g] = sum(self._in_bucket[g]), self._sum_s[g], 0.0
         return self.frozen_objects
 
     def figures(self) -> dict:
         """What the `/serving/` page shows: objects frozen, and per generation the
         collections since the freeze (since the start before it), their total and
         longest pause in ms."""
-        since = {f"gen{g}": {"count": self.count[g], "total_ms": round(1e3 * self.total_s[g], 1),
-                             "longest_ms": round(1e3 * self.longest_s[g], 1)} for g in GENERATIONS}
+        since = {f"gen{g}": {"count": sum(self._in_bucket[g]) - self._count_then[g],
+                             "total_ms": round(1e3 * (self._sum_s[g] - self._sum_then[g]), 1),
+                             "longest_ms": round(1e3 * self._longest_s[g], 1)} for g in GENERATIONS}
         return {"frozen_objects": self.frozen_objects, "full_collection_ms": self.full_collection_ms,
                 "collections": since, "before_freeze": self.at_freeze}
 
