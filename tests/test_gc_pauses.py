@@ -19,13 +19,12 @@ def pauses():
 
 
 def test_every_collection_is_timed_by_its_generation(pauses):
-    p = pauses
     gc.collect(0)
     gc.collect(2)
-    f = p.figures()["collections"]
+    f = pauses.figures()["collections"]
     assert f["gen0"]["count"] >= 1 and f["gen2"]["count"] >= 1
     assert f["gen2"]["longest_ms"] > 0 and f["gen2"]["total_ms"] >= f["gen2"]["longest_ms"]
-    buckets, total = p.histogram(2)
+    buckets, total = pauses.histogram(2)
     assert buckets[-1] == ("+Inf", f["gen2"]["count"]) and total * 1e3 == pytest.approx(f["gen2"]["total_ms"], abs=0.1)
     assert [n for _, n in buckets] == sorted(n for _, n in buckets)  # cumulative
 
@@ -35,9 +34,8 @@ def test_a_collection_set_off_inside_a_metrics_lock_neither_waits_on_it_nor_goes
     prometheus-client lock (not reentrant; metrics allocate under them): a callback that
     observed a metric could wait on its own thread's lock for ever. Here every metric's
     lock is held while a collection runs; then /metrics shows it."""
-    p = pauses
     metrics = ServiceMetrics("m")
-    metrics.watch_gc(p)
+    metrics.watch_gc(pauses)
     metrics.stage.labels(stage="rank").observe(0.1)
     locks = [c._lock for c in list(metrics.registry._collector_to_names) if hasattr(c, "_lock")]
     assert len(locks) >= 5
@@ -61,25 +59,24 @@ def test_a_collection_set_off_inside_a_metrics_lock_neither_waits_on_it_nor_goes
 
 
 def test_freezing_leaves_what_was_alive_out_of_later_collections(pauses):
-    p = pauses
     kept = [[i] for i in range(50_000)]  # lists: containers the collector tracks and walks
     assert any(o is kept[0] for o in gc.get_objects(2) + gc.get_objects(1) + gc.get_objects(0))
-    frozen = p.freeze()
+    frozen = pauses.freeze()
     assert frozen == gc.get_freeze_count() >= len(kept)
-    assert p.figures()["before_freeze"]["gen2"]["count"] >= 1  # the freeze's own full collection
-    assert p.figures()["collections"]["gen2"]["count"] == 0  # counted afresh from the freeze
-    full = p.figures()["full_collection_ms"]
+    figures = pauses.figures()
+    assert figures["before_freeze"]["gen2"]["count"] >= 1  # the freeze's own full collection
+    assert figures["collections"]["gen2"]["count"] == 0  # counted afresh from the freeze
+    full = figures["full_collection_ms"]
     assert full["before_freeze"] > 0 and full["after_freeze"] >= 0  # timed here, compared by bench/e2e.py
     later = ["made after"]
     walked = gc.get_objects(2) + gc.get_objects(1) + gc.get_objects(0)  # what a full collection walks
     assert not any(o is kept[0] for o in walked) and any(o is later for o in walked)
     del walked
     gc.collect(2)
-    assert p.figures()["collections"]["gen2"]["count"] == 1
+    assert pauses.figures()["collections"]["gen2"]["count"] == 1
 
 
 def test_a_closed_recorder_no_longer_hears_collections(pauses):
-    p = pauses
-    p.close()
+    pauses.close()
     gc.collect(0)
-    assert p.figures()["collections"]["gen0"]["count"] == 0
+    assert pauses.figures()["collections"]["gen0"]["count"] == 0
