@@ -13,10 +13,11 @@ with every other thread at one torch thread).
 gives every thread one torch thread (OMP_NUM_THREADS=1, which libgomp reads once, when
 torch loads) and the model thread every core (`enter_model_thread`, its executor's
 initializer). Its one team's idle thread then spins between operators, on a core that a
-broker or consumer on the same machine may need. On 2 shared cores it made HTTP faster,
-and Kafka's tail first read slower, then (once the benchmark's own reader stopped polling
-every 5 ms beside it) no worse (docs/ARCHITECTURE.md); it is off by default until a
-request alone is faster with it in every alternated run. faiss's own
+broker or consumer on the same machine may need. On 2 cores shared with the broker, in
+twelve alternated runs, it kept every request in time at twice the sustainable rate (six
+runs of six, against one of six without it) but did not lower Kafka's p99 at that rate
+(docs/serving-measurements.md); it is off by default, by the rule fixed before those
+runs. faiss's own
 OpenMP reads OMP_NUM_THREADS too: with the setting on, the index searches on one thread.
 This module imports no torch itself.
 """

@@ -29,8 +29,9 @@ class ServingSettings(HirestreamSettings):
                                                       "used beyond it are recomputed when next asked.")
     model_owns_cores: bool = Field(False, description="Torch on every CPU for the model thread alone, "
                                                       "one thread elsewhere (models/torch_threads.py). "
-                                                      "On 2 cores shared with the broker: HTTP faster, "
-                                                      "Kafka's tail no worse (docs/ARCHITECTURE.md).")
+                                                      "On 2 cores shared with the broker: more capacity, "
+                                                      "Kafka's p99 no lower "
+                                                      "(docs/serving-measurements.md).")
 
     # The scoring service (serving/online/scoring.py): dynamic batching and its overload policy.
     batch_window_ms: float = Field(2.0, ge=0, le=5000, description="Milliseconds a batch waits "
