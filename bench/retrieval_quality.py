@@ -23,11 +23,13 @@ on a day is seen before that day is scored.
 
 The hybrid's fusion weights are chosen on the last --val-days of the training days and
 then frozen for the evaluated days; the row "hybrid (default weights)" shows the untuned
-(1, 1, 1). The choice (`choose_weights`) follows what the hybrid is for: among the grid's
-settings whose hits@100 beat every single method on applies and on hires alike, the one
-with the most hits; if none does, the one that comes closest on its worse kind. (Applies
-outnumber hires five to one, so the most hits overall favours what applies want, the
-embedding, over what hires want, the terms.)
+(1, 1, 1). The choice (`choose_weights`) follows what the hybrid is for, beating every
+single method on applies and on hires alike: the grid setting whose worse kind gains the
+most validation recall@100 over the best single method on that kind (ties: most hits).
+Until 2026-12-06 it was, among the settings that beat every single method on both kinds,
+the one with the most hits; applies outnumber hires five to one, so that rule let the
+applies decide, and picked a link weight at which the hybrid only tied links alone on
+hires (docs/graph-signals.md).
 
 The dense column is the PLM4Job encoder (`--dense plm4job`, the default): trained here
 by link prediction on the applies and hires *before* the tuning days, so the tuned
@@ -47,7 +49,9 @@ links add is measured by two arms tuned like the hybrid but only among link weig
 with links") or = 0 ("hybrid without links"), compared target by target with a
 two-sided sign test. The held-out marketplace (streams/simulator/held_out.py) is run
 at its declared size with every weight frozen from the tuning seeds' pooled
-validation hits, and printed beside them (recall@100 +- binomial SE);
+validation hits, and printed beside them (recall@100 +- binomial SE), with two
+replications of its configuration (other seeds, `REPLICATION_SEEDS`) pooled in a column
+of their own (`--no-replications` skips them);
 `--career-move-share 0 --community-strength 0` gives the marketplace before the graph
 signals.
 """
@@ -83,7 +87,7 @@ from serving.online.engine import EngineConfig  # noqa: E402
 from serving.training.encoder_run import ModelShape, build_tokenizer_and_builder, new_variant  # noqa: E402
 from serving.graph_data import apply_graph_event, split_events  # noqa: E402
 from streams.simulator import Marketplace, MarketplaceConfig  # noqa: E402
-from streams.simulator.held_out import HELD_OUT_MARKETPLACE, refuse_tuning  # noqa: E402
+from streams.simulator.held_out import HELD_OUT_MARKETPLACE, REPLICATION_SEEDS, refuse_tuning  # noqa: E402
 
 console = Console(width=None if sys.stdout.isatty() else 200)
 METHODS = ("term only", "dense only", "links only", "hybrid (default weights)", "hybrid", "hybrid with links",
@@ -102,6 +106,7 @@ PAIRED = SINGLE + ("hybrid without links",)  # each against the tuned hybrid, ta
 LINK_ARMS = {"hybrid with links": True, "hybrid without links": False}
 # Term weight 1 fixes the scale; dense and links each reach 10 times it, since either
 # can be the strongest column (links learned from applies are, on hires and career moves).
+VALIDATION_TARGETS = "validation targets"  # the key that counts them in `Scores.tuning`
 GRID = [{"dense": d, "term": 1.0, "link": l} for d in (0.0, 0.1, 0.3, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
         for l in (0.0, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)]
 
@@ -190,7 +195,8 @@ class Scores:
     found: dict = field(default_factory=lambda: defaultdict(set))  # (method, kind, k) -> {(member, job)} hit
     targets: dict = field(default_factory=lambda: defaultdict(int))  # kind -> count
     missing: int = 0  # targets whose job was not open in the index (cannot be retrieved)
-    tuning: dict = field(default_factory=lambda: defaultdict(int))  # (grid index or method, kind) -> val hits@100
+    # (grid index or method, kind) -> validation hits@100; (VALIDATION_TARGETS, kind) -> targets
+    tuning: dict = field(default_factory=lambda: defaultdict(int))
     qualified: dict = field(default_factory=lambda: defaultdict(float))  # method -> sum of qualified shares
     qualified_n: int = 0  # member-days in that sum
     weights: dict = field(default_factory=lambda: dict(GRID[0]))
@@ -216,6 +222,9 @@ def tune_day(day_targets, members, index, links, scores: Scores) -> None:
     member_ids = sorted(by_member)
     if not member_ids:
         return
+    for targets in by_member.values():
+        for _, kind in targets:
+            scores.tuning[(VALIDATION_TARGETS, kind)] += 1
 
     def queries(method: str) -> list[Query]:
         return [queries_for(method, members[m], index, links, FeedbackRules()) for m in member_ids]
@@ -231,16 +240,17 @@ def tune_day(day_targets, members, index, links, scores: Scores) -> None:
 
 
 def choose_weights(tuning: dict, links: bool | None = None) -> dict:
-    """The grid setting that beats every single method on both kinds of validation
-    target with the most hits; else the one whose worse kind comes closest. `links`
-    True / False: only among the settings with link weight > 0 / = 0."""
+    """The grid setting whose worse kind of validation target (applies, hires) gains the
+    most recall over the best single method on that kind; ties go to the most hits, then
+    to the first setting. Recall, not hits: each kind counts alike however many targets
+    it has. `links` True / False: only among the settings with link weight > 0 / = 0."""
     kinds = ("apply", "hire")
     best_single = {kind: max(tuning.get((m, kind), 0) for m in SINGLE) for kind in kinds}
+    n = {kind: max(1, tuning.get((VALIDATION_TARGETS, kind), 0)) for kind in kinds}
 
     def rank(g: int) -> tuple:
-        margin = min(tuning.get((g, kind), 0) - best_single[kind] for kind in kinds)
-        total = sum(tuning.get((g, kind), 0) for kind in kinds)
-        return (margin > 0, total if margin > 0 else margin, total, -g)
+        gain = min((tuning.get((g, kind), 0) - best_single[kind]) / n[kind] for kind in kinds)
+        return (gain, sum(tuning.get((g, kind), 0) for kind in kinds), -g)
 
     grid = [g for g in range(len(GRID)) if links is None or (GRID[g]["link"] > 0) == links]
     return dict(GRID[max(grid, key=rank)])
@@ -467,6 +477,10 @@ def sign_test(wins: int, losses: int) -> float:
     return min(1.0, 2 * tail)
 
 
+def paired_cell(wins: int, losses: int) -> str:
+    return f"+{wins} / -{losses}, p = {sign_test(wins, losses):.2g}"
+
+
 def recall_se(r: dict, method: str, kind: str, k: int = 100) -> tuple[float, float, int]:
     """(recall, binomial standard error, targets). Targets of one member are not quite
     independent, so the SE is a little optimistic; paired sign tests carry the verdicts."""
@@ -479,11 +493,14 @@ COLUMN_METHODS = ("term only", "dense only", "links only", "hybrid (default weig
                   "hybrid with links", "hybrid")
 
 
-def report_columns(tuning: dict, held: dict | None) -> dict:
-    """recall@100 +- SE of the tuning marketplaces (pooled) beside the held-out one, and
-    the paired sign test of the hybrid with learned links against the hybrid without."""
-    sets = [("tuning", tuning)] + ([("held-out", held)] if held else [])
-    t = Table(title="recall@100 ± SE: tuning marketplaces (pooled) | held-out marketplace (weights frozen from tuning)")
+def report_columns(tuning: dict, held: dict | None, replicated: dict | None = None) -> dict:
+    """recall@100 +- SE of the tuning marketplaces (pooled) beside the held-out one and its
+    replications (pooled), and the paired sign test of the hybrid with learned links
+    against the hybrid without."""
+    sets = ([("tuning", tuning)] + ([("held-out", held)] if held else [])
+            + ([("replications", replicated)] if replicated else []))
+    t = Table(title="recall@100 ± SE: tuning marketplaces (pooled) | held-out marketplace | its replications "
+                    "(pooled); weights frozen from tuning")
     t.add_column("retrieval")
     for name, r in sets:
         for kind in KINDS:
@@ -503,7 +520,7 @@ def report_columns(tuning: dict, held: dict | None) -> dict:
         for kind in KINDS:
             wins, losses = r["links_paired"][f"{kind}|100"]
             tests[f"{name}|{kind}"] = {"only_with_links": wins, "only_without": losses, "p": sign_test(wins, losses)}
-            cells.append(f"+{wins} / -{losses}, p = {sign_test(wins, losses):.3g}")
+            cells.append(paired_cell(wins, losses))
         t.add_row(name, *cells)
     console.print(t)
     return tests
@@ -537,8 +554,7 @@ def report(r: dict, command: str, title: str = "") -> None:
         for k in ks:
             t.add_column(f"{kind} @{k}", justify="right")
     for m in PAIRED:
-        t.add_row(m, *(f"+{r['paired'][f'{m}|{kind}|{k}'][0]} / -{r['paired'][f'{m}|{kind}|{k}'][1]}"
-                       for kind in KINDS for k in ks))
+        t.add_row(m, *(paired_cell(*r["paired"][f"{m}|{kind}|{k}"]) for kind in KINDS for k in ks))
     console.print(t)
     console.print(f"dense column: {r['dense']}" + (", retrained on every training day once the weights were chosen"
                                                    if r["dense"] == "plm4job" and r.get("refit") else ""))
@@ -552,18 +568,24 @@ def report(r: dict, command: str, title: str = "") -> None:
     console.print(f"rerun: [bold]{command}[/]")
 
 
-def run_held_out(args, runs: list[dict]) -> dict:
-    """The held-out marketplace at its declared size and days, every choice frozen from
-    the tuning marketplaces: fusion weights chosen on their validation hits pooled."""
+def frozen_weights(runs: list[dict]) -> dict:
+    """The fusion weights of the hybrid and of its link arms, chosen on the tuning
+    marketplaces' validation hits pooled."""
     tuning: dict = defaultdict(int)
     for r in runs:
         for g, kind, hits in r["tuning"]:
             tuning[(g, kind)] += hits
-    frozen = {"hybrid": choose_weights(tuning), **{arm: choose_weights(tuning, links=on) for arm, on in LINK_ARMS.items()}}
-    cfg = HELD_OUT_MARKETPLACE.config
+    return {"hybrid": choose_weights(tuning), **{arm: choose_weights(tuning, links=on) for arm, on in LINK_ARMS.items()}}
+
+
+def run_held_out(args, frozen: dict, seed: int | None = None) -> dict:
+    """The held-out marketplace (or its replication with `seed`) at its declared size and
+    days, every choice frozen from the tuning marketplaces."""
+    market = HELD_OUT_MARKETPLACE if seed is None else HELD_OUT_MARKETPLACE.replication(seed)
+    cfg = market.config
     held_args = argparse.Namespace(**{**vars(args), "seed": cfg.seed, "days": cfg.days,
-                                      "train_days": HELD_OUT_MARKETPLACE.train_days})
-    console.print(f"{HELD_OUT_MARKETPLACE.label}: weights frozen from the tuning marketplaces {frozen}")
+                                      "train_days": market.train_days})
+    console.print(f"{market.label}: weights frozen from the tuning marketplaces {frozen}")
     return run(held_args, cfg, frozen_weights=frozen)
 
 
@@ -594,6 +616,8 @@ def main() -> None:
                    help="tuning marketplaces' latent community strength (0: none)")
     p.add_argument("--no-held-out", dest="held_out", action="store_false",
                    help="skip the held-out marketplace's column (streams/simulator/held_out.py)")
+    p.add_argument("--no-replications", dest="replications", action="store_false",
+                   help="skip the held-out configuration's replications (other seeds, pooled in a column)")
     p.add_argument("--out", default="bench/out/retrieval_quality.json")
     args = p.parse_args()
     if args.quick:
@@ -605,16 +629,24 @@ def main() -> None:
         args.seed = seed
         runs.append(run(args))
     r = pool(runs)
-    held = run_held_out(args, runs) if args.held_out else None
+    frozen = frozen_weights(runs)
+    held = run_held_out(args, frozen) if args.held_out else None
+    replicas = ([run_held_out(args, frozen, seed) for seed in REPLICATION_SEEDS]
+                if args.held_out and args.replications else [])
+    replicated = pool(replicas) if replicas else None
     if len(runs) > 1:
         report_seeds(runs)
     report(r, command, "Tuning marketplaces. ")
     if held:
         report(held, command, f"{HELD_OUT_MARKETPLACE.label}. ")
-    tests = report_columns(r, held)
+    if replicated:
+        report(replicated, command, f"Held-out replications (seeds {', '.join(map(str, REPLICATION_SEEDS))}, "
+                                    "pooled). ")
+    tests = report_columns(r, held, replicated)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"command": command, **r, "held_out": held, "links_sign_tests": tests}, indent=2))
+    out.write_text(json.dumps({"command": command, **r, "held_out": held, "held_out_replications": replicated,
+                               "links_sign_tests": tests}, indent=2))
     console.print(f"wrote {out}")
 
 

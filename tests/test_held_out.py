@@ -13,7 +13,9 @@ from bench import retrieval_quality as RQ
 from models import encoder_training
 from streams.schemas import serialize
 from streams.simulator import Marketplace, MarketplaceConfig
-from streams.simulator.held_out import HELD_OUT_MARKETPLACE, READERS, HeldOutTuningError, refuse_tuning
+from streams.simulator.held_out import (
+    HELD_OUT_MARKETPLACE, READERS, REPLICATION_SEEDS, HeldOutTuningError, refuse_tuning,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 # A held-out-flagged marketplace small enough to replay in a few seconds.
@@ -33,6 +35,20 @@ def test_tuning_refuses_the_held_out_marketplace_and_its_copies():
     with pytest.raises(HeldOutTuningError):
         refuse_tuning(TINY_HELD_OUT, "fusion weights")  # dataclasses.replace keeps the flag
     refuse_tuning(MarketplaceConfig(), "fusion weights")  # a tuning marketplace is fine
+    for seed in (HELD_OUT_MARKETPLACE.config.seed, *REPLICATION_SEEDS):  # their seeds, at any size
+        with pytest.raises(HeldOutTuningError):
+            refuse_tuning(MarketplaceConfig(seed=seed), "fusion weights")
+
+
+def test_replications_are_held_out_and_differ_only_in_their_seed():
+    declared = HELD_OUT_MARKETPLACE.config
+    assert declared.seed not in REPLICATION_SEEDS and len(set(REPLICATION_SEEDS)) == len(REPLICATION_SEEDS)
+    for seed in REPLICATION_SEEDS:
+        replica = HELD_OUT_MARKETPLACE.replication(seed)
+        with pytest.raises(HeldOutTuningError):
+            refuse_tuning(replica.config, "fusion weights")
+        assert replica.config.seed == seed and replica.train_days == HELD_OUT_MARKETPLACE.train_days
+        assert dataclasses.replace(replica.config, seed=declared.seed) == declared
 
 
 def test_the_held_out_flag_changes_no_byte_of_the_run():

@@ -21,7 +21,7 @@ only by the files listed in `READERS` (tests/test_held_out.py fails otherwise).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from streams.simulator.config import MarketplaceConfig
 
@@ -30,6 +30,10 @@ from streams.simulator.config import MarketplaceConfig
 class HeldOutMarketplace:
     config: MarketplaceConfig
     train_days: int  # days 0..train_days-1 build state and train models; the rest are scored
+
+    def replication(self, seed: int) -> "HeldOutMarketplace":
+        """The same declared configuration drawn with another seed: held out like it."""
+        return replace(self, config=replace(self.config, seed=seed))
 
     @property
     def label(self) -> str:
@@ -49,6 +53,12 @@ HELD_OUT_MARKETPLACE = HeldOutMarketplace(
     train_days=21,
 )
 
+# Fresh draws of the declared configuration, only the seed differs. Added 2026-12-06, after
+# seed 90417's column had been read while changing a benchmark's rule: a rule changed after
+# seeing a held-out column is judged on draws nobody has seen (docs/graph-signals.md).
+# They are held out like it (the flag travels with `replication`).
+REPLICATION_SEEDS = (90_418, 90_419)
+
 # The only files that may name HELD_OUT_MARKETPLACE: this one, the benchmarks' evaluation
 # entry points, and the tests that check the rule.
 READERS = (
@@ -65,8 +75,10 @@ class HeldOutTuningError(RuntimeError):
 
 
 def refuse_tuning(config: MarketplaceConfig, what: str) -> None:
-    """Call before tuning `what` on a marketplace: raises if it is the held-out one."""
-    if config.held_out:
+    """Call before tuning `what` on a marketplace: raises if it is the held-out one, a
+    replication, or any marketplace drawn with one of their seeds (at another size it
+    still shares their random streams)."""
+    if config.held_out or config.seed in (HELD_OUT_MARKETPLACE.config.seed, *REPLICATION_SEEDS):
         raise HeldOutTuningError(
             f"refusing to tune {what} on the held-out marketplace (seed {config.seed}): its choices must be "
             "frozen from the tuning marketplaces (streams/simulator/held_out.py)")
