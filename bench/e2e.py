@@ -12,6 +12,13 @@ The default LM row is the CPU serving tier, made by (~50 minutes on 2 cores):
     hirestream compress --teacher artifacts/ranker-jobs-alone-prune-oneshot --recipe bf16 \
         --out artifacts/ranker-jobs-alone-prune-oneshot-bf16
 
+On a 2-core AMD EPYC with AVX512-BF16, broker, bench and worker on the same cores, that
+tier's stated rate is 2.0 requests/s: p99 231-281 ms over both paths in four runs of
+
+    python bench/e2e.py --scorers ranker:/abs/artifacts/ranker-jobs-alone-prune-oneshot-bf16 --rate 2.0 --vias kafka,http --duration 60
+
+(docs/serving-measurements.md, runs I1-I4, with every earlier run).
+
 Protocol (fixed before the first run):
 - The project's own broker (`infra.broker.private_broker`, topics with `--partitions`
   partitions, 3 as in the test suite: a single worker's scoring path is the same, its
