@@ -39,6 +39,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from models.ego_graph import ego_graph  # noqa: E402
 from models.encoder_training import PromptSpec, TrainConfig  # noqa: E402
 from serving.graph_data import marketplace_split  # noqa: E402
 from streams.simulator.held_out import HELD_OUT_MARKETPLACE  # noqa: E402
@@ -69,6 +70,8 @@ def parse_args(argv=None):
     ap.add_argument("--data-seed", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", type=int, nargs="*", default=None, help="row numbers to run (0-4)")
+    ap.add_argument("--max-len", type=int, default=PromptSpec().max_len,
+                    help="tokens per prompt: the ego's text, then as many neighbours as fit, nearest first")
     ap.add_argument("--no-held-out", dest="held_out", action="store_false",
                     help="skip the held-out marketplace (streams/simulator/held_out.py)")
     ap.add_argument("--out", type=Path, default=Path("bench/out/encoder_ablation.json"))
@@ -95,11 +98,34 @@ def recall_se(hits: np.ndarray) -> float:
     return (p * (1 - p) / len(hits)) ** 0.5
 
 
+def prompt_reach(builder, split, sample: int = 300) -> dict:
+    """How much of a held-out member's ego graph its prompt holds: nodes per hop in the
+    ego graph (fanout) against those that fit in max_len, over the first `sample` members.
+    Neighbours come nearest first, so a short prompt drops the far hops whole."""
+    members = sorted({m for m, _ in split.heldout})[:sample]
+    in_graph, in_prompt = np.zeros(3), np.zeros(3)  # hop 1, hop 2, hop 3+
+    for m in members:
+        ego = ego_graph(split.graph, m, fanout=builder.spec.fanout)
+        kept = set(builder.prompt(split.graph, m).node_ids)
+        for node in ego.nodes[1:]:
+            hop = min(node.hop, 3) - 1
+            in_graph[hop] += 1
+            in_prompt[hop] += node.node_id in kept
+    n = max(1, len(members))
+    return {"members": len(members), "max_len": builder.spec.max_len,
+            **{f"hop{h + 1}_in_graph": float(in_graph[h] / n) for h in range(3)},
+            **{f"hop{h + 1}_in_prompt": float(in_prompt[h] / n) for h in range(3)}}
+
+
 def ablate(split, args, steps, console, label: str) -> tuple[list[dict], dict, dict]:
     """Every variant trained and evaluated on one split: (rows, references, data stats)."""
-    shape, spec = ModelShape(), PromptSpec()
+    shape, spec = ModelShape(), PromptSpec(max_len=args.max_len)
     train_cfg = TrainConfig(max_steps=steps, time_budget_s=args.budget_minutes * 60, seed=args.seed, device="auto")
     tokenizer, builder = build_tokenizer_and_builder(split, shape, spec)
+    reach = prompt_reach(builder, split)
+    console.print(f"{label}: a held-out member's prompt ({spec.max_len} tokens) holds, per member, "
+                  f"{reach['hop1_in_prompt']:.1f} of the ego graph's {reach['hop1_in_graph']:.1f} hop-1 "
+                  f"neighbours and {reach['hop2_in_prompt']:.1f} of its {reach['hop2_in_graph']:.1f} hop-2 ones")
     n_cand = len(split.candidate_jobs)
     refs = {
         "random": {f"recall@{k}": min(1.0, k / n_cand) for k in (10, 50, 100)},
@@ -122,7 +148,7 @@ def ablate(split, args, steps, console, label: str) -> tuple[list[dict], dict, d
         })
         prev_hits = out.hits
         console.print(f"   recall@100 {out.metrics['recall@100']:.4f}  ({out.train.steps} steps, {out.train.seconds:.0f}s)")
-    return rows, refs, split.stats
+    return rows, refs, {**split.stats, "prompt_reach": reach}
 
 
 def print_table(console, title: str, rows: list[dict], refs: dict, stats: dict) -> None:
@@ -205,7 +231,7 @@ def main(argv=None) -> dict:
         held = {"data": held_stats, "references": held_refs, "rows": held_rows}
     report = {
         "data": stats, "steps": steps, "seed": args.seed, "threads": args.threads,
-        "shape": asdict(ModelShape()), "prompt": asdict(PromptSpec()),
+        "shape": asdict(ModelShape()), "prompt": asdict(PromptSpec(max_len=args.max_len)),
         "references": refs, "rows": rows, "held_out": held, "setup_seconds": round(setup_s, 1),
         "wall_seconds": round(time.perf_counter() - t0, 1), "command": rerun,
     }
