@@ -22,8 +22,10 @@ and the held-out one (streams/simulator/held_out.py), on which every variant is
 trained and evaluated with the settings chosen for the tuning one, and reported in
 its own columns (`--no-held-out` skips it).
 
-    .venv/bin/python bench/encoder_ablation.py            # 18 min on 2 heavily shared cores (5 min unloaded)
-    .venv/bin/python bench/encoder_ablation.py --quick    # ~5-9 min on 2 shared cores
+    .venv/bin/python bench/encoder_ablation.py                 # 4 min on 2 idle cores (18 min heavily shared)
+    .venv/bin/python bench/encoder_ablation.py --steps 1000    # 29 min on 2 idle cores
+    .venv/bin/python bench/encoder_ablation.py --max-len 128   # 6 min: prompts that hold the hop-2 neighbours
+    .venv/bin/python bench/encoder_ablation.py --quick         # ~5-9 min on 2 shared cores
 """
 from __future__ import annotations
 
