@@ -41,7 +41,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.ego_graph import ego_graph  # noqa: E402
 from models.encoder_training import PromptSpec, TrainConfig  # noqa: E402
 from serving.graph_data import marketplace_split  # noqa: E402
 from streams.simulator.held_out import HELD_OUT_MARKETPLACE  # noqa: E402
@@ -107,8 +106,8 @@ def prompt_reach(builder, split, sample: int = 300) -> dict:
     members = sorted({m for m, _ in split.heldout})[:sample]
     in_graph, in_prompt = np.zeros(3), np.zeros(3)  # hop 1, hop 2, hop 3+
     for m in members:
-        ego = ego_graph(split.graph, m, fanout=builder.spec.fanout)
-        kept = set(builder.prompt(split.graph, m).node_ids)
+        ego = builder.ego(split.graph, m)
+        kept = set(builder.prompt_of(ego).node_ids)
         for node in ego.nodes[1:]:
             hop = min(node.hop, 3) - 1
             in_graph[hop] += 1

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.ego_graph import UNREACHABLE, EgoPrompt, HeteroGraph, Link, ego_graph, ego_prompt
+from models.ego_graph import UNREACHABLE, EgoGraph, EgoPrompt, HeteroGraph, Link, ego_graph, ego_prompt
 from models.encoder import EncoderConfig, PLM4JobEncoder
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -96,13 +96,19 @@ class PromptBuilder:
             for t, ids in zip(chunk, self.tokenizer(chunk, add_special_tokens=False)["input_ids"]):
                 self._ids[t] = ids
 
-    def prompt(self, graph: HeteroGraph, center: str, exclude_edges=()) -> EgoPrompt:
+    def ego(self, graph: HeteroGraph, center: str, exclude_edges=()) -> EgoGraph:
+        """The neighbourhood a prompt of this spec is drawn from (before max_len cuts it)."""
+        return ego_graph(graph, center, fanout=self.spec.fanout, exclude_edges=exclude_edges)
+
+    def prompt_of(self, ego: EgoGraph) -> EgoPrompt:
         s = self.spec
-        ego = ego_graph(graph, center, fanout=s.fanout, exclude_edges=exclude_edges)
         return ego_prompt(
             ego, self.tokenize, cls_id=self.tokenizer.cls_token_id, sep_id=self.tokenizer.sep_token_id,
             max_len=s.max_len, ego_tokens=s.ego_tokens, neighbour_tokens=s.neighbour_tokens, max_hop=s.max_hop,
         )
+
+    def prompt(self, graph: HeteroGraph, center: str, exclude_edges=()) -> EgoPrompt:
+        return self.prompt_of(self.ego(graph, center, exclude_edges))
 
     def collate(self, prompts: Sequence[EgoPrompt], device="cpu") -> dict[str, torch.Tensor]:
         B = len(prompts)

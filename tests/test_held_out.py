@@ -35,7 +35,7 @@ def test_tuning_refuses_the_held_out_marketplace_and_its_copies():
     with pytest.raises(HeldOutTuningError):
         refuse_tuning(TINY_HELD_OUT, "fusion weights")  # dataclasses.replace keeps the flag
     refuse_tuning(MarketplaceConfig(), "fusion weights")  # a tuning marketplace is fine
-    for seed in (HELD_OUT_MARKETPLACE.config.seed, *REPLICATION_SEEDS):  # their seeds, at any size
+    for seed in (HELD_OUT_MARKETPLACE.config.seed, *REPLICATION_SEEDS):  # every held-out seed, at any size
         with pytest.raises(HeldOutTuningError):
             refuse_tuning(MarketplaceConfig(seed=seed), "fusion weights")
 

@@ -58,6 +58,7 @@ HELD_OUT_MARKETPLACE = HeldOutMarketplace(
 # seeing a held-out column is judged on draws nobody has seen (docs/graph-signals.md).
 # They are held out like it (the flag travels with `replication`).
 REPLICATION_SEEDS = (90_418, 90_419)
+HELD_OUT_SEEDS = (HELD_OUT_MARKETPLACE.config.seed, *REPLICATION_SEEDS)  # refused for tuning at any size
 
 # The only files that may name HELD_OUT_MARKETPLACE: this one, the benchmarks' evaluation
 # entry points, and the tests that check the rule.
@@ -78,7 +79,7 @@ def refuse_tuning(config: MarketplaceConfig, what: str) -> None:
     """Call before tuning `what` on a marketplace: raises if it is the held-out one, a
     replication, or any marketplace drawn with one of their seeds (at another size it
     still shares their random streams)."""
-    if config.held_out or config.seed in (HELD_OUT_MARKETPLACE.config.seed, *REPLICATION_SEEDS):
+    if config.held_out or config.seed in HELD_OUT_SEEDS:
         raise HeldOutTuningError(
             f"refusing to tune {what} on the held-out marketplace (seed {config.seed}): its choices must be "
             "frozen from the tuning marketplaces (streams/simulator/held_out.py)")
