@@ -50,9 +50,10 @@ links add is measured by two arms tuned like the hybrid but only among link weig
 with links") or = 0 ("hybrid without links"), compared target by target with a
 two-sided sign test. The held-out marketplace (streams/simulator/held_out.py) is run
 at its declared size with every weight frozen from the tuning seeds' pooled
-validation hits, and printed beside them (recall@100 +- binomial SE), with two
-replications of its configuration (other seeds, `REPLICATION_SEEDS`) pooled in a column
-of their own (`--no-replications` skips them);
+validation hits, and printed beside them (recall@100 +- binomial SE), with the
+replications of its configuration (other seeds, `REPLICATION_SEEDS`; `--replication-seeds`
+runs a subset, as each judgement names its own fresh draws) pooled in a column of their
+own (`--no-replications` skips them);
 `--career-move-share 0 --community-strength 0` gives the marketplace before the graph
 signals.
 """
@@ -590,6 +591,16 @@ def run_held_out(args, frozen: dict, seed: int | None = None) -> dict:
     return run(held_args, cfg, frozen_weights=frozen)
 
 
+def replication_seeds(text: str) -> tuple[int, ...]:
+    """`--replication-seeds`: only declared replications are held out (and labelled so)."""
+    seeds = tuple(int(x) for x in text.split(","))
+    unknown = [s for s in seeds if s not in REPLICATION_SEEDS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"{unknown} are not declared replications "
+                                         f"(streams/simulator/held_out.py: {REPLICATION_SEEDS})")
+    return seeds
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", default="7,8,9", help="simulated marketplaces, comma-separated; several are pooled")
@@ -619,6 +630,9 @@ def main() -> None:
                    help="skip the held-out marketplace's column (streams/simulator/held_out.py)")
     p.add_argument("--no-replications", dest="replications", action="store_false",
                    help="skip the held-out configuration's replications (other seeds, pooled in a column)")
+    p.add_argument("--replication-seeds", type=replication_seeds, default=REPLICATION_SEEDS,
+                   help="which of the declared replications to run, comma-separated (default: all of "
+                        f"{','.join(map(str, REPLICATION_SEEDS))})")
     p.add_argument("--out", default="bench/out/retrieval_quality.json")
     args = p.parse_args()
     if args.quick:
@@ -632,7 +646,7 @@ def main() -> None:
     r = pool(runs)
     frozen = frozen_weights(runs)
     held = run_held_out(args, frozen) if args.held_out else None
-    replicas = ([run_held_out(args, frozen, seed) for seed in REPLICATION_SEEDS]
+    replicas = ([run_held_out(args, frozen, seed) for seed in args.replication_seeds]
                 if args.held_out and args.replications else [])
     replicated = pool(replicas) if replicas else None
     if len(runs) > 1:
@@ -641,7 +655,7 @@ def main() -> None:
     if held:
         report(held, command, f"{HELD_OUT_MARKETPLACE.label}. ")
     if replicated:
-        report(replicated, command, f"Held-out replications (seeds {', '.join(map(str, REPLICATION_SEEDS))}, "
+        report(replicated, command, f"Held-out replications (seeds {', '.join(map(str, args.replication_seeds))}, "
                                     "pooled). ")
     tests = report_columns(r, held, replicated)
     out = Path(args.out)

@@ -51,6 +51,15 @@ def test_replications_are_held_out_and_differ_only_in_their_seed():
         assert dataclasses.replace(replica.config, seed=declared.seed) == declared
 
 
+def test_the_retrieval_bench_runs_only_declared_replications():
+    """`--replication-seeds` names the fresh draws a judgement uses; a seed that is not a
+    declared replication would be labelled held out without being one, so it is refused."""
+    assert RQ.replication_seeds(f"{REPLICATION_SEEDS[-1]},{REPLICATION_SEEDS[0]}") == (REPLICATION_SEEDS[-1],
+                                                                                        REPLICATION_SEEDS[0])
+    with pytest.raises(argparse.ArgumentTypeError, match="not declared replications"):
+        RQ.replication_seeds(f"{REPLICATION_SEEDS[0]},7")
+
+
 def test_the_held_out_flag_changes_no_byte_of_the_run():
     plain = dataclasses.replace(TINY_HELD_OUT, held_out=False, days=2)
     flagged = dataclasses.replace(plain, held_out=True)

@@ -53,11 +53,12 @@ HELD_OUT_MARKETPLACE = HeldOutMarketplace(
     train_days=21,
 )
 
-# Fresh draws of the declared configuration, only the seed differs. Added 2026-12-06, after
-# seed 90417's column had been read while changing a benchmark's rule: a rule changed after
-# seeing a held-out column is judged on draws nobody has seen (docs/graph-signals.md).
-# They are held out like it (the flag travels with `replication`).
-REPLICATION_SEEDS = (90_418, 90_419)
+# Fresh draws of the declared configuration, only the seed differs, held out like it (the
+# flag travels with `replication`). A choice made after reading a held-out column is judged
+# on draws nobody has seen (docs/graph-signals.md), so each judgement adds its own:
+# 90418-90419 on 2026-12-06 (the weight rule in recall), 90420-90423 on 2026-12-07 (the
+# enlarged validation). Benchmarks run the set a judgement names (`--replication-seeds`).
+REPLICATION_SEEDS = (90_418, 90_419, 90_420, 90_421, 90_422, 90_423)
 HELD_OUT_SEEDS = (HELD_OUT_MARKETPLACE.config.seed, *REPLICATION_SEEDS)  # refused for tuning at any size
 
 # The only files that may name HELD_OUT_MARKETPLACE: this one, the benchmarks' evaluation
