@@ -427,6 +427,15 @@ def run(args, cfg: MarketplaceConfig | None = None, frozen_weights: dict | None 
             "seconds": time.perf_counter() - t0}
 
 
+def pooled_tuning(runs: list[dict]) -> dict:
+    """The tuning marketplaces' validation hits (and target counts), summed."""
+    tuning: dict = defaultdict(int)
+    for r in runs:
+        for g, kind, hits in r["tuning"]:
+            tuning[(g, kind)] += hits
+    return tuning
+
+
 def pool(runs: list[dict]) -> dict:
     """Several simulated marketplaces (seeds) as one test set: hits, targets and paired
     counts summed, so a difference of a few targets is measured on more of them."""
@@ -446,6 +455,7 @@ def pool(runs: list[dict]) -> dict:
             "qualified_member_days": n_q, "train_hires": sum(r["train_hires"] for r in runs),
             "train_applies": sum(r["train_applies"] for r in runs),
             "targets_not_open": sum(r["targets_not_open"] for r in runs),
+            "tuning": [[g, kind, h] for (g, kind), h in pooled_tuning(runs).items()],
             "tuned_weights": [r["tuned_weights"] for r in runs], "link_arm_weights": [r["link_arm_weights"] for r in runs],
             "per_seed": runs,
             "seconds": sum(r["seconds"] for r in runs)}
@@ -573,10 +583,7 @@ def report(r: dict, command: str, title: str = "") -> None:
 def frozen_weights(runs: list[dict]) -> dict:
     """The fusion weights of the hybrid and of its link arms, chosen on the tuning
     marketplaces' validation hits pooled."""
-    tuning: dict = defaultdict(int)
-    for r in runs:
-        for g, kind, hits in r["tuning"]:
-            tuning[(g, kind)] += hits
+    tuning = pooled_tuning(runs)
     return {"hybrid": choose_weights(tuning), **{arm: choose_weights(tuning, links=on) for arm, on in LINK_ARMS.items()}}
 
 

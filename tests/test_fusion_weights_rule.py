@@ -39,9 +39,13 @@ def test_the_link_arms_choose_only_among_their_own_settings():
     assert RQ.choose_weights(tuning, links=False) == RQ.GRID[without]
 
 
-def test_the_replay_counts_each_kinds_validation_targets():
-    out = RQ.run(bench_args(members=400, jobs=300, days=8, train_days=6, val_days=3))  # hires among them
-    tuning = {(g, kind): hits for g, kind, hits in out["tuning"]}
+def test_the_replay_counts_each_kinds_validation_targets_and_pools_them_over_seeds():
+    runs = [RQ.run(bench_args(seed=seed, members=400, jobs=300, days=8, train_days=6, val_days=3))  # hires among them
+            for seed in (1, 2)]
+    per_seed = [{(g, kind): hits for g, kind, hits in r["tuning"]} for r in runs]
+    tuning = {(g, kind): hits for g, kind, hits in RQ.pool(runs)["tuning"]}
+    assert tuning == {key: per_seed[0].get(key, 0) + per_seed[1].get(key, 0) for key in {*per_seed[0], *per_seed[1]}}
+    assert RQ.frozen_weights(runs)["hybrid"] == RQ.choose_weights(tuning)  # what the held-out columns run with
     for kind in ("apply", "hire"):
         targets = tuning[(RQ.VALIDATION_TARGETS, kind)]
         assert targets > 0
