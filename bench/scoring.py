@@ -61,6 +61,8 @@ Protocol (fixed before the first run):
   batches do: short prompts, today's shape.)
   vllm's CPU-seconds are this process's plus its server's (every process of the
   server's group, from /proc), so its per-CPU-second figures are comparable.
+  (Added 2026-12-07: 'of bound' carries its SE, from the per-request rates of the
+  method and of single; the same speed-up moved +-10 % between runs of one code.)
 - Issue 14's target: the best in-process method at >= 0.8x vllm's candidates/s; the
   line under the table states it for each shape where both ran.
 """
@@ -181,31 +183,50 @@ def run_method(ranker, method: str, requests, members_per_call: int = 1, sample:
         calls = [requests[i:i + members_per_call] for i in range(0, len(requests), members_per_call)]
         calls = [c for c in calls if len(c) == members_per_call]
         ranker.score_many([(p, jobs[:4]) for p, jobs in calls[0]], ["apply"])  # warm-up
-        lat, n_cand, wall, cpu = [], 0, 0.0, 0.0
+        lat, n_cand, wall, cpu, units = [], 0, 0.0, 0.0, []
         scores = None
         for call in calls:
             t, c = time.perf_counter(), time.process_time()
             out = ranker.score_many(call, ["apply"])
-            dt = time.perf_counter() - t
-            cpu += time.process_time() - c
+            dt, used = time.perf_counter() - t, time.process_time() - c
+            cpu += used
+            units.append((sum(len(jobs) for _, jobs in call), used))
             scores = scores if scores is not None else out[0][:, 0]
             lat += [dt] * len(call)
             n_cand += sum(len(jobs) for _, jobs in call)
             wall += dt
-        return {"latencies_s": lat, "candidates": n_cand, "wall_s": wall, "cpu_s": cpu, "first_scores": scores}
+        return {"latencies_s": lat, "candidates": n_cand, "wall_s": wall, "cpu_s": cpu, "first_scores": scores,
+                "units": units}
     prefix0, jobs0 = requests[0]
     ranker.score_tasks(prefix0, jobs0[:4], ["apply"], method=method)  # warm-up: allocations, kernels
-    lat, scores, n_cand, wall, cpu = [], None, 0, 0.0, 0.0
+    lat, scores, n_cand, wall, cpu, units = [], None, 0, 0.0, 0.0, []
     for prefix, jobs in requests:
         timed = jobs[:sample] if sample else jobs
         t, c = time.perf_counter(), time.process_time()
         p = ranker.score_tasks(prefix, timed, ["apply"], method=method)[:, 0]
-        dt = time.perf_counter() - t
-        cpu += time.process_time() - c
+        dt, used = time.perf_counter() - t, time.process_time() - c
+        cpu += used
+        units.append((len(timed), used))
         lat.append(dt * len(jobs) / len(timed))
         n_cand, wall = n_cand + len(timed), wall + dt
         scores = scores if scores is not None else p
-    return {"latencies_s": lat, "candidates": n_cand, "wall_s": wall, "cpu_s": cpu, "first_scores": scores}
+    return {"latencies_s": lat, "candidates": n_cand, "wall_s": wall, "cpu_s": cpu, "first_scores": scores,
+            "units": units}
+
+
+def share_cell(speedup: float, se: float, bound: float) -> str:
+    """'68±3%': a speed-up as a share of the bound, with its SE where there is one."""
+    return f"{100 * speedup / bound:.0f}%" if np.isnan(se) else f"{100 * speedup / bound:.0f}±{100 * se / bound:.0f}%"
+
+
+def relative_se(units: list[tuple[int, float]]) -> float:
+    """The standard error of a method's candidates per CPU-second, relative to it, from its
+    timed calls' own rates (nan under two calls): what makes a speed-up's share of the
+    bound a measurement rather than one draw (they moved +-10 % run to run)."""
+    rates = np.array([n / s for n, s in units if s > 0])
+    if len(rates) < 2:
+        return float("nan")
+    return float(rates.std(ddof=1) / np.sqrt(len(rates)) / rates.mean())
 
 
 class VLLMMethod:
@@ -243,16 +264,18 @@ class VLLMMethod:
         prefix0, jobs0 = requests[0]
         # warm-up on a prompt that shares no prefix block with any timed request
         self.scorer.p_yes([ids[::-1] for ids in prompts.prompt_ids(prefix0, jobs0[:4], ["apply"])])
-        lat, scores, n_cand, wall, cpu = [], None, 0, 0.0, 0.0
+        lat, scores, n_cand, wall, cpu, units = [], None, 0, 0.0, 0.0, []
         for prefix, jobs in requests:
             t, c, s = time.perf_counter(), time.process_time(), self.cpu_seconds()
             p = self.scorer.p_yes(prompts.prompt_ids(prefix, jobs, ["apply"]))
-            dt = time.perf_counter() - t
-            cpu += time.process_time() - c + self.cpu_seconds() - s
+            dt, used = time.perf_counter() - t, time.process_time() - c + self.cpu_seconds() - s
+            cpu += used
+            units.append((len(jobs), used))
             lat.append(dt)
             n_cand, wall = n_cand + len(jobs), wall + dt
             scores = scores if scores is not None else p
-        return {"latencies_s": lat, "candidates": n_cand, "wall_s": wall, "cpu_s": cpu, "first_scores": scores}
+        return {"latencies_s": lat, "candidates": n_cand, "wall_s": wall, "cpu_s": cpu, "first_scores": scores,
+                "units": units}
 
     def prefix_cache_hit_rate(self) -> float:
         """Prompt tokens found in vLLM's prefix cache / prompt tokens looked up, so far
@@ -357,13 +380,16 @@ def main() -> None:
             lat = np.asarray(r["latencies_s"])
             cps, per_cpu = r["candidates"] / r["wall_s"], r["candidates"] / r["cpu_s"]
             speedup = per_cpu / (ref["candidates"] / ref["cpu_s"]) if ref else float("nan")
+            # its SE from both methods' per-call rates (independent draws of each)
+            speedup_se = speedup * float(np.hypot(relative_se(r["units"]), relative_se(ref["units"]))) \
+                if ref and method != "single" else float("nan")
             over_padded = per_cpu / (padded["candidates"] / padded["cpu_s"]) if padded else float("nan")
             common = min(len(r["first_scores"]), len(agree["first_scores"])) if agree else 0
             diff = float(np.max(np.abs(r["first_scores"][:common] - agree["first_scores"][:common]))) \
                 if common and method != "jobs_alone" else float("nan")  # another function: no agreement to show
             rows.append((shape, method + ("*" if r["sampled"] else ""), len(lat), f"{cps:.1f}", f"{per_cpu:.2f}",
                          f"{np.percentile(lat, 50):.2f}", f"{np.percentile(lat, 99):.2f}", f"{speedup:.1f}x",
-                         f"{100 * speedup / bound:.0f}%", f"{100 * speedup / ceiling:.0f}%", f"{over_padded:.1f}x",
+                         share_cell(speedup, speedup_se, bound), f"{100 * speedup / ceiling:.0f}%", f"{over_padded:.1f}x",
                          f"{100 * over_padded / bound:.0f}%",
                          f"{diff:.1e}"))
             shape_report = report["shapes"].setdefault(shape, {
@@ -373,6 +399,7 @@ def main() -> None:
                 "requests": len(lat), "candidates_per_s": cps, "candidates_per_cpu_s": per_cpu,
                 "p50_s": float(np.percentile(lat, 50)), "p99_s": float(np.percentile(lat, 99)),
                 "x_single_per_cpu_s": speedup, "share_of_bound": speedup / bound,
+                "share_of_bound_se": speedup_se / bound,
                 "share_of_mac_ceiling": speedup / ceiling,
                 "x_padded_per_cpu_s": over_padded, "share_of_bound_vs_padded": over_padded / bound,
                 "max_abs_diff_vs_single": diff, "timed_candidates_per_request": r["sampled"] or args.k,
@@ -399,7 +426,7 @@ def main() -> None:
     print(f"\n(n: timed requests; *: {args.slow_sample} of each request's {args.k} candidates timed, latency scaled "
           f"to {args.k}; cand/s and latencies are wall clock, 'x single' and 'of bound' compare candidates per CPU-second "
           f"of this process (robust to other load on the machine); 'of bound': that speed-up as a share of "
-          f"(prefix + segment) / segment; 'of MACs': of the speed-up multiply-adds allow at k = {args.k} "
+          f"(prefix + segment) / segment, ± its SE from both methods' per-request rates; 'of MACs': of the speed-up multiply-adds allow at k = {args.k} "
           f"(attention to the prefix counted, the prefix paid once per request: mac_ceiling); 'x padded' and "
           f"its 'of bound' take the padded batches of the same prompts "
           f"as the reference instead (one prompt at a time also pays for small matrix products, which the bound "
