@@ -223,6 +223,13 @@ def share_cell(speedup: float, se: float, bound: float) -> str:
     return f"{100 * speedup / bound:.0f}%" if np.isnan(se) else f"{100 * speedup / bound:.0f}±{100 * se / bound:.0f}%"
 
 
+def target_verdict(value: float, se: float, target: float) -> str:
+    """A measured value against a floor: met only 2 SE clear of it, a tie within them."""
+    if value - 2 * se >= target:
+        return "met"
+    return "NOT met" if value + 2 * se < target else "within 2 SE of it: a tie, not shown"
+
+
 def relative_se(units: list[tuple[int, float]]) -> float:
     """The standard error of a method's candidates per CPU-second, relative to it, from its
     timed calls' own rates (nan under two calls): what makes a speed-up's share of the
@@ -439,8 +446,7 @@ def main() -> None:
                                         methods_["vllm"]["candidates_per_s_rel_se"]))
             info["best_in_process_vs_vllm"] = {"method": best, "x_vllm": ratio, "x_vllm_se": se,
                                                "x_vllm_per_cpu_s": per_cpu}
-            verdict = ("met" if ratio - 2 * se >= 0.8 else "NOT met" if ratio + 2 * se < 0.8
-                       else "within 2 SE of it: a tie, not shown")
+            verdict = target_verdict(ratio, se, 0.8)
             targets.append(f"{shape}: best in-process ({best}) = {ratio:.2f}x ± {se:.2f} vllm's candidates/s "
                            f"({per_cpu:.2f}x per CPU-second); target >= 0.8x: {verdict}")
     header = ("shape", "method", "n", "cand/s", "cand/CPU-s", "p50 s", "p99 s", "x single", "of bound",
