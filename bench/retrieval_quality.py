@@ -63,7 +63,7 @@ import argparse
 import json
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -205,28 +205,25 @@ class Scores:
     arm_weights: dict = field(default_factory=dict)  # LINK_ARMS method -> its weights
 
 
-def _targets_by_member(day_targets, index, scores: Scores | None):
+def _targets_by_member(day_targets, index) -> tuple[dict[str, list[tuple[str, str]]], Counter, int]:
+    """The day's targets whose job is open, by member; how many of each kind; how many
+    were not open (they cannot be retrieved)."""
     by_member: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for member_id, job_id, kind in day_targets:
-        if job_id not in index:
-            if scores is not None:
-                scores.missing += 1
-            continue
-        by_member[member_id].append((job_id, kind))
-        if scores is not None:
-            scores.targets[kind] += 1
-    return by_member
+        if job_id in index:
+            by_member[member_id].append((job_id, kind))
+    kinds = Counter(kind for targets in by_member.values() for _, kind in targets)
+    return by_member, kinds, len(day_targets) - sum(kinds.values())
 
 
 def tune_day(day_targets, members, index, links, scores: Scores) -> None:
     """Validation: hits@100 on applies and hires for each fusion-weight setting of the grid."""
-    by_member = _targets_by_member(day_targets, index, None)
+    by_member, kinds, _ = _targets_by_member(day_targets, index)
     member_ids = sorted(by_member)
     if not member_ids:
         return
-    for targets in by_member.values():
-        for _, kind in targets:
-            scores.tuning[(VALIDATION_TARGETS, kind)] += 1
+    for kind, n in kinds.items():
+        scores.tuning[(VALIDATION_TARGETS, kind)] += n
 
     def queries(method: str) -> list[Query]:
         return [queries_for(method, members[m], index, links, FeedbackRules()) for m in member_ids]
@@ -262,7 +259,10 @@ QUALIFIED_SAMPLE = 40  # members per day whose top 100 is checked against the hi
 
 
 def evaluate_day(day_targets, members, index, links, rules, ks, scores: Scores, truth) -> None:
-    by_member = _targets_by_member(day_targets, index, scores)
+    by_member, kinds, missing = _targets_by_member(day_targets, index)
+    scores.missing += missing
+    for kind, n in kinds.items():
+        scores.targets[kind] += n
     if not by_member:
         return
     member_ids = sorted(by_member)
