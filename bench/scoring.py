@@ -34,6 +34,8 @@ Protocol (fixed before the first run):
                 /v1/completions request per member (`serving.online.scorer.VLLMScorer`);
                 the server runs only while its method is timed (started per shape,
                 its start not timed). Skipped, saying so, where .venv-vllm is absent.
+                Without a checkpoint the server loads the untrained stand-in, saved
+                once to bench/out/ranker-untrained-8.
 - Each method scores one small warm-up request first (not timed), then `--requests`
   requests one after another (x4: `--requests` // 4 calls, at least one). Latency is
   a request's wall time (for x4, the call's: each of its four requests waits for all
@@ -306,6 +308,18 @@ class VLLMMethod:
         self.scorer.close()
 
 
+def vllm_model_dir(checkpoint: str, ranker) -> str:
+    """The folder vLLM's server loads: the checkpoint's, or, where there is none (the
+    untrained stand-in `load_ranker` built), that stand-in saved under bench/out once."""
+    if Path(checkpoint, "config.json").exists():
+        return checkpoint
+    folder = OUT / "ranker-untrained-8"
+    if not Path(folder, "config.json").exists():
+        ranker.save(folder, card="SmolLM2-135M-Instruct's first 8 blocks, untrained: bench/scoring.py's stand-in "
+                                  "for a checkpoint, for speed only")
+    return str(folder)
+
+
 def vllm_unavailable(checkpoint: str) -> str | None:
     from infra.vllm_env import missing_reason
 
@@ -317,12 +331,12 @@ def vllm_unavailable(checkpoint: str) -> str | None:
 def time_method(args, ranker, method: str, requests) -> dict | None:
     """One method's timed requests at one shape (None: vllm is not installed, said why)."""
     if method == "vllm":
-        why = vllm_unavailable(args.ranker)
+        why = vllm_unavailable(args.vllm_model)
         if why:
             print(f"  vllm: skipped: {why}", flush=True)
             return None
         longest = max(len(ids) for p, jobs in requests for ids in ranker.prompt_ids(p, jobs, ["apply"]))
-        served = VLLMMethod(args.ranker, max_prompt_tokens=-(-longest // 256) * 256)
+        served = VLLMMethod(args.vllm_model, max_prompt_tokens=-(-longest // 256) * 256)
         print(f"  vllm: server answered after {served.started_s:.0f} s (not timed)", flush=True)
         try:
             r = served.run(ranker, requests[:args.requests])
@@ -374,6 +388,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     ranker, model_name = load_ranker(args.ranker)
+    args.vllm_model = vllm_model_dir(args.ranker, ranker) if "vllm" in args.methods else args.ranker
     print(f"CPU: {cpu_name()}, {args.threads} torch threads; torch {torch.__version__}; float32; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs at the start")
     print(f"model: {model_name}; k = {args.k} candidates per request, task 'apply'")
