@@ -62,7 +62,12 @@ def test_freezing_leaves_what_was_alive_out_of_later_collections(pauses):
     kept = [[i] for i in range(50_000)]  # lists: containers the collector tracks and walks
     assert any(o is kept[0] for o in gc.get_objects(2) + gc.get_objects(1) + gc.get_objects(0))
     frozen = pauses.freeze()
-    assert frozen == gc.get_freeze_count() >= len(kept)
+    assert frozen >= len(kept)
+    # in the permanent generation now, where no later collection walks them
+    assert not any(o is kept[0] for o in gc.get_objects(2) + gc.get_objects(1) + gc.get_objects(0))
+    # not ==: another thread (a leftover of an earlier test) may free a frozen object meanwhile,
+    # and the count drops (a clean-clone `make test` read 817,470 after freezing 817,472)
+    assert gc.get_freeze_count() <= frozen
     figures = pauses.figures()
     assert figures["before_freeze"]["gen2"]["count"] >= 1  # the freeze's own full collection
     assert figures["collections"]["gen2"]["count"] == 0  # counted afresh from the freeze
