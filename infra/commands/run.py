@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import shutil
+import signal
 import time
 
 import click
@@ -51,6 +52,10 @@ def command(events: int, seed: int, members_shown: int, keep_running: bool) -> N
     from streams.settings import get_settings
     from streams.simulator import Marketplace, MarketplaceConfig
 
+    # SIGTERM (`kill`, a CI timeout) ends the run through the `finally` below, which stops
+    # the worker and broker it started. Python's default would leave both running, and the
+    # orphaned worker broke the next run on the same ports (OutOfOrderSequenceNumber).
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     console = make_console(min_width=140)  # tables stay readable when piped
     settings = get_settings()
     phases = Phases()
@@ -95,6 +100,10 @@ def command(events: int, seed: int, members_shown: int, keep_running: bool) -> N
             worker.stop()
             if not external:
                 broker.stop(cfg)
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(128 + signum)
 
 
 class Phases:
